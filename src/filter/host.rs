@@ -1,0 +1,151 @@
+//! The few host calls devgate makes, written against the proxy-wasm ABI directly.
+//!
+//! The SDK's getters turn header names into `String` with `unwrap()` and panic on any status they
+//! do not expect; a panic here is a trap, and a trap is a 503 (or, with a fail-open setting, a
+//! bypass). These wrappers read everything as bytes, return every failure as an error, and let
+//! the caller fail closed. The SDK still drives the contexts and allocates the buffers the host
+//! hands back (`proxy_on_memory_allocate`, a `Vec<u8>` with capacity == length), which is why
+//! [`take`] may rebuild them as `Vec<u8>`.
+#![allow(unsafe_code)]
+
+use core::ptr::{null, null_mut};
+
+use crate::abi::serialize_pairs;
+
+/// `MapType::HttpRequestHeaders` of the ABI.
+const REQUEST_HEADERS: u32 = 0;
+/// `Status::Ok`.
+const OK: u32 = 0;
+/// `Status::NotFound`.
+const NOT_FOUND: u32 = 1;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_send_local_response(
+        status: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+/// A host call returned a status other than the ones devgate handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+/// Takes ownership of a buffer the host allocated through `proxy_on_memory_allocate`.
+fn take(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() || size == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the host filled `data` with a pointer from the SDK's `proxy_on_memory_allocate`,
+    // which leaks a `Vec<u8>` of capacity `size` and returns its pointer; we are its only owner.
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+/// All request headers, serialized as the ABI does (see [`crate::abi::parse_pairs`]).
+pub fn request_header_pairs() -> Result<Vec<u8>, HostError> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: plain FFI; the out-pointers are valid for the duration of the call.
+    match unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) } {
+        OK => Ok(take(data, size)),
+        s => Err(HostError(s)),
+    }
+}
+
+/// A property such as `source.address`; `Ok(None)` when the host has none.
+pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+    // The ABI encodes a property path as its segments, each followed by a NUL.
+    let mut encoded = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+    for seg in path {
+        encoded.extend_from_slice(seg.as_bytes());
+        encoded.push(0);
+    }
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: plain FFI; `encoded` outlives the call.
+    match unsafe { proxy_get_property(encoded.as_ptr(), encoded.len(), &mut data, &mut size) } {
+        OK => Ok(Some(take(data, size))),
+        NOT_FOUND => Ok(None),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Removes every value of a request header.
+pub fn remove_request_header(name: &[u8]) -> Result<(), HostError> {
+    // SAFETY: plain FFI; `name` outlives the call.
+    match unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) } {
+        OK | NOT_FOUND => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Sets a request header to one value, replacing any.
+pub fn set_request_header(name: &[u8], value: &[u8]) -> Result<(), HostError> {
+    // SAFETY: plain FFI; both slices outlive the call.
+    let status = unsafe {
+        proxy_replace_header_map_value(
+            REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+    match status {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Answers the request locally. `details` shows up as `%RESPONSE_CODE_DETAILS%`.
+pub fn send_local_response(
+    status: u16,
+    details: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+) -> Result<(), HostError> {
+    let map = serialize_pairs(headers);
+    // SAFETY: plain FFI; every buffer outlives the call. `body` may be empty (null is allowed).
+    let rc = unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            details.as_ptr(),
+            details.len(),
+            if body.is_empty() {
+                null()
+            } else {
+                body.as_ptr()
+            },
+            body.len(),
+            map.as_ptr(),
+            map.len(),
+            -1,
+        )
+    };
+    match rc {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
