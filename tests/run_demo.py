@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""`make run`: devgate in Envoy on 127.0.0.1:10000 / [::1]:10000 in front of the demo upstream.
+
+Starts tests/demo_upstream.py on 127.0.0.1:8080 and Envoy with envoy/envoy.yaml (admin on
+127.0.0.1:9901), prints a few requests to try, and runs until Ctrl-C or SIGTERM, which stop both.
+Extra arguments go to Envoy (e.g. `-l debug`).
+
+Environment: DEVGATE_ENVOY (the envoy binary; default .venv/bin/envoy),
+DEVGATE_WASM (checked to exist; envoy.yaml itself loads target/wasm32-wasip1/release/devgate.wasm).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = Path("envoy/envoy.yaml")
+WASM = Path("target/wasm32-wasip1/release/devgate.wasm")  # what envoy.yaml loads, repo-relative
+ENVOY = Path(os.environ.get("DEVGATE_ENVOY") or REPO / ".venv" / "bin" / "envoy")
+UPSTREAM = ("127.0.0.1", 8080)
+ADMIN = ("127.0.0.1", 9901)
+LISTEN = 10000
+
+TRY = f"""
+devgate demo is up: Envoy on 127.0.0.1:{LISTEN} and [::1]:{LISTEN}, admin on 127.0.0.1:{ADMIN[1]},
+upstream (echoes what it receives) on 127.0.0.1:{UPSTREAM[1]}. Config: {CONFIG}
+Every loopback client is a developer by default; watch the x-wsgiorg-developer-user header:
+
+  curl -s http://127.0.0.1:{LISTEN}/                      # any path: you are 127.0.0.1
+  curl -s http://127.0.0.1:{LISTEN}/_debug/vars           # protected, you are a developer
+  curl -s -g 'http://[::1]:{LISTEN}/_debug/'              # developer ::1
+  curl -s --interface 127.0.0.5 http://127.0.0.1:{LISTEN}/_debug/   # developer 127.0.0.5
+  curl -s http://127.0.0.1:{LISTEN}/ -H 'X-Wsgiorg-Developer-User: evil' -H 'x_wsgiorg_developer_user: evil'
+                                                          # forged identities are removed
+  curl -s http://127.0.0.1:{LISTEN}/ -H 'X-Forwarded-For: 10.0.0.1'   # XFF does not change who you are
+  curl -si 'http://127.0.0.1:{LISTEN}/_debug%2Fx'         # ambiguous path: 400 from Envoy
+  curl -si 'http://127.0.0.1:{LISTEN}/%255Fdebug/'        # double encoding: 400 from devgate
+
+To see a 401 challenge, narrow the allow list in {CONFIG}, e.g.
+  {{"network": {{"allow": ["127.0.0.1/32"]}}, "protect": ["/_debug/"], "public": ["/healthz"]}}
+and then: curl -si --interface 127.0.0.77 http://127.0.0.1:{LISTEN}/_debug/
+
+Ctrl-C stops Envoy and the upstream.
+"""
+
+
+def die(msg: str, code: int = 1) -> "None":
+    print(f"run_demo: {msg}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def stop(proc: subprocess.Popen | None, name: str, timeout: float = 10.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        print(f"run_demo: {name} did not stop on SIGTERM, killing it", file=sys.stderr)
+        proc.kill()
+        proc.wait()
+
+
+def envoy_live() -> bool:
+    try:
+        conn = http.client.HTTPConnection(*ADMIN, timeout=1)
+        conn.request("GET", "/ready")
+        r = conn.getresponse()
+        return r.status == 200 and r.read().strip() == b"LIVE"
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def main(argv: list[str]) -> int:
+    os.chdir(REPO)
+    if not WASM.is_file():
+        die(f"{REPO / WASM} is missing: run: make build")
+    if not ENVOY.is_file():
+        die(f"envoy not found at {ENVOY}: run: make venv")
+
+    # SIGTERM ends the demo the same way Ctrl-C does.
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    upstream = envoy = None
+    try:
+        # Own sessions: Ctrl-C reaches only this script, which then stops the children in order.
+        upstream = subprocess.Popen(
+            [sys.executable, "tests/demo_upstream.py", "--host", UPSTREAM[0], "--port", str(UPSTREAM[1])],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        line = upstream.stdout.readline()
+        if not line.startswith("demo_upstream listening"):
+            upstream.wait(5)
+            die(f"the demo upstream could not start on {UPSTREAM[0]}:{UPSTREAM[1]} (port in use?)")
+        threading.Thread(target=lambda: [None for _ in upstream.stdout], daemon=True).start()
+
+        cmd = [
+            str(ENVOY), "-c", str(CONFIG),
+            "--concurrency", "1",
+            "--disable-hot-restart",
+            "-l", "warning",
+            "--component-log-level", "wasm:info",
+            *argv,
+        ]
+        print("run_demo: " + " ".join(cmd), flush=True)
+        envoy = subprocess.Popen(cmd, start_new_session=True)
+
+        deadline = time.monotonic() + 60
+        while not envoy_live():
+            if envoy.poll() is not None:
+                die(f"Envoy exited with status {envoy.returncode} (see its log above; "
+                    f"ports {LISTEN} and {ADMIN[1]} must be free)")
+            if time.monotonic() > deadline:
+                die("Envoy did not become ready within 60s")
+            time.sleep(0.1)
+        print(TRY, flush=True)
+
+        while True:
+            if envoy.poll() is not None:
+                print(f"run_demo: Envoy exited with status {envoy.returncode}", file=sys.stderr)
+                return envoy.returncode or 1
+            if upstream.poll() is not None:
+                print(f"run_demo: the demo upstream exited with status {upstream.returncode}", file=sys.stderr)
+                return upstream.returncode or 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nrun_demo: stopping", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop(envoy, "Envoy")
+        stop(upstream, "demo upstream")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
