@@ -74,11 +74,17 @@ impl Rule {
         // Protect rules fold case: an upstream on a case-insensitive file system or router
         // serves /_DEBUG/ as /_debug/. Public rules do not: exemptions stay as narrow as written.
         let fold = self.kind == RuleKind::Protect;
+        // Frameworks answer HEAD with the GET handler, so a rule naming GET covers HEAD too.
+        let method = if method == b"HEAD" {
+            &b"GET"[..]
+        } else {
+            method
+        };
         self.prefix.matches(canonical, fold)
-            && self
-                .methods
-                .as_ref()
-                .is_none_or(|ms| ms.iter().any(|m| m.as_bytes() == method))
+            && self.methods.as_ref().is_none_or(|ms| {
+                ms.iter()
+                    .any(|m| m.as_bytes() == method || (m == "HEAD" && method == b"GET"))
+            })
     }
 }
 
@@ -210,9 +216,24 @@ pub fn parse_policy(json: &[u8]) -> Result<Policy, ConfigError> {
     };
     let mut de = serde_json::Deserializer::from_slice(json);
     let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return err(
+                "(root)",
+                format!(
+                    "not valid JSON (line {}, column {})",
+                    inner.line(),
+                    inner.column()
+                ),
+            );
+        }
         let path = e.path().to_string();
-        let field = if path == "." { "(root)".into() } else { path };
-        err(field, redact_values(&e.inner().to_string()))
+        let field = if path == "." || path == "?" {
+            "(root)".into()
+        } else {
+            path
+        };
+        err(field, redact_values(&inner.to_string()))
     })?;
     de.end()
         .map_err(|e| err("(root)", redact_values(&e.to_string())))?;
@@ -345,7 +366,7 @@ mod tests {
         assert_eq!(field_of(r#"{"public": ["/ok", "nope"]}"#), "public[1]");
         assert_eq!(field_of(r#"[]"#), "(root)");
         assert_eq!(field_of(r#"{} {}"#), "(root)");
-        assert_eq!(field_of("{\"header\": \"\u{0}\"}"), "header");
+        assert_eq!(field_of(r#"{"header": "\u0000"}"#), "header");
     }
 
     #[test]
@@ -407,6 +428,25 @@ mod tests {
             "methods are case-sensitive"
         );
         assert!(!p.is_protected(b"POST", b"/"));
+        let p = parse_policy(br#"{"protect": [{"prefix": "/api", "methods": ["GET"]}]}"#).unwrap();
+        assert!(
+            p.is_protected(b"HEAD", b"/api/x"),
+            "GET handlers answer HEAD"
+        );
+        let p = parse_policy(br#"{"protect": [{"prefix": "/api", "methods": ["HEAD"]}]}"#).unwrap();
+        assert!(p.is_protected(b"HEAD", b"/api/x"));
+    }
+
+    #[test]
+    fn invalid_json_says_so() {
+        let e = parse_policy(br#"{"protect": ["/"]"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "field `(root)`: not valid JSON (line 1, column 17)"
+        );
+        let e = parse_policy(b"{\"header\": \"x\" secret}").unwrap_err();
+        assert_eq!(e.field, "(root)");
+        assert!(!e.message.contains("secret"));
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //! 2. The path must start with `/` (origin form); anything else is refused.
 //! 3. Percent escapes are decoded once. A malformed escape, an encoded NUL, or an escape that
 //!    is still there after decoding (double encoding, `%255F`) is refused.
+//!    The decoded path must be UTF-8 without control characters (overlong `%c0%af`, `%0a`,
+//!    `%09` are refused).
 //! 4. `\` counts as `/`.
-//! 5. Each segment loses its `;parameters` (as Tomcat and Spring do).
+//! 5. Each segment loses its `;parameters` (as Tomcat and Spring do) and its trailing dots and
+//!    spaces (as Windows and IIS do: `/_debug./` is `/_debug/` there).
 //! 6. Empty segments (`//`) and `.` are dropped, `..` removes the segment before it (never
 //!    above the root).
 //!
@@ -28,6 +31,8 @@ pub enum PathError {
     EncodedNul,
     /// An escape that survives one round of decoding.
     DoubleEncoded,
+    /// After decoding: not UTF-8, or a control character.
+    BadBytes,
 }
 
 /// Longest path devgate will look at; Envoy's default header limit is far above typical paths but
@@ -69,7 +74,10 @@ fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
     if (0..out.len()).any(|i| is_escape_at(&out, i)) {
         return Err(PathError::DoubleEncoded);
     }
-    Ok(out)
+    match std::str::from_utf8(&out) {
+        Ok(text) if !text.chars().any(char::is_control) => Ok(out),
+        _ => Err(PathError::BadBytes),
+    }
 }
 
 /// The canonical path of a raw `:path` value (bytes as the client sent them).
@@ -92,6 +100,17 @@ pub fn canonicalize(raw: &[u8]) -> Result<Vec<u8>, PathError> {
         let seg = match seg.iter().position(|&b| b == b';') {
             Some(i) => seg.get(..i).unwrap_or_default(),
             None => seg,
+        };
+        let seg = match seg {
+            b"." | b".." => seg,
+            s => {
+                let keep = s.len()
+                    - s.iter()
+                        .rev()
+                        .take_while(|&&b| b == b'.' || b == b' ')
+                        .count();
+                s.get(..keep).unwrap_or_default()
+            }
         };
         trailing_slash = true;
         match seg {
@@ -224,9 +243,29 @@ mod tests {
     }
 
     #[test]
-    fn non_utf8_paths_are_bytes_not_errors() {
-        assert_eq!(canonicalize(b"/\xff/../_debug/").unwrap(), b"/_debug/");
-        assert_eq!(canonicalize(b"/%ff").unwrap(), b"/\xff".to_vec());
+    fn undecodable_or_control_bytes_are_refused() {
+        for bad in [
+            &b"/\xff/../_debug/"[..],
+            b"/%ff",
+            b"/%c0%af_debug/",
+            b"/_debug%0a/",
+            b"/_debug%09/",
+            b"/_debug%7f/",
+            b"/a\x01b",
+        ] {
+            assert_eq!(canonicalize(bad), Err(PathError::BadBytes), "{bad:?}");
+        }
+        assert_eq!(canon("/caf%C3%A9/").as_deref(), Ok("/café/"));
+    }
+
+    #[test]
+    fn trailing_dots_and_spaces_fold_like_windows() {
+        assert_eq!(canon("/_debug./").as_deref(), Ok("/_debug/"));
+        assert_eq!(canon("/_debug%2e/").as_deref(), Ok("/_debug/"));
+        assert_eq!(canon("/_debug%20/x").as_deref(), Ok("/_debug/x"));
+        assert_eq!(canon("/_debug.../x").as_deref(), Ok("/_debug/x"));
+        assert_eq!(canon("/.../x").as_deref(), Ok("/x"));
+        assert_eq!(canon("/a.b/").as_deref(), Ok("/a.b/"));
     }
 
     #[test]
