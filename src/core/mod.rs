@@ -3,9 +3,11 @@
 //! Nothing here calls the host, reads a clock or logs a credential. The glue gathers the facts
 //! (one header-map read, one property read), calls [`decide`], and applies the result.
 
+pub mod cookie;
 pub mod headers;
 pub mod net;
 pub mod path;
+pub mod token;
 
 use crate::config::{Policy, Unauthenticated};
 use net::NetVerdict;

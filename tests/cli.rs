@@ -1,0 +1,370 @@
+//! The `devgate` binary as a user runs it: files, exit codes, stdin.
+
+// Test helpers outside #[test] functions: clippy.toml's allow-*-in-tests does not cover them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_devgate");
+
+/// A fresh directory under Cargo's per-target temporary directory.
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("devgate-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn devgate(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn devgate_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn keygen(dir: &std::path::Path) -> String {
+    let path = dir.join("key");
+    let o = devgate(&["keygen", "--out", path.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{o:?}");
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn keygen_prints_32_bytes_base64url() {
+    let a = devgate(&["keygen"]);
+    let b = devgate(&["keygen"]);
+    assert_eq!(code(&a), 0);
+    let key = stdout(&a);
+    assert_eq!(key.len(), 44);
+    assert!(key.ends_with('\n'));
+    assert!(key
+        .trim_end()
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    assert_ne!(key, stdout(&b));
+}
+
+#[cfg(unix)]
+#[test]
+fn keygen_out_is_private_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("keygen");
+    let path = keygen(&dir);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let secret = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(secret.trim_end().len(), 43);
+    // Nothing about the secret on stdout.
+    let again = devgate(&["keygen", "--out", &path]);
+    assert_eq!(code(&again), 3);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), secret);
+    let missing_dir = dir.join("no/such/dir/key");
+    assert_eq!(
+        code(&devgate(&[
+            "keygen",
+            "--out",
+            missing_dir.to_str().unwrap()
+        ])),
+        3
+    );
+}
+
+#[test]
+fn mint_verify_round_trip() {
+    let dir = scratch("roundtrip");
+    let key = keygen(&dir);
+    let o = devgate(&[
+        "mint",
+        "--sub",
+        "Alice Smith",
+        "--ttl",
+        "8h",
+        "--key-file",
+        &key,
+    ]);
+    assert_eq!(code(&o), 0, "{o:?}");
+    let token = stdout(&o).trim().to_owned();
+    let secret = std::fs::read_to_string(&key).unwrap();
+    assert!(!token.contains(secret.trim()));
+
+    let o = devgate(&["verify", &token, "--key-file", &key]);
+    assert_eq!(code(&o), 0, "{o:?}");
+    let claims: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(claims["sub"], "Alice Smith");
+    assert_eq!(claims["dgp"], "developer");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        8 * 3600
+    );
+
+    // Token on stdin, with a trailing newline as `echo` writes it.
+    let o = devgate_stdin(&["verify", "-", "--key-file", &key], &format!("{token}\n"));
+    assert_eq!(code(&o), 0, "{o:?}");
+
+    // Session token bound to a cookie and a peer.
+    let o = devgate(&[
+        "mint",
+        "--sub",
+        "bob",
+        "--ttl",
+        "30m",
+        "--key-file",
+        &key,
+        "--kid",
+        "2024-06",
+        "--purpose",
+        "session",
+        "--cookie",
+        "devgate_token",
+        "--bind-ip",
+        "192.0.2.1",
+    ]);
+    assert_eq!(code(&o), 0, "{o:?}");
+    let session = stdout(&o).trim().to_owned();
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            session.as_str(),
+            "--key-file",
+            key.as_str(),
+            "--kid-name",
+            "2024-06",
+        ];
+        args.extend_from_slice(extra);
+        devgate(&args)
+    };
+    assert_eq!(
+        code(&verify(&[
+            "--purpose",
+            "session",
+            "--cookie",
+            "devgate_token",
+            "--peer",
+            "192.0.2.1"
+        ])),
+        0
+    );
+    let o = verify(&[
+        "--purpose",
+        "session",
+        "--cookie",
+        "other",
+        "--peer",
+        "192.0.2.1",
+    ]);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (1, "invalid: wrong_cookie\n".to_owned())
+    );
+    let o = verify(&[
+        "--purpose",
+        "session",
+        "--cookie",
+        "devgate_token",
+        "--peer",
+        "192.0.2.2",
+    ]);
+    assert_eq!(stdout(&o), "invalid: wrong_peer\n");
+    let o = verify(&[]);
+    assert_eq!(stdout(&o), "invalid: wrong_purpose\n");
+}
+
+#[test]
+fn tampered_and_foreign_tokens_exit_1() {
+    let dir = scratch("tamper");
+    let key = keygen(&dir);
+    let other = dir.join("other");
+    assert_eq!(
+        code(&devgate(&["keygen", "--out", other.to_str().unwrap()])),
+        0
+    );
+    let token = stdout(&devgate(&[
+        "mint",
+        "--sub",
+        "alice",
+        "--ttl",
+        "1h",
+        "--key-file",
+        &key,
+    ]))
+    .trim()
+    .to_owned();
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{head}.{flipped}{}", &sig[1..]);
+    let o = devgate(&["verify", &tampered, "--key-file", &key]);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (1, "invalid: bad_signature\n".to_owned())
+    );
+    let o = devgate(&["verify", &token, "--key-file", other.to_str().unwrap()]);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (1, "invalid: bad_signature\n".to_owned())
+    );
+    let o = devgate(&["verify", "not-a-token", "--key-file", &key]);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (1, "invalid: malformed\n".to_owned())
+    );
+    let o = devgate(&["verify", &token, "--key-file", &key, "--now", "99999999999"]);
+    assert_eq!((code(&o), stdout(&o)), (1, "invalid: expired\n".to_owned()));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = scratch("usage");
+    let key = keygen(&dir);
+    for args in [
+        vec![],
+        vec!["frobnicate"],
+        vec!["keygen", "extra"],
+        vec!["keygen", "--bogus"],
+        vec!["mint"],
+        vec!["mint", "--sub", "alice", "--key-file", &key],
+        vec!["mint", "--sub", "alice", "--ttl", "8x", "--key-file", &key],
+        vec!["mint", "--sub", "alice", "--ttl", "0s", "--key-file", &key],
+        vec![
+            "mint",
+            "--sub",
+            "alice\u{7f}",
+            "--ttl",
+            "1h",
+            "--key-file",
+            &key,
+        ],
+        vec![
+            "mint",
+            "--sub",
+            "alice",
+            "--ttl",
+            "1h",
+            "--key-file",
+            &key,
+            "--purpose",
+            "session",
+        ],
+        vec![
+            "mint",
+            "--sub",
+            "alice",
+            "--ttl",
+            "1h",
+            "--key-file",
+            &key,
+            "--bind-ip",
+            "10.0.0.300",
+        ],
+        vec![
+            "mint",
+            "--sub",
+            "alice",
+            "--sub",
+            "bob",
+            "--ttl",
+            "1h",
+            "--key-file",
+            &key,
+        ],
+        vec!["verify", "--key-file", &key],
+        vec!["verify", "a", "b", "--key-file", &key],
+        vec!["verify", "a.b.c"],
+        vec!["verify", "a.b.c", "--key-file", &key, "--leeway", "-1"],
+        vec!["check-config"],
+    ] {
+        let o = devgate(&args);
+        assert_eq!(code(&o), 2, "{args:?}: {o:?}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn io_errors_exit_3_and_bad_keys_exit_1() {
+    let dir = scratch("io");
+    let missing = dir.join("missing");
+    let o = devgate(&[
+        "mint",
+        "--sub",
+        "a",
+        "--ttl",
+        "1h",
+        "--key-file",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 3);
+    assert_eq!(
+        code(&devgate(&["check-config", missing.to_str().unwrap()])),
+        3
+    );
+    let bad = dir.join("bad");
+    std::fs::write(&bad, "c2hvcnQ\n").unwrap();
+    let o = devgate(&[
+        "mint",
+        "--sub",
+        "a",
+        "--ttl",
+        "1h",
+        "--key-file",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at least 32"));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("c2hvcnQ"));
+}
+
+#[test]
+fn help_exits_0() {
+    for args in [
+        vec!["--help"],
+        vec!["help"],
+        vec!["mint", "--help"],
+        vec!["verify", "-h"],
+        vec!["keygen", "--help"],
+        vec!["check-config", "--help"],
+    ] {
+        let o = devgate(&args);
+        assert_eq!(code(&o), 0, "{args:?}");
+        assert!(stdout(&o).starts_with("usage: devgate"), "{args:?}");
+    }
+}
+
+#[test]
+fn check_config_reports() {
+    let dir = scratch("config");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{ not json").unwrap();
+    let o = devgate(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{o:?}");
+    assert!(!String::from_utf8_lossy(&o.stderr).is_empty());
+}
