@@ -8,9 +8,11 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::core::cookie::is_valid_cookie_name;
 use crate::core::headers::HeaderName;
 use crate::core::net::{Cidr, CidrList, NetPolicy};
 use crate::core::path::Prefix;
+use crate::core::token::{Key, KeyError, KeySet, Secret};
 
 /// Largest plugin configuration accepted (bytes).
 pub const MAX_CONFIG_LEN: usize = 256 * 1024;
@@ -88,8 +90,34 @@ impl Rule {
     }
 }
 
+/// How signed developer tokens are accepted. Present only when `tokens` is configured.
+#[derive(Clone, Debug)]
+pub struct TokenPolicy {
+    /// Verification keys; the first one signs (CLI, login).
+    pub keys: KeySet,
+    /// Accept `Authorization: Bearer <token>`. Defaults to true.
+    pub bearer: bool,
+    /// Accept the token in this cookie. Defaults to `devgate_token`; `null` turns it off.
+    pub cookie: Option<String>,
+    /// Socket peers a token is honoured from. `None` (the default): any peer, including one
+    /// Envoy took from `X-Forwarded-For`; when set, the peer must be a socket address
+    /// (or `network.trust_forwarded` must be on) inside one of these networks.
+    pub allow_from: Option<CidrList>,
+    /// Require tokens bound to the peer IP (`cip` claim). Defaults to false (a `cip` claim,
+    /// when present, is always enforced).
+    pub bind_peer: bool,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds. Defaults to 30.
+    pub leeway: u64,
+    /// Remove devgate's credential (its cookie, or a Bearer header carrying one of its key
+    /// ids) before the request goes upstream. Defaults to true.
+    pub strip_credential: bool,
+}
+
+/// Largest accepted `tokens.leeway_seconds`.
+pub const MAX_LEEWAY: u64 = 300;
+
 /// The validated, immutable policy the core decides with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Policy {
     /// The identity header injected for the upstream. Defaults to `x-wsgiorg-developer-user`.
     pub header: HeaderName,
@@ -98,6 +126,8 @@ pub struct Policy {
     /// Protect and public rules, most specific first (protect before public on a tie).
     pub rules: Vec<Rule>,
     pub unauthenticated: Unauthenticated,
+    /// Signed developer tokens; `None` (the default) accepts none.
+    pub tokens: Option<TokenPolicy>,
 }
 
 impl Policy {
@@ -123,6 +153,45 @@ struct RawConfig {
     public: Vec<String>,
     #[serde(default)]
     unauthenticated: Unauthenticated,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+    tokens: Option<RawTokens>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    id: String,
+    secret: Option<String>,
+    secret_env: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_cookie() -> Option<String> {
+    Some("devgate_token".into())
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    #[serde(default = "default_true")]
+    bearer: bool,
+    #[serde(default = "default_cookie")]
+    cookie: Option<String>,
+    allow_from: Option<Vec<String>>,
+    #[serde(default)]
+    bind_peer: bool,
+    #[serde(default = "default_leeway")]
+    leeway_seconds: u64,
+    #[serde(default = "default_true")]
+    strip_credential: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -204,8 +273,17 @@ fn methods(field: &str, items: Vec<String>) -> Result<Vec<String>, ConfigError> 
     Ok(items)
 }
 
-/// Parses and validates the plugin configuration. An empty configuration means all defaults.
+/// Parses and validates the plugin configuration, reading `secret_env` keys from the process
+/// environment (inside Envoy: the Wasm VM's `vm_config.environment_variables`).
 pub fn parse_policy(json: &[u8]) -> Result<Policy, ConfigError> {
+    parse_policy_with_env(json, &|name| std::env::var(name).ok())
+}
+
+/// [`parse_policy`] with an explicit environment, for tests and tools.
+pub fn parse_policy_with_env(
+    json: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Policy, ConfigError> {
     if json.len() > MAX_CONFIG_LEN {
         return Err(err("(root)", format!("larger than {MAX_CONFIG_LEN} bytes")));
     }
@@ -237,10 +315,98 @@ pub fn parse_policy(json: &[u8]) -> Result<Policy, ConfigError> {
     })?;
     de.end()
         .map_err(|e| err("(root)", redact_values(&e.to_string())))?;
-    validate(raw)
+    validate(raw, env)
 }
 
-fn validate(raw: RawConfig) -> Result<Policy, ConfigError> {
+fn keyset(raw: Vec<RawKey>, env: &dyn Fn(&str) -> Option<String>) -> Result<KeySet, ConfigError> {
+    let mut keys = Vec::with_capacity(raw.len());
+    for (i, k) in raw.into_iter().enumerate() {
+        let secret = match (k.secret, k.secret_env) {
+            (Some(inline), None) => Secret::from_b64url(inline.trim())
+                .map_err(|e| err(format!("keys[{i}].secret"), e.to_string()))?,
+            (None, Some(var)) => {
+                let value = env(&var).ok_or_else(|| {
+                    err(
+                        format!("keys[{i}].secret_env"),
+                        format!(
+                            "environment variable {var} is not set in the Wasm VM \
+                             (vm_config.environment_variables)"
+                        ),
+                    )
+                })?;
+                Secret::from_b64url(value.trim())
+                    .map_err(|e| err(format!("keys[{i}].secret_env"), format!("{var}: {e}")))?
+            }
+            _ => {
+                return Err(err(
+                    format!("keys[{i}]"),
+                    "needs exactly one of secret (inline base64url) or secret_env",
+                ))
+            }
+        };
+        keys.push(Key { id: k.id, secret });
+    }
+    KeySet::new(keys).map_err(|e| match e {
+        KeyError::BadId { index } | KeyError::DuplicateId { index } => {
+            let msg = e.to_string();
+            let msg = msg
+                .split_once(": ")
+                .map_or(msg.as_str(), |(_, m)| m)
+                .to_string();
+            err(format!("keys[{index}].id"), msg)
+        }
+        other => err("keys", other.to_string()),
+    })
+}
+
+fn tokens(
+    raw: RawTokens,
+    keys: Vec<RawKey>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TokenPolicy, ConfigError> {
+    if keys.is_empty() {
+        return Err(err(
+            "keys",
+            "tokens are enabled, so at least one key is required",
+        ));
+    }
+    let keys = keyset(keys, env)?;
+    if let Some(name) = &raw.cookie {
+        if !is_valid_cookie_name(name) {
+            return Err(err(
+                "tokens.cookie",
+                "must be a cookie name (an RFC 6265 token)",
+            ));
+        }
+    }
+    if !raw.bearer && raw.cookie.is_none() {
+        return Err(err(
+            "tokens",
+            "bearer is false and cookie is null: no token could ever be presented",
+        ));
+    }
+    if raw.leeway_seconds > MAX_LEEWAY {
+        return Err(err(
+            "tokens.leeway_seconds",
+            format!("at most {MAX_LEEWAY} seconds"),
+        ));
+    }
+    let allow_from = match &raw.allow_from {
+        Some(list) => Some(cidrs("tokens.allow_from", list)?),
+        None => None,
+    };
+    Ok(TokenPolicy {
+        keys,
+        bearer: raw.bearer,
+        cookie: raw.cookie,
+        allow_from,
+        bind_peer: raw.bind_peer,
+        leeway: raw.leeway_seconds,
+        strip_credential: raw.strip_credential,
+    })
+}
+
+fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Policy, ConfigError> {
     let header = HeaderName::parse(raw.header.as_deref().unwrap_or(DEFAULT_HEADER))
         .map_err(|m| err("header", m))?;
 
@@ -291,11 +457,22 @@ fn validate(raw: RawConfig) -> Result<Policy, ConfigError> {
             .then_with(|| (a.kind == RuleKind::Public).cmp(&(b.kind == RuleKind::Public)))
     });
 
+    let tokens = match raw.tokens {
+        Some(t) => Some(tokens(t, raw.keys, env)?),
+        None if !raw.keys.is_empty() => {
+            // Keys alone are validated too, so a typo is found before tokens are switched on.
+            keyset(raw.keys, env)?;
+            None
+        }
+        None => None,
+    };
+
     Ok(Policy {
         header,
         net,
         rules,
         unauthenticated: raw.unauthenticated,
+        tokens,
     })
 }
 
@@ -459,5 +636,83 @@ mod tests {
     fn oversized_config_is_refused() {
         let big = vec![b' '; MAX_CONFIG_LEN + 1];
         assert_eq!(parse_policy(&big).unwrap_err().field, "(root)");
+    }
+
+    const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+    fn tok_err(json: &str) -> ConfigError {
+        parse_policy_with_env(json.as_bytes(), &|v| match v {
+            "GOOD" => Some(SECRET.to_string()),
+            "SHORT" => Some("c2hvcnQ".to_string()),
+            _ => None,
+        })
+        .unwrap_err()
+    }
+
+    #[test]
+    fn token_config_errors_name_the_field() {
+        let e = tok_err(r#"{"tokens": {}}"#);
+        assert_eq!(e.field, "keys");
+        let e = tok_err(r#"{"keys": [{"id": "k1", "secret_env": "MISSING"}], "tokens": {}}"#);
+        assert_eq!(e.to_string(), "field `keys[0].secret_env`: environment variable MISSING is not set in the Wasm VM (vm_config.environment_variables)");
+        let e = tok_err(r#"{"keys": [{"id": "k1", "secret_env": "SHORT"}], "tokens": {}}"#);
+        assert_eq!(e.field, "keys[0].secret_env");
+        assert!(!e.message.contains("c2hvcnQ"));
+        let e = tok_err(r#"{"keys": [{"id": "k1", "secret": "c2VjcmV0LXRvby1zaG9ydA"}]}"#);
+        assert_eq!(e.field, "keys[0].secret");
+        assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+        let e = tok_err(&format!(
+            r#"{{"keys": [{{"id": "k1", "secret": "{SECRET}", "secret_env": "GOOD"}}]}}"#
+        ));
+        assert_eq!(e.field, "keys[0]");
+        let e = tok_err(
+            r#"{"keys": [{"id": "k1", "secret_env": "GOOD"}, {"id": "k1", "secret_env": "GOOD"}]}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "field `keys[1].id`: duplicates an earlier key id"
+        );
+        let e = tok_err(r#"{"keys": [{"id": "bad id", "secret_env": "GOOD"}]}"#);
+        assert_eq!(e.field, "keys[0].id");
+        let base = r#"{"keys": [{"id": "k1", "secret_env": "GOOD"}], "tokens": "#;
+        assert_eq!(
+            tok_err(&format!(r#"{base}{{"leeway_seconds": 301}}}}"#)).field,
+            "tokens.leeway_seconds"
+        );
+        assert_eq!(
+            tok_err(&format!(r#"{base}{{"cookie": "a b"}}}}"#)).field,
+            "tokens.cookie"
+        );
+        assert_eq!(
+            tok_err(&format!(r#"{base}{{"bearer": false, "cookie": null}}}}"#)).field,
+            "tokens"
+        );
+        assert_eq!(
+            tok_err(&format!(r#"{base}{{"allow_from": ["1.2.3.4/8"]}}}}"#)).field,
+            "tokens.allow_from[0]"
+        );
+        assert_eq!(
+            tok_err(&format!(r#"{base}{{"cokie": "x"}}}}"#)).field,
+            "tokens.cokie"
+        );
+    }
+
+    #[test]
+    fn token_defaults() {
+        let json = r#"{"keys": [{"id": "new", "secret_env": "GOOD"}, {"id": "old", "secret_env": "GOOD"}], "tokens": {}}"#;
+        let p = parse_policy_with_env(json.as_bytes(), &|_| Some(SECRET.to_string())).unwrap();
+        let t = p.tokens.unwrap();
+        assert!(t.bearer);
+        assert_eq!(t.cookie.as_deref(), Some("devgate_token"));
+        assert!(t.allow_from.is_none());
+        assert!(!t.bind_peer);
+        assert_eq!(t.leeway, 30);
+        assert!(t.strip_credential);
+        assert_eq!(t.keys.signing_key().id, "new", "the first key signs");
+        assert!(t.keys.get("old").is_some(), "every key verifies");
+        assert!(
+            parse_policy(b"{}").unwrap().tokens.is_none(),
+            "tokens are off by default"
+        );
     }
 }

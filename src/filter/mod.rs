@@ -129,7 +129,7 @@ impl HttpContext for Http {
                     }
                 }
                 for (name, value) in &edits.set {
-                    if host::set_request_header(name.as_bytes(), value.as_bytes()).is_err() {
+                    if host::set_request_header(name.as_bytes(), value).is_err() {
                         return fail_closed("header_edit_failed");
                     }
                 }
