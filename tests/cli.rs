@@ -368,3 +368,66 @@ fn check_config_reports() {
     assert_eq!(code(&o), 1, "{o:?}");
     assert!(!String::from_utf8_lossy(&o.stderr).is_empty());
 }
+
+#[test]
+fn check_config_reads_envoy_and_istio_yaml() {
+    let dir = scratch("yaml");
+    // The shipped demo config is valid.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/envoy/envoy.yaml");
+    let o = devgate(&["check-config", shipped]);
+    assert_eq!(code(&o), 0, "{o:?}");
+    assert!(stdout(&o).contains("ok: Envoy Wasm plugin \"devgate\""));
+
+    // A secret_env served by the VM's environment_variables is found; a bad field is named.
+    let envoy = dir.join("envoy.yaml");
+    let secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+    let good = format!(
+        r#"
+http_filters:
+- name: envoy.filters.http.wasm
+  typed_config:
+    config:
+      name: devgate
+      configuration:
+        "@type": type.googleapis.com/google.protobuf.StringValue
+        value: '{{"keys": [{{"id": "k1", "secret_env": "DEVGATE_K1"}}], "tokens": {{}}}}'
+      vm_config:
+        runtime: envoy.wasm.runtime.v8
+        environment_variables:
+          key_values: {{DEVGATE_K1: "{secret}"}}
+"#
+    );
+    std::fs::write(&envoy, &good).unwrap();
+    let o = devgate(&["check-config", envoy.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{o:?}");
+    std::fs::write(&envoy, good.replace("DEVGATE_K1: ", "OTHER: ")).unwrap();
+    let o = devgate(&["check-config", envoy.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    let err = String::from_utf8(o.stderr.clone()).unwrap() + &stdout(&o);
+    assert!(err.contains("keys[0].secret_env"), "{err}");
+    assert!(!err.contains(secret), "never print a secret: {err}");
+
+    // An Istio WasmPlugin: pluginConfig is YAML, not a string.
+    let istio = dir.join("wasmplugin.yaml");
+    std::fs::write(
+        &istio,
+        r#"
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: devgate}
+spec:
+  phase: AUTHN
+  pluginConfig:
+    network: {allow: ["10.0.0.1/8"]}
+"#,
+    )
+    .unwrap();
+    let o = devgate(&["check-config", istio.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    let err = String::from_utf8(o.stderr.clone()).unwrap() + &stdout(&o);
+    assert!(err.contains("WasmPlugin \"devgate\"") && err.contains("network.allow[0]"), "{err}");
+
+    // YAML without any plugin is an error, not a silent ok.
+    std::fs::write(&envoy, "admin: {}\n").unwrap();
+    assert_eq!(code(&devgate(&["check-config", envoy.to_str().unwrap()])), 1);
+}

@@ -85,8 +85,13 @@ JSON (exit 0), or `invalid: <code>` (exit 1).
 const CHECK_CONFIG_HELP: &str = "\
 usage: devgate check-config FILE
 
-Parses FILE as the filter's plugin configuration JSON, as the filter does in on_configure.
-Prints `ok` (exit 0) or the error, naming the field (exit 1).
+Validates the filter's plugin configuration with the code the filter runs in on_configure.
+FILE is the configuration JSON, or YAML holding it: an Envoy bootstrap (every
+envoy.filters.http.wasm `configuration` value next to a `vm_config`, with the VM's
+environment_variables.key_values as the environment for `secret_env`) or an Istio
+WasmPlugin (`spec.pluginConfig`, with `spec.vmConfig.env`). Other `secret_env` variables
+are read from this process's environment.
+Prints `ok` per configuration (exit 0) or each error, naming the field (exit 1).
 ";
 
 /// How a command failed; each maps to an exit code.
@@ -556,9 +561,155 @@ fn check_config(args: &[String], out: &mut dyn Write) -> Result<(), Failure> {
         .cloned()
         .unwrap_or_default();
     let bytes = std::fs::read(&path).map_err(|e| Failure::io(&path, &e))?;
-    match devgate::config::parse_policy(&bytes) {
-        Ok(_) => writeln!(out, "ok").map_err(|e| Failure::io("stdout", &e)),
-        Err(e) => Err(Failure::Refused(format!("{path}: {e}"))),
+    let text = String::from_utf8_lossy(&bytes);
+    let first = text.trim_start().chars().next();
+    if matches!(first, None | Some('{')) {
+        return match devgate::config::parse_policy(&bytes) {
+            Ok(_) => writeln!(out, "ok").map_err(|e| Failure::io("stdout", &e)),
+            Err(e) => Err(Failure::Refused(format!("{path}: {e}"))),
+        };
+    }
+    let found =
+        envoy_yaml::plugin_configs(&text).map_err(|e| Failure::Refused(format!("{path}: {e}")))?;
+    if found.is_empty() {
+        return Err(Failure::Refused(format!(
+            "{path}: no devgate configuration found (neither JSON nor an Envoy/Istio YAML with a Wasm plugin configuration)"
+        )));
+    }
+    let mut failed = Vec::new();
+    for plugin in &found {
+        let lookup = |var: &str| {
+            plugin
+                .env
+                .get(var)
+                .cloned()
+                .or_else(|| std::env::var(var).ok())
+        };
+        match devgate::config::parse_policy_with_env(plugin.json.as_bytes(), &lookup) {
+            Ok(_) => {
+                writeln!(out, "ok: {}", plugin.location).map_err(|e| Failure::io("stdout", &e))?
+            }
+            Err(e) => failed.push(format!("{path}: {}: {e}", plugin.location)),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Refused(failed.join("\n")))
+    }
+}
+
+/// Finds Wasm plugin configurations in Envoy bootstrap YAML (`config.configuration` as a
+/// `StringValue` next to a `vm_config`) and Istio `WasmPlugin` resources (`pluginConfig`).
+mod envoy_yaml {
+    use std::collections::HashMap;
+
+    use yaml_rust2::{Yaml, YamlLoader};
+
+    pub struct PluginConfig {
+        /// Where it was found, for messages (`envoy config "devgate"`, `WasmPlugin devgate`).
+        pub location: String,
+        /// The plugin configuration JSON.
+        pub json: String,
+        /// Environment the VM is given (`vm_config.environment_variables.key_values`, `vmConfig.env`).
+        pub env: HashMap<String, String>,
+    }
+
+    fn get<'a>(y: &'a Yaml, key: &str) -> Option<&'a Yaml> {
+        y.as_hash()?.get(&Yaml::String(key.to_string()))
+    }
+
+    fn to_json(y: &Yaml) -> serde_json::Value {
+        use serde_json::Value;
+        match y {
+            Yaml::Real(r) => r
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Value::Null, Value::Number),
+            Yaml::Integer(i) => Value::from(*i),
+            Yaml::String(s) => Value::from(s.clone()),
+            Yaml::Boolean(b) => Value::from(*b),
+            Yaml::Array(a) => Value::Array(a.iter().map(to_json).collect()),
+            Yaml::Hash(h) => Value::Object(
+                h.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), to_json(v))))
+                    .collect(),
+            ),
+            Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
+        }
+    }
+
+    fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
+        match y {
+            Yaml::Hash(h) => {
+                if let (Some(cfg), Some(vm)) = (get(y, "configuration"), get(y, "vm_config")) {
+                    if let Some(json) = get(cfg, "value").and_then(Yaml::as_str) {
+                        let env = get(vm, "environment_variables")
+                            .and_then(|e| get(e, "key_values"))
+                            .and_then(Yaml::as_hash)
+                            .map(|kv| {
+                                kv.iter()
+                                    .filter_map(|(k, v)| {
+                                        Some((k.as_str()?.to_string(), v.as_str()?.to_string()))
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let name = get(y, "name").and_then(Yaml::as_str).unwrap_or("(unnamed)");
+                        out.push(PluginConfig {
+                            location: format!("Envoy Wasm plugin {name:?}"),
+                            json: json.to_string(),
+                            env,
+                        });
+                    }
+                }
+                if get(y, "kind").and_then(Yaml::as_str) == Some("WasmPlugin") {
+                    let spec = get(y, "spec");
+                    let config = spec.and_then(|s| get(s, "pluginConfig"));
+                    let env = spec
+                        .and_then(|s| get(s, "vmConfig"))
+                        .and_then(|v| get(v, "env"))
+                        .and_then(Yaml::as_vec)
+                        .map(|list| {
+                            list.iter()
+                                .filter_map(|e| {
+                                    let name = get(e, "name")?.as_str()?.to_string();
+                                    // valueFrom: HOST reads the proxy's environment: take ours.
+                                    let value = get(e, "value")?.as_str()?.to_string();
+                                    Some((name, value))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let name = get(y, "metadata")
+                        .and_then(|m| get(m, "name"))
+                        .and_then(Yaml::as_str)
+                        .unwrap_or("(unnamed)");
+                    out.push(PluginConfig {
+                        location: format!("WasmPlugin {name:?}"),
+                        json: config.map_or_else(|| "{}".to_string(), |c| to_json(c).to_string()),
+                        env,
+                    });
+                    return;
+                }
+                for v in h.values() {
+                    walk(v, out);
+                }
+            }
+            Yaml::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+
+    /// Every plugin configuration in every document of `text`.
+    pub fn plugin_configs(text: &str) -> Result<Vec<PluginConfig>, String> {
+        let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+        let mut out = Vec::new();
+        for d in &docs {
+            walk(d, &mut out);
+        }
+        Ok(out)
     }
 }
 
