@@ -185,17 +185,30 @@ fn find_credential<'a>(
 ) -> Result<Option<Credential<'a>>, Reason> {
     let mut found: Option<Credential<'a>> = None;
     if tokens.bearer {
-        let mut authorization = req.headers.iter().filter(|(n, _)| *n == b"authorization");
-        if let Some((_, value)) = authorization.next() {
-            if let Some(token) = bearer_token(value) {
-                if authorization.next().is_some() {
-                    return Err(Reason::AmbiguousCredential);
-                }
-                found = Some(Credential {
-                    source: Source::Bearer,
-                    token,
-                });
-            }
+        // Envoy joins repeated Authorization headers with ',' (and a bearer token never holds
+        // one), so every comma-separated element is a credential of its own.
+        let mut elements = req
+            .headers
+            .iter()
+            .filter(|(n, _)| *n == b"authorization")
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .filter(|e| !e.trim_ascii().is_empty());
+        let first = elements.next();
+        let bearer = first.and_then(bearer_token);
+        let mut rest_has_bearer = false;
+        let mut more = false;
+        for e in elements {
+            more = true;
+            rest_has_bearer |= bearer_token(e).is_some();
+        }
+        if more && (bearer.is_some() || rest_has_bearer) {
+            return Err(Reason::AmbiguousCredential);
+        }
+        if let Some(token) = bearer {
+            found = Some(Credential {
+                source: Source::Bearer,
+                token,
+            });
         }
     }
     if let Some(name) = &tokens.cookie {
@@ -319,6 +332,35 @@ fn strip_credential(
     }
 }
 
+/// On an ambiguous request: removes every place a devgate credential can be.
+fn strip_all_credentials(tokens: &TokenPolicy, req: &Request<'_>, edits: &mut Edits) {
+    let has = |name: &[u8]| req.headers.iter().any(|(n, _)| *n == name);
+    if tokens.bearer && has(b"authorization") {
+        strip_credential(
+            tokens,
+            req,
+            Credential {
+                source: Source::Bearer,
+                token: b"",
+            },
+            true,
+            edits,
+        );
+    }
+    if tokens.cookie.is_some() && has(b"cookie") {
+        strip_credential(
+            tokens,
+            req,
+            Credential {
+                source: Source::Cookie,
+                token: b"",
+            },
+            true,
+            edits,
+        );
+    }
+}
+
 /// Decides one request.
 pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
     let method = req.header(b":method").unwrap_or_default();
@@ -347,7 +389,11 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
     let mut identity = None;
     if let Some(tokens) = &policy.tokens {
         match find_credential(tokens, req) {
-            Err(reason) => refusal = reason,
+            Err(reason) => {
+                // Whatever the pieces were, none of them goes upstream.
+                strip_all_credentials(tokens, req, &mut edits);
+                refusal = reason;
+            }
             Ok(None) => {}
             Ok(Some(cred)) => {
                 let (verdict, ours) = check_token(tokens, policy, cred, peer, req.now);
@@ -746,6 +792,22 @@ mod tests {
         assert_eq!(
             reason(&send(&p, "10.1.1.1:9", b"/_debug/", &twice)),
             Some("ambiguous_credential")
+        );
+        // Envoy's HTTP/1 codec joins repeated Authorization headers with ','.
+        let merged = format!("Bearer {t},Basic eA==");
+        let h: [(&[u8], &[u8]); 1] = [(b"authorization", merged.as_bytes())];
+        assert_eq!(
+            reason(&send(&p, "10.1.1.1:9", b"/_debug/", &h)),
+            Some("ambiguous_credential")
+        );
+        let merged = format!("Basic eA==, Bearer {t}");
+        let h: [(&[u8], &[u8]); 1] = [(b"authorization", merged.as_bytes())];
+        let d = send(&p, "127.0.0.1:9", b"/", &h);
+        let (id, edits) = allowed(&d);
+        assert_eq!(id, Some(("127.0.0.1".into(), Source::Network)));
+        assert!(
+            edits.remove.contains(&b"authorization".to_vec()),
+            "regression: a devgate token in a merged Authorization header reached the upstream"
         );
         let c2 = format!("devgate_token={t}; devgate_token=other");
         let d = send(&p, "10.1.1.1:9", b"/_debug/", &[(b"cookie", c2.as_bytes())]);

@@ -9,6 +9,7 @@ shared-memory region, with this suite or with anything else on the machine. Ever
 Environment:
   DEVGATE_WASM   absolute path of devgate.wasm   (default: <repo>/target/wasm32-wasip1/release/devgate.wasm)
   DEVGATE_ENVOY  the envoy binary                (default: <repo>/.venv/bin/envoy)
+  DEVGATE_CLI    the devgate command line        (default: <repo>/target/release/devgate)
 """
 
 from __future__ import annotations
@@ -719,3 +720,106 @@ def try_envoy(config: dict | str, workdir: Path, log_level: str = "info",
         except subprocess.TimeoutExpired:
             env.stop()
     return EnvoyResult(ready, env.proc.poll(), env.log_text(), time.monotonic() - t0), env
+
+
+# --------------------------------------------------------------------------------------------------
+# The devgate CLI, YAML, and a listener from a filesystem LDS (config reload without restart)
+# --------------------------------------------------------------------------------------------------
+
+DEFAULT_CLI = REPO / "target" / "release" / "devgate"
+
+
+def cli_path() -> Path:
+    """The native `devgate` command (DEVGATE_CLI, default target/release/devgate)."""
+    p = Path(os.environ.get("DEVGATE_CLI") or DEFAULT_CLI)
+    if not (p.is_file() and os.access(p, os.X_OK)):
+        raise HarnessError(f"devgate CLI not built: run `make cli` (looked for {p})")
+    return p
+
+
+def run_cli(*args: str, env: dict | None = None, stdin: str | None = None,
+            timeout: float = 30.0) -> subprocess.CompletedProcess:
+    """`devgate ARGS...` -> CompletedProcess (text stdout/stderr, returncode). `env` is added to a
+    minimal environment (PATH only), so nothing from the test runner's environment leaks in."""
+    full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    full_env.update(env or {})
+    return subprocess.run([str(cli_path()), *args], input=stdin, capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def to_yaml(obj, indent: int = 0) -> str:
+    """Block-style YAML for JSON-like data (dict/list/str/int/bool/None). Scalars are JSON-encoded,
+    which YAML reads as double-quoted strings / plain numbers and booleans. Starts with a comment so
+    tools that sniff for JSON (`{`) see YAML."""
+
+    def node(o, level: int) -> str:
+        pad = "  " * level
+        if isinstance(o, dict):
+            if not o:
+                return " {}"
+            return "".join(f"\n{pad}{json.dumps(str(k))}:{node(v, level + 1)}" for k, v in o.items())
+        if isinstance(o, (list, tuple)):
+            if not o:
+                return " []"
+            return "".join(f"\n{pad}-{node(v, level + 1)}" for v in o)
+        return " " + json.dumps(o)
+
+    if not isinstance(obj, dict):
+        raise TypeError("to_yaml renders a mapping at the top level")
+    return "# rendered by tests/e2e/harness.py\n" + node(obj, indent).lstrip("\n") + "\n"
+
+
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+
+def render_lds_bootstrap(lds_path: Union[str, Path], **kw) -> tuple[dict, dict]:
+    """render_bootstrap(**kw), with the listener moved out of static_resources into a filesystem LDS
+    at `lds_path` (dynamic_resources.lds_config.path_config_source). Returns (bootstrap, listener);
+    write the listener with write_lds() before starting Envoy, and again to change it. Envoy watches
+    for the file being moved into place, so write_lds() writes a sibling and renames it over."""
+    boot = render_bootstrap(**kw)
+    listener = boot["static_resources"].pop("listeners")[0]
+    boot["node"] = {"id": "devgate-e2e", "cluster": "devgate-e2e"}
+    boot["dynamic_resources"] = {
+        "lds_config": {"resource_api_version": "V3", "path_config_source": {"path": str(lds_path)}}
+    }
+    return boot, listener
+
+
+def write_lds(lds_path: Union[str, Path], listeners: Union[dict, Sequence[dict]], version: str = "") -> None:
+    """Atomically replace the LDS file: write `<name>.tmp-<n>` next to it, fsync, rename over."""
+    lds_path = Path(lds_path)
+    if isinstance(listeners, dict):
+        listeners = [listeners]
+    doc = {"resources": [{"@type": LISTENER_TYPE, **x} for x in listeners]}
+    if version:
+        doc["version_info"] = version
+    tmp = lds_path.with_name(f"{lds_path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(doc, indent=1))
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, lds_path)
+
+
+def set_plugin_config(listener: dict, plugin_config: Union[dict, str, None], env: dict | None = None) -> dict:
+    """A deep copy of a rendered listener whose devgate filter has a new configuration (and, if
+    given, new VM environment variables)."""
+    new = json.loads(json.dumps(listener))
+    hcm = new["filter_chains"][0]["filters"][0]["typed_config"]
+    for f in hcm["http_filters"]:
+        if f["name"] != "envoy.filters.http.wasm":
+            continue
+        config = f["typed_config"]["config"]
+        if plugin_config is None:
+            config.pop("configuration", None)
+        else:
+            value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+            config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": value}
+        if env is not None:
+            if env:
+                config["vm_config"]["environment_variables"] = {"key_values": dict(env)}
+            else:
+                config["vm_config"].pop("environment_variables", None)
+        return new
+    raise HarnessError("no devgate (envoy.filters.http.wasm) filter in this listener")
