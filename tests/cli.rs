@@ -425,9 +425,15 @@ spec:
     let o = devgate(&["check-config", istio.to_str().unwrap()]);
     assert_eq!(code(&o), 1);
     let err = String::from_utf8(o.stderr.clone()).unwrap() + &stdout(&o);
-    assert!(err.contains("WasmPlugin \"devgate\"") && err.contains("network.allow[0]"), "{err}");
+    assert!(
+        err.contains("WasmPlugin \"devgate\"") && err.contains("network.allow[0]"),
+        "{err}"
+    );
 
     // YAML without any plugin is an error, not a silent ok.
     std::fs::write(&envoy, "admin: {}\n").unwrap();
-    assert_eq!(code(&devgate(&["check-config", envoy.to_str().unwrap()])), 1);
+    assert_eq!(
+        code(&devgate(&["check-config", envoy.to_str().unwrap()])),
+        1
+    );
 }
