@@ -55,11 +55,72 @@ pub enum Unauthenticated {
     Forbid,
 }
 
-/// Whether a rule protects a path or exempts it.
+/// Whether a rule protects a path, exempts it, or makes it an API route (index into
+/// [`ApiPolicy::routes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuleKind {
     Protect,
+    Api(usize),
     Public,
+}
+
+impl RuleKind {
+    /// Tie-break order at equal specificity: the more closed kind first.
+    fn rank(self) -> u8 {
+        match self {
+            RuleKind::Protect => 0,
+            RuleKind::Api(_) => 1,
+            RuleKind::Public => 2,
+        }
+    }
+}
+
+/// What an API route lets keys do (the reference platform's endpoint modes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Reads with any key; POST, PUT, PATCH and DELETE need a private key with write.
+    #[default]
+    ReadWrite,
+    /// GET, HEAD, OPTIONS and POST (queries) with any key, no write needed; PUT, PATCH and
+    /// DELETE are refused.
+    ReadOnly,
+    /// Every method needs a private key with write permission.
+    WriteOnly,
+}
+
+/// An API route: the product it belongs to and its mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiRoute {
+    pub product: String,
+    pub mode: Mode,
+}
+
+/// Header names devgate sets for the application on API routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiHeaders {
+    pub organization: HeaderName,
+    pub project: HeaderName,
+    pub kind: HeaderName,
+    pub key_id: HeaderName,
+    /// `true`, or `false` for internal traffic (`internal_from`) that should not be counted.
+    pub count: HeaderName,
+}
+
+/// API keys.
+#[derive(Clone, Debug)]
+pub struct ApiPolicy {
+    pub keys: KeySet,
+    pub routes: Vec<ApiRoute>,
+    /// Key ids answered with 401 `revoked`.
+    pub revoked: Vec<String>,
+    pub headers: ApiHeaders,
+    /// Remove the key from the query string and `X-Api-Key` before the upstream. Defaults to true.
+    pub strip_key: bool,
+    /// Peers whose API traffic is marked `count: false`. Defaults to none.
+    pub internal_from: CidrList,
+    /// Clock skew tolerated on `exp`/`iat`. Defaults to 30.
+    pub leeway: u64,
 }
 
 /// One path rule.
@@ -75,7 +136,7 @@ impl Rule {
     fn applies(&self, method: &[u8], canonical: &[u8]) -> bool {
         // Protect rules fold case: an upstream on a case-insensitive file system or router
         // serves /_DEBUG/ as /_debug/. Public rules do not: exemptions stay as narrow as written.
-        let fold = self.kind == RuleKind::Protect;
+        let fold = self.kind != RuleKind::Public;
         // Frameworks answer HEAD with the GET handler, so a rule naming GET covers HEAD too.
         let method = if method == b"HEAD" {
             &b"GET"[..]
@@ -128,15 +189,22 @@ pub struct Policy {
     pub unauthenticated: Unauthenticated,
     /// Signed developer tokens; `None` (the default) accepts none.
     pub tokens: Option<TokenPolicy>,
+    /// API keys; `None` (the default) accepts none and has no API routes.
+    pub api: Option<ApiPolicy>,
 }
 
 impl Policy {
-    /// True when `method` on `canonical` path needs a developer.
-    pub fn is_protected(&self, method: &[u8], canonical: &[u8]) -> bool {
+    /// The rule that governs `method` on `canonical` path: the most specific one that applies.
+    pub fn route(&self, method: &[u8], canonical: &[u8]) -> Option<RuleKind> {
         self.rules
             .iter()
             .find(|r| r.applies(method, canonical))
-            .is_some_and(|r| r.kind == RuleKind::Protect)
+            .map(|r| r.kind)
+    }
+
+    /// True when `method` on `canonical` path needs a developer.
+    pub fn is_protected(&self, method: &[u8], canonical: &[u8]) -> bool {
+        self.route(method, canonical) == Some(RuleKind::Protect)
     }
 }
 
@@ -156,6 +224,43 @@ struct RawConfig {
     #[serde(default)]
     keys: Vec<RawKey>,
     tokens: Option<RawTokens>,
+    api: Option<RawApi>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    routes: Vec<RawApiRoute>,
+    #[serde(default)]
+    revoked: Vec<String>,
+    #[serde(default)]
+    headers: RawApiHeaders,
+    #[serde(default = "default_true")]
+    strip_key: bool,
+    #[serde(default)]
+    internal_from: Vec<String>,
+    #[serde(default = "default_leeway")]
+    leeway_seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiRoute {
+    prefix: String,
+    methods: Option<Vec<String>>,
+    product: String,
+    #[serde(default)]
+    mode: Mode,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApiHeaders {
+    organization: Option<String>,
+    project: Option<String>,
+    kind: Option<String>,
+    key_id: Option<String>,
+    count: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -359,18 +464,7 @@ fn keyset(raw: Vec<RawKey>, env: &dyn Fn(&str) -> Option<String>) -> Result<KeyS
     })
 }
 
-fn tokens(
-    raw: RawTokens,
-    keys: Vec<RawKey>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<TokenPolicy, ConfigError> {
-    if keys.is_empty() {
-        return Err(err(
-            "keys",
-            "tokens are enabled, so at least one key is required",
-        ));
-    }
-    let keys = keyset(keys, env)?;
+fn tokens(raw: RawTokens, keys: KeySet) -> Result<TokenPolicy, ConfigError> {
     if let Some(name) = &raw.cookie {
         if !is_valid_cookie_name(name) {
             return Err(err(
@@ -403,6 +497,68 @@ fn tokens(
         bind_peer: raw.bind_peer,
         leeway: raw.leeway_seconds,
         strip_credential: raw.strip_credential,
+    })
+}
+
+fn api_policy(raw: RawApi, keys: KeySet, rules: &mut Vec<Rule>) -> Result<ApiPolicy, ConfigError> {
+    if raw.routes.is_empty() {
+        return Err(err("api.routes", "must list at least one route"));
+    }
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let prefix =
+            Prefix::parse(&r.prefix).map_err(|m| err(format!("api.routes[{i}].prefix"), m))?;
+        let methods = match r.methods {
+            Some(ms) => Some(methods(&format!("api.routes[{i}].methods"), ms)?),
+            None => None,
+        };
+        if !crate::core::apikey::is_valid_id(&r.product) {
+            return Err(err(
+                format!("api.routes[{i}].product"),
+                "1-64 characters of [A-Za-z0-9._:-]",
+            ));
+        }
+        rules.push(Rule {
+            kind: RuleKind::Api(i),
+            prefix,
+            methods,
+        });
+        routes.push(ApiRoute {
+            product: r.product,
+            mode: r.mode,
+        });
+    }
+    for (i, id) in raw.revoked.iter().enumerate() {
+        if !crate::core::apikey::is_valid_id(id) {
+            return Err(err(format!("api.revoked[{i}]"), "not a key id"));
+        }
+    }
+    let h = raw.headers;
+    let name = |field: &str, v: Option<String>, default: &str| {
+        HeaderName::parse(v.as_deref().unwrap_or(default))
+            .map_err(|m| err(format!("api.headers.{field}"), m))
+    };
+    let headers = ApiHeaders {
+        organization: name("organization", h.organization, "x-devgate-organization")?,
+        project: name("project", h.project, "x-devgate-project")?,
+        kind: name("kind", h.kind, "x-devgate-key-kind")?,
+        key_id: name("key_id", h.key_id, "x-devgate-key-id")?,
+        count: name("count", h.count, "x-devgate-count")?,
+    };
+    if raw.leeway_seconds > MAX_LEEWAY {
+        return Err(err(
+            "api.leeway_seconds",
+            format!("at most {MAX_LEEWAY} seconds"),
+        ));
+    }
+    Ok(ApiPolicy {
+        keys,
+        routes,
+        revoked: raw.revoked,
+        headers,
+        strip_key: raw.strip_key,
+        internal_from: cidrs("api.internal_from", &raw.internal_from)?,
+        leeway: raw.leeway_seconds,
     })
 }
 
@@ -449,23 +605,45 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Poli
             methods: None,
         });
     }
-    // Most specific first; on equal specificity Protect sorts first (fail closed).
+    let keys = if raw.keys.is_empty() {
+        None
+    } else {
+        Some(keyset(raw.keys, env)?)
+    };
+    let needs_keys = |field: &str| {
+        keys.clone().ok_or_else(|| {
+            err(
+                "keys",
+                format!("{field} is enabled, so at least one key is required"),
+            )
+        })
+    };
+    let tokens = match raw.tokens {
+        Some(t) => Some(tokens(t, needs_keys("tokens")?)?),
+        None => None,
+    };
+    let api = match raw.api {
+        Some(a) => Some(api_policy(a, needs_keys("api")?, &mut rules)?),
+        None => None,
+    };
+    let mut names = vec![&header];
+    if let Some(a) = &api {
+        let h = &a.headers;
+        names.extend([&h.organization, &h.project, &h.kind, &h.key_id, &h.count]);
+    }
+    for (i, n) in names.iter().enumerate() {
+        if names.iter().skip(i + 1).any(|m| m == n) {
+            return Err(err("api.headers", format!("{} is used twice", n.as_str())));
+        }
+    }
+
+    // Most specific first; on equal specificity the more closed kind first (fail closed).
     rules.sort_by(|a, b| {
         b.prefix
             .specificity()
             .cmp(&a.prefix.specificity())
-            .then_with(|| (a.kind == RuleKind::Public).cmp(&(b.kind == RuleKind::Public)))
+            .then_with(|| a.kind.rank().cmp(&b.kind.rank()))
     });
-
-    let tokens = match raw.tokens {
-        Some(t) => Some(tokens(t, raw.keys, env)?),
-        None if !raw.keys.is_empty() => {
-            // Keys alone are validated too, so a typo is found before tokens are switched on.
-            keyset(raw.keys, env)?;
-            None
-        }
-        None => None,
-    };
 
     Ok(Policy {
         header,
@@ -473,6 +651,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Poli
         rules,
         unauthenticated: raw.unauthenticated,
         tokens,
+        api,
     })
 }
 

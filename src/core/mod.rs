@@ -3,15 +3,18 @@
 //! Nothing here calls the host, reads a clock or logs a credential. The glue gathers the facts
 //! (one header-map read, one property read), calls [`decide`], and applies the result.
 
+pub mod apikey;
 pub mod cookie;
 pub mod headers;
 pub mod net;
 pub mod path;
+pub mod query;
 pub mod token;
 
 use std::net::IpAddr;
 
-use crate::config::{Policy, TokenPolicy, Unauthenticated};
+use crate::config::{ApiPolicy, ApiRoute, Mode, Policy, RuleKind, TokenPolicy, Unauthenticated};
+use apikey::{ApiKey, KeyKind};
 use cookie::CookieLookup;
 use net::NetVerdict;
 use token::{Expect, TokenError};
@@ -83,6 +86,20 @@ pub enum Reason {
     NetworkDenied,
     /// A valid token without the peer binding `tokens.bind_peer` requires.
     UnboundToken,
+    /// An API key whose id is in `api.revoked`.
+    Revoked,
+    /// A public key outside `key`, or a private key in `key` (where browsers would leak it).
+    KeyMisplaced,
+    /// An API key that does not list the route's product.
+    WrongProduct,
+    /// A public key used from a page its referer list does not allow.
+    RefererDenied,
+    /// A write needs a private key with write permission.
+    WriteNeeded,
+    /// A `write_only` route, or a write, with a public key.
+    PrivateKeyRequired,
+    /// PUT, PATCH or DELETE (or an unknown method) on a `read_only` route.
+    MethodNotAllowed,
 }
 
 impl Reason {
@@ -94,6 +111,13 @@ impl Reason {
             Reason::Token(e) => e.code(),
             Reason::NetworkDenied => "network_denied",
             Reason::UnboundToken => "unbound_token",
+            Reason::Revoked => "revoked",
+            Reason::KeyMisplaced => "key_misplaced",
+            Reason::WrongProduct => "wrong_product",
+            Reason::RefererDenied => "referer_denied",
+            Reason::WriteNeeded => "write_needed",
+            Reason::PrivateKeyRequired => "private_key_required",
+            Reason::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -101,7 +125,14 @@ impl Reason {
     fn is_forbidden(self) -> bool {
         matches!(
             self,
-            Reason::NetworkDenied | Reason::UnboundToken | Reason::Token(TokenError::WrongPeer)
+            Reason::NetworkDenied
+                | Reason::UnboundToken
+                | Reason::Token(TokenError::WrongPeer)
+                | Reason::WrongProduct
+                | Reason::RefererDenied
+                | Reason::WriteNeeded
+                | Reason::PrivateKeyRequired
+                | Reason::MethodNotAllowed
         )
     }
 }
@@ -361,6 +392,144 @@ fn strip_all_credentials(tokens: &TokenPolicy, req: &Request<'_>, edits: &mut Ed
     }
 }
 
+/// Where an API key was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyPlace {
+    QueryKey,
+    QueryPrivateKey,
+    Header,
+}
+
+/// Reads are GET, HEAD and OPTIONS; every other method (unknown ones too) is a write.
+fn is_read(method: &[u8]) -> bool {
+    matches!(method, b"GET" | b"HEAD" | b"OPTIONS")
+}
+
+fn need_write(key: &ApiKey) -> Result<(), Reason> {
+    match (key.kind, key.write) {
+        (KeyKind::Public, _) => Err(Reason::PrivateKeyRequired),
+        (KeyKind::Private, false) => Err(Reason::WriteNeeded),
+        (KeyKind::Private, true) => Ok(()),
+    }
+}
+
+/// The endpoint-mode table (README, "API keys").
+pub fn mode_allows(mode: Mode, method: &[u8], key: &ApiKey) -> Result<(), Reason> {
+    match mode {
+        Mode::ReadWrite if is_read(method) => Ok(()),
+        Mode::ReadWrite => need_write(key),
+        Mode::ReadOnly if is_read(method) || method == b"POST" => Ok(()),
+        Mode::ReadOnly => Err(Reason::MethodNotAllowed),
+        Mode::WriteOnly => need_write(key),
+    }
+}
+
+/// Checks the API key of a request on an API route; the edits that pass the project
+/// reference on and take the key out.
+fn api_key(
+    api: &ApiPolicy,
+    route: &ApiRoute,
+    policy: &Policy,
+    req: &Request<'_>,
+    method: &[u8],
+    peer: Result<net::Peer, net::PeerError>,
+    edits: &mut Edits,
+) -> Result<(), Reason> {
+    let raw_path = req.header(b":path").unwrap_or_default();
+    let (_, query) = query::split(raw_path);
+    let mut found: Vec<(KeyPlace, Vec<u8>)> = query
+        .map(|q| query::find(q, &["key", "private_key"]))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, v)| {
+            let place = if name == "key" {
+                KeyPlace::QueryKey
+            } else {
+                KeyPlace::QueryPrivateKey
+            };
+            (place, v)
+        })
+        .collect();
+    let mut in_header = false;
+    for (_, v) in req.headers.iter().filter(|(n, _)| *n == b"x-api-key") {
+        in_header = true;
+        // Envoy joins repeated headers with ','; a key never contains one.
+        for part in v
+            .split(|&b| b == b',')
+            .filter(|p| !p.trim_ascii().is_empty())
+        {
+            found.push((KeyPlace::Header, part.trim_ascii().to_vec()));
+        }
+    }
+    if api.strip_key {
+        if let Some(stripped) = query::remove(raw_path, &["key", "private_key"]) {
+            edits.set.push((":path".to_string(), stripped));
+        }
+        if in_header {
+            edits.remove.push(b"x-api-key".to_vec());
+        }
+    }
+    let (place, text) = match found.as_slice() {
+        [] => return Err(Reason::NoCredential),
+        [one] => one,
+        _ => return Err(Reason::AmbiguousCredential),
+    };
+    let key = apikey::verify(text, &api.keys, req.now, api.leeway).map_err(Reason::Token)?;
+    let placed_right = match key.kind {
+        KeyKind::Public => *place == KeyPlace::QueryKey,
+        KeyKind::Private => *place != KeyPlace::QueryKey,
+    };
+    if !placed_right {
+        return Err(Reason::KeyMisplaced);
+    }
+    if api.revoked.contains(&key.id) {
+        return Err(Reason::Revoked);
+    }
+    if !key.products.contains(&route.product) {
+        return Err(Reason::WrongProduct);
+    }
+    let peer_ip = policy.net.peer_ip(peer).ok();
+    match key.kind {
+        KeyKind::Public if !key.referers.is_empty() => {
+            // Every page header the browser sent must name an allowed host, and one must exist.
+            let pages: Vec<Option<String>> = req
+                .headers
+                .iter()
+                .filter(|(n, _)| *n == b"origin" || *n == b"referer")
+                .map(|(_, v)| apikey::page_host(v))
+                .collect();
+            let ok = !pages.is_empty()
+                && pages.iter().all(|h| {
+                    h.as_deref()
+                        .is_some_and(|h| apikey::referer_allowed(&key.referers, h))
+                });
+            if !ok {
+                return Err(Reason::RefererDenied);
+            }
+        }
+        KeyKind::Private if !apikey::ip_allowed(&key, peer_ip) => {
+            return Err(Reason::NetworkDenied)
+        }
+        _ => {}
+    }
+    mode_allows(route.mode, method, &key)?;
+
+    let h = &api.headers;
+    let internal = peer_ip.is_some_and(|ip| api.internal_from.contains(ip));
+    for (name, value) in [
+        (&h.organization, key.org.as_str()),
+        (&h.project, key.project.as_str()),
+        (&h.kind, key.kind.as_str()),
+        (&h.key_id, key.id.as_str()),
+        (&h.count, if internal { "false" } else { "true" }),
+    ] {
+        edits
+            .set
+            .push((name.as_str().to_string(), value.as_bytes().to_vec()));
+    }
+    Ok(())
+}
+
 /// Decides one request.
 pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
     let method = req.header(b":method").unwrap_or_default();
@@ -368,7 +537,8 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
         Some(Ok(c)) => c,
         Some(Err(_)) | None => return deny(Reason::BadPath, policy),
     };
-    let protected = policy.is_protected(method, &canonical);
+    let route = policy.route(method, &canonical);
+    let protected = route == Some(RuleKind::Protect);
 
     let peer = net::parse_peer(req.peer.unwrap_or_default());
     let by_network = match policy.net.verdict(peer) {
@@ -411,11 +581,30 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
         return deny(refusal, policy);
     }
 
-    edits.remove.extend(
-        headers::spellings_present(req.headers, &[&policy.header])
-            .into_iter()
-            .map(<[u8]>::to_vec),
-    );
+    let mut identity_headers = vec![&policy.header];
+    if let Some(api) = &policy.api {
+        let h = &api.headers;
+        identity_headers.extend([&h.organization, &h.project, &h.kind, &h.key_id, &h.count]);
+        let route = match route {
+            Some(RuleKind::Api(i)) => api.routes.get(i),
+            _ => None,
+        };
+        if let Some(route) = route {
+            let mut api_edits = Edits::default();
+            if let Err(reason) = api_key(api, route, policy, req, method, peer, &mut api_edits) {
+                return deny(reason, policy);
+            }
+            edits.remove.extend(api_edits.remove);
+            edits.set.extend(api_edits.set);
+        }
+    }
+
+    // Client copies are removed first, so the sets below are the only values upstream.
+    let stripped: Vec<Vec<u8>> = headers::spellings_present(req.headers, &identity_headers)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    edits.remove.splice(0..0, stripped);
     if let Some(id) = &identity {
         edits.set.push((
             policy.header.as_str().to_string(),
@@ -874,5 +1063,343 @@ mod tests {
             &[(b"authorization", b"Bearer x.y.z")],
         );
         assert_eq!(status(&d), 403);
+    }
+
+    // ---- API keys --------------------------------------------------------------------------
+
+    use apikey::{mint as mint_key, NewKey};
+
+    fn api_policy() -> Policy {
+        let json = format!(
+            r#"{{"network": {{"allow": ["127.0.0.1"]}}, "protect": ["/_debug/"],
+                "keys": [{{"id": "k1", "secret": "{SECRET}"}}],
+                "api": {{"routes": [
+                    {{"prefix": "/v1/maps", "product": "maps"}},
+                    {{"prefix": "/v1/search", "product": "maps", "mode": "read_only"}},
+                    {{"prefix": "/v1/admin", "product": "maps", "mode": "write_only"}}],
+                  "revoked": ["gone"], "internal_from": ["10.9.0.0/16"]}}}}"#
+        );
+        crate::config::parse_policy(json.as_bytes()).unwrap()
+    }
+
+    fn api_key_text(
+        kind: KeyKind,
+        id: &str,
+        write: bool,
+        referers: &[&str],
+        ips: &[&str],
+    ) -> String {
+        let products = vec!["maps".to_string()];
+        let referers: Vec<String> = referers.iter().map(|s| s.to_string()).collect();
+        let ips: Vec<String> = ips.iter().map(|s| s.to_string()).collect();
+        mint_key(
+            &NewKey {
+                kind,
+                id,
+                org: "org1",
+                project: "proj1",
+                products: &products,
+                write,
+                referers: &referers,
+                ips: &ips,
+                iat: NOW - 10,
+                exp: None,
+            },
+            &key("k1"),
+        )
+        .unwrap()
+    }
+
+    fn call(
+        p: &Policy,
+        method: &str,
+        path: &str,
+        peer: &str,
+        extra: &[(&[u8], &[u8])],
+    ) -> Decision {
+        let mut headers: Vec<(&[u8], &[u8])> =
+            vec![(b":method", method.as_bytes()), (b":path", path.as_bytes())];
+        headers.extend_from_slice(extra);
+        decide(
+            p,
+            &Request {
+                peer: Some(peer.as_bytes()),
+                headers: &headers,
+                now: NOW,
+            },
+        )
+    }
+
+    #[test]
+    fn mode_table_every_cell() {
+        let k = |kind, write| ApiKey {
+            kind,
+            id: "i".into(),
+            org: "o".into(),
+            project: "p".into(),
+            products: vec![],
+            write,
+            referers: vec![],
+            ips: net::CidrList::default(),
+            exp: None,
+        };
+        let public = k(KeyKind::Public, false);
+        let private_ro = k(KeyKind::Private, false);
+        let private_w = k(KeyKind::Private, true);
+        let ok = "ok";
+        // (mode, method, [public, private without write, private with write])
+        let table: &[(Mode, &str, [&str; 3])] = &[
+            (Mode::ReadWrite, "GET", [ok, ok, ok]),
+            (Mode::ReadWrite, "HEAD", [ok, ok, ok]),
+            (Mode::ReadWrite, "OPTIONS", [ok, ok, ok]),
+            (
+                Mode::ReadWrite,
+                "POST",
+                ["private_key_required", "write_needed", ok],
+            ),
+            (
+                Mode::ReadWrite,
+                "PUT",
+                ["private_key_required", "write_needed", ok],
+            ),
+            (
+                Mode::ReadWrite,
+                "PATCH",
+                ["private_key_required", "write_needed", ok],
+            ),
+            (
+                Mode::ReadWrite,
+                "DELETE",
+                ["private_key_required", "write_needed", ok],
+            ),
+            (Mode::ReadOnly, "GET", [ok, ok, ok]),
+            (Mode::ReadOnly, "HEAD", [ok, ok, ok]),
+            (Mode::ReadOnly, "OPTIONS", [ok, ok, ok]),
+            (Mode::ReadOnly, "POST", [ok, ok, ok]),
+            (Mode::ReadOnly, "PUT", ["method_not_allowed"; 3]),
+            (Mode::ReadOnly, "PATCH", ["method_not_allowed"; 3]),
+            (Mode::ReadOnly, "DELETE", ["method_not_allowed"; 3]),
+            (
+                Mode::WriteOnly,
+                "GET",
+                ["private_key_required", "write_needed", ok],
+            ),
+            (
+                Mode::WriteOnly,
+                "POST",
+                ["private_key_required", "write_needed", ok],
+            ),
+            (
+                Mode::WriteOnly,
+                "DELETE",
+                ["private_key_required", "write_needed", ok],
+            ),
+            (
+                Mode::ReadWrite,
+                "PROPFIND",
+                ["private_key_required", "write_needed", ok],
+            ),
+        ];
+        for (mode, method, want) in table {
+            for (key, want) in [&public, &private_ro, &private_w].into_iter().zip(want) {
+                let got = match mode_allows(*mode, method.as_bytes(), key) {
+                    Ok(()) => "ok",
+                    Err(r) => r.code(),
+                };
+                assert_eq!(
+                    got, *want,
+                    "{mode:?} {method} {:?} write={}",
+                    key.kind, key.write
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn public_key_in_query_passes_the_project_reference_and_loses_the_key() {
+        let p = api_policy();
+        let pk = api_key_text(KeyKind::Public, "pk1", false, &[], &[]);
+        let path = format!("/v1/maps/tiles?a=1&key={pk}&b=2");
+        let spoof: [(&[u8], &[u8]); 1] = [(b"x-devgate-project", b"other")];
+        let d = call(&p, "GET", &path, "192.0.2.1:5", &spoof);
+        let (id, edits) = allowed(&d);
+        assert_eq!(id, None, "an API key is not a developer");
+        assert_eq!(
+            edits.remove.first().map(Vec::as_slice),
+            Some(&b"x-devgate-project"[..])
+        );
+        let set: std::collections::HashMap<_, _> = edits.set.iter().cloned().collect();
+        assert_eq!(set[":path"], b"/v1/maps/tiles?a=1&b=2");
+        assert_eq!(set["x-devgate-organization"], b"org1");
+        assert_eq!(set["x-devgate-project"], b"proj1");
+        assert_eq!(set["x-devgate-key-kind"], b"public_key");
+        assert_eq!(set["x-devgate-key-id"], b"pk1");
+        assert_eq!(set["x-devgate-count"], b"true");
+    }
+
+    #[test]
+    fn private_key_header_and_internal_marking() {
+        let p = api_policy();
+        let sk = api_key_text(KeyKind::Private, "sk1", true, &[], &["10.9.0.0/16"]);
+        let h: [(&[u8], &[u8]); 1] = [(b"x-api-key", sk.as_bytes())];
+        let d = call(&p, "POST", "/v1/maps/x", "10.9.1.1:5", &h);
+        let (_, edits) = allowed(&d);
+        assert!(edits.remove.contains(&b"x-api-key".to_vec()));
+        assert!(edits
+            .set
+            .contains(&("x-devgate-count".into(), b"false".to_vec())));
+        let d = call(&p, "POST", "/v1/maps/x", "10.8.1.1:5", &h);
+        assert_eq!((status(&d), reason(&d)), (403, Some("network_denied")));
+        let d = call(&p, "POST", "/v1/maps/x", "10.9.1.1:0", &h);
+        assert_eq!(
+            reason(&d),
+            Some("network_denied"),
+            "a forwarded address is not the socket"
+        );
+    }
+
+    #[test]
+    fn api_key_refusals() {
+        let p = api_policy();
+        let pk = api_key_text(KeyKind::Public, "pk1", false, &["*.example.com"], &[]);
+        let sk = api_key_text(KeyKind::Private, "sk1", false, &[], &[]);
+        let gone = api_key_text(KeyKind::Private, "gone", false, &[], &[]);
+        let q = |k: &str| format!("/v1/maps/x?key={k}");
+        let qp = |k: &str| format!("/v1/maps/x?private_key={k}");
+        let origin_ok: [(&[u8], &[u8]); 1] = [(b"origin", b"https://app.example.com")];
+        let origin_bad: [(&[u8], &[u8]); 1] = [(b"origin", b"https://evil.net")];
+        type Case<'a> = (String, String, Vec<(&'a [u8], &'a [u8])>, u16, &'a str);
+        let cases: Vec<Case> = vec![
+            (
+                "GET".into(),
+                "/v1/maps/x".into(),
+                vec![],
+                401,
+                "no_credential",
+            ),
+            (
+                "GET".into(),
+                q(&pk),
+                origin_bad.to_vec(),
+                403,
+                "referer_denied",
+            ),
+            ("GET".into(), q(&pk), vec![], 403, "referer_denied"),
+            (
+                "GET".into(),
+                q(&pk),
+                vec![
+                    (b"origin", b"https://app.example.com"),
+                    (b"referer", b"https://evil.net/"),
+                ],
+                403,
+                "referer_denied",
+            ),
+            (
+                "POST".into(),
+                q(&pk),
+                origin_ok.to_vec(),
+                403,
+                "private_key_required",
+            ),
+            ("POST".into(), qp(&sk), vec![], 403, "write_needed"),
+            ("GET".into(), q(&sk), vec![], 401, "key_misplaced"),
+            (
+                "GET".into(),
+                qp(&pk),
+                origin_ok.to_vec(),
+                401,
+                "key_misplaced",
+            ),
+            ("GET".into(), qp(&gone), vec![], 401, "revoked"),
+            (
+                "GET".into(),
+                format!("/v1/maps/x?key={pk}&private_key={sk}"),
+                origin_ok.to_vec(),
+                401,
+                "ambiguous_credential",
+            ),
+            (
+                "GET".into(),
+                format!("/v1/maps/x?key={pk}&key={pk}"),
+                origin_ok.to_vec(),
+                401,
+                "ambiguous_credential",
+            ),
+            (
+                "GET".into(),
+                "/v1/maps/x?key=dgpk_garbage".into(),
+                vec![],
+                401,
+                "malformed",
+            ),
+            (
+                "DELETE".into(),
+                format!("/v1/search?private_key={sk}"),
+                vec![],
+                403,
+                "method_not_allowed",
+            ),
+            (
+                "GET".into(),
+                format!("/v1/admin?private_key={sk}"),
+                vec![],
+                403,
+                "write_needed",
+            ),
+        ];
+        for (method, path, extra, want_status, want_reason) in cases {
+            let d = call(&p, &method, &path, "192.0.2.1:5", &extra);
+            assert_eq!(
+                (status(&d), reason(&d)),
+                (want_status, Some(want_reason)),
+                "{method} {path}"
+            );
+        }
+        let twice = format!("{sk},{sk}");
+        let d = call(
+            &p,
+            "GET",
+            "/v1/maps/x",
+            "192.0.2.1:5",
+            &[(b"x-api-key", twice.as_bytes())],
+        );
+        assert_eq!(
+            reason(&d),
+            Some("ambiguous_credential"),
+            "Envoy-merged repeated X-Api-Key"
+        );
+        assert_eq!(
+            status(&call(&p, "GET", &q(&pk), "192.0.2.1:5", &origin_ok)),
+            200
+        );
+        assert_eq!(
+            status(&call(
+                &p,
+                "POST",
+                &format!("/v1/search?key={pk}"),
+                "192.0.2.1:5",
+                &origin_ok
+            )),
+            200
+        );
+    }
+
+    #[test]
+    fn wrong_product_is_403() {
+        let json = format!(
+            r#"{{"protect": [], "keys": [{{"id": "k1", "secret": "{SECRET}"}}],
+                "api": {{"routes": [{{"prefix": "/v1/geo", "product": "geocoding"}}]}}}}"#
+        );
+        let p = crate::config::parse_policy(json.as_bytes()).unwrap();
+        let sk = api_key_text(KeyKind::Private, "sk1", false, &[], &[]);
+        let d = call(
+            &p,
+            "GET",
+            "/v1/geo",
+            "192.0.2.1:5",
+            &[(b"x-api-key", sk.as_bytes())],
+        );
+        assert_eq!((status(&d), reason(&d)), (403, Some("wrong_product")));
     }
 }

@@ -473,6 +473,18 @@ pub fn verify(
     expect: &Expect<'_>,
     now: u64,
 ) -> Result<Claims, TokenError> {
+    let payload_json = authenticate(token, keys, b"")?;
+    let raw: RawClaims =
+        serde_json::from_slice(&payload_json).map_err(|_| TokenError::Malformed)?;
+    check(raw, expect, now)
+}
+
+/// The first half of [`verify`], shared by every signed format devgate reads: the shape and
+/// header checks, then the MAC over `domain || header_b64 "." payload_b64` in constant time,
+/// then the payload bytes, which are only returned once authentic (and only if they hold a JSON
+/// object). `domain` is empty for developer and session tokens (plain JWS, interoperable with
+/// any JWT library); API keys put their prefix there so that the prefix is signed too.
+pub fn authenticate(token: &[u8], keys: &KeySet, domain: &[u8]) -> Result<Vec<u8>, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLong);
     }
@@ -532,6 +544,7 @@ pub fn verify(
     }
     let mut mac =
         HmacSha256::new_from_slice(key.secret.bytes()).map_err(|_| TokenError::BadSignature)?;
+    mac.update(domain);
     mac.update(signing_input);
     mac.verify_slice(&signature)
         .map_err(|_| TokenError::BadSignature)?;
@@ -544,9 +557,7 @@ pub fn verify(
     if payload_json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(TokenError::Malformed);
     }
-    let raw: RawClaims =
-        serde_json::from_slice(&payload_json).map_err(|_| TokenError::Malformed)?;
-    check(raw, expect, now)
+    Ok(payload_json)
 }
 
 fn check(raw: RawClaims, expect: &Expect<'_>, now: u64) -> Result<Claims, TokenError> {
@@ -606,29 +617,37 @@ struct MintHeader<'a> {
 /// as PyJWT writes them), the claims as compact JSON, unpadded base64url, HMAC-SHA256 with
 /// `key`. Does not validate the claims: see [`check_claims`].
 pub fn mint(claims: &Claims, key: &Key) -> String {
+    // Serializing this plain struct cannot fail.
+    let payload = serde_json::to_vec(claims).unwrap_or_default();
+    sign(&payload, key, b"")
+}
+
+/// Signs `payload` (a JSON object) under `key`, with `domain` prepended to the MAC input (see
+/// [`authenticate`]). The result does not include `domain`.
+pub fn sign(payload: &[u8], key: &Key, domain: &[u8]) -> String {
     let header = MintHeader {
         alg: ALG,
         kid: &key.id,
         typ: "JWT",
     };
-    // Serializing these plain structs cannot fail.
+    // Serializing this plain struct cannot fail.
     let header = serde_json::to_vec(&header).unwrap_or_default();
-    let payload = serde_json::to_vec(claims).unwrap_or_default();
     let mut token = String::with_capacity((header.len() + payload.len() + MAC_LEN) * 4 / 3 + 8);
     URL_SAFE_NO_PAD.encode_string(&header, &mut token);
     token.push('.');
-    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-    let tag = mac(key.secret.bytes(), token.as_bytes());
+    URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+    let tag = mac(key.secret.bytes(), domain, token.as_bytes());
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(tag, &mut token);
     token
 }
 
 /// HMAC-SHA256 of `signing_input` under `secret`.
-fn mac(secret: &[u8], signing_input: &[u8]) -> [u8; MAC_LEN] {
+fn mac(secret: &[u8], domain: &[u8], signing_input: &[u8]) -> [u8; MAC_LEN] {
     // HMAC accepts keys of any length, so this never takes the error branch.
     match HmacSha256::new_from_slice(secret) {
         Ok(mut mac) => {
+            mac.update(domain);
             mac.update(signing_input);
             mac.finalize().into_bytes().into()
         }
@@ -814,7 +833,7 @@ mod tests {
     /// A token with arbitrary header and payload JSON, signed with `secret`.
     fn forge(header: &str, payload: &str, secret: &[u8]) -> String {
         let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
-        let tag = mac(secret, input.as_bytes());
+        let tag = mac(secret, b"", input.as_bytes());
         format!("{input}.{}", b64(&tag))
     }
 
@@ -853,7 +872,10 @@ mod tests {
         let secret = Secret::from_b64url(RFC_KEY_B64).unwrap();
         assert_eq!(secret.len(), 64);
         let input = format!("{RFC_HEADER_B64}.{RFC_PAYLOAD_B64}");
-        assert_eq!(b64(&mac(secret.bytes(), input.as_bytes())), RFC_SIG_B64);
+        assert_eq!(
+            b64(&mac(secret.bytes(), b"", input.as_bytes())),
+            RFC_SIG_B64
+        );
         // The header bytes of the example, CR LF included.
         let header = URL_SAFE_NO_PAD.decode(RFC_HEADER_B64).unwrap();
         assert_eq!(header, b"{\"typ\":\"JWT\",\r\n \"alg\":\"HS256\"}");
@@ -894,7 +916,7 @@ mod tests {
         };
         let input = "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0\
                      .eyJzdWIiOiJhbGljZSIsImRncCI6ImRldmVsb3BlciIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDI4ODAwfQ";
-        let tag = mac(key.secret.bytes(), input.as_bytes());
+        let tag = mac(key.secret.bytes(), b"", input.as_bytes());
         let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             hex,
