@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use devgate::core::apikey::{self, KeyKind, NewKey};
 use devgate::core::cookie::is_valid_cookie_name;
 use devgate::core::token::{
     self, check_claims, is_valid_kid, is_valid_subject, Claims, Expect, Key, KeySet, Purpose,
@@ -38,6 +39,7 @@ usage: devgate <command> [options]
 commands:
   keygen        generate a new 32-byte secret (base64url)
   mint          mint a signed token
+  mint-key      mint a signed API key (public or private)
   verify        verify a token and print its claims
   check-config  validate a filter configuration file
 
@@ -68,7 +70,27 @@ Prints a signed HS256 token (iat = now, exp = now + DURATION).
   --now SECONDS     use this time instead of the clock (for tests)
 ";
 
-const VERIFY_HELP: &str = "\
+const MINT_KEY_HELP: &str = "\
+usage: devgate mint-key --kind public|private --org ORG --project PROJECT --product P[,P...]
+                        --key-file FILE [options]
+
+Prints a signed API key: dgpk_... (public: the `key` query parameter, read-only, restricted by
+page) or dgsk_... (private: `private_key` or X-Api-Key, optionally restricted by peer IP).
+  --kind K          public or private
+  --org ORG         organization id (1-64 of [A-Za-z0-9._:-]); sent upstream on API routes
+  --project P       project id (same characters)
+  --product LIST    products the key may use, comma-separated
+  --referer LIST    public keys: allowed page hosts, comma-separated (*.example.com = subdomains)
+  --ip LIST         private keys: allowed peer IPs/CIDRs, comma-separated
+  --write           private keys: allow POST, PUT, PATCH and DELETE
+  --id ID           key id, listed in api.revoked to revoke it (default: random)
+  --ttl DURATION    expire after DURATION (s, m, h, d); default: no expiry
+  --key-file FILE   file holding the base64url secret
+  --kid ID          id of that key in the filter configuration (default: k1)
+  --now SECONDS     use this time instead of the clock (for tests)
+";
+
+const VERIFY_HELP: &str = "\"
 usage: devgate verify TOKEN --key-file FILE [options]
 
 Verifies TOKEN (`-`: read it from stdin) like the filter does and prints its claims as
@@ -167,6 +189,7 @@ fn run(
         "-h" | "--help" | "help" => (USAGE, Ok(())),
         "keygen" => (KEYGEN_HELP, keygen(rest, out)),
         "mint" => (MINT_HELP, mint(rest, now, out)),
+        "mint-key" => (MINT_KEY_HELP, mint_key(rest, now, out)),
         "verify" => (VERIFY_HELP, verify(rest, now, out, stdin)),
         "check-config" => (CHECK_CONFIG_HELP, check_config(rest, out)),
         other => return Err(Failure::Usage(format!("unknown command {other:?}"))),
@@ -493,6 +516,88 @@ fn mint(args: &[String], now: u64, out: &mut dyn Write) -> Result<(), Failure> {
     let keys = read_key(key_file, &kid)?;
     let token = token::mint(&claims, keys.signing_key());
     writeln!(out, "{token}").map_err(|e| Failure::io("stdout", &e))
+}
+
+fn list(args: &Args, name: &str) -> Vec<String> {
+    args.get(name)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn random_id() -> Result<String, Failure> {
+    let mut bytes = [0u8; 9];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Failure::io("/dev/urandom", &e))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn mint_key(args: &[String], now: u64, out: &mut dyn Write) -> Result<(), Failure> {
+    let write = args.iter().any(|a| a == "--write");
+    let rest: Vec<String> = args.iter().filter(|a| *a != "--write").cloned().collect();
+    let args = Args::parse(
+        &rest,
+        &[
+            "--kind",
+            "--org",
+            "--project",
+            "--product",
+            "--referer",
+            "--ip",
+            "--id",
+            "--ttl",
+            "--key-file",
+            "--kid",
+            "--now",
+        ],
+    )?;
+    args.positionals(0, "no arguments")?;
+    let kind = match args.required("--kind")? {
+        "public" => KeyKind::Public,
+        "private" => KeyKind::Private,
+        _ => return Err(Failure::Usage("--kind: public or private".to_owned())),
+    };
+    let id = match args.get("--id") {
+        Some(id) => id.to_owned(),
+        None => random_id()?,
+    };
+    let now = parse_u64(&args, "--now")?.unwrap_or(now);
+    let exp = match args.get("--ttl") {
+        Some(t) => Some(
+            parse_ttl(t)
+                .and_then(|ttl| now.checked_add(ttl))
+                .ok_or_else(|| {
+                    Failure::Usage("--ttl: a number with unit s, m, h or d".to_owned())
+                })?,
+        ),
+        None => None,
+    };
+    let products = list(&args, "--product");
+    let referers = list(&args, "--referer");
+    let ips = list(&args, "--ip");
+    let new = NewKey {
+        kind,
+        id: &id,
+        org: args.required("--org")?,
+        project: args.required("--project")?,
+        products: &products,
+        write,
+        referers: &referers,
+        ips: &ips,
+        iat: now,
+        exp,
+    };
+    let kid = parse_kid(&args)?;
+    let keys = read_key(args.required("--key-file")?, &kid)?;
+    let text =
+        apikey::mint(&new, keys.signing_key()).map_err(|e| Failure::Usage(e.0.to_owned()))?;
+    writeln!(out, "{text}").map_err(|e| Failure::io("stdout", &e))
 }
 
 fn verify(
