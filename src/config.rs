@@ -121,6 +121,8 @@ pub struct ApiPolicy {
     pub internal_from: CidrList,
     /// Clock skew tolerated on `exp`/`iat`. Defaults to 30.
     pub leeway: u64,
+    /// `x-api-key`, the header private keys travel in (every spelling is read and removed).
+    pub key_header: HeaderName,
 }
 
 /// One path rule.
@@ -559,6 +561,7 @@ fn api_policy(raw: RawApi, keys: KeySet, rules: &mut Vec<Rule>) -> Result<ApiPol
         strip_key: raw.strip_key,
         internal_from: cidrs("api.internal_from", &raw.internal_from)?,
         leeway: raw.leeway_seconds,
+        key_header: HeaderName::parse("x-api-key").map_err(|m| err("api", m))?,
     })
 }
 

@@ -450,9 +450,14 @@ fn api_key(
             (place, v)
         })
         .collect();
-    let mut in_header = false;
-    for (_, v) in req.headers.iter().filter(|(n, _)| *n == b"x-api-key") {
-        in_header = true;
+    // Every spelling (case, `_` for `-`) is the same header to some upstream, so every spelling
+    // is read as a credential and removed.
+    let spellings = headers::spellings_present(req.headers, &[&api.key_header]);
+    for (_, v) in req
+        .headers
+        .iter()
+        .filter(|(n, _)| api.key_header.is_spelling(n))
+    {
         // Envoy joins repeated headers with ','; a key never contains one.
         for part in v
             .split(|&b| b == b',')
@@ -465,9 +470,7 @@ fn api_key(
         if let Some(stripped) = query::remove(raw_path, &["key", "private_key"]) {
             edits.set.push((":path".to_string(), stripped));
         }
-        if in_header {
-            edits.remove.push(b"x-api-key".to_vec());
-        }
+        edits.remove.extend(spellings.iter().map(|n| n.to_vec()));
     }
     let (place, text) = match found.as_slice() {
         [] => return Err(Reason::NoCredential),
@@ -1356,6 +1359,13 @@ mod tests {
                 "{method} {path}"
             );
         }
+        let under: [(&[u8], &[u8]); 1] = [(b"x_api_key", sk.as_bytes())];
+        let d = call(&p, "GET", "/v1/maps/x", "192.0.2.1:5", &under);
+        let (_, edits) = allowed(&d);
+        assert!(
+            edits.remove.contains(&b"x_api_key".to_vec()),
+            "regression: X_Api_Key next to a valid key reached the upstream"
+        );
         let twice = format!("{sk},{sk}");
         let d = call(
             &p,
