@@ -375,12 +375,14 @@ def test_strip_key_false_keeps_the_key(gate, keys):
     assert echo.path == path and echo.spellings(KIND) == [(KIND, "public_key")]
 
 
-def test_underscore_x_api_key_is_not_a_credential(gate, keys):
-    """Only `X-Api-Key` carries a key; `X_Api_Key` (which a WSGI app reads as the same) is not read,
-    so it cannot stand in for a key: fail closed."""
+def test_underscore_x_api_key_is_read_and_never_reaches_upstream(gate, keys):
+    """`X_Api_Key` is `X-Api-Key` to a WSGI app (HTTP_X_API_KEY), so devgate reads it as the key
+    header and removes it. Regression: it used to be ignored, and next to a valid `?key=` it
+    reached the upstream."""
     envoy = main_gate(gate)
     r = envoy.request("GET", "/v1/maps/x", [("X_Api_Key", keys["sk"].text)], source=OUTSIDER)
-    assert_challenged(r, "no_credential")
+    assert r.status == 200, r.summary()
+    assert keys["sk"].text not in json.dumps(r.echo().headers)
 
 
 # --------------------------------------------------------------------------------------------------
