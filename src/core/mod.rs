@@ -121,6 +121,26 @@ impl Reason {
         }
     }
 
+    /// Every reason devgate can give, for defining one counter each at configure time.
+    pub fn all() -> impl Iterator<Item = Reason> {
+        [
+            Reason::NoCredential,
+            Reason::BadPath,
+            Reason::AmbiguousCredential,
+            Reason::NetworkDenied,
+            Reason::UnboundToken,
+            Reason::Revoked,
+            Reason::KeyMisplaced,
+            Reason::WrongProduct,
+            Reason::RefererDenied,
+            Reason::WriteNeeded,
+            Reason::PrivateKeyRequired,
+            Reason::MethodNotAllowed,
+        ]
+        .into_iter()
+        .chain(TokenError::ALL.into_iter().map(Reason::Token))
+    }
+
     /// Whether the reason is "who are you?" (401) or "not you, not from there" (403).
     fn is_forbidden(self) -> bool {
         matches!(
@@ -161,6 +181,8 @@ pub enum Decision {
     /// unprotected path.
     Allow {
         identity: Option<Identity>,
+        /// The kind of API key the request was admitted with, on an API route.
+        api_key: Option<KeyKind>,
         edits: Edits,
     },
     /// Answer locally.
@@ -434,7 +456,7 @@ fn api_key(
     method: &[u8],
     peer: Result<net::Peer, net::PeerError>,
     edits: &mut Edits,
-) -> Result<(), Reason> {
+) -> Result<KeyKind, Reason> {
     let raw_path = req.header(b":path").unwrap_or_default();
     let (_, query) = query::split(raw_path);
     let mut found: Vec<(KeyPlace, Vec<u8>)> = query
@@ -530,7 +552,7 @@ fn api_key(
             .set
             .push((name.as_str().to_string(), value.as_bytes().to_vec()));
     }
-    Ok(())
+    Ok(key.kind)
 }
 
 /// Decides one request.
@@ -585,6 +607,7 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
     }
 
     let mut identity_headers = vec![&policy.header];
+    let mut admitted_key = None;
     if let Some(api) = &policy.api {
         let h = &api.headers;
         identity_headers.extend([&h.organization, &h.project, &h.kind, &h.key_id, &h.count]);
@@ -594,8 +617,9 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
         };
         if let Some(route) = route {
             let mut api_edits = Edits::default();
-            if let Err(reason) = api_key(api, route, policy, req, method, peer, &mut api_edits) {
-                return deny(reason, policy);
+            match api_key(api, route, policy, req, method, peer, &mut api_edits) {
+                Ok(kind) => admitted_key = Some(kind),
+                Err(reason) => return deny(reason, policy),
             }
             edits.remove.extend(api_edits.remove);
             edits.set.extend(api_edits.set);
@@ -614,7 +638,11 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
             id.name.clone().into_bytes(),
         ));
     }
-    Decision::Allow { identity, edits }
+    Decision::Allow {
+        identity,
+        api_key: admitted_key,
+        edits,
+    }
 }
 
 #[cfg(test)]
@@ -668,7 +696,10 @@ mod tests {
     #[test]
     fn loopback_developer_gets_the_header() {
         let d = run(DEMO, get("127.0.0.1:4000", b"/_debug/"));
-        let Decision::Allow { identity, edits } = d else {
+        let Decision::Allow {
+            identity, edits, ..
+        } = d
+        else {
             panic!("{d:?}")
         };
         assert_eq!(identity.unwrap().name, "127.0.0.1");
@@ -697,6 +728,7 @@ mod tests {
             d,
             Decision::Allow {
                 identity: None,
+                api_key: None,
                 edits: Edits::default()
             }
         );
@@ -861,7 +893,9 @@ mod tests {
 
     fn allowed(d: &Decision) -> (Option<(String, Source)>, Edits) {
         match d {
-            Decision::Allow { identity, edits } => (
+            Decision::Allow {
+                identity, edits, ..
+            } => (
                 identity.as_ref().map(|i| (i.name.clone(), i.source)),
                 edits.clone(),
             ),

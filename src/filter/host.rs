@@ -36,6 +36,14 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
         status: u32,
@@ -90,6 +98,32 @@ pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         NOT_FOUND => Ok(None),
         s => Err(HostError(s)),
     }
+}
+
+/// Sets a one-segment property; Envoy keeps it as filter state `wasm.<name>`, which access
+/// logs read with `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), HostError> {
+    // SAFETY: plain FFI; both slices outlive the call.
+    match unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) } {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Defines (or finds) a counter; Envoy shows it as `wasmcustom.<name>`.
+pub fn define_counter(name: &str) -> Result<u32, HostError> {
+    let mut id = 0u32;
+    // SAFETY: plain FFI; `name` outlives the call, `id` is a valid out-pointer.
+    match unsafe { proxy_define_metric(0, name.as_ptr(), name.len(), &mut id) } {
+        OK => Ok(id),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Adds one to a counter. Failing to count never changes a decision, so errors are ignored.
+pub fn increment(id: u32) {
+    // SAFETY: plain FFI on plain values.
+    let _ = unsafe { proxy_increment_metric(id, 1) };
 }
 
 /// Removes every value of a request header.

@@ -4,6 +4,7 @@
 
 mod host;
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -12,22 +13,78 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::abi::parse_pairs;
 use crate::config::{parse_policy, Policy};
-use crate::core::{decide, Decision, Request, Response};
+use crate::core::apikey::KeyKind;
+use crate::core::{decide, Decision, Reason, Request, Response};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { policy: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { policy: None, stats: Rc::new(Stats::default()) })
+    });
 }}
 
 struct Root {
     /// `None` until a configuration has been accepted, and again after one is refused.
     policy: Option<Rc<Policy>>,
+    stats: Rc<Stats>,
+}
+
+/// Counters, defined once per VM. Envoy lists them under `wasmcustom.devgate.*`:
+/// `requests.allowed.<source>`, `requests.denied.<reason>`, `config.accepted|rejected`.
+#[derive(Default)]
+struct Stats {
+    ids: HashMap<String, u32>,
+}
+
+/// What allowed a request: the identity's source, an API key kind, or nothing.
+const ALLOWED: [&str; 6] = [
+    "network",
+    "bearer",
+    "cookie",
+    "public_key",
+    "private_key",
+    "anonymous",
+];
+
+impl Stats {
+    fn define() -> Stats {
+        let mut names: Vec<String> = ALLOWED
+            .iter()
+            .map(|s| format!("devgate.requests.allowed.{s}"))
+            .collect();
+        names.extend(Reason::all().map(|r| format!("devgate.requests.denied.{}", r.code())));
+        names.push("devgate.requests.denied.internal_error".into());
+        names.push("devgate.config.accepted".into());
+        names.push("devgate.config.rejected".into());
+        let ids = names
+            .into_iter()
+            .filter_map(|n| host::define_counter(&n).ok().map(|id| (n, id)))
+            .collect();
+        Stats { ids }
+    }
+
+    fn bump(&self, name: &str) {
+        if let Some(id) = self.ids.get(name) {
+            host::increment(*id);
+        }
+    }
+
+    fn allowed(&self, what: &str) {
+        self.bump(&format!("devgate.requests.allowed.{what}"));
+    }
+
+    fn denied(&self, code: &str) {
+        self.bump(&format!("devgate.requests.denied.{code}"));
+    }
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
+        if self.stats.ids.is_empty() {
+            self.stats = Rc::new(Stats::define());
+        }
         let raw = self.get_plugin_configuration().unwrap_or_default();
         match parse_policy(&raw) {
             Ok(policy) => {
@@ -37,11 +94,13 @@ impl RootContext for Root {
                     policy.header.as_str()
                 );
                 self.policy = Some(Rc::new(policy));
+                self.stats.bump("devgate.config.accepted");
                 true
             }
             Err(e) => {
                 // Fail closed: drop any previous policy too, so nothing runs on a stale one.
                 self.policy = None;
+                self.stats.bump("devgate.config.rejected");
                 log::error!("devgate: configuration rejected: {e}");
                 false
             }
@@ -51,6 +110,7 @@ impl RootContext for Root {
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
             policy: self.policy.clone(),
+            stats: Rc::clone(&self.stats),
         }))
     }
 
@@ -61,13 +121,16 @@ impl RootContext for Root {
 
 struct Http {
     policy: Option<Rc<Policy>>,
+    stats: Rc<Stats>,
 }
 
 impl Context for Http {}
 
 /// Stops the request with a generic error: used whenever the glue cannot finish its job.
-fn fail_closed(code: &str) -> Action {
+fn fail_closed(stats: &Stats, code: &str) -> Action {
     log::warn!("devgate: request refused: {code}");
+    stats.denied("internal_error");
+    let _ = host::set_property("devgate_decision", b"deny:internal_error");
     let headers: [(&str, &[u8]); 2] = [
         ("content-type", b"text/plain; charset=utf-8"),
         ("cache-control", b"no-store"),
@@ -82,14 +145,14 @@ fn fail_closed(code: &str) -> Action {
     Action::Pause
 }
 
-fn respond(code: &str, r: &Response) -> Action {
+fn respond(stats: &Stats, code: &str, r: &Response) -> Action {
     let headers: Vec<(&str, &[u8])> = r.headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
     let mut details = String::with_capacity(8 + code.len());
     details.push_str("devgate_");
     details.push_str(code);
     match host::send_local_response(r.status, &details, &headers, r.body.as_bytes()) {
         Ok(()) => Action::Pause,
-        Err(_) => fail_closed("send_local_response_failed"),
+        Err(_) => fail_closed(stats, "send_local_response_failed"),
     }
 }
 
@@ -105,16 +168,16 @@ impl Http {
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
         let Some(policy) = self.policy.clone() else {
-            return fail_closed("not_configured");
+            return fail_closed(&self.stats, "not_configured");
         };
         let Ok(buf) = host::request_header_pairs() else {
-            return fail_closed("headers_unavailable");
+            return fail_closed(&self.stats, "headers_unavailable");
         };
         let Some(headers) = parse_pairs(&buf) else {
-            return fail_closed("headers_malformed");
+            return fail_closed(&self.stats, "headers_malformed");
         };
         let Ok(peer) = host::property(&["source", "address"]) else {
-            return fail_closed("peer_unavailable");
+            return fail_closed(&self.stats, "peer_unavailable");
         };
         let req = Request {
             peer: peer.as_deref(),
@@ -122,25 +185,48 @@ impl HttpContext for Http {
             now: self.now(),
         };
         match decide(&policy, &req) {
-            Decision::Allow { identity, edits } => {
+            Decision::Allow {
+                identity,
+                api_key,
+                edits,
+            } => {
                 for name in &edits.remove {
                     if host::remove_request_header(name).is_err() {
-                        return fail_closed("header_edit_failed");
+                        return fail_closed(&self.stats, "header_edit_failed");
                     }
                 }
                 for (name, value) in &edits.set {
                     if host::set_request_header(name.as_bytes(), value).is_err() {
-                        return fail_closed("header_edit_failed");
+                        return fail_closed(&self.stats, "header_edit_failed");
                     }
                 }
-                if let Some(id) = identity {
-                    log::debug!("devgate: developer via {}", id.source.code());
+                let what = match (&identity, api_key) {
+                    (_, Some(KeyKind::Public)) => "public_key",
+                    (_, Some(KeyKind::Private)) => "private_key",
+                    (Some(id), None) => id.source.code(),
+                    (None, None) => "anonymous",
+                };
+                self.stats.allowed(what);
+                // Audit fields for the access log: who, and how. Never a credential.
+                let mut decision = String::with_capacity(6 + what.len());
+                decision.push_str("allow:");
+                decision.push_str(what);
+                let _ = host::set_property("devgate_decision", decision.as_bytes());
+                if let Some(id) = &identity {
+                    let _ = host::set_property("devgate_user", id.name.as_bytes());
+                    let _ = host::set_property("devgate_source", id.source.code().as_bytes());
                 }
                 Action::Continue
             }
             Decision::Deny { reason, response } => {
-                log::debug!("devgate: denied {} ({})", response.status, reason.code());
-                respond(reason.code(), &response)
+                let code = reason.code();
+                log::debug!("devgate: denied {} ({code})", response.status);
+                self.stats.denied(code);
+                let mut decision = String::with_capacity(5 + code.len());
+                decision.push_str("deny:");
+                decision.push_str(code);
+                let _ = host::set_property("devgate_decision", decision.as_bytes());
+                respond(&self.stats, code, &response)
             }
         }
     }
