@@ -6,6 +6,8 @@
 pub mod apikey;
 pub mod cookie;
 pub mod headers;
+pub mod htpasswd;
+pub mod login;
 pub mod net;
 pub mod path;
 pub mod query;
