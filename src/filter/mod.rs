@@ -31,9 +31,12 @@ struct Root {
 
 /// Counters, defined once per VM. Envoy lists them under `wasmcustom.devgate.*`:
 /// `requests.allowed.<source>`, `requests.denied.<reason>`, `config.accepted|rejected`.
+/// Looked up by the static code, so counting costs no allocation.
 #[derive(Default)]
 struct Stats {
-    ids: HashMap<String, u32>,
+    allowed: HashMap<&'static str, u32>,
+    denied: HashMap<&'static str, u32>,
+    config: HashMap<&'static str, u32>,
 }
 
 /// What allowed a request: the identity's source, an API key kind, or nothing.
@@ -46,43 +49,63 @@ const ALLOWED: [&str; 6] = [
     "anonymous",
 ];
 
+fn define_all(
+    prefix: &str,
+    codes: impl Iterator<Item = &'static str>,
+) -> HashMap<&'static str, u32> {
+    codes
+        .filter_map(|code| {
+            let mut name = String::with_capacity(prefix.len() + code.len());
+            name.push_str(prefix);
+            name.push_str(code);
+            host::define_counter(&name).ok().map(|id| (code, id))
+        })
+        .collect()
+}
+
 impl Stats {
     fn define() -> Stats {
-        let mut names: Vec<String> = ALLOWED
-            .iter()
-            .map(|s| format!("devgate.requests.allowed.{s}"))
-            .collect();
-        names.extend(Reason::all().map(|r| format!("devgate.requests.denied.{}", r.code())));
-        names.push("devgate.requests.denied.internal_error".into());
-        names.push("devgate.config.accepted".into());
-        names.push("devgate.config.rejected".into());
-        let ids = names
-            .into_iter()
-            .filter_map(|n| host::define_counter(&n).ok().map(|id| (n, id)))
-            .collect();
-        Stats { ids }
+        let denied = Reason::all()
+            .map(Reason::code)
+            .chain(std::iter::once(INTERNAL_ERROR));
+        Stats {
+            allowed: define_all("devgate.requests.allowed.", ALLOWED.into_iter()),
+            denied: define_all("devgate.requests.denied.", denied),
+            config: define_all("devgate.config.", ["accepted", "rejected"].into_iter()),
+        }
     }
 
-    fn bump(&self, name: &str) {
-        if let Some(id) = self.ids.get(name) {
+    fn is_defined(&self) -> bool {
+        !self.config.is_empty()
+    }
+
+    fn bump(map: &HashMap<&'static str, u32>, code: &str) {
+        if let Some(id) = map.get(code) {
             host::increment(*id);
         }
     }
 
     fn allowed(&self, what: &str) {
-        self.bump(&format!("devgate.requests.allowed.{what}"));
+        Stats::bump(&self.allowed, what);
     }
 
     fn denied(&self, code: &str) {
-        self.bump(&format!("devgate.requests.denied.{code}"));
+        Stats::bump(&self.denied, code);
+    }
+
+    fn config(&self, outcome: &str) {
+        Stats::bump(&self.config, outcome);
     }
 }
+
+/// The reason code of a request the glue itself could not complete.
+const INTERNAL_ERROR: &str = "internal_error";
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        if self.stats.ids.is_empty() {
+        if !self.stats.is_defined() {
             self.stats = Rc::new(Stats::define());
         }
         let raw = self.get_plugin_configuration().unwrap_or_default();
@@ -94,13 +117,13 @@ impl RootContext for Root {
                     policy.header.as_str()
                 );
                 self.policy = Some(Rc::new(policy));
-                self.stats.bump("devgate.config.accepted");
+                self.stats.config("accepted");
                 true
             }
             Err(e) => {
                 // Fail closed: drop any previous policy too, so nothing runs on a stale one.
                 self.policy = None;
-                self.stats.bump("devgate.config.rejected");
+                self.stats.config("rejected");
                 log::error!("devgate: configuration rejected: {e}");
                 false
             }
@@ -129,7 +152,7 @@ impl Context for Http {}
 /// Stops the request with a generic error: used whenever the glue cannot finish its job.
 fn fail_closed(stats: &Stats, code: &str) -> Action {
     log::warn!("devgate: request refused: {code}");
-    stats.denied("internal_error");
+    stats.denied(INTERNAL_ERROR);
     let _ = host::set_property("devgate_decision", b"deny:internal_error");
     let headers: [(&str, &[u8]); 2] = [
         ("content-type", b"text/plain; charset=utf-8"),
