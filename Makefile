@@ -52,21 +52,29 @@ lint: fmt-check clippy
 
 fmt:
 	$(CARGO) fmt --all
+	$(CARGO) fmt --all --manifest-path tests/wasm/Cargo.toml
 
 fmt-check: toolchain
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --all --manifest-path tests/wasm/Cargo.toml -- --check
 
 clippy: toolchain
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --lib --release --target $(TARGET) -- -D warnings
+	$(CARGO) clippy --all-targets --manifest-path tests/wasm/Cargo.toml --target-dir target/wasm-tests -- -D warnings
 
 ## unit: the pure core natively, the CLI, known-answer vectors
 unit:
-	$(CARGO) test --lib --bins
+	$(CARGO) test --lib --bins --test cli
 
-## wasm-test: the built devgate.wasm in a wasmtime host playing Envoy
+## wasm-test: the built devgate.wasm in a wasmtime host playing Envoy (tests/wasm, its own package)
+WASM_TESTS := $(CARGO) test --release --manifest-path tests/wasm/Cargo.toml --target-dir target/wasm-tests
 wasm-test: build
-	$(CARGO) test --release --test '*'
+	$(WASM_TESTS)
+
+## bench-wasm: wasmtime fuel (deterministic) and wall time per request for the main scenarios
+bench-wasm: build
+	$(WASM_TESTS) --test fuel -- --ignored --nocapture fuel_table
 
 ## e2e: the built devgate.wasm in the real Envoy from the venv, against a real upstream
 e2e: build venv cli

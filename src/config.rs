@@ -311,14 +311,32 @@ struct RawNetwork {
     trust_forwarded: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(
-    untagged,
-    expecting = "a path prefix string or {\"prefix\": ..., \"methods\": [...]}"
-)]
+/// A protect item: a prefix string, or an object with `prefix` and `methods`.
 enum RawRule {
     Prefix(String),
     Rule(RawRuleObject),
+}
+
+// Hand-written instead of `#[serde(untagged)]`: an untagged enum buffers the value and reports
+// only "did not match any variant", losing the name of an unknown field inside the object.
+impl<'de> Deserialize<'de> for RawRule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawRule;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path prefix string or an object with prefix and methods")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawRule, E> {
+                Ok(RawRule::Prefix(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawRule, A::Error> {
+                RawRuleObject::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawRule::Rule)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -341,6 +359,13 @@ fn redact_values(message: &str) -> String {
             in_quotes = !in_quotes;
         } else if !in_quotes {
             out.push(c);
+        }
+    }
+    // "unknown variant `<value>`": the value is the operator's, possibly a secret in the wrong
+    // place; the expected variants after it are devgate's and stay.
+    if let Some(rest) = out.strip_prefix("unknown variant `") {
+        if let Some((_, tail)) = rest.split_once('`') {
+            out = format!("unknown variant `…`{tail}");
         }
     }
     // serde_json appends " at line L column C"; the field path already says where.
@@ -719,9 +744,13 @@ mod tests {
         );
         assert_eq!(
             field_of(r#"{"protect": [{"prefix": "/a", "x": 1}]}"#),
-            "protect[0]"
+            "protect[0].x"
         );
         assert_eq!(field_of(r#"{"protect": [7]}"#), "protect[0]");
+        assert_eq!(
+            field_of(r#"{"protect": [{"prefix": "/x/", "verbs": ["GET"]}]}"#),
+            "protect[0].verbs"
+        );
         assert_eq!(field_of(r#"{"public": ["/ok", "nope"]}"#), "public[1]");
         assert_eq!(field_of(r#"[]"#), "(root)");
         assert_eq!(field_of(r#"{} {}"#), "(root)");
@@ -738,7 +767,7 @@ mod tests {
         let e = parse_policy(br#"{"unauthenticated": "maybe"}"#).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "field `unauthenticated`: unknown variant `maybe`, expected `challenge` or `forbid`"
+            "field `unauthenticated`: unknown variant `…`, expected `challenge` or `forbid`"
         );
         let e = parse_policy(br#"{"extra": true}"#).unwrap_err();
         assert!(
@@ -753,6 +782,8 @@ mod tests {
         let e = parse_policy(br#"{"network": "c2VjcmV0LXNlY3JldC1zZWNyZXQ"}"#).unwrap_err();
         assert_eq!(e.field, "network");
         assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+        let e = parse_policy(br#"{"unauthenticated": "config-secret-a1b2"}"#).unwrap_err();
+        assert!(!e.to_string().contains("config-secret"), "regression: {e}");
         let e = parse_policy(br#"{"network": {"deny": "topsecretvalue"}}"#).unwrap_err();
         assert!(!e.to_string().contains("topsecret"), "{e}");
         assert!(!e.message.contains("line"), "{e}");

@@ -1,0 +1,1 @@
+//! Empty: this package only holds the wasm-host tests in tests/.

@@ -1,0 +1,308 @@
+//! A deterministic cost meter: wasmtime fuel (≈ wasm instructions) per request for the main
+//! scenarios, checked against `tests/wasm/fuel_baseline.json`.
+//!
+//! * `fuel_is_deterministic`: the same module and inputs cost the same fuel, twice over.
+//! * `fuel_within_baseline`: fails if a scenario costs more than 20% over its recorded number.
+//!   `DEVGATE_FUEL_UPDATE=1` rewrites the baseline with today's numbers instead.
+//! * `fuel_table` (ignored; `make bench-wasm`): prints the table, with wall-clock time per
+//!   request as an informative extra column (not deterministic, not checked).
+//!
+//! Each scenario runs on a fresh VM: configure, three warm-up requests (the allocator grows
+//! memory on the first ones), then the measured one. Fuel counts the whole stream: context
+//! create, request headers, response headers, done, log, delete.
+
+// This whole crate is test code: clippy.toml allows these lints inside #[test] functions only,
+// and the shared host and the helpers here are tests' code too.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod host;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use host::{Host, Outcome, RequestBuilder};
+
+/// How much a scenario may rise over its baseline before the check fails.
+const TOLERANCE: f64 = 0.20;
+
+const DEMO: &str = r#"{"protect": ["/", "/_debug/"], "public": ["/healthz"]}"#;
+
+/// A token-carrying configuration for the token-developer scenario (the key is this file's own:
+/// `devgate-fuel-meter-key-0123456789abcdef`, base64url).
+const TOKEN_CONFIG: &str = r#"{"protect": ["/"], "network": {"allow": []},
+    "keys": [{"id": "k1", "secret": "ZGV2Z2F0ZS1mdWVsLW1ldGVyLWtleS0wMTIzNDU2Nzg5YWJjZGVm"}],
+    "tokens": {"bearer": true}}"#;
+
+/// The host's default clock (see `HostBuilder`): 2026-01-01T00:00:00Z.
+const NOW: u64 = 1_767_225_600;
+
+/// A developer token for "alice" under `TOKEN_CONFIG`'s key, minted with the crate's own code.
+fn developer_token() -> String {
+    use devgate::core::token::{mint, Claims, Key, Purpose, Secret};
+    let key = Key {
+        id: "k1".into(),
+        secret: Secret::from_b64url("ZGV2Z2F0ZS1mdWVsLW1ldGVyLWtleS0wMTIzNDU2Nzg5YWJjZGVm")
+            .unwrap(),
+    };
+    let claims = Claims {
+        sub: "alice".into(),
+        purpose: Purpose::Developer,
+        cookie: None,
+        cip: None,
+        jti: None,
+        iat: Some(NOW),
+        nbf: None,
+        exp: NOW + 3600,
+    };
+    mint(&claims, &key)
+}
+
+struct Scenario {
+    name: &'static str,
+    config: &'static str,
+    /// Builds the request on a configured host.
+    request: fn(&mut Host) -> RequestBuilder<'_>,
+    /// What the scenario must produce, so a meter never measures the wrong path.
+    expect: Expect,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Forwarded,
+    Local(u32),
+}
+
+fn browser_headers(r: RequestBuilder<'_>) -> RequestBuilder<'_> {
+    r.header(
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64) devgate-fuel/1.0",
+    )
+    .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+    .header("accept-language", "en-US,en;q=0.5")
+    .header("accept-encoding", "gzip, deflate, br")
+    .header("cookie", "session=abc123; theme=dark")
+    .header("x-request-id", "5f0c6d1e-6c1b-4c59-9a5c-2b7f1f6b3e11")
+}
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "network_developer",
+            config: DEMO,
+            request: |h| browser_headers(h.request().peer("127.0.0.1:41000").get("/_debug/vars")),
+            expect: Expect::Forwarded,
+        },
+        Scenario {
+            name: "denied_401",
+            config: DEMO,
+            request: |h| browser_headers(h.request().peer("203.0.113.9:41000").get("/_debug/vars")),
+            expect: Expect::Local(401),
+        },
+        Scenario {
+            name: "public_path",
+            config: DEMO,
+            request: |h| browser_headers(h.request().peer("203.0.113.9:41000").get("/healthz")),
+            expect: Expect::Forwarded,
+        },
+        Scenario {
+            name: "spoofed_identity_stripped",
+            config: DEMO,
+            request: |h| {
+                browser_headers(h.request().peer("203.0.113.9:41000").get("/healthz"))
+                    .header("x-wsgiorg-developer-user", "mallory")
+                    .header("x_wsgiorg_developer_user", "mallory")
+            },
+            expect: Expect::Forwarded,
+        },
+        Scenario {
+            name: "bad_path_400",
+            config: DEMO,
+            request: |h| browser_headers(h.request().peer("127.0.0.1:41000").get("/%zz/_debug")),
+            expect: Expect::Local(400),
+        },
+        Scenario {
+            name: "token_developer",
+            config: TOKEN_CONFIG,
+            request: |h| {
+                let bearer = format!("Bearer {}", developer_token());
+                browser_headers(h.request().peer("203.0.113.9:41000").get("/_debug/vars"))
+                    .header("authorization", &bearer)
+            },
+            expect: Expect::Forwarded,
+        },
+        Scenario {
+            name: "token_tampered_401",
+            config: TOKEN_CONFIG,
+            request: |h| {
+                let mut token = developer_token();
+                token.push('A');
+                let bearer = format!("Bearer {token}");
+                browser_headers(h.request().peer("203.0.113.9:41000").get("/_debug/vars"))
+                    .header("authorization", &bearer)
+            },
+            expect: Expect::Local(401),
+        },
+    ]
+}
+
+/// The fuel of one scenario, or `None` if its configuration is refused (a scenario for a feature
+/// the module does not have yet: add it here first, it is measured once the module accepts it).
+fn measure(s: &Scenario) -> Option<(u64, u64, Outcome)> {
+    let mut h = Host::load().unwrap_or_else(|e| panic!("{e}"));
+    if !h
+        .configure(s.config)
+        .unwrap_or_else(|e| panic!("{}: {e}", s.name))
+    {
+        return None;
+    }
+    for _ in 0..3 {
+        (s.request)(&mut h).send().assert_well_formed();
+    }
+    let r = (s.request)(&mut h).send();
+    r.assert_well_formed();
+    let got = match r.status() {
+        Some(status) => Expect::Local(status),
+        None => Expect::Forwarded,
+    };
+    if got != s.expect {
+        panic!(
+            "{}: expected {:?}, got {:?}\n{}",
+            s.name,
+            s.expect,
+            got,
+            r.describe()
+        );
+    }
+    Some((r.fuel, r.fuel_request_headers, r))
+}
+
+fn baseline_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuel_baseline.json")
+}
+
+fn read_baseline() -> BTreeMap<String, u64> {
+    let text = match std::fs::read_to_string(baseline_path()) {
+        Ok(t) => t,
+        Err(_) => return BTreeMap::new(),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", baseline_path().display()));
+    v.get("fuel_per_request")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_u64().map(|n| (k.clone(), n)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn write_baseline(fuel: &BTreeMap<String, u64>) {
+    let doc = serde_json::json!({
+        "about": "wasmtime fuel per request (whole stream) for tests/wasm/tests/fuel.rs scenarios; \
+                  rewrite with DEVGATE_FUEL_UPDATE=1",
+        "tolerance": TOLERANCE,
+        "fuel_per_request": fuel,
+    });
+    let mut text = serde_json::to_string_pretty(&doc).unwrap();
+    text.push('\n');
+    std::fs::write(baseline_path(), text).unwrap();
+    eprintln!("wrote {}", baseline_path().display());
+}
+
+#[test]
+fn fuel_is_deterministic() {
+    for s in scenarios() {
+        let a = measure(&s).map(|m| (m.0, m.1));
+        let b = measure(&s).map(|m| (m.0, m.1));
+        assert_eq!(a, b, "{}: fuel differs between two identical runs", s.name);
+    }
+}
+
+#[test]
+fn fuel_within_baseline() {
+    let baseline = read_baseline();
+    let mut measured = BTreeMap::new();
+    let mut failures = Vec::new();
+    for s in scenarios() {
+        let Some((fuel, _, _)) = measure(&s) else {
+            eprintln!("{}: not measurable yet (configuration refused)", s.name);
+            continue;
+        };
+        measured.insert(s.name.to_string(), fuel);
+        match baseline.get(s.name) {
+            None => eprintln!(
+                "{}: {fuel} fuel, no baseline (DEVGATE_FUEL_UPDATE=1 records it)",
+                s.name
+            ),
+            Some(&base) => {
+                let limit = (base as f64 * (1.0 + TOLERANCE)) as u64;
+                if fuel > limit {
+                    failures.push(format!(
+                        "{}: {fuel} fuel > {limit} (baseline {base} + 20%)",
+                        s.name
+                    ));
+                } else if (fuel as f64) < base as f64 * (1.0 - TOLERANCE) {
+                    eprintln!(
+                        "{}: {fuel} fuel, well under the baseline {base}: consider DEVGATE_FUEL_UPDATE=1",
+                        s.name
+                    );
+                }
+            }
+        }
+    }
+    if std::env::var_os("DEVGATE_FUEL_UPDATE").is_some_and(|v| v != "0") {
+        write_baseline(&measured);
+        return;
+    }
+    assert!(
+        failures.is_empty(),
+        "fuel regressions (if intended, rerun with DEVGATE_FUEL_UPDATE=1):\n{}",
+        failures.join("\n")
+    );
+}
+
+/// `make bench-wasm`: the table.
+#[test]
+#[ignore = "prints the fuel table; run by `make bench-wasm`"]
+fn fuel_table() {
+    let baseline = read_baseline();
+    println!();
+    println!(
+        "{:<28} {:>12} {:>16} {:>12} {:>10} {:>13}",
+        "scenario", "fuel/req", "on_req_headers", "baseline", "host calls", "µs/req (wall)"
+    );
+    for s in scenarios() {
+        let Some((fuel, headers_fuel, outcome)) = measure(&s) else {
+            println!("{:<28} {:>12}", s.name, "n/a");
+            continue;
+        };
+        // Wall clock, informative only: one VM, many requests.
+        let mut h = Host::load().unwrap();
+        assert!(h.configure(s.config).unwrap());
+        let n = 2000u32;
+        let start = Instant::now();
+        for _ in 0..n {
+            let r = (s.request)(&mut h).send();
+            assert!(!r.trapped());
+        }
+        let micros = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        println!(
+            "{:<28} {:>12} {:>16} {:>12} {:>10} {:>13.1}",
+            s.name,
+            fuel,
+            headers_fuel,
+            baseline
+                .get(s.name)
+                .map_or_else(|| "-".to_string(), u64::to_string),
+            outcome.abi_call_count(),
+            micros
+        );
+    }
+}
