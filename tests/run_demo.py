@@ -31,21 +31,17 @@ LISTEN = 10000
 TRY = f"""
 devgate demo is up: Envoy on 127.0.0.1:{LISTEN} and [::1]:{LISTEN}, admin on 127.0.0.1:{ADMIN[1]},
 upstream (echoes what it receives) on 127.0.0.1:{UPSTREAM[1]}. Config: {CONFIG}
-Every loopback client is a developer by default; watch the x-wsgiorg-developer-user header:
+127.0.0.1 and ::1 are developers; other loopback addresses play outsiders. Watch the
+x-wsgiorg-developer-user header in the upstream's echo:
 
-  curl -s http://127.0.0.1:{LISTEN}/                      # any path: you are 127.0.0.1
-  curl -s http://127.0.0.1:{LISTEN}/_debug/vars           # protected, you are a developer
+  curl -s http://127.0.0.1:{LISTEN}/_debug/vars           # protected, you are developer 127.0.0.1
   curl -s -g 'http://[::1]:{LISTEN}/_debug/'              # developer ::1
-  curl -s --interface 127.0.0.5 http://127.0.0.1:{LISTEN}/_debug/   # developer 127.0.0.5
-  curl -s http://127.0.0.1:{LISTEN}/ -H 'X-Wsgiorg-Developer-User: evil' -H 'x_wsgiorg_developer_user: evil'
-                                                          # forged identities are removed
-  curl -s http://127.0.0.1:{LISTEN}/ -H 'X-Forwarded-For: 10.0.0.1'   # XFF does not change who you are
+  curl -si --interface 127.0.0.77 http://127.0.0.1:{LISTEN}/_debug/   # outsider: 401 challenge
+  curl -s --interface 127.0.0.77 http://127.0.0.1:{LISTEN}/           # outsider, open path: no header
+  curl -s --interface 127.0.0.77 http://127.0.0.1:{LISTEN}/ -H 'X-Wsgiorg-Developer-User: evil' \\
+       -H 'x_wsgiorg_developer_user: evil' -H 'X-Forwarded-For: 127.0.0.1'   # forged: removed, ignored
   curl -si 'http://127.0.0.1:{LISTEN}/_debug%2Fx'         # ambiguous path: 400 from Envoy
   curl -si 'http://127.0.0.1:{LISTEN}/%255Fdebug/'        # double encoding: 400 from devgate
-
-To see a 401 challenge, narrow the allow list in {CONFIG}, e.g.
-  {{"network": {{"allow": ["127.0.0.1/32"]}}, "protect": ["/_debug/"], "public": ["/healthz"]}}
-and then: curl -si --interface 127.0.0.77 http://127.0.0.1:{LISTEN}/_debug/
 
 Ctrl-C stops Envoy and the upstream.
 """

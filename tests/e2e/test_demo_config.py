@@ -13,7 +13,7 @@ from harness import IDENTITY_HEADER as H
 
 DEMO = harness.REPO / "envoy" / "envoy.yaml"
 WASM_LINE = "filename: target/wasm32-wasip1/release/devgate.wasm"
-PLUGIN_LINE = '{"protect": ["/_debug/"], "public": ["/healthz"]}'
+PLUGIN_LINE = '{"network": {"allow": ["127.0.0.1", "::1"]}, "protect": ["/_debug/"], "public": ["/healthz"]}'
 
 
 def demo_text() -> str:
@@ -76,7 +76,7 @@ def demo(tmp_path_factory, upstream, wasm):
     envoy.stop()
 
 
-@pytest.mark.parametrize("source", ["127.0.0.1", "::1", "127.0.0.77"])
+@pytest.mark.parametrize("source", ["127.0.0.1", "::1"])
 @pytest.mark.parametrize("path", ["/", "/_debug/", "/healthz"])
 def test_demo_loopback_developers(demo, source, path):
     headers = [("X-Wsgiorg-Developer-User", "evil"), ("x_wsgiorg_developer_user", "evil")]
@@ -91,8 +91,22 @@ def test_demo_rejects_encoded_slash(demo):
 
 
 def test_demo_ignores_forwarded_for(demo):
-    r = demo.request("GET", "/", headers=[("X-Forwarded-For", "10.0.0.1")], source="127.0.0.77")
-    assert r.echo().spellings(H) == [(H, "127.0.0.77")]
+    r = demo.request("GET", "/", headers=[("X-Forwarded-For", "10.0.0.1")], source="127.0.0.1")
+    assert r.echo().spellings(H) == [(H, "127.0.0.1")]
+    r = demo.request("GET", "/_debug/", headers=[("X-Forwarded-For", "127.0.0.1")], source="127.0.0.77")
+    assert r.status == 401, r.summary()
+
+
+def test_demo_readme_session(demo):
+    """README "Try it": 200 with the header from 127.0.0.1, 401 from 127.0.0.77, and from
+    127.0.0.77 a spoofed header plus X-Forwarded-For passes on / without any identity."""
+    r = demo.request("GET", "/_debug/", source="127.0.0.1")
+    assert r.status == 200 and r.echo().spellings(H) == [(H, "127.0.0.1")], r.summary()
+    r = demo.request("GET", "/_debug/", source="127.0.0.77")
+    assert r.status == 401 and r.header("www-authenticate") == "x-wsgiorg.developer_user", r.summary()
+    spoof = [("X-Wsgiorg-Developer-User", "admin"), ("X-Forwarded-For", "127.0.0.1")]
+    r = demo.request("GET", "/", headers=spoof, source="127.0.0.77")
+    assert r.status == 200 and r.echo().spellings(H) == [], r.summary()
 
 
 def test_demo_narrowed_as_run_demo_suggests(tmp_path_factory, upstream, wasm):
