@@ -80,6 +80,11 @@ bench-wasm: build
 e2e: build venv cli
 	$(PYTEST) -q tests/e2e
 
+## bench: devgate against no filter, an empty Wasm filter and Envoy's basic_auth, jwt_authn
+## and lua, interleaved rounds on this machine (bench/README.md); writes bench/out/results.md
+bench: build cli venv
+	$(PY) bench/run.py
+
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV)

@@ -350,6 +350,7 @@ fn help_exits_0() {
         vec!["help"],
         vec!["mint", "--help"],
         vec!["verify", "-h"],
+        vec!["mint-key", "--help"],
         vec!["keygen", "--help"],
         vec!["check-config", "--help"],
     ] {
@@ -436,4 +437,45 @@ spec:
         code(&devgate(&["check-config", envoy.to_str().unwrap()])),
         1
     );
+}
+
+#[test]
+fn mint_key_prints_prefixed_keys_and_refuses_contradictions() {
+    let dir = scratch("mintkey");
+    let key = keygen(&dir);
+    let common = [
+        "--org",
+        "acme",
+        "--project",
+        "web",
+        "--product",
+        "maps",
+        "--key-file",
+        key.as_str(),
+    ];
+    let mut args = vec!["mint-key", "--kind", "public", "--referer", "*.acme.com"];
+    args.extend(common);
+    let o = devgate(&args);
+    assert_eq!(code(&o), 0, "{o:?}");
+    assert!(stdout(&o).starts_with("dgpk_"));
+    let mut args = vec![
+        "mint-key",
+        "--kind",
+        "private",
+        "--write",
+        "--ip",
+        "10.0.0.0/8",
+        "--id",
+        "etl-1",
+    ];
+    args.extend(common);
+    let o = devgate(&args);
+    assert_eq!(code(&o), 0, "{o:?}");
+    assert!(stdout(&o).starts_with("dgsk_"));
+    let mut args = vec!["mint-key", "--kind", "public", "--write"];
+    args.extend(common);
+    assert_eq!(code(&devgate(&args)), 2, "a public key cannot write");
+    let mut args = vec!["mint-key", "--kind", "secret"];
+    args.extend(common);
+    assert_eq!(code(&devgate(&args)), 2);
 }

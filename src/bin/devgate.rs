@@ -90,7 +90,7 @@ page) or dgsk_... (private: `private_key` or X-Api-Key, optionally restricted by
   --now SECONDS     use this time instead of the clock (for tests)
 ";
 
-const VERIFY_HELP: &str = "\"
+const VERIFY_HELP: &str = "\
 usage: devgate verify TOKEN --key-file FILE [options]
 
 Verifies TOKEN (`-`: read it from stdin) like the filter does and prints its claims as
