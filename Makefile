@@ -15,7 +15,7 @@ STAMP   := $(VENV)/.installed
 export DEVGATE_WASM := $(abspath $(WASM))
 export DEVGATE_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build toolchain venv run test lint fmt fmt-check clippy unit wasm-test e2e bench bench-wasm cli clean
+.PHONY: build toolchain venv run test lint fmt fmt-check clippy unit wasm-test e2e bench bench-wasm cli image clean
 
 ## toolchain: the wasm32-wasip1 target plus rustfmt and clippy (idempotent, fast when present)
 toolchain:
@@ -79,6 +79,11 @@ bench-wasm: build
 ## e2e: the built devgate.wasm in the real Envoy from the venv, against a real upstream
 e2e: build venv cli
 	$(PYTEST) -q tests/e2e
+
+## image: devgate.wasm as an OCI image for Istio's WasmPlugin (target/oci/devgate/ and
+## target/oci/devgate.tar, built without a Docker daemon, deterministic); prints the digests
+image: build venv
+	$(PY) envoy/istio/oci_image.py
 
 ## bench: devgate against no filter, an empty Wasm filter and Envoy's basic_auth, jwt_authn
 ## and lua, interleaved rounds on this machine (bench/README.md); writes bench/out/results.md

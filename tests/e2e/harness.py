@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, Union
@@ -171,6 +172,7 @@ def render_bootstrap(
     diagnostics: bool = True,
     admin: Address = ("127.0.0.1", 0),
     upstream_host: str = "127.0.0.1",
+    access_log: Sequence[dict] = (),
 ) -> dict:
     """An Envoy v3 bootstrap (as a dict; written as JSON, which Envoy reads as YAML).
 
@@ -180,6 +182,7 @@ def render_bootstrap(
     listen: the listener's addresses; the first is `address`, the others `additional_addresses`.
     env: vm_config.environment_variables.key_values.
     with_wasm=False renders the same chain without devgate (to check the harness itself).
+    access_log: the HttpConnectionManager's access_log entries (see file_access_log()).
     """
     if not listen:
         raise ValueError("need at least one listen address")
@@ -213,6 +216,8 @@ def render_bootstrap(
             {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in _DIAG_HEADERS
         ]
     hcm_config.update(_hcm_options(hcm))
+    if access_log:
+        hcm_config["access_log"] = [dict(a) for a in access_log]
     if diagnostics:
         hcm_config["local_reply_config"] = {
             "mappers": [
@@ -257,6 +262,32 @@ def render_bootstrap(
             ],
         },
     }
+
+
+def file_access_log(path: Union[str, Path], *, text: str | None = None, json_format: dict | None = None) -> dict:
+    """An access_log entry (envoy.access_loggers.file) writing to `path`, one line per request, either in
+    a text format (`text`, a trailing newline is added if missing) or as one JSON object per line
+    (`json_format`: field name -> command operator). Envoy writes the file in batches: start it with
+    `extra_args=FAST_FLUSH` (or stop it) before reading."""
+    if (text is None) == (json_format is None):
+        raise ValueError("give exactly one of text and json_format")
+    if text is not None:
+        log_format: dict = {"text_format_source": {"inline_string": text if text.endswith("\n") else text + "\n"}}
+    else:
+        log_format = {"json_format": dict(json_format)}
+    return {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": str(path),
+            "log_format": log_format,
+        },
+    }
+
+
+# Envoy flushes file access logs and --log-path every 10 s by default (and on exit); this makes it
+# every 100 ms, so a test can read them while Envoy runs.
+FAST_FLUSH = ("--file-flush-interval-msec", "100")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -590,6 +621,19 @@ class Envoy:
         finally:
             conn.close()
 
+    def counters(self, regex: str) -> dict[str, int]:
+        """Admin `/stats?filter=<regex>` as {name: value}, integer-valued stats only (counters and
+        gauges; histograms, which print no single number, are left out)."""
+        status, text = self.admin("/stats?filter=" + urllib.parse.quote(regex, safe=""))
+        if status != 200:
+            raise HarnessError(f"admin /stats answered {status}: {text[:300]}")
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
     def wasm_problems(self) -> list[str]:
         """Evidence of a Wasm trap, panic or VM failure (empty when the filter is healthy): log lines,
         and non-zero `wasm.<plugin>.vm_reload*` counters (FAIL_RELOAD reloads a VM that failed)."""
@@ -613,7 +657,7 @@ class Envoy:
         _stop(self.proc)
 
 
-def _launch(config: dict | str, workdir: Path, log_level: str) -> Envoy:
+def _launch(config: dict | str, workdir: Path, log_level: str, extra_args: Sequence[str] = ()) -> Envoy:
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(config, dict):
         cfg_path = workdir / "envoy.json"
@@ -633,6 +677,7 @@ def _launch(config: dict | str, workdir: Path, log_level: str) -> Envoy:
         "-l", log_level,
         "--log-path", str(workdir / "envoy.log"),
         "--admin-address-path", str(admin_file),
+        *extra_args,
     ]
     stderr = open(workdir / "envoy.stderr", "wb")
     try:
@@ -693,9 +738,10 @@ def _accepts(host: str, port: int) -> bool:
 
 
 def start_envoy(config: dict | str, workdir: Path, log_level: str = "warning",
-                timeout: float = STARTUP_TIMEOUT) -> Envoy:
-    """Start Envoy and wait until it serves; raise HarnessError (with its log) if it does not."""
-    env = _launch(config, workdir, log_level)
+                timeout: float = STARTUP_TIMEOUT, extra_args: Sequence[str] = ()) -> Envoy:
+    """Start Envoy and wait until it serves; raise HarnessError (with its log) if it does not.
+    extra_args: more Envoy command-line options (e.g. FAST_FLUSH)."""
+    env = _launch(config, workdir, log_level, extra_args)
     if not _wait_ready(env, timeout):
         code = env.proc.poll()
         env.stop()
