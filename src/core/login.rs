@@ -55,7 +55,7 @@ use std::net::IpAddr;
 
 use crate::core::cookie::{self, CookieAttrs, CookieError, SameSite};
 use crate::core::net::normalize_ip;
-use crate::core::query;
+use crate::core::query::{self, hex_digit, split_pair};
 use crate::core::token::{Claims, Purpose};
 
 /// Largest login form body, in bytes.
@@ -206,10 +206,6 @@ impl Drop for LoginForm {
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
-}
-
 /// `application/x-www-form-urlencoded` decoding of one name or value: `+` is a space, `%XX`
 /// a byte; a malformed escape is an error (browsers never send one).
 fn form_decode(raw: &[u8]) -> Result<Vec<u8>, FormError> {
@@ -219,8 +215,8 @@ fn form_decode(raw: &[u8]) -> Result<Vec<u8>, FormError> {
         match b {
             b'+' => out.push(b' '),
             b'%' => {
-                let hi = bytes.next().copied().and_then(hex);
-                let lo = bytes.next().copied().and_then(hex);
+                let hi = bytes.next().copied().and_then(hex_digit);
+                let lo = bytes.next().copied().and_then(hex_digit);
                 match (hi, lo) {
                     (Some(h), Some(l)) => out.push((h << 4) | l),
                     _ => return Err(FormError::BadEncoding),
@@ -241,13 +237,7 @@ pub fn parse_form(body: &[u8]) -> Result<LoginForm, FormError> {
     }
     let (mut username, mut password, mut back) = (None, None, None);
     for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-        let (name, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (
-                pair.get(..i).unwrap_or_default(),
-                pair.get(i + 1..).unwrap_or_default(),
-            ),
-            None => (pair, &b""[..]),
-        };
+        let (name, value) = split_pair(pair);
         let name = form_decode(name)?;
         let value = form_decode(value)?;
         let Some(field) = Field::from_name(&name) else {

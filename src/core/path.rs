@@ -20,6 +20,8 @@
 //!
 //! The canonical path is only used for matching; the request goes upstream unchanged.
 
+use super::query::hex_digit;
+
 /// Why a path was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathError {
@@ -39,19 +41,10 @@ pub enum PathError {
 /// this keeps the work per request bounded whatever the listener allows.
 pub const MAX_PATH_LEN: usize = 16 * 1024;
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 fn is_escape_at(bytes: &[u8], i: usize) -> bool {
     matches!(
         (bytes.get(i), bytes.get(i + 1), bytes.get(i + 2)),
-        (Some(b'%'), Some(a), Some(b)) if hex(*a).is_some() && hex(*b).is_some()
+        (Some(b'%'), Some(a), Some(b)) if hex_digit(*a).is_some() && hex_digit(*b).is_some()
     )
 }
 
@@ -63,8 +56,14 @@ fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
             out.push(b);
             continue;
         }
-        let hi = iter.next().and_then(hex).ok_or(PathError::BadEscape)?;
-        let lo = iter.next().and_then(hex).ok_or(PathError::BadEscape)?;
+        let hi = iter
+            .next()
+            .and_then(hex_digit)
+            .ok_or(PathError::BadEscape)?;
+        let lo = iter
+            .next()
+            .and_then(hex_digit)
+            .ok_or(PathError::BadEscape)?;
         let byte = (hi << 4) | lo;
         if byte == 0 {
             return Err(PathError::EncodedNul);

@@ -4,8 +4,20 @@
 //! framework), `+` is left as is (it is not in any key devgate issues), and `&` is the only
 //! separator.
 
-fn hex(b: u8) -> Option<u8> {
+/// The value of one hexadecimal digit (either case). Shared by every percent-decoder.
+pub fn hex_digit(b: u8) -> Option<u8> {
     (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// Splits `name=value` at the first `=`; a part without `=` is a name with an empty value.
+pub fn split_pair(part: &[u8]) -> (&[u8], &[u8]) {
+    match part.iter().position(|&b| b == b'=') {
+        Some(i) => (
+            part.get(..i).unwrap_or_default(),
+            part.get(i + 1..).unwrap_or_default(),
+        ),
+        None => (part, &b""[..]),
+    }
 }
 
 /// Percent-decodes; malformed escapes are kept as written.
@@ -15,8 +27,8 @@ pub fn decode(raw: &[u8]) -> Vec<u8> {
     while let Some(&b) = raw.get(i) {
         let escaped = match (
             b,
-            raw.get(i + 1).copied().and_then(hex),
-            raw.get(i + 2).copied().and_then(hex),
+            raw.get(i + 1).copied().and_then(hex_digit),
+            raw.get(i + 2).copied().and_then(hex_digit),
         ) {
             (b'%', Some(h), Some(l)) => Some((h << 4) | l),
             _ => None,
@@ -47,13 +59,7 @@ pub fn split(path: &[u8]) -> (&[u8], Option<&[u8]>) {
 pub fn find<'n>(query: &[u8], names: &[&'n str]) -> Vec<(&'n str, Vec<u8>)> {
     let mut out = Vec::new();
     for part in query.split(|&b| b == b'&') {
-        let (name, value) = match part.iter().position(|&b| b == b'=') {
-            Some(i) => (
-                part.get(..i).unwrap_or_default(),
-                part.get(i + 1..).unwrap_or_default(),
-            ),
-            None => (part, &b""[..]),
-        };
+        let (name, value) = split_pair(part);
         let name = decode(name);
         if let Some(n) = names.iter().find(|n| n.as_bytes() == name.as_slice()) {
             out.push((*n, decode(value)));
@@ -69,7 +75,7 @@ pub fn remove(path: &[u8], names: &[&str]) -> Option<Vec<u8>> {
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut removed = false;
     for part in query.split(|&b| b == b'&') {
-        let name = part.split(|&b| b == b'=').next().unwrap_or_default();
+        let (name, _) = split_pair(part);
         if names
             .iter()
             .any(|n| n.as_bytes() == decode(name).as_slice())
