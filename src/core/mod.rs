@@ -352,6 +352,31 @@ fn check_token(
     (verdict, ours)
 }
 
+/// Removes `Authorization` (devgate's Bearer token travels there).
+fn strip_bearer(edits: &mut Edits) {
+    edits.remove.push(b"authorization".to_vec());
+}
+
+/// Rewrites the `Cookie` headers without devgate's cookie `name`, keeping every other cookie.
+fn strip_cookie(name: &str, req: &Request<'_>, edits: &mut Edits) {
+    let kept: Vec<Vec<u8>> = req
+        .headers
+        .iter()
+        .filter(|(n, _)| *n == b"cookie")
+        .filter_map(|(_, v)| match cookie::strip_cookie(v, name) {
+            None => Some(v.to_vec()),
+            Some(rest) if rest.is_empty() => None,
+            Some(rest) => Some(rest),
+        })
+        .collect();
+    edits.remove.push(b"cookie".to_vec());
+    if !kept.is_empty() {
+        edits
+            .set
+            .push(("cookie".to_string(), kept.join(&b"; "[..])));
+    }
+}
+
 /// Header edits that keep devgate's credential from reaching the upstream.
 fn strip_credential(
     tokens: &TokenPolicy,
@@ -363,57 +388,24 @@ fn strip_credential(
     if !tokens.strip_credential {
         return;
     }
-    match cred.source {
-        Source::Bearer if ours => edits.remove.push(b"authorization".to_vec()),
-        Source::Cookie => {
-            let Some(name) = &tokens.cookie else { return };
-            let kept: Vec<Vec<u8>> = req
-                .headers
-                .iter()
-                .filter(|(n, _)| *n == b"cookie")
-                .filter_map(|(_, v)| match cookie::strip_cookie(v, name) {
-                    None => Some(v.to_vec()),
-                    Some(rest) if rest.is_empty() => None,
-                    Some(rest) => Some(rest),
-                })
-                .collect();
-            edits.remove.push(b"cookie".to_vec());
-            if !kept.is_empty() {
-                edits
-                    .set
-                    .push(("cookie".to_string(), kept.join(&b"; "[..])));
-            }
-        }
-        Source::Bearer | Source::Network => {}
+    match (cred.source, &tokens.cookie) {
+        (Source::Bearer, _) if ours => strip_bearer(edits),
+        (Source::Cookie, Some(name)) => strip_cookie(name, req, edits),
+        _ => {}
     }
 }
 
 /// On an ambiguous request: removes every place a devgate credential can be.
 fn strip_all_credentials(tokens: &TokenPolicy, req: &Request<'_>, edits: &mut Edits) {
+    if !tokens.strip_credential {
+        return;
+    }
     let has = |name: &[u8]| req.headers.iter().any(|(n, _)| *n == name);
     if tokens.bearer && has(b"authorization") {
-        strip_credential(
-            tokens,
-            req,
-            Credential {
-                source: Source::Bearer,
-                token: b"",
-            },
-            true,
-            edits,
-        );
+        strip_bearer(edits);
     }
-    if tokens.cookie.is_some() && has(b"cookie") {
-        strip_credential(
-            tokens,
-            req,
-            Credential {
-                source: Source::Cookie,
-                token: b"",
-            },
-            true,
-            edits,
-        );
+    if let (Some(name), true) = (&tokens.cookie, has(b"cookie")) {
+        strip_cookie(name, req, edits);
     }
 }
 
