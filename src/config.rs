@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::core::cookie::is_valid_cookie_name;
 use crate::core::headers::HeaderName;
+use crate::core::htpasswd::{Users, DEFAULT_MAX_COST, MIN_COST};
 use crate::core::net::{Cidr, CidrList, NetPolicy};
 use crate::core::path::Prefix;
 use crate::core::token::{Key, KeyError, KeySet, Secret};
@@ -53,6 +54,23 @@ pub enum Unauthenticated {
     Challenge,
     /// Always 403, the spec's "distinctly unhelpful" mode: nothing hints that a login exists.
     Forbid,
+}
+
+/// What devgate does when the upstream application answers 401 with
+/// `WWW-Authenticate: x-wsgiorg.developer_user` (the spec's open issue: "this page needs a
+/// developer").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamChallenge {
+    /// 403, the spec's default: the request already went through devgate, so there is nothing
+    /// the client can add.
+    #[default]
+    Forbid,
+    /// `303` to the login page with `back` = the request path, for a request that carried no
+    /// developer; 403 for one that did (logging in again would loop). Needs `login`.
+    Login,
+    /// Hand the upstream's 401 to the client unchanged.
+    Pass,
 }
 
 /// Whether a rule protects a path, exempts it, or makes it an API route (index into
@@ -179,6 +197,43 @@ pub struct TokenPolicy {
 /// Largest accepted `tokens.leeway_seconds`.
 pub const MAX_LEEWAY: u64 = 300;
 
+/// The hidden login form and its session cookie. Present only when `login` is configured.
+#[derive(Clone, Debug)]
+pub struct LoginPolicy {
+    /// Where the form lives: `<mount>/login`, `<mount>/logout`. Devgate answers every path
+    /// under it itself (404 for the others). Defaults to `/.devgate`; no trailing `/`.
+    pub mount: String,
+    /// The developers and their bcrypt hashes (htpasswd).
+    pub users: Users,
+    /// Signs and verifies session cookies: the top-level `keys`, first one signs.
+    pub keys: KeySet,
+    /// The session cookie's name. Defaults to `devgate_session`.
+    pub cookie: String,
+    /// Session lifetime (the token's `exp` and the cookie's `Max-Age`). Defaults to 8 hours.
+    pub session_seconds: u64,
+    /// Peers the form works for (DevAuth's login networks); elsewhere it answers 403. `None`
+    /// (the default): any socket peer. An address Envoy took from `X-Forwarded-For` can never
+    /// log in unless `network.trust_forwarded` is on.
+    pub allow_from: Option<CidrList>,
+    /// Always mark the cookie `Secure`, not only when the request came over TLS. Defaults to
+    /// false.
+    pub secure_cookie: bool,
+    /// Failed logins per peer (per /64 for IPv6) before the form answers 429. Defaults to 5.
+    pub max_failures: u32,
+    /// The window those failures are counted in, in seconds. Defaults to 300.
+    pub failure_window: u64,
+    /// Bind each session to the address it logged in from (`cip`). Defaults to false.
+    pub bind_peer: bool,
+    /// Clock skew tolerated on the session token. Defaults to 30.
+    pub leeway: u64,
+}
+
+/// Longest accepted `login.session_seconds`: 30 days.
+pub const MAX_SESSION_SECONDS: u64 = 30 * 24 * 3600;
+/// Highest accepted `login.max_cost`: one verify at cost 12 takes about half a second of an
+/// Envoy worker (see [`crate::core::htpasswd`]); anything above stalls it for seconds.
+pub const MAX_LOGIN_COST: u32 = 12;
+
 /// The validated, immutable policy the core decides with.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -193,6 +248,10 @@ pub struct Policy {
     pub tokens: Option<TokenPolicy>,
     /// API keys; `None` (the default) accepts none and has no API routes.
     pub api: Option<ApiPolicy>,
+    /// The login form and session cookie; `None` (the default): no form, no session cookie.
+    pub login: Option<LoginPolicy>,
+    /// What an upstream 401 with devgate's challenge becomes. Defaults to `forbid`.
+    pub upstream_challenge: UpstreamChallenge,
 }
 
 impl Policy {
@@ -227,6 +286,59 @@ struct RawConfig {
     keys: Vec<RawKey>,
     tokens: Option<RawTokens>,
     api: Option<RawApi>,
+    login: Option<RawLogin>,
+    #[serde(default)]
+    upstream_challenge: UpstreamChallenge,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogin {
+    #[serde(default = "default_mount")]
+    mount: String,
+    users: Option<String>,
+    users_env: Option<String>,
+    #[serde(default = "default_session_cookie")]
+    cookie: String,
+    #[serde(default = "default_session_seconds")]
+    session_seconds: u64,
+    allow_from: Option<Vec<String>>,
+    #[serde(default)]
+    secure_cookie: bool,
+    #[serde(default = "default_max_cost")]
+    max_cost: u32,
+    #[serde(default = "default_max_failures")]
+    max_failures: u32,
+    #[serde(default = "default_failure_window")]
+    failure_window_seconds: u64,
+    #[serde(default)]
+    bind_peer: bool,
+    #[serde(default = "default_leeway")]
+    leeway_seconds: u64,
+}
+
+fn default_mount() -> String {
+    "/.devgate".into()
+}
+
+fn default_session_cookie() -> String {
+    "devgate_session".into()
+}
+
+fn default_session_seconds() -> u64 {
+    8 * 3600
+}
+
+fn default_max_cost() -> u32 {
+    DEFAULT_MAX_COST
+}
+
+fn default_max_failures() -> u32 {
+    5
+}
+
+fn default_failure_window() -> u64 {
+    300
 }
 
 #[derive(Deserialize)]
@@ -590,6 +702,125 @@ fn api_policy(raw: RawApi, keys: KeySet, rules: &mut Vec<Rule>) -> Result<ApiPol
     })
 }
 
+/// A login mount: `/seg[/seg...]`, segments of `A-Za-z0-9._~-`, none of them `.` or `..`.
+fn valid_mount(mount: &str) -> bool {
+    let Some(rest) = mount.strip_prefix('/') else {
+        return false;
+    };
+    mount.len() <= 128
+        && rest.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+        })
+}
+
+fn login_policy(
+    raw: RawLogin,
+    keys: KeySet,
+    token_cookie: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoginPolicy, ConfigError> {
+    if !valid_mount(&raw.mount) {
+        return Err(err(
+            "login.mount",
+            "must be a path like /.devgate: segments of A-Za-z0-9._~- , no trailing /",
+        ));
+    }
+    if !is_valid_cookie_name(&raw.cookie) {
+        return Err(err(
+            "login.cookie",
+            "must be a cookie name (an RFC 6265 token)",
+        ));
+    }
+    let prefixed = raw.cookie.starts_with("__Secure-") || raw.cookie.starts_with("__Host-");
+    if prefixed && !raw.secure_cookie {
+        return Err(err(
+            "login.cookie",
+            "a __Secure- or __Host- cookie needs secure_cookie: true (browsers drop it otherwise)",
+        ));
+    }
+    if token_cookie == Some(raw.cookie.as_str()) {
+        return Err(err(
+            "login.cookie",
+            "must differ from tokens.cookie (session and developer tokens have different purposes)",
+        ));
+    }
+    if !(60..=MAX_SESSION_SECONDS).contains(&raw.session_seconds) {
+        return Err(err(
+            "login.session_seconds",
+            format!("between 60 and {MAX_SESSION_SECONDS} seconds"),
+        ));
+    }
+    if !(MIN_COST..=MAX_LOGIN_COST).contains(&raw.max_cost) {
+        return Err(err(
+            "login.max_cost",
+            format!(
+                "between {MIN_COST} and {MAX_LOGIN_COST} (each bcrypt step doubles the time a \
+                 login holds an Envoy worker)"
+            ),
+        ));
+    }
+    if raw.max_failures == 0 || raw.max_failures > 1000 {
+        return Err(err("login.max_failures", "between 1 and 1000"));
+    }
+    if !(1..=86_400).contains(&raw.failure_window_seconds) {
+        return Err(err(
+            "login.failure_window_seconds",
+            "between 1 and 86400 seconds",
+        ));
+    }
+    if raw.leeway_seconds > MAX_LEEWAY {
+        return Err(err(
+            "login.leeway_seconds",
+            format!("at most {MAX_LEEWAY} seconds"),
+        ));
+    }
+    let (field, content) = match (raw.users, raw.users_env) {
+        (Some(inline), None) => ("login.users", inline),
+        (None, Some(var)) => {
+            let value = env(&var).ok_or_else(|| {
+                err(
+                    "login.users_env",
+                    format!(
+                        "environment variable {var} is not set in the Wasm VM \
+                         (vm_config.environment_variables)"
+                    ),
+                )
+            })?;
+            ("login.users_env", value)
+        }
+        _ => {
+            return Err(err(
+                "login",
+                "needs exactly one of users (htpasswd lines) or users_env",
+            ))
+        }
+    };
+    // The error names a line and a problem, never a hash.
+    let users = Users::parse(&content, raw.max_cost).map_err(|e| err(field, e.to_string()))?;
+    let allow_from = match &raw.allow_from {
+        Some(list) => Some(cidrs("login.allow_from", list)?),
+        None => None,
+    };
+    Ok(LoginPolicy {
+        mount: raw.mount,
+        users,
+        keys,
+        cookie: raw.cookie,
+        session_seconds: raw.session_seconds,
+        allow_from,
+        secure_cookie: raw.secure_cookie,
+        max_failures: raw.max_failures,
+        failure_window: raw.failure_window_seconds,
+        bind_peer: raw.bind_peer,
+        leeway: raw.leeway_seconds,
+    })
+}
+
 fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Policy, ConfigError> {
     let header = HeaderName::parse(raw.header.as_deref().unwrap_or(DEFAULT_HEADER))
         .map_err(|m| err("header", m))?;
@@ -654,6 +885,19 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Poli
         Some(a) => Some(api_policy(a, needs_keys("api")?, &mut rules)?),
         None => None,
     };
+    let login = match raw.login {
+        Some(l) => {
+            let token_cookie = tokens.as_ref().and_then(|t| t.cookie.as_deref());
+            Some(login_policy(l, needs_keys("login")?, token_cookie, env)?)
+        }
+        None => None,
+    };
+    if raw.upstream_challenge == UpstreamChallenge::Login && login.is_none() {
+        return Err(err(
+            "upstream_challenge",
+            "`login` sends clients to the login form, which is not configured (add `login`)",
+        ));
+    }
     let mut names = vec![&header];
     if let Some(a) = &api {
         let h = &a.headers;
@@ -680,6 +924,8 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Poli
         unauthenticated: raw.unauthenticated,
         tokens,
         api,
+        login,
+        upstream_challenge: raw.upstream_challenge,
     })
 }
 
@@ -927,5 +1173,132 @@ mod tests {
             parse_policy(b"{}").unwrap().tokens.is_none(),
             "tokens are off by default"
         );
+    }
+
+    const HTPASSWD: &str = "alice:$2y$05$WBNRJBi.4c8ilvNVGxxUCOTTVPsWRpkAqpvHW2izxuA1HtxO/eNdK";
+
+    fn login_err(login: &str, extra: &str) -> ConfigError {
+        let json = format!(
+            r#"{{"keys": [{{"id": "k1", "secret_env": "GOOD"}}], "login": {login} {extra}}}"#
+        );
+        tok_err(&json)
+    }
+
+    #[test]
+    fn login_config_errors_name_the_field() {
+        let users = format!(r#""users": "{HTPASSWD}""#);
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                format!(r#"{{{users}, "mount": "/"}}"#),
+                "login.mount",
+                "segments",
+            ),
+            (
+                format!(r#"{{{users}, "mount": "/a/"}}"#),
+                "login.mount",
+                "segments",
+            ),
+            (
+                format!(r#"{{{users}, "mount": "/a/../b"}}"#),
+                "login.mount",
+                "segments",
+            ),
+            (
+                format!(r#"{{{users}, "cookie": "a b"}}"#),
+                "login.cookie",
+                "cookie name",
+            ),
+            (
+                format!(r#"{{{users}, "cookie": "devgate_token"}}"#),
+                "login.cookie",
+                "differ",
+            ),
+            (
+                format!(r#"{{{users}, "cookie": "__Host-s"}}"#),
+                "login.cookie",
+                "secure_cookie",
+            ),
+            (
+                format!(r#"{{{users}, "session_seconds": 10}}"#),
+                "login.session_seconds",
+                "between",
+            ),
+            (
+                format!(r#"{{{users}, "max_cost": 13}}"#),
+                "login.max_cost",
+                "between 4 and 12",
+            ),
+            (
+                format!(r#"{{{users}, "max_failures": 0}}"#),
+                "login.max_failures",
+                "between",
+            ),
+            (
+                format!(r#"{{{users}, "failure_window_seconds": 0}}"#),
+                "login.failure_window_seconds",
+                "between",
+            ),
+            (
+                format!(r#"{{{users}, "allow_from": ["10.0.0.1/8"]}}"#),
+                "login.allow_from[0]",
+                "",
+            ),
+            (
+                format!(r#"{{{users}, "users_env": "X"}}"#),
+                "login",
+                "exactly one",
+            ),
+            ("{}".to_string(), "login", "exactly one"),
+            (
+                r#"{"users_env": "NOPE"}"#.to_string(),
+                "login.users_env",
+                "not set",
+            ),
+            (
+                r#"{"users": "bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="}"#.to_string(),
+                "login.users",
+                "only bcrypt",
+            ),
+            (
+                r#"{"users": "bob:$apr1$x$y"}"#.to_string(),
+                "login.users",
+                "only bcrypt",
+            ),
+            (
+                format!(r#"{{{users}, "colour": 1}}"#),
+                "login.colour",
+                "unknown field",
+            ),
+        ];
+        for (login, field, msg) in cases {
+            let e = login_err(&login, r#", "tokens": {}"#);
+            assert_eq!(e.field, field, "{login}: {e}");
+            assert!(e.message.contains(msg), "{login}: {e}");
+            for secret_part in ["WBNRJBi", "W6ph5Mm5", "$x$y"] {
+                assert!(!e.to_string().contains(secret_part), "{e}");
+            }
+        }
+        // No keys to sign sessions with.
+        let e = tok_err(&format!(r#"{{"login": {{{users}}}}}"#));
+        assert_eq!(e.field, "keys");
+        // upstream_challenge: login needs the form.
+        let e = tok_err(r#"{"upstream_challenge": "login"}"#);
+        assert_eq!(e.field, "upstream_challenge");
+    }
+
+    #[test]
+    fn login_defaults() {
+        let json = format!(
+            r#"{{"keys": [{{"id": "k1", "secret_env": "GOOD"}}], "login": {{"users": "{HTPASSWD}"}}}}"#
+        );
+        let p = parse_policy_with_env(json.as_bytes(), &|_| Some(SECRET.to_string())).unwrap();
+        let l = p.login.unwrap();
+        assert_eq!(l.mount, "/.devgate");
+        assert_eq!(l.cookie, "devgate_session");
+        assert_eq!(l.session_seconds, 8 * 3600);
+        assert!(l.allow_from.is_none() && !l.secure_cookie && !l.bind_peer);
+        assert_eq!((l.max_failures, l.failure_window, l.leeway), (5, 300, 30));
+        assert_eq!(l.users.len(), 1);
+        assert_eq!(p.upstream_challenge, UpstreamChallenge::Forbid);
     }
 }

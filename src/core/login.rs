@@ -458,6 +458,16 @@ pub fn redirect(location: &str) -> Page {
     }
 }
 
+/// A plain-text page with devgate's headers (`no-store`, `nosniff`, ...): 403, 404, 405, 413,
+/// 415, 500 under the mount.
+pub fn text_page(status: u16, body: &str) -> Page {
+    Page {
+        status,
+        headers: page_headers(Some("text/plain; charset=utf-8")),
+        body: body.to_string(),
+    }
+}
+
 /// `429 Too Many Requests` with `Retry-After`, for [`Verdict::Limited`].
 pub fn too_many_attempts(retry_after: u64) -> Page {
     let mut headers = page_headers(Some("text/plain; charset=utf-8"));

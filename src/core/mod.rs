@@ -11,11 +11,14 @@ pub mod login;
 pub mod net;
 pub mod path;
 pub mod query;
+pub mod session;
 pub mod token;
 
 use std::net::IpAddr;
 
-use crate::config::{ApiPolicy, ApiRoute, Mode, Policy, RuleKind, TokenPolicy, Unauthenticated};
+use crate::config::{
+    ApiPolicy, ApiRoute, LoginPolicy, Mode, Policy, RuleKind, TokenPolicy, Unauthenticated,
+};
 use apikey::{ApiKey, KeyKind};
 use cookie::CookieLookup;
 use net::NetVerdict;
@@ -52,6 +55,8 @@ pub enum Source {
     Bearer,
     /// A developer token in the configured cookie.
     Cookie,
+    /// The login form's session cookie.
+    Session,
 }
 
 impl Source {
@@ -61,6 +66,7 @@ impl Source {
             Source::Network => "network",
             Source::Bearer => "bearer",
             Source::Cookie => "cookie",
+            Source::Session => "session",
         }
     }
 }
@@ -187,9 +193,14 @@ pub enum Decision {
         /// The kind of API key the request was admitted with, on an API route.
         api_key: Option<KeyKind>,
         edits: Edits,
+        /// Headers to add to the upstream's response (a `Set-Cookie` clearing an expired
+        /// session).
+        response_headers: Vec<(&'static str, String)>,
     },
     /// Answer locally.
     Deny { reason: Reason, response: Response },
+    /// A path under the login mount: devgate answers it itself ([`session::start`]).
+    Login(session::Endpoint),
 }
 
 /// The one place a deny response is built: generic bodies, nothing about why.
@@ -357,16 +368,23 @@ fn strip_bearer(edits: &mut Edits) {
     edits.remove.push(b"authorization".to_vec());
 }
 
-/// Rewrites the `Cookie` headers without devgate's cookie `name`, keeping every other cookie.
-fn strip_cookie(name: &str, req: &Request<'_>, edits: &mut Edits) {
+/// Rewrites the `Cookie` headers without devgate's cookies `names`, keeping every other cookie.
+fn strip_cookies(names: &[&str], req: &Request<'_>, edits: &mut Edits) {
+    if names.is_empty() {
+        return;
+    }
     let kept: Vec<Vec<u8>> = req
         .headers
         .iter()
         .filter(|(n, _)| *n == b"cookie")
-        .filter_map(|(_, v)| match cookie::strip_cookie(v, name) {
-            None => Some(v.to_vec()),
-            Some(rest) if rest.is_empty() => None,
-            Some(rest) => Some(rest),
+        .filter_map(|(_, v)| {
+            let mut value = v.to_vec();
+            for name in names {
+                if let Some(rest) = cookie::strip_cookie(&value, name) {
+                    value = rest;
+                }
+            }
+            (!value.is_empty()).then_some(value)
         })
         .collect();
     edits.remove.push(b"cookie".to_vec());
@@ -378,35 +396,102 @@ fn strip_cookie(name: &str, req: &Request<'_>, edits: &mut Edits) {
 }
 
 /// Header edits that keep devgate's credential from reaching the upstream.
-fn strip_credential(
-    tokens: &TokenPolicy,
-    req: &Request<'_>,
+fn strip_credential<'p>(
+    tokens: &'p TokenPolicy,
     cred: Credential<'_>,
     ours: bool,
     edits: &mut Edits,
+    cookies: &mut Vec<&'p str>,
 ) {
     if !tokens.strip_credential {
         return;
     }
     match (cred.source, &tokens.cookie) {
         (Source::Bearer, _) if ours => strip_bearer(edits),
-        (Source::Cookie, Some(name)) => strip_cookie(name, req, edits),
+        (Source::Cookie, Some(name)) => cookies.push(name),
         _ => {}
     }
 }
 
 /// On an ambiguous request: removes every place a devgate credential can be.
-fn strip_all_credentials(tokens: &TokenPolicy, req: &Request<'_>, edits: &mut Edits) {
+fn strip_all_credentials<'p>(
+    tokens: &'p TokenPolicy,
+    req: &Request<'_>,
+    edits: &mut Edits,
+    cookies: &mut Vec<&'p str>,
+) {
     if !tokens.strip_credential {
         return;
     }
-    let has = |name: &[u8]| req.headers.iter().any(|(n, _)| *n == name);
-    if tokens.bearer && has(b"authorization") {
+    if tokens.bearer && req.headers.iter().any(|(n, _)| *n == b"authorization") {
         strip_bearer(edits);
     }
-    if let (Some(name), true) = (&tokens.cookie, has(b"cookie")) {
-        strip_cookie(name, req, edits);
+    if let Some(name) = &tokens.cookie {
+        cookies.push(name);
     }
+}
+
+/// The login session cookie, checked: `None` when there is none, or when it has expired (an
+/// expired session is no session: the request goes on as anonymous and the cookie is cleared).
+struct SessionCookie {
+    verdict: Result<Identity, Reason>,
+}
+
+/// Looks for the session cookie and checks it. `Err` when it cannot be read one way only.
+/// `expired` is set when an expired session was dropped.
+fn session_cookie<'p>(
+    login: &'p LoginPolicy,
+    policy: &Policy,
+    req: &Request<'_>,
+    peer: Result<net::Peer, net::PeerError>,
+    expired: &mut bool,
+    cookies: &mut Vec<&'p str>,
+) -> Result<Option<SessionCookie>, Reason> {
+    let values = req
+        .headers
+        .iter()
+        .filter(|(n, _)| *n == b"cookie")
+        .map(|(_, v)| *v);
+    let lookup = cookie::find_cookie(values, &login.cookie);
+    if lookup != CookieLookup::NotFound {
+        // devgate's session cookie never reaches the upstream, valid or not.
+        cookies.push(&login.cookie);
+    }
+    let token = match lookup {
+        CookieLookup::NotFound => return Ok(None),
+        CookieLookup::Found(token) => token,
+        CookieLookup::Ambiguous => return Err(Reason::AmbiguousCredential),
+        CookieLookup::TooLarge => return Err(Reason::Token(TokenError::TooLong)),
+    };
+    let peer_ip: Option<IpAddr> = policy.net.peer_ip(peer).ok();
+    let mut expect = Expect::session(&login.cookie, login.leeway);
+    if let Some(ip) = peer_ip {
+        expect = expect.with_peer(ip);
+    }
+    let verdict = match token::verify(token, &login.keys, &expect, req.now) {
+        Err(TokenError::Expired) => {
+            *expired = true;
+            return Ok(None);
+        }
+        Err(e) => Err(Reason::Token(e)),
+        Ok(claims) => {
+            if login.bind_peer && claims.cip.is_none() {
+                Err(Reason::UnboundToken)
+            } else if login
+                .allow_from
+                .as_ref()
+                .is_some_and(|nets| !peer_ip.is_some_and(|ip| nets.contains(ip)))
+            {
+                Err(Reason::NetworkDenied)
+            } else {
+                Ok(Identity {
+                    name: claims.sub,
+                    source: Source::Session,
+                })
+            }
+        }
+    };
+    Ok(Some(SessionCookie { verdict }))
 }
 
 /// Where an API key was found.
@@ -557,6 +642,14 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
         Some(Ok(c)) => c,
         Some(Err(_)) | None => return deny(Reason::BadPath, policy),
     };
+    // The login mount is devgate's own: answered locally, whatever the rules say.
+    if let Some(ep) = policy
+        .login
+        .as_ref()
+        .and_then(|l| session::endpoint(l, &canonical))
+    {
+        return Decision::Login(ep);
+    }
     let route = policy.route(method, &canonical);
     let protected = route == Some(RuleKind::Protect);
 
@@ -577,28 +670,63 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
     // developer the network rule already admits, and never admits anyone by itself.
     let mut refusal = Reason::NoCredential;
     let mut identity = None;
-    if let Some(tokens) = &policy.tokens {
-        match find_credential(tokens, req) {
-            Err(reason) => {
-                // Whatever the pieces were, none of them goes upstream.
-                strip_all_credentials(tokens, req, &mut edits);
-                refusal = reason;
+    let mut cookies: Vec<&str> = Vec::new();
+    let mut expired = false;
+    let session = match &policy.login {
+        Some(login) => session_cookie(login, policy, req, peer, &mut expired, &mut cookies),
+        None => Ok(None),
+    };
+    let token = match &policy.tokens {
+        Some(tokens) => find_credential(tokens, req).map(|c| c.map(|c| (tokens, c))),
+        None => Ok(None),
+    };
+    match (session, token) {
+        (Err(reason), _) | (_, Err(reason)) => {
+            // Whatever the pieces were, none of them goes upstream.
+            if let Some(tokens) = &policy.tokens {
+                strip_all_credentials(tokens, req, &mut edits, &mut cookies);
             }
-            Ok(None) => {}
-            Ok(Some(cred)) => {
-                let (verdict, ours) = check_token(tokens, policy, cred, peer, req.now);
-                match verdict {
-                    Ok(id) => identity = Some(id),
-                    Err(reason) => refusal = reason,
-                }
-                strip_credential(tokens, req, cred, ours, &mut edits);
-            }
+            refusal = reason;
         }
+        (Ok(Some(_)), Ok(Some(_))) => {
+            if let Some(tokens) = &policy.tokens {
+                strip_all_credentials(tokens, req, &mut edits, &mut cookies);
+            }
+            refusal = Reason::AmbiguousCredential;
+        }
+        (Ok(Some(session)), Ok(None)) => match session.verdict {
+            Ok(id) => identity = Some(id),
+            Err(reason) => refusal = reason,
+        },
+        (Ok(None), Ok(Some((tokens, cred)))) => {
+            let (verdict, ours) = check_token(tokens, policy, cred, peer, req.now);
+            match verdict {
+                Ok(id) => identity = Some(id),
+                Err(reason) => refusal = reason,
+            }
+            strip_credential(tokens, cred, ours, &mut edits, &mut cookies);
+        }
+        (Ok(None), Ok(None)) => {}
     }
     let identity = identity.or(by_network);
 
+    // An expired session is cleared, on whatever answer the request gets.
+    let mut response_headers = Vec::new();
+    if let (true, Some(login)) = (expired, &policy.login) {
+        if let Ok(clear) = login::clear_session_cookie(&login.cookie, login.secure_cookie) {
+            response_headers.push(("set-cookie", clear));
+        }
+    }
+    let deny = |reason: Reason| {
+        let mut d = deny(reason, policy);
+        if let Decision::Deny { response, .. } = &mut d {
+            response.headers.extend(response_headers.iter().cloned());
+        }
+        d
+    };
+
     if identity.is_none() && protected {
-        return deny(refusal, policy);
+        return deny(refusal);
     }
 
     let mut identity_headers = vec![&policy.header];
@@ -614,7 +742,7 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
             let mut api_edits = Edits::default();
             match api_key(api, route, policy, req, method, peer, &mut api_edits) {
                 Ok(kind) => admitted_key = Some(kind),
-                Err(reason) => return deny(reason, policy),
+                Err(reason) => return deny(reason),
             }
             edits.remove.extend(api_edits.remove);
             edits.set.extend(api_edits.set);
@@ -626,6 +754,7 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
         .into_iter()
         .map(<[u8]>::to_vec)
         .collect();
+    strip_cookies(&cookies, req, &mut edits);
     edits.remove.splice(0..0, stripped);
     if let Some(id) = &identity {
         edits.set.push((
@@ -637,6 +766,7 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
         identity,
         api_key: admitted_key,
         edits,
+        response_headers,
     }
 }
 
@@ -683,6 +813,7 @@ mod tests {
         match d {
             Decision::Allow { .. } => 200,
             Decision::Deny { response, .. } => response.status,
+            Decision::Login(_) => 0,
         }
     }
 
@@ -724,7 +855,8 @@ mod tests {
             Decision::Allow {
                 identity: None,
                 api_key: None,
-                edits: Edits::default()
+                edits: Edits::default(),
+                response_headers: vec![],
             }
         );
         assert_eq!(status(&run(policy, get("127.0.0.77:1", b"/healthz"))), 200);
@@ -882,7 +1014,7 @@ mod tests {
     fn reason(d: &Decision) -> Option<&'static str> {
         match d {
             Decision::Deny { reason, .. } => Some(reason.code()),
-            Decision::Allow { .. } => None,
+            Decision::Allow { .. } | Decision::Login(_) => None,
         }
     }
 
@@ -895,6 +1027,7 @@ mod tests {
                 edits.clone(),
             ),
             Decision::Deny { reason, .. } => panic!("denied: {}", reason.code()),
+            Decision::Login(e) => panic!("login endpoint {e:?}"),
         }
     }
 
@@ -1095,6 +1228,133 @@ mod tests {
             &[(b"authorization", b"Bearer x.y.z")],
         );
         assert_eq!(status(&d), 403);
+    }
+
+    // ---- login session cookie ------------------------------------------------------------
+
+    /// Password: correct horse.
+    const ALICE: &str = "alice:$2y$05$WBNRJBi.4c8ilvNVGxxUCOTTVPsWRpkAqpvHW2izxuA1HtxO/eNdK";
+
+    fn login_policy(extra: &str) -> Policy {
+        let json = format!(
+            r#"{{"network": {{"allow": ["127.0.0.1"]}}, "protect": ["/_debug/"],
+                "keys": [{{"id": "k1", "secret": "{SECRET}"}}], "tokens": {{}},
+                "login": {{"users": "{ALICE}", "allow_from": ["10.0.0.0/8"] {extra}}}}}"#
+        );
+        crate::config::parse_policy(json.as_bytes()).unwrap()
+    }
+
+    fn session(sub: &str, exp: u64) -> String {
+        let mut c = claims(sub, exp);
+        c.purpose = Purpose::Session;
+        c.cookie = Some("devgate_session".into());
+        format!("devgate_session={}", mint(&c, &key("k1")))
+    }
+
+    #[test]
+    fn session_cookie_names_the_developer_and_never_goes_upstream() {
+        let p = login_policy("");
+        let c = format!("a=1; {}; b=2", session("alice", NOW + 60));
+        let d = send(&p, "10.1.1.1:9", b"/_debug/", &[(b"cookie", c.as_bytes())]);
+        let (id, edits) = allowed(&d);
+        assert_eq!(id, Some(("alice".into(), Source::Session)));
+        assert!(edits.remove.contains(&b"cookie".to_vec()));
+        assert!(edits.set.contains(&("cookie".into(), b"a=1; b=2".to_vec())));
+    }
+
+    #[test]
+    fn expired_session_is_no_session_and_is_cleared() {
+        let p = login_policy("");
+        let c = session("alice", NOW - 3600);
+        // Protected: the same 401 as no cookie at all, plus the cookie cleared.
+        let d = send(&p, "10.1.1.1:9", b"/_debug/", &[(b"cookie", c.as_bytes())]);
+        let Decision::Deny { reason, response } = &d else {
+            panic!("{d:?}")
+        };
+        assert_eq!((reason.code(), response.status), ("no_credential", 401));
+        let clear = response.headers.iter().find(|(n, _)| *n == "set-cookie");
+        assert!(clear
+            .is_some_and(|(_, v)| v.starts_with("devgate_session=;") && v.contains("Max-Age=0")));
+        // Unprotected: anonymous, cookie cleared on the way back and stripped on the way in.
+        let d = send(&p, "10.1.1.1:9", b"/", &[(b"cookie", c.as_bytes())]);
+        let Decision::Allow {
+            identity,
+            edits,
+            response_headers,
+            ..
+        } = &d
+        else {
+            panic!("{d:?}")
+        };
+        assert!(identity.is_none());
+        assert_eq!(edits.remove, vec![b"cookie".to_vec()]);
+        assert!(response_headers.iter().any(|(n, _)| *n == "set-cookie"));
+    }
+
+    #[test]
+    fn session_cookie_refusals() {
+        let p = login_policy("");
+        // Tampered.
+        let mut c = session("alice", NOW + 60);
+        c.pop();
+        c.push('A');
+        let d = send(&p, "10.1.1.1:9", b"/_debug/", &[(b"cookie", c.as_bytes())]);
+        assert_eq!(reason(&d), Some("bad_signature"));
+        // A developer token pasted into the session cookie.
+        let dev = format!(
+            "devgate_session={}",
+            mint(&claims("alice", NOW + 60), &key("k1"))
+        );
+        let d = send(
+            &p,
+            "10.1.1.1:9",
+            b"/_debug/",
+            &[(b"cookie", dev.as_bytes())],
+        );
+        assert_eq!(reason(&d), Some("wrong_purpose"));
+        // Outside the login networks: 403.
+        let c = session("alice", NOW + 60);
+        let d = send(&p, "192.0.2.1:9", b"/_debug/", &[(b"cookie", c.as_bytes())]);
+        assert_eq!((status(&d), reason(&d)), (403, Some("network_denied")));
+        // A session and a bearer token: which one? Neither.
+        let bearer = format!("Bearer {}", mint(&claims("bob", NOW + 60), &key("k1")));
+        let d = send(
+            &p,
+            "10.1.1.1:9",
+            b"/_debug/",
+            &[
+                (b"cookie", c.as_bytes()),
+                (b"authorization", bearer.as_bytes()),
+            ],
+        );
+        assert_eq!(reason(&d), Some("ambiguous_credential"));
+        // An expired session beside a valid bearer token is no session: the bearer counts.
+        let old = session("alice", NOW - 3600);
+        let d = send(
+            &p,
+            "10.1.1.1:9",
+            b"/_debug/",
+            &[
+                (b"cookie", old.as_bytes()),
+                (b"authorization", bearer.as_bytes()),
+            ],
+        );
+        assert_eq!(allowed(&d).0, Some(("bob".into(), Source::Bearer)));
+    }
+
+    #[test]
+    fn login_mount_is_answered_by_devgate() {
+        let p = login_policy("");
+        let d = send(&p, "192.0.2.1:9", b"/.devgate/login", &[]);
+        assert_eq!(d, Decision::Login(session::Endpoint::Login));
+        // Even where a public rule would match, and through path tricks.
+        let d = send(&p, "192.0.2.1:9", b"/x/../.devgate/%6Cogout", &[]);
+        assert_eq!(d, Decision::Login(session::Endpoint::Logout));
+        let d = send(&p, "192.0.2.1:9", b"/.devgate/", &[]);
+        assert_eq!(d, Decision::Login(session::Endpoint::Other));
+        // Without login configured, the mount is an ordinary path.
+        let d = send(&token_policy("{}"), "127.0.0.1:9", b"/.devgate/login", &[]);
+        assert!(matches!(d, Decision::Allow { .. }));
     }
 
     // ---- API keys --------------------------------------------------------------------------
