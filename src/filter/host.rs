@@ -14,6 +14,12 @@ use crate::abi::serialize_pairs;
 
 /// `MapType::HttpRequestHeaders` of the ABI.
 const REQUEST_HEADERS: u32 = 0;
+/// `MapType::HttpResponseHeaders` of the ABI.
+const RESPONSE_HEADERS: u32 = 2;
+/// `BufferType::HttpRequestBody` of the ABI.
+const REQUEST_BODY: u32 = 0;
+/// `Status::CasMismatch`.
+const CAS_MISMATCH: u32 = 8;
 /// `Status::Ok`.
 const OK: u32 = 0;
 /// `Status::NotFound`.
@@ -41,6 +47,48 @@ extern "C" {
         path_size: usize,
         value: *const u8,
         value_size: usize,
+    ) -> u32;
+    fn proxy_get_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_add_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        max_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_size: usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+        cas: u32,
     ) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
@@ -180,6 +228,115 @@ pub fn send_local_response(
     };
     match rc {
         OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// The first value of a response header (`:status`, ...); `Ok(None)` when absent.
+pub fn response_header(name: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: plain FFI; `name` outlives the call, the out-pointers are valid.
+    let status = unsafe {
+        proxy_get_header_map_value(
+            RESPONSE_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    match status {
+        OK => Ok(Some(take(data, size))),
+        NOT_FOUND => Ok(None),
+        s => Err(HostError(s)),
+    }
+}
+
+/// All response headers, serialized as the ABI does.
+pub fn response_header_pairs() -> Result<Vec<u8>, HostError> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: plain FFI; the out-pointers are valid for the duration of the call.
+    match unsafe { proxy_get_header_map_pairs(RESPONSE_HEADERS, &mut data, &mut size) } {
+        OK => Ok(take(data, size)),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Adds a response header value (keeping the others: `Set-Cookie` may repeat).
+pub fn add_response_header(name: &[u8], value: &[u8]) -> Result<(), HostError> {
+    // SAFETY: plain FFI; both slices outlive the call.
+    let status = unsafe {
+        proxy_add_header_map_value(
+            RESPONSE_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+    match status {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Empties the request body chunk the current callback holds, so the filters after devgate
+/// (and the upstream) never receive it.
+pub fn drop_request_body(size: usize) -> Result<(), HostError> {
+    // SAFETY: plain FFI; a zero-length replacement (null is allowed with size 0).
+    match unsafe { proxy_set_buffer_bytes(REQUEST_BODY, 0, size, null(), 0) } {
+        OK | NOT_FOUND => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// The first `size` bytes of the request body chunk the current callback holds.
+pub fn request_body(size: usize) -> Result<Vec<u8>, HostError> {
+    let mut data = null_mut();
+    let mut got = 0;
+    // SAFETY: plain FFI; the out-pointers are valid for the duration of the call.
+    match unsafe { proxy_get_buffer_bytes(REQUEST_BODY, 0, size, &mut data, &mut got) } {
+        OK => Ok(take(data, got)),
+        // An empty body has no buffer.
+        NOT_FOUND => Ok(Vec::new()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// A shared-data value (shared by every VM of the plugin in this Envoy process) and its
+/// compare-and-swap token; `(None, 0)` when absent.
+pub fn shared_data(key: &str) -> Result<(Option<Vec<u8>>, u32), HostError> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let mut cas = 0u32;
+    // SAFETY: plain FFI; `key` outlives the call, the out-pointers are valid.
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    match status {
+        OK => Ok((Some(take(data, size)), cas)),
+        NOT_FOUND => Ok((None, 0)),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Whether a compare-and-swap write went through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cas {
+    Stored,
+    /// Another worker wrote first: read again and retry.
+    Mismatch,
+}
+
+/// Writes a shared-data value if its CAS token is still `cas` (0: unconditionally).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<Cas, HostError> {
+    // SAFETY: plain FFI; both slices outlive the call.
+    let status =
+        unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
+    match status {
+        OK => Ok(Cas::Stored),
+        CAS_MISMATCH => Ok(Cas::Mismatch),
         s => Err(HostError(s)),
     }
 }

@@ -12,9 +12,11 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::abi::parse_pairs;
-use crate::config::{parse_policy, Policy};
+use crate::config::{parse_policy, LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::apikey::KeyKind;
-use crate::core::{decide, Decision, Reason, Request, Response};
+use crate::core::login::{self, Attempts, Page, MAX_BODY};
+use crate::core::session::{self, Endpoint, LoginRequest, Outcome, Step, Store};
+use crate::core::{decide, net, Decision, Reason, Request, Response};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -30,20 +32,24 @@ struct Root {
 }
 
 /// Counters, defined once per VM. Envoy lists them under `wasmcustom.devgate.*`:
-/// `requests.allowed.<source>`, `requests.denied.<reason>`, `config.accepted|rejected`.
+/// `requests.allowed.<source>`, `requests.denied.<reason>`, `login.<outcome>`,
+/// `upstream_challenge.<forbid|login>`, `config.accepted|rejected`.
 /// Looked up by the static code, so counting costs no allocation.
 #[derive(Default)]
 struct Stats {
     allowed: HashMap<&'static str, u32>,
     denied: HashMap<&'static str, u32>,
+    login: HashMap<&'static str, u32>,
+    challenge: HashMap<&'static str, u32>,
     config: HashMap<&'static str, u32>,
 }
 
 /// What allowed a request: the identity's source, an API key kind, or nothing.
-const ALLOWED: [&str; 6] = [
+const ALLOWED: [&str; 7] = [
     "network",
     "bearer",
     "cookie",
+    "session",
     "public_key",
     "private_key",
     "anonymous",
@@ -71,6 +77,14 @@ impl Stats {
         Stats {
             allowed: define_all("devgate.requests.allowed.", ALLOWED.into_iter()),
             denied: define_all("devgate.requests.denied.", denied),
+            login: define_all(
+                "devgate.login.",
+                Outcome::ALL.into_iter().map(Outcome::code),
+            ),
+            challenge: define_all(
+                "devgate.upstream_challenge.",
+                ["forbid", "login"].into_iter(),
+            ),
             config: define_all("devgate.config.", ["accepted", "rejected"].into_iter()),
         }
     }
@@ -91,6 +105,14 @@ impl Stats {
 
     fn denied(&self, code: &str) {
         Stats::bump(&self.denied, code);
+    }
+
+    fn login(&self, outcome: Outcome) {
+        Stats::bump(&self.login, outcome.code());
+    }
+
+    fn challenge(&self, what: &str) {
+        Stats::bump(&self.challenge, what);
     }
 
     fn config(&self, outcome: &str) {
@@ -134,6 +156,8 @@ impl RootContext for Root {
         Some(Box::new(Http {
             policy: self.policy.clone(),
             stats: Rc::clone(&self.stats),
+            pending: None,
+            after: None,
         }))
     }
 
@@ -145,6 +169,29 @@ impl RootContext for Root {
 struct Http {
     policy: Option<Rc<Policy>>,
     stats: Rc<Stats>,
+    /// A `POST <mount>/login` whose body is being buffered.
+    pending: Option<Pending>,
+    /// Set when the request went upstream and its response needs a look.
+    after: Option<After>,
+}
+
+/// What the body step of a login needs from the headers step, and the body so far.
+struct Pending {
+    peer: std::net::IpAddr,
+    tls: bool,
+    body: Vec<u8>,
+}
+
+/// What the response step needs from the request step.
+struct After {
+    /// Headers to add to the response (a `Set-Cookie` clearing an expired session).
+    add: Vec<(&'static str, String)>,
+    /// Translate an upstream 401 with devgate's challenge.
+    translate: bool,
+    /// devgate sent a developer with the request.
+    had_identity: bool,
+    /// The request's `:path`, for `back` (only kept in `login` mode).
+    raw_path: Vec<u8>,
 }
 
 impl Context for Http {}
@@ -179,6 +226,37 @@ fn respond(stats: &Stats, code: &str, r: &Response) -> Action {
     }
 }
 
+/// Answers with one of devgate's own pages (login form, redirects, ...).
+fn respond_page(stats: &Stats, details: &str, page: &Page) -> Action {
+    let headers: Vec<(&str, &[u8])> = page
+        .headers
+        .iter()
+        .map(|(n, v)| (*n, v.as_bytes()))
+        .collect();
+    match host::send_local_response(page.status, details, &headers, page.body.as_bytes()) {
+        Ok(()) => Action::Pause,
+        Err(_) => fail_closed(stats, "send_local_response_failed"),
+    }
+}
+
+/// The peer's failed-login record and its CAS token.
+fn read_attempts(key: &str) -> Result<(Option<Attempts>, u32), host::HostError> {
+    let (value, cas) = host::shared_data(key)?;
+    Ok((value.as_deref().and_then(Attempts::from_bytes), cas))
+}
+
+/// Counts one more failure for `key`, racing other workers with compare-and-swap.
+fn store_failure(login: &LoginPolicy, key: &str, now: u64) -> Result<(), host::HostError> {
+    for _ in 0..8 {
+        let (prev, cas) = read_attempts(key)?;
+        let next = login::record_failure(prev, now, login.failure_window);
+        if host::set_shared_data(key, &next.to_bytes(), cas)? == host::Cas::Stored {
+            return Ok(());
+        }
+    }
+    Err(host::HostError(u32::MAX))
+}
+
 impl Http {
     fn now(&self) -> u64 {
         self.get_current_time()
@@ -188,8 +266,143 @@ impl Http {
     }
 }
 
+impl Http {
+    /// Whether the downstream connection is TLS (Envoy's `connection.tls_version` attribute).
+    /// Read only under the login mount, where it decides the cookie's `Secure`.
+    fn is_tls(&self) -> bool {
+        matches!(host::property(&["connection", "tls_version"]), Ok(Some(v)) if !v.is_empty())
+    }
+
+    /// Answers a request under the login mount, counting and auditing the outcome.
+    fn login_answer(&self, outcome: Outcome, page: &Page) -> Action {
+        self.stats.login(outcome);
+        let code = outcome.code();
+        let mut decision = String::with_capacity(6 + code.len());
+        decision.push_str("login:");
+        decision.push_str(code);
+        let _ = host::set_property("devgate_decision", decision.as_bytes());
+        let mut details = String::with_capacity(14 + code.len());
+        details.push_str("devgate_login_");
+        details.push_str(code);
+        respond_page(&self.stats, &details, page)
+    }
+
+    /// The headers step of a request under the login mount.
+    fn login_headers(
+        &mut self,
+        policy: &Policy,
+        endpoint: Endpoint,
+        req: &Request<'_>,
+        end_of_stream: bool,
+    ) -> Action {
+        let Some(login) = &policy.login else {
+            return fail_closed(&self.stats, "login_not_configured");
+        };
+        let method = req.header(b":method").unwrap_or_default();
+        let peer = policy
+            .net
+            .peer_ip(net::parse_peer(req.peer.unwrap_or_default()))
+            .ok();
+        let attempts = match (session::needs_attempts(endpoint, method), peer) {
+            (true, Some(ip)) => match read_attempts(&login::rate_key(ip)) {
+                Ok((attempts, _)) => attempts,
+                Err(_) => return fail_closed(&self.stats, "shared_data_unavailable"),
+            },
+            _ => None,
+        };
+        let tls = endpoint != Endpoint::Other && self.is_tls();
+        let request = LoginRequest {
+            endpoint,
+            headers: req.headers,
+            peer,
+            tls,
+            attempts,
+            now: self.now(),
+        };
+        match session::start(login, &request) {
+            Step::Respond(outcome, page) => self.login_answer(outcome, &page),
+            Step::ReadBody => {
+                let Some(peer) = peer else {
+                    return fail_closed(&self.stats, "login_without_peer");
+                };
+                if end_of_stream {
+                    self.pending = Some(Pending {
+                        peer,
+                        tls,
+                        body: Vec::new(),
+                    });
+                    return self.finish_login();
+                }
+                // A paused Wasm filter is never handed the body (Envoy turns a paused
+                // `on_http_request_headers` into StopAllIteration), so the headers go on to
+                // the next filter and devgate keeps the body itself, chunk by chunk, handing
+                // on empty chunks. The shipped configs put Envoy's buffer filter after devgate
+                // on the login route, so the router never sees the request; without it the
+                // upstream gets these scrubbed headers, no body, then a reset.
+                for name in [&b"cookie"[..], b"authorization", b"proxy-authorization"] {
+                    if host::remove_request_header(name).is_err() {
+                        return fail_closed(&self.stats, "header_edit_failed");
+                    }
+                }
+                let spellings =
+                    crate::core::headers::spellings_present(req.headers, &[&policy.header]);
+                for name in spellings {
+                    if host::remove_request_header(name).is_err() {
+                        return fail_closed(&self.stats, "header_edit_failed");
+                    }
+                }
+                self.pending = Some(Pending {
+                    peer,
+                    tls,
+                    body: Vec::with_capacity(512),
+                });
+                Action::Continue
+            }
+        }
+    }
+
+    /// The body step of `POST <mount>/login`, once the whole body is in `pending`.
+    fn finish_login(&mut self) -> Action {
+        let (Some(pending), Some(policy)) = (self.pending.take(), self.policy.clone()) else {
+            return fail_closed(&self.stats, "login_state_lost");
+        };
+        let Some(login) = &policy.login else {
+            return fail_closed(&self.stats, "login_not_configured");
+        };
+        let key = login::rate_key(pending.peer);
+        let now = self.now();
+        let Ok((attempts, _)) = read_attempts(&key) else {
+            return fail_closed(&self.stats, "shared_data_unavailable");
+        };
+        let (outcome, page, store) = session::finish(
+            login,
+            &pending.body,
+            pending.peer,
+            pending.tls,
+            attempts,
+            now,
+        );
+        match store {
+            Store::Nothing => {}
+            Store::Failure => {
+                // A failure that cannot be counted would let guessing go unmetered.
+                if store_failure(login, &key, now).is_err() {
+                    return fail_closed(&self.stats, "shared_data_unavailable");
+                }
+            }
+            Store::Clear => {
+                let _ = host::set_shared_data(&key, Attempts::CLEARED, 0);
+            }
+        }
+        if outcome == Outcome::Succeeded {
+            log::info!("devgate: login succeeded");
+        }
+        self.login_answer(outcome, &page)
+    }
+}
+
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let Some(policy) = self.policy.clone() else {
             return fail_closed(&self.stats, "not_configured");
         };
@@ -213,10 +426,12 @@ impl HttpContext for Http {
             },
         };
         match decide(&policy, &req) {
+            Decision::Login(endpoint) => self.login_headers(&policy, endpoint, &req, end_of_stream),
             Decision::Allow {
                 identity,
                 api_key,
                 edits,
+                response_headers,
             } => {
                 for name in &edits.remove {
                     if host::remove_request_header(name).is_err() {
@@ -227,6 +442,28 @@ impl HttpContext for Http {
                     if host::set_request_header(name.as_bytes(), value).is_err() {
                         return fail_closed(&self.stats, "header_edit_failed");
                     }
+                }
+                let translate = policy.upstream_challenge != UpstreamChallenge::Pass;
+                if translate || !response_headers.is_empty() {
+                    // `back` is the path as it goes upstream (an API key already taken out).
+                    let raw_path = if policy.upstream_challenge == UpstreamChallenge::Login {
+                        edits
+                            .set
+                            .iter()
+                            .find(|(n, _)| n == ":path")
+                            .map(|(_, v)| v.as_slice())
+                            .or_else(|| req.header(b":path"))
+                            .unwrap_or_default()
+                            .to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    self.after = Some(After {
+                        add: response_headers,
+                        translate,
+                        had_identity: identity.is_some(),
+                        raw_path,
+                    });
                 }
                 let what = match (&identity, api_key) {
                     (_, Some(KeyKind::Public)) => "public_key",
@@ -255,6 +492,88 @@ impl HttpContext for Http {
                 decision.push_str(code);
                 let _ = host::set_property("devgate_decision", decision.as_bytes());
                 respond(&self.stats, code, &response)
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(pending) = self.pending.as_mut() else {
+            return Action::Continue;
+        };
+        // Never buffered by devgate's Action, so this is the current chunk only.
+        let chunk = match host::request_body(body_size) {
+            Ok(chunk) => chunk,
+            Err(_) => return fail_closed(&self.stats, "body_unavailable"),
+        };
+        if host::drop_request_body(body_size).is_err() {
+            return fail_closed(&self.stats, "body_edit_failed");
+        }
+        if pending.body.len().saturating_add(chunk.len()) > MAX_BODY {
+            self.pending = None;
+            return match session::too_large() {
+                Step::Respond(outcome, page) => self.login_answer(outcome, &page),
+                Step::ReadBody => fail_closed(&self.stats, "login_body"),
+            };
+        }
+        pending.body.extend_from_slice(&chunk);
+        if end_of_stream {
+            self.finish_login()
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        if self.pending.is_none() {
+            return Action::Continue;
+        }
+        // A body followed by trailers: the body ended with the last data frame.
+        self.finish_login()
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        let Some(after) = self.after.take() else {
+            return Action::Continue;
+        };
+        for (name, value) in &after.add {
+            let _ = host::add_response_header(name.as_bytes(), value.as_bytes());
+        }
+        let Some(policy) = self.policy.clone().filter(|_| after.translate) else {
+            return Action::Continue;
+        };
+        // One header read per response; the whole map only for a 401.
+        let Ok(Some(status)) = host::response_header(b":status") else {
+            return Action::Continue;
+        };
+        if status != b"401" {
+            return Action::Continue;
+        }
+        let Ok(buf) = host::response_header_pairs() else {
+            return Action::Continue;
+        };
+        let Some(pairs) = parse_pairs(&buf) else {
+            return Action::Continue;
+        };
+        let www: Vec<&[u8]> = pairs
+            .iter()
+            .filter(|(n, _)| *n == b"www-authenticate")
+            .map(|(_, v)| *v)
+            .collect();
+        match session::translate_challenge(
+            &policy,
+            &status,
+            &www,
+            after.had_identity,
+            &after.raw_path,
+        ) {
+            None => Action::Continue,
+            Some(page) => {
+                self.stats.challenge(if page.status == 303 {
+                    "login"
+                } else {
+                    "forbid"
+                });
+                respond_page(&self.stats, "devgate_upstream_challenge", &page)
             }
         }
     }
