@@ -31,8 +31,8 @@ pub struct Request<'a> {
     pub peer: Option<&'a [u8]>,
     /// Every request header, pseudo-headers included, as bytes, repeated ones kept.
     pub headers: &'a [(&'a [u8], &'a [u8])],
-    /// Seconds since the Unix epoch. Only read when the policy has tokens or API keys (the
-    /// glue passes 0 otherwise, to save a host call).
+    /// Seconds since the Unix epoch. Only read when the policy has tokens, API keys or a login
+    /// (the glue passes 0 otherwise, to save a host call).
     pub now: u64,
 }
 

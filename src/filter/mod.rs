@@ -418,8 +418,8 @@ impl HttpContext for Http {
         let req = Request {
             peer: peer.as_deref(),
             headers: &headers,
-            // Only tokens and API keys look at the clock: skip the host call otherwise.
-            now: if policy.tokens.is_some() || policy.api.is_some() {
+            // Only tokens, API keys and sessions look at the clock: skip the host call otherwise.
+            now: if policy.tokens.is_some() || policy.api.is_some() || policy.login.is_some() {
                 self.now()
             } else {
                 0
