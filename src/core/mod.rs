@@ -656,7 +656,7 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
     let peer = net::parse_peer(req.peer.unwrap_or_default());
     let by_network = match policy.net.verdict(peer) {
         NetVerdict::Developer(ip) => Some(Identity {
-            name: ip.to_string(),
+            name: net::ip_text(ip),
             source: Source::Network,
         }),
         NetVerdict::Denied

@@ -42,6 +42,51 @@ pub fn normalize_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The text of an address, as the identity header carries it. IPv4 is written by hand: the
+/// `Display` machinery was a quarter of a network-path decision (measured with callgrind).
+pub fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+            out
+        }
+        IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
+/// `a.b.c.d` exactly as std parses it (four decimal octets, no leading zeros, no sign), without
+/// std's general parser: the common case of every request.
+fn parse_v4(text: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split(|&b| b == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        let valid = matches!(part.len(), 1..=3)
+            && part.iter().all(u8::is_ascii_digit)
+            && !(part.len() > 1 && part.first() == Some(&b'0'));
+        if !valid {
+            return None;
+        }
+        let value = part
+            .iter()
+            .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
+        *octet = u8::try_from(value).ok()?;
+    }
+    parts.next().is_none().then(|| Ipv4Addr::from(octets))
+}
+
 /// Parses Envoy's `source.address`: `1.2.3.4:5678` or `[::1]:5678`.
 pub fn parse_peer(raw: &[u8]) -> Result<Peer, PeerError> {
     // Longest valid form: "[" + 45-char IPv6 text + "]:" + 5 digits.
@@ -56,7 +101,7 @@ pub fn parse_peer(raw: &[u8]) -> Result<Peer, PeerError> {
         (IpAddr::V6(ip), port)
     } else {
         let (host, port) = text.rsplit_once(':').ok_or(PeerError::Unparseable)?;
-        let ip: Ipv4Addr = host.parse().map_err(|_| PeerError::Unparseable)?;
+        let ip = parse_v4(host.as_bytes()).ok_or(PeerError::Unparseable)?;
         (IpAddr::V4(ip), port)
     };
     if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
@@ -382,5 +427,40 @@ mod tests {
         assert!(l.contains(ip("::ffff:127.0.0.1")));
         assert!(!l.contains(ip("::2")));
         assert!(!l.contains(ip("128.0.0.1")));
+    }
+
+    #[test]
+    fn fast_v4_paths_agree_with_std() {
+        for text in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "255.255.255.255",
+            "10.0.200.9",
+            "1.22.133.4",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1..2.3",
+            "",
+            "a.b.c.d",
+            "+1.2.3.4",
+            "1.2.3.4 ",
+            "1.2.3.0004",
+            "999.1.1.1",
+            "1.2.3.-4",
+        ] {
+            assert_eq!(
+                parse_v4(text.as_bytes()),
+                text.parse::<Ipv4Addr>().ok(),
+                "{text}"
+            );
+        }
+        for n in (0..=u32::MAX).step_by(16_777_259) {
+            let ip = IpAddr::V4(Ipv4Addr::from(n));
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip_text(v6), "2001:db8::1");
     }
 }
