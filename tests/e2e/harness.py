@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -465,6 +466,8 @@ def request(
     host: str | None = None,
     timeout: float = REQUEST_TIMEOUT,
     add_host: bool = True,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> Response:
     """One raw HTTP/1.1 request on a fresh connection whose local end is bound to `source`.
 
@@ -473,6 +476,8 @@ def request(
     non-UTF-8 values. `Host` is added unless present or add_host=False; `Content-Length` when there is
     a body and none was given; `Connection: close` always, so the response ends with the connection.
     `host` defaults to 127.0.0.1 or ::1 to match the family of `source`.
+    tls: speak TLS with this context (server_hostname, default `host`, is what the certificate is
+    checked against; an IP address is checked against the certificate's IP SANs and sends no SNI).
     """
     if port is None:
         raise ValueError("port is required")
@@ -496,6 +501,8 @@ def request(
         sock.settimeout(timeout)
         sock.bind((source, 0))
         sock.connect((host, port))
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname=server_hostname or host)
         try:
             sock.sendall(wire)
         except (BrokenPipeError, ConnectionResetError):
@@ -534,7 +541,8 @@ def _stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
 
 
 class Upstream:
-    """tests/demo_upstream.py in a subprocess on a kernel-chosen port."""
+    """tests/demo_upstream.py in a subprocess on a kernel-chosen port. Its stdout lines after the
+    first (e.g. `demo_upstream upgrade <target>` per WebSocket upgrade request) are kept in `lines`."""
 
     def __init__(self, host: str = "127.0.0.1", python: str = sys.executable):
         self.host = host
@@ -551,6 +559,8 @@ class Upstream:
             self.stop()
             raise HarnessError(f"demo upstream did not start: {line!r}")
         self.port = int(m.group(2))
+        self.lines: list[str] = []
+        self._seen = threading.Condition()
         # keep draining stdout so the child never blocks on a full pipe
         threading.Thread(target=self._drain, daemon=True).start()
 
@@ -562,8 +572,15 @@ class Upstream:
         return result[0] if result else ""
 
     def _drain(self) -> None:
-        for _ in self.proc.stdout:
-            pass
+        for line in self.proc.stdout:
+            with self._seen:
+                self.lines.append(line.rstrip("\n"))
+                self._seen.notify_all()
+
+    def wait_for_line(self, line: str, timeout: float = REQUEST_TIMEOUT) -> bool:
+        """True once the upstream has printed exactly `line` (False after `timeout`)."""
+        with self._seen:
+            return self._seen.wait_for(lambda: line in self.lines, timeout)
 
     def stop(self) -> None:
         _stop(self.proc)
@@ -671,7 +688,8 @@ def _launch(config: dict | str, workdir: Path, log_level: str, extra_args: Seque
     cmd = [
         str(envoy_path()),
         "-c", str(cfg_path),
-        "--concurrency", "1",
+        # One worker unless the caller asks for more (extra_args "--concurrency", "2").
+        *(() if "--concurrency" in extra_args else ("--concurrency", "1")),
         # No hot restart: no shared memory, no base id, nothing to collide with other Envoys.
         "--disable-hot-restart",
         "-l", log_level,
@@ -766,6 +784,81 @@ def try_envoy(config: dict | str, workdir: Path, log_level: str = "info",
         except subprocess.TimeoutExpired:
             env.stop()
     return EnvoyResult(ready, env.proc.poll(), env.log_text(), time.monotonic() - t0), env
+
+
+# --------------------------------------------------------------------------------------------------
+# The shipped configs (envoy/*.yaml) as they are, on free ports
+# --------------------------------------------------------------------------------------------------
+
+SHIPPED_WASM_LINE = "filename: target/wasm32-wasip1/release/devgate.wasm"
+CERTS = REPO / "target" / "certs"
+
+
+def shipped_config(name: str, *, upstream_port: int, wasm: Union[str, Path], listen_port: int,
+                   replace: Sequence[tuple[str, str, int]] = ()) -> str:
+    """The text of envoy/<name> with its fixed ports made free: admin 9901 and the listener's
+    `listen_port` (address and additional address) to 0, the upstream's 8080 to `upstream_port`,
+    and the .wasm path made absolute. Other relative paths (target/certs/...) stay as they are:
+    Envoy runs from the repository root, as `make run` / `make run-tls` do. Each replacement
+    (old, new, count), these and `replace`, must occur exactly `count` times."""
+    text = (REPO / "envoy" / name).read_text()
+    for old, new, count in [
+        ("port_value: 9901", "port_value: 0", 1),
+        (f"port_value: {listen_port}", "port_value: 0", 2),
+        ("port_value: 8080", f"port_value: {upstream_port}", 1),
+        (SHIPPED_WASM_LINE, f"filename: {wasm}", 1),
+        *replace,
+    ]:
+        if text.count(old) != count:
+            raise HarnessError(f"envoy/{name} changed shape: expected {count} x {old!r}, found {text.count(old)}")
+        text = text.replace(old, new)
+    return text
+
+
+def tls_client(cafile: Union[str, Path, None] = None) -> ssl.SSLContext:
+    """A verifying TLS client context trusting only `cafile` (default target/certs/ca.pem)."""
+    cafile = Path(cafile or CERTS / "ca.pem")
+    if not cafile.is_file():
+        raise HarnessError(f"no CA at {cafile}: run `make certs`")
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cafile))
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def websocket(port: int, path: str, *, source: str = "127.0.0.77", host: str | None = None,
+              headers: Iterable[tuple[str, str]] = (), tls: ssl.SSLContext | None = None,
+              server_hostname: str | None = None, timeout: float = REQUEST_TIMEOUT,
+              close_timeout: float = 0.2):
+    """A WebSocket client connection (the `websockets` library's sync client) on a socket bound to
+    `source`; use it as a context manager (`with websocket(...) as ws:`). A refused upgrade raises
+    websockets.exceptions.InvalidStatus, whose .response has status_code, headers and body.
+
+    close_timeout: after the closing handshake the client waits this long for the server to close
+    TCP first (RFC 6455 7.1.1), but Envoy, after relaying the upstream's close, waits for the client
+    to close first (the HCM's delayed_close_timeout, 1 s by default): a short wait here keeps each
+    close from costing a second."""
+    from websockets.sync.client import connect
+
+    v6 = ":" in source
+    host = host or ("::1" if v6 else "127.0.0.1")
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.bind((source, 0))
+        sock.connect((host, port))
+    except OSError:
+        sock.close()
+        raise
+    authority = f"[{host}]" if v6 else host
+    uri = f"{'wss' if tls else 'ws'}://{authority}:{port}{path}"
+    kw = {"ssl": tls, "server_hostname": server_hostname or host} if tls else {}
+    try:
+        return connect(uri, sock=sock, additional_headers=list(headers), open_timeout=timeout,
+                       close_timeout=close_timeout, compression=None, proxy=None, legacy=True, **kw)
+    except BaseException:
+        sock.close()
+        raise
 
 
 # --------------------------------------------------------------------------------------------------
