@@ -5,6 +5,9 @@ Starts tests/demo_upstream.py on 127.0.0.1:8080 and Envoy with envoy/envoy.yaml 
 127.0.0.1:9901), prints a few requests to try, and runs until Ctrl-C or SIGTERM, which stop both.
 Extra arguments go to Envoy (e.g. `-l debug`).
 
+`--tls` (`make run-tls`): envoy/envoy-tls.yaml instead, HTTPS on 127.0.0.1:10443 / [::1]:10443 with
+the certificate from `make certs` (target/certs/).
+
 Environment: DEVGATE_ENVOY (the envoy binary; default .venv/bin/envoy),
 DEVGATE_WASM (checked to exist; envoy.yaml itself loads target/wasm32-wasip1/release/devgate.wasm).
 """
@@ -21,27 +24,43 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = Path("envoy/envoy.yaml")
 WASM = Path("target/wasm32-wasip1/release/devgate.wasm")  # what envoy.yaml loads, repo-relative
 ENVOY = Path(os.environ.get("DEVGATE_ENVOY") or REPO / ".venv" / "bin" / "envoy")
 UPSTREAM = ("127.0.0.1", 8080)
 ADMIN = ("127.0.0.1", 9901)
+# Set by main(): plain HTTP (envoy.yaml) or, with --tls, HTTPS (envoy-tls.yaml).
+CONFIG = Path("envoy/envoy.yaml")
 LISTEN = 10000
+CERTS = Path("target/certs")  # what envoy-tls.yaml loads, repo-relative
 
-TRY = f"""
-devgate demo is up: Envoy on 127.0.0.1:{LISTEN} and [::1]:{LISTEN}, admin on 127.0.0.1:{ADMIN[1]},
-upstream (echoes what it receives) on 127.0.0.1:{UPSTREAM[1]}. Config: {CONFIG}
+
+def try_text(tls: bool) -> str:
+    scheme, ws = ("https", "wss") if tls else ("http", "ws")
+    curl = f"curl --cacert {CERTS}/ca.pem" if tls else "curl"
+    host = "localhost" if tls else "127.0.0.1"
+    ws_env = f"SSL_CERT_FILE={CERTS}/ca.pem " if tls else ""  # the websockets CLI trusts only this CA then
+    cert_note = (
+        f"\nThe certificate ({CERTS}/cert.pem: localhost, 127.0.0.1, ::1) is signed by {CERTS}/ca.pem;"
+        "\nwith mkcert installed, `mkcert -install` makes browsers trust it.\n"
+        if tls else ""
+    )
+    return f"""
+devgate demo is up: Envoy on {scheme}://127.0.0.1:{LISTEN} and {scheme}://[::1]:{LISTEN}, admin on
+127.0.0.1:{ADMIN[1]}, upstream (echoes what it receives) on 127.0.0.1:{UPSTREAM[1]}. Config: {CONFIG}
 127.0.0.1 and ::1 are developers; other loopback addresses play outsiders. Watch the
 x-wsgiorg-developer-user header in the upstream's echo:
-
-  curl -s http://127.0.0.1:{LISTEN}/_debug/vars           # protected, you are developer 127.0.0.1
-  curl -s -g 'http://[::1]:{LISTEN}/_debug/'              # developer ::1
-  curl -si --interface 127.0.0.77 http://127.0.0.1:{LISTEN}/_debug/   # outsider: 401 challenge
-  curl -s --interface 127.0.0.77 http://127.0.0.1:{LISTEN}/           # outsider, open path: no header
-  curl -s --interface 127.0.0.77 http://127.0.0.1:{LISTEN}/ -H 'X-Wsgiorg-Developer-User: evil' \\
+{cert_note}
+  {curl} -s {scheme}://{host}:{LISTEN}/_debug/vars           # protected, you are developer 127.0.0.1
+  {curl} -s -g '{scheme}://[::1]:{LISTEN}/_debug/'              # developer ::1
+  {curl} -si --interface 127.0.0.77 {scheme}://{host}:{LISTEN}/_debug/   # outsider: 401 challenge
+  {curl} -s --interface 127.0.0.77 {scheme}://{host}:{LISTEN}/           # outsider, open path: no header
+  {curl} -s --interface 127.0.0.77 {scheme}://{host}:{LISTEN}/ -H 'X-Wsgiorg-Developer-User: evil' \\
        -H 'x_wsgiorg_developer_user: evil' -H 'X-Forwarded-For: 127.0.0.1'   # forged: removed, ignored
-  curl -si 'http://127.0.0.1:{LISTEN}/_debug%2Fx'         # ambiguous path: 400 from Envoy
-  curl -si 'http://127.0.0.1:{LISTEN}/%255Fdebug/'        # double encoding: 400 from devgate
+  {curl} -si '{scheme}://{host}:{LISTEN}/_debug%2Fx'         # ambiguous path: 400 from Envoy
+  {curl} -si '{scheme}://{host}:{LISTEN}/%255Fdebug/'        # double encoding: 400 from devgate
+
+WebSocket upgrades pass through devgate too (the upstream sends the headers it got, then echoes):
+  {ws_env}.venv/bin/python -m websockets {ws}://{host}:{LISTEN}/_debug/ws
 
 Ctrl-C stops Envoy and the upstream.
 """
@@ -75,7 +94,15 @@ def envoy_live() -> bool:
 
 
 def main(argv: list[str]) -> int:
+    global CONFIG, LISTEN
     os.chdir(REPO)
+    tls = "--tls" in argv
+    argv = [a for a in argv if a != "--tls"]
+    if tls:
+        CONFIG, LISTEN = Path("envoy/envoy-tls.yaml"), 10443
+        for name in ("cert.pem", "key.pem", "ca.pem"):
+            if not (CERTS / name).is_file():
+                die(f"{REPO / CERTS / name} is missing: run: make certs")
     if not WASM.is_file():
         die(f"{REPO / WASM} is missing: run: make build")
     if not ENVOY.is_file():
@@ -121,7 +148,7 @@ def main(argv: list[str]) -> int:
             if time.monotonic() > deadline:
                 die("Envoy did not become ready within 60s")
             time.sleep(0.1)
-        print(TRY, flush=True)
+        print(try_text(tls), flush=True)
 
         while True:
             if envoy.poll() is not None:
