@@ -45,6 +45,16 @@ $(STAMP): tests/requirements.txt
 run: build venv
 	$(PY) tests/run_demo.py
 
+## certs: a TLS certificate for localhost, 127.0.0.1 and ::1 in target/certs/ (mkcert if installed,
+## else openssl; key.pem 0600; skipped while valid): ca.pem, cert.pem, key.pem
+.PHONY: certs run-tls
+certs:
+	bash envoy/certs.sh
+
+## run-tls: like run, over TLS (envoy/envoy-tls.yaml) on https://127.0.0.1:10443 with target/certs/
+run-tls: build venv certs
+	$(PY) tests/run_demo.py --tls
+
 ## test: everything CI runs
 test: lint unit wasm-test e2e
 
@@ -76,8 +86,18 @@ wasm-test: build
 bench-wasm: build
 	$(WASM_TESTS) --test fuel -- --ignored --nocapture fuel_table
 
+## browser: headless Chromium and its WebDriver from Debian (/usr/bin/chromium, /usr/bin/chromedriver)
+## for tests/e2e/test_browser.py; installs only when one is missing (sudo only when not root)
+.PHONY: browser
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+	@/usr/bin/chromium --version 2>/dev/null && /usr/bin/chromedriver --version
+
 ## e2e: the built devgate.wasm in the real Envoy from the venv, against a real upstream
-e2e: build venv cli
+e2e: build venv cli certs browser
 	$(PYTEST) -q tests/e2e
 
 ## image: devgate.wasm as an OCI image for Istio's WasmPlugin (target/oci/devgate/ and
@@ -89,6 +109,14 @@ image: build venv
 ## and lua, interleaved rounds on this machine (bench/README.md); writes bench/out/results.md
 bench: build cli venv
 	$(PY) bench/run.py
+
+## soak: devgate in Envoy at saturation for SOAK_SECONDS (default 600) with every traffic class at
+## once; fails on any unexpected status, an Envoy or Wasm VM restart, or memory growth after warm-up;
+## writes target/soak-report.md (bench/soak.py describes the other SOAK_* settings)
+.PHONY: soak
+SOAK_SECONDS ?= 600
+soak: build cli venv
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) bench/soak.py
 
 clean:
 	$(CARGO) clean

@@ -13,7 +13,8 @@ from harness import IDENTITY_HEADER as H
 
 DEMO = harness.REPO / "envoy" / "envoy.yaml"
 WASM_LINE = "filename: target/wasm32-wasip1/release/devgate.wasm"
-PLUGIN_LINE = '{"network": {"allow": ["127.0.0.1", "::1"]}, "protect": ["/_debug/"], "public": ["/healthz"]}'
+# The first line of the demo's plugin configuration (the login settings follow on the next lines).
+PLUGIN_LINE = '{"network": {"allow": ["127.0.0.1", "::1"]}, "protect": ["/_debug/"], "public": ["/healthz"],'
 
 
 def demo_text() -> str:
@@ -111,7 +112,7 @@ def test_demo_readme_session(demo):
 
 def test_demo_narrowed_as_run_demo_suggests(tmp_path_factory, upstream, wasm):
     """The narrowed allow list run_demo.py prints gives an outsider a 401 challenge on /_debug/."""
-    narrowed = '{"network": {"allow": ["127.0.0.1/32"]}, "protect": ["/_debug/"], "public": ["/healthz"]}'
+    narrowed = '{"network": {"allow": ["127.0.0.1/32"]}, "protect": ["/_debug/"], "public": ["/healthz"],'
     envoy = call_or_fail(harness.start_envoy, demo_config(upstream.port, wasm, narrowed), tmp_path_factory.mktemp("demo"))
     try:
         r = envoy.request("GET", "/_debug/", source="127.0.0.77")
@@ -122,3 +123,29 @@ def test_demo_narrowed_as_run_demo_suggests(tmp_path_factory, upstream, wasm):
         assert r.status == 200 and r.echo().spellings(H) == [(H, "127.0.0.1")], r.summary()
     finally:
         envoy.stop()
+
+
+def upstream_requests(envoy) -> int:
+    return envoy.counters(r"^cluster\.demo_upstream\.upstream_rq_total$").get("cluster.demo_upstream.upstream_rq_total", 0)
+
+
+def test_demo_login_never_reaches_the_upstream(demo):
+    """The shipped login: the buffer filter after devgate on the mount's route means the router never
+    starts an upstream request for the login form, its POST, or its failures."""
+    before = upstream_requests(demo)
+    origin = [("Origin", "http://devgate.test"), ("Content-Type", "application/x-www-form-urlencoded")]
+    r = demo.request("GET", "/.devgate/login", source="127.0.0.77")
+    assert r.status == 200 and not r.from_upstream
+    r = demo.request("POST", "/.devgate/login", origin, source="127.0.0.77",
+                     body="username=developer&password=wrong")
+    assert r.status == 401 and not r.from_upstream, r.summary()
+    r = demo.request("POST", "/.devgate/login", origin, source="127.0.0.77",
+                     body="username=developer&password=let-me-in&back=%2F_debug%2Fvars")
+    assert r.status == 303 and r.header("location") == "/_debug/vars", r.summary()
+    assert upstream_requests(demo) == before
+    cookie = r.header("set-cookie").split(";", 1)[0]
+    r = demo.request("GET", "/_debug/vars", [("Cookie", cookie)], source="127.0.0.77")
+    assert r.status == 200 and r.echo().spellings(H) == [(H, "developer")], r.summary()
+    # The demo sends a browser to the form when the application asks for a developer.
+    r = demo.request("GET", "/needs-developer/x", source="127.0.0.77")
+    assert r.status == 303 and r.header("location") == "/.devgate/login?back=/needs-developer/x"

@@ -38,7 +38,7 @@ DEV4 = "127.0.0.1"
 DEV6_OUTSIDER = "::1"
 OUTSIDER = "127.0.0.77"
 
-ALLOWED = ["network", "bearer", "cookie", "public_key", "private_key", "anonymous"]
+ALLOWED = ["network", "bearer", "cookie", "session", "public_key", "private_key", "anonymous"]
 # Reason::all() (src/core/mod.rs) then TokenError::ALL (src/core/token.rs), then the glue's own code.
 DENIED = [
     "no_credential", "bad_path", "ambiguous_credential", "network_denied", "unbound_token", "revoked",
@@ -49,11 +49,19 @@ DENIED = [
     "internal_error",
 ]
 CONFIG_OUTCOMES = ["accepted", "rejected"]
+# core::session::Outcome::ALL (src/core/session.rs), and the upstream-challenge translations.
+LOGIN_OUTCOMES = [
+    "page", "succeeded", "failed", "rate_limited", "network_denied", "csrf", "bad_content_type",
+    "too_large", "logout", "not_found", "method_not_allowed", "internal_error",
+]
+CHALLENGE_OUTCOMES = ["forbid", "login"]
 PREFIX = "wasmcustom.devgate."
 ALL_COUNTERS = sorted(
     [f"{PREFIX}requests.allowed.{c}" for c in ALLOWED]
     + [f"{PREFIX}requests.denied.{c}" for c in DENIED]
     + [f"{PREFIX}config.{c}" for c in CONFIG_OUTCOMES]
+    + [f"{PREFIX}login.{c}" for c in LOGIN_OUTCOMES]
+    + [f"{PREFIX}upstream_challenge.{c}" for c in CHALLENGE_OUTCOMES]
 )
 
 # Envoy 1.40 calls devgate's on_configure twice on the main thread (once for the plugin's base VM, once
@@ -419,6 +427,8 @@ TAGS = [
     {"tag_name": "devgate_allowed", "regex": r"^wasmcustom\.devgate\.requests\.allowed(\.(\w+))$"},
     {"tag_name": "devgate_reason", "regex": r"^wasmcustom\.devgate\.requests\.denied(\.(\w+))$"},
     {"tag_name": "devgate_outcome", "regex": r"^wasmcustom\.devgate\.config(\.(\w+))$"},
+    {"tag_name": "devgate_login", "regex": r"^wasmcustom\.devgate\.login(\.(\w+))$"},
+    {"tag_name": "devgate_translation", "regex": r"^wasmcustom\.devgate\.upstream_challenge(\.(\w+))$"},
 ]
 
 
@@ -434,6 +444,10 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
               regex: '^wasmcustom\\.devgate\\.requests\\.denied(\\.(\\w+))$'
             - tag_name: devgate_outcome
               regex: '^wasmcustom\\.devgate\\.config(\\.(\\w+))$'
+            - tag_name: devgate_login
+              regex: '^wasmcustom\\.devgate\\.login(\\.(\\w+))$'
+            - tag_name: devgate_translation
+              regex: '^wasmcustom\\.devgate\\.upstream_challenge(\\.(\\w+))$'
 
         devgate_requests_allowed{devgate_allowed="network"} 1
         devgate_requests_denied{devgate_reason="no_credential"} 2
@@ -454,6 +468,10 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
         expected = {("devgate_requests_allowed", f'devgate_allowed="{c}"'): 0.0 for c in ALLOWED}
         expected.update({("devgate_requests_denied", f'devgate_reason="{c}"'): 0.0 for c in DENIED})
         expected.update({("devgate_config", f'devgate_outcome="{c}"'): 0.0 for c in CONFIG_OUTCOMES})
+        expected.update({("devgate_login", f'devgate_login="{c}"'): 0.0 for c in LOGIN_OUTCOMES})
+        expected.update(
+            {("devgate_upstream_challenge", f'devgate_translation="{c}"'): 0.0 for c in CHALLENGE_OUTCOMES}
+        )
         expected[("devgate_requests_allowed", 'devgate_allowed="network"')] = 1
         expected[("devgate_requests_allowed", 'devgate_allowed="anonymous"')] = 1
         expected[("devgate_requests_denied", 'devgate_reason="no_credential"')] = 2

@@ -1,0 +1,483 @@
+"""The hidden login form, the session cookie and upstream-challenge translation, in the real Envoy.
+
+Peers (every config here):
+  127.0.0.1    network developer (network.allow)
+  127.0.0.5    not a developer by address, but inside login.allow_from: logs in with the form
+  127.0.0.6-9  like .5, one per rate-limit test so their failure counters start empty
+  127.0.0.77   outside login.allow_from: the form answers 403
+
+The htpasswd users come from the Wasm VM's environment (login.users_env), the signing key too
+(secret_env): the plugin configuration carries no secret. Users: alice (cost 5), bob (cost 10, the
+default max_cost), so every verify does cost-10 work (devgate pads cheaper hashes to the file's top
+cost); `test_login_time_at_default_cost` records what one login costs inside Envoy.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import statistics
+import subprocess
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness import IDENTITY_HEADER as H
+from harness import Response
+
+DEV = "127.0.0.1"
+PEER = "127.0.0.5"
+OUTSIDER = "127.0.0.77"
+CHALLENGE = "x-wsgiorg.developer_user"
+PROTECTED = "/_debug/vars"
+LOGIN = "/.devgate/login"
+ORIGIN = ("Origin", "http://devgate.test")
+FORM = ("Content-Type", "application/x-www-form-urlencoded")
+
+# Written by `htpasswd -nbB -C <cost> <user> <password>` (Apache 2.4, Debian 12).
+ALICE_05 = "alice:$2y$05$WBNRJBi.4c8ilvNVGxxUCOTTVPsWRpkAqpvHW2izxuA1HtxO/eNdK"  # correct horse
+BOB_10 = "bob:$2y$10$HlyJmN8Vs5mqpA4c.3v1QeD.xxEuABmkfcIwuuHi979zcGbrtML6K"  # s3cret
+HTPASSWD = "# developers\n" + ALICE_05 + "\n" + BOB_10 + "\n"
+PASSWORDS = {"alice": "correct horse", "bob": "s3cret"}
+
+KEY = hashlib.sha256(b"devgate e2e login key").digest()
+ENV = {
+    "DEVGATE_E2E_LOGIN_KEY": base64.urlsafe_b64encode(KEY).rstrip(b"=").decode(),
+    "DEVGATE_E2E_USERS": HTPASSWD,
+}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def config(mode: str = "forbid", **login) -> dict:
+    return {
+        "network": {"allow": ["127.0.0.1", "::1"]},
+        "protect": ["/_debug/"],
+        "public": ["/healthz"],
+        "keys": [{"id": "k1", "secret_env": "DEVGATE_E2E_LOGIN_KEY"}],
+        "tokens": {},
+        "login": {"users_env": "DEVGATE_E2E_USERS", "allow_from": ["127.0.0.0/28", "::1"], **login},
+        "upstream_challenge": mode,
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(gate):
+    return gate(config(), env=ENV)
+
+
+def form(**fields) -> str:
+    return urllib.parse.urlencode(fields)
+
+
+def post_login(gw, source: str, user: str, password: str, back: str | None = None,
+               headers=(ORIGIN, FORM), **kw) -> Response:
+    fields = {"username": user, "password": password}
+    if back is not None:
+        fields["back"] = back
+    return gw.request("POST", LOGIN, list(headers), source=source, body=form(**fields), **kw)
+
+
+def session_cookie(resp: Response) -> str:
+    """name=value of the session cookie a response sets."""
+    for value in resp.header_all("set-cookie"):
+        if value.startswith("devgate_session="):
+            return value.split(";", 1)[0]
+    raise AssertionError(f"no session cookie: {resp.summary()}")
+
+
+def attributes(set_cookie: str) -> dict:
+    out = {}
+    for part in set_cookie.split(";")[1:]:
+        k, _, v = part.strip().partition("=")
+        out[k.lower()] = v
+    return out
+
+
+def b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint_session(sub: str, exp: int, *, cookie: str = "devgate_session", purpose: str = "session") -> str:
+    """A session token as devgate mints it (docs/token-format.md), signed here with hmac."""
+    header = b64u(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}, separators=(",", ":")).encode())
+    claims = {"sub": sub, "dgp": purpose, "iat": exp - 3600, "exp": exp}
+    if purpose == "session":
+        claims["dgc"] = cookie
+    payload = b64u(json.dumps(claims, separators=(",", ":")).encode())
+    mac = hmac.new(KEY, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64u(mac)}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The form
+# --------------------------------------------------------------------------------------------------
+
+
+def test_form_is_self_contained_and_not_cached(gw):
+    r = gw.request("GET", LOGIN + "?back=%2F_debug%2Fvars", source=PEER)
+    assert r.status == 200, r.summary()
+    assert r.header("content-type") == "text/html; charset=utf-8"
+    assert r.header("cache-control") == "no-store"
+    csp = r.header("content-security-policy")
+    assert csp and "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "form-action 'self'" in csp
+    assert r.header("x-frame-options") == "DENY"
+    html = r.body.decode()
+    assert '<form method="post" action="/.devgate/login"' in html
+    assert 'name="back" value="/_debug/vars"' in html
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    # HEAD gets the headers without the page.
+    r = gw.request("HEAD", LOGIN, source=PEER)
+    assert r.status == 200 and r.body == b""
+
+
+def test_nothing_links_to_the_form(gw):
+    # A 401 from devgate names the challenge, not the form's address.
+    r = gw.request("GET", PROTECTED, source=PEER)
+    assert r.status == 401 and r.header("www-authenticate") == CHALLENGE
+    assert b".devgate" not in r.body and all(".devgate" not in v for _, v in r.headers)
+
+
+def test_login_network_rule(gw):
+    # DevAuth's rule: the form works only from the login networks.
+    assert gw.request("GET", LOGIN, source=OUTSIDER).status == 403
+    r = post_login(gw, OUTSIDER, "alice", PASSWORDS["alice"])
+    assert r.status == 403 and not r.header_all("set-cookie"), r.summary()
+    # The developer on ::1 is inside; the other paths under the mount are devgate's own 404.
+    assert gw.request("GET", LOGIN, source="::1").status == 200
+    r = gw.request("GET", "/.devgate/other", source=PEER)
+    assert r.status == 404 and not r.from_upstream
+
+
+def test_login_success_sets_the_session_cookie_and_redirects(gw):
+    r = post_login(gw, PEER, "alice", PASSWORDS["alice"], back="/_debug/vars?x=1")
+    assert r.status == 303, r.summary()
+    assert r.header("location") == "/_debug/vars?x=1"
+    assert r.header("cache-control") == "no-store"
+    (set_cookie,) = r.header_all("set-cookie")
+    attrs = attributes(set_cookie)
+    assert attrs["path"] == "/"
+    assert attrs["max-age"] == str(8 * 3600)
+    assert "httponly" in attrs and attrs["samesite"] == "Strict"
+    # Plain HTTP and secure_cookie off: no Secure (the browser would drop it); the TLS listener's
+    # test checks Secure there.
+    assert "secure" not in attrs
+    cookie = session_cookie(r)
+
+    # The session makes .5 a developer named alice; the cookie never reaches the upstream.
+    r = gw.request("GET", PROTECTED, [("Cookie", f"theme=dark; {cookie}; lang=en")], source=PEER)
+    assert r.status == 200, r.summary()
+    echo = r.echo()
+    assert echo.spellings() == [(H, "alice")]
+    assert echo.get_all("cookie") == ["theme=dark; lang=en"]
+    assert "devgate_session" not in json.dumps(echo.headers)
+
+
+def test_login_over_http2_and_chunked_bodies(gw):
+    # HTTP/2 (prior knowledge, h2c) through curl, bound to the peer's address.
+    port = gw.port_for(PEER)
+    out = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-D", "-", "--http2-prior-knowledge", "--interface", PEER,
+         "-H", "Origin: http://127.0.0.1:%d" % port, "--data-urlencode", "username=alice",
+         "--data-urlencode", "password=correct horse", "--data-urlencode", "back=/_debug/h2",
+         f"http://127.0.0.1:{port}{LOGIN}"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+    assert out.startswith("HTTP/2 303"), out
+    assert "location: /_debug/h2" in out and "set-cookie: devgate_session=" in out
+
+    # HTTP/1.1 chunked, in small pieces with pauses: the body arrives in several callbacks.
+    body = form(username="bob", password=PASSWORDS["bob"], back="/_debug/chunked").encode()
+    chunks = [body[i:i + 7] for i in range(0, len(body), 7)]
+    r = chunked_post(gw, PEER, chunks, pause=0.02)
+    assert r.status == 303 and r.header("location") == "/_debug/chunked", r.summary()
+
+
+def chunked_post(gw, source: str, chunks: list[bytes], pause: float = 0.0,
+                 content_type: str = "application/x-www-form-urlencoded") -> Response:
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", gw.port_for(source)))
+    head = (
+        f"POST {LOGIN} HTTP/1.1\r\nHost: devgate.test\r\nOrigin: http://devgate.test\r\n"
+        f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        sock.sendall(head.encode())
+        for c in chunks:
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(c), c))
+            except (BrokenPipeError, ConnectionResetError):
+                break  # devgate answered early (413) and Envoy closed
+            if pause:
+                time.sleep(pause)
+        try:
+            sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return harness._read_response(harness._Reader(sock), "POST")
+    finally:
+        sock.close()
+
+
+def test_login_failure_is_generic(gw):
+    for user, password in [("alice", "wrong"), ("mallory", "correct horse"), ("alice", "")]:
+        r = post_login(gw, "127.0.0.6", user, password, back="/_debug/")
+        assert r.status == 401, r.summary()
+        assert r.header("www-authenticate") == CHALLENGE
+        assert not r.header_all("set-cookie")
+        html = r.body.decode()
+        assert "Login failed." in html and 'value="/_debug/"' in html
+        assert user not in html  # not even the name that was typed
+    # A success resets the counter for this peer (checked in the rate-limit test's terms: three
+    # failures above, one success now, then five more failures before a 429).
+    assert post_login(gw, "127.0.0.6", "alice", PASSWORDS["alice"]).status == 303
+    statuses = [post_login(gw, "127.0.0.6", "alice", "nope").status for _ in range(5)]
+    assert statuses == [401] * 5
+    assert post_login(gw, "127.0.0.6", "alice", "nope").status == 429
+
+
+def test_logout_clears_the_cookie(gw):
+    r = gw.request("GET", "/.devgate/logout", source=OUTSIDER)
+    assert r.status == 303 and r.header("location") == "/"
+    (set_cookie,) = r.header_all("set-cookie")
+    assert set_cookie.startswith("devgate_session=;")
+    assert attributes(set_cookie)["max-age"] == "0"
+    assert r.header("cache-control") == "no-store"
+    assert gw.request("DELETE", "/.devgate/logout", source=PEER).status == 405
+
+
+@pytest.mark.parametrize(
+    "back",
+    [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        "\\\\evil.example",
+        "/%2F%2Fevil.example",
+        "/%5Cevil.example",
+        "%2F%2Fevil.example",
+        "/%252F%252Fevil.example/..%2F",
+        "/%09/evil.example",
+        "javascript:alert(1)",
+        "/a/../../evil",
+        " /_debug/",
+        "",
+    ],
+)
+def test_back_redirect_never_leaves_the_site(gw, back):
+    r = post_login(gw, PEER, "alice", PASSWORDS["alice"], back=back)
+    assert r.status == 303, r.summary()
+    assert r.header("location") == "/", (back, r.header("location"))
+    # The form echoes it back the same way.
+    page = gw.request("GET", LOGIN + "?back=" + urllib.parse.quote(back, safe=""), source=PEER)
+    assert 'name="back" value="/"' in page.body.decode(), back
+
+
+def test_csrf_other_origins_are_refused(gw):
+    body = form(username="alice", password=PASSWORDS["alice"])
+    cases = [
+        ([("Origin", "http://evil.example"), FORM], 403),
+        ([("Origin", "null"), FORM], 403),
+        ([("Origin", "http://devgate.test:8080"), FORM], 403),
+        ([("Referer", "http://evil.example/page"), FORM], 403),
+        ([FORM], 403),  # no Origin, no Referer: not a browser's form
+        ([("Origin", "http://evil.example"), ("Referer", "http://devgate.test/"), FORM], 403),
+        ([("Referer", "http://devgate.test/.devgate/login"), FORM], 303),
+        ([ORIGIN, FORM], 303),
+    ]
+    for headers, status in cases:
+        r = gw.request("POST", LOGIN, headers, source=PEER, body=body)
+        assert r.status == status, (headers, r.summary())
+        if status == 403:
+            assert not r.header_all("set-cookie")
+
+
+def test_oversized_and_malformed_bodies(gw):
+    big = form(username="alice", password="x" * 5000)
+    r = gw.request("POST", LOGIN, [ORIGIN, FORM], source="127.0.0.7", body=big)
+    assert r.status == 413, r.summary()
+    # Chunked, so no Content-Length announces it: refused as the buffer passes the cap.
+    r = chunked_post(gw, "127.0.0.7", [b"username=alice&password=" + b"y" * 1000] + [b"z" * 1000] * 6)
+    assert r.status == 413, r.summary()
+    # Not a form.
+    r = gw.request("POST", LOGIN, [ORIGIN, ("Content-Type", "application/json")], source="127.0.0.7",
+                   body='{"username": "alice"}')
+    assert r.status == 415
+    # Malformed forms: a failed login, the same page as a wrong password.
+    for body in ["username=alice&password=%zz", "username=alice", "username=a&username=b&password=c",
+                 b"username=\xff\xfe&password=x", ""]:
+        r = gw.request("POST", LOGIN, [ORIGIN, FORM], source="127.0.0.7", body=body)
+        assert r.status == 401 and b"Login failed." in r.body, (body, r.summary())
+    assert not gw.wasm_problems()
+
+
+# --------------------------------------------------------------------------------------------------
+# Sessions
+# --------------------------------------------------------------------------------------------------
+
+
+def test_expired_session_is_no_session_and_is_cleared(gw):
+    expired = f"devgate_session={mint_session('alice', int(time.time()) - 3600)}"
+    r = gw.request("GET", PROTECTED, [("Cookie", expired)], source=PEER)
+    assert r.status == 401 and r.header("www-authenticate") == CHALLENGE, r.summary()
+    assert r.details == "devgate_no_credential"  # the same answer as no cookie at all
+    (clear,) = r.header_all("set-cookie")
+    assert clear.startswith("devgate_session=;") and attributes(clear)["max-age"] == "0"
+    assert r.body == b"Unauthorized\n"
+    # On an open path: the request goes on anonymous, the cookie is stripped and cleared.
+    r = gw.request("GET", "/", [("Cookie", expired + "; a=b")], source=PEER)
+    assert r.status == 200 and r.from_upstream
+    assert r.echo().get_all("cookie") == ["a=b"] and not r.echo().spellings()
+    assert any(v.startswith("devgate_session=;") for v in r.header_all("set-cookie"))
+    # A valid one works; a developer token pasted into the session cookie does not.
+    valid = f"devgate_session={mint_session('carol', int(time.time()) + 600)}"
+    r = gw.request("GET", PROTECTED, [("Cookie", valid)], source=PEER)
+    assert upstream_names(r) == ["carol"]
+    wrong = f"devgate_session={mint_session('carol', int(time.time()) + 600, purpose='developer')}"
+    r = gw.request("GET", PROTECTED, [("Cookie", wrong)], source=PEER)
+    assert r.status == 401 and r.details == "devgate_wrong_purpose"
+    # Outside the login networks a session is refused.
+    r = gw.request("GET", PROTECTED, [("Cookie", valid)], source=OUTSIDER)
+    assert r.status == 403 and r.details == "devgate_network_denied"
+
+
+def upstream_names(r: Response) -> list[str]:
+    assert r.status == 200, r.summary()
+    return [v for _, v in r.echo().spellings()]
+
+
+# --------------------------------------------------------------------------------------------------
+# Rate limiting across workers
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, upstream, wasm):
+    cfg = harness.render_bootstrap(upstream_port=upstream.port, plugin_config=config(max_failures=4),
+                                   env=ENV, wasm=wasm)
+    envoy = harness.start_envoy(cfg, tmp_path_factory.mktemp("login2w"), extra_args=("--concurrency", "2"))
+    yield envoy
+    envoy.stop()
+
+
+def worker_connections(envoy) -> dict[str, int]:
+    stats = envoy.counters(r"^listener\.127\.0\.0\.1_\d+\.worker_\d+\.downstream_cx_total$")
+    return {re.search(r"worker_\d+", k).group(0): v for k, v in stats.items()}
+
+
+def test_rate_limit_is_shared_by_the_workers(two_workers):
+    before = worker_connections(two_workers)
+    peer = "127.0.0.8"
+    statuses = [post_login(two_workers, peer, "bob", f"guess{i}").status for i in range(4)]
+    assert statuses == [401] * 4
+    # Each request was its own connection; Envoy spread them over both workers...
+    after = worker_connections(two_workers)
+    used = {w for w in after if after[w] > before.get(w, 0)}
+    # ...but the kernel may hand a short burst to one: keep going until both served one.
+    extra = 0
+    while len(used) < 2 and extra < 40:
+        r = post_login(two_workers, peer, "bob", "whatever")
+        assert r.status == 429, r.summary()
+        extra += 1
+        after = worker_connections(two_workers)
+        used = {w for w in after if after[w] > before.get(w, 0)}
+    assert used == {"worker_0", "worker_1"}, after
+    # The fifth attempt is refused whichever worker takes it, without checking the password.
+    for _ in range(6):
+        r = post_login(two_workers, peer, "bob", PASSWORDS["bob"])
+        assert r.status == 429, r.summary()
+        retry = int(r.header("retry-after"))
+        assert 1 <= retry <= 300
+        assert not r.header_all("set-cookie")
+    # Another address is not affected.
+    assert post_login(two_workers, "127.0.0.9", "bob", PASSWORDS["bob"]).status == 303
+    counts = two_workers.counters(r"wasmcustom\.devgate\.login\.")
+    assert counts["wasmcustom.devgate.login.failed"] == 4
+    assert counts["wasmcustom.devgate.login.rate_limited"] == 6 + extra
+    assert counts["wasmcustom.devgate.login.succeeded"] == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# The spec's open issue: an upstream 401 asking for a developer
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["forbid", "login", "pass"])
+def test_upstream_challenge_translation(gate, mode):
+    gw = gate(config(mode), env=ENV)
+    # Not a developer: the upstream says "needs a developer".
+    r = gw.request("GET", "/needs-developer/page?x=1", source=PEER)
+    if mode == "forbid":
+        assert r.status == 403 and not r.from_upstream, r.summary()
+        assert r.header("www-authenticate") is None
+        assert r.body == b"Forbidden\n"
+    elif mode == "login":
+        assert r.status == 303, r.summary()
+        assert r.header("location") == "/.devgate/login?back=/needs-developer/page%3Fx%3D1"
+        # ...and the form, once logged in, sends the browser back there.
+        page = gw.request("GET", r.header("location"), source=PEER)
+        assert 'value="/needs-developer/page?x=1"' in page.body.decode()
+    else:
+        assert r.status == 401 and r.from_upstream
+        assert r.header("www-authenticate") == CHALLENGE
+    # A developer the application accepts goes through in every mode.
+    r = gw.request("GET", "/needs-developer/page", source=DEV)
+    assert r.status == 200 and r.from_upstream
+    # A developer the application does not want: never sent round the login loop.
+    r = gw.request("GET", "/needs-developer/page?as=someone-else", source=DEV)
+    assert r.status == (401 if mode == "pass" else 403), r.summary()
+    # Other 401s (another scheme) are the application's business.
+    r = gw.request("GET", "/", [("Authorization", "Basic eDp5")], source=PEER)
+    assert r.status == 200
+    assert not gw.wasm_problems()
+
+
+# --------------------------------------------------------------------------------------------------
+# What a login costs inside Envoy
+# --------------------------------------------------------------------------------------------------
+
+
+def test_login_time_at_default_cost(gw):
+    """Median wall time of a successful login (bcrypt at cost 10, the default max_cost) through
+    Envoy, next to a request that does no bcrypt; written to target/login-timing.txt. Recorded, not
+    asserted: this is a measurement (README, "Login")."""
+    times, plain = [], []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        r = post_login(gw, "127.0.0.10", "bob", PASSWORDS["bob"])
+        times.append(time.perf_counter() - t0)
+        assert r.status == 303
+        t0 = time.perf_counter()
+        gw.request("GET", LOGIN, source="127.0.0.10")
+        plain.append(time.perf_counter() - t0)
+    login_ms = statistics.median(times) * 1000
+    plain_ms = statistics.median(plain) * 1000
+    out = REPO / "target" / "login-timing.txt"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(
+        f"login at bcrypt cost 10 through Envoy (median of 5): {login_ms:.0f} ms; "
+        f"the login page without bcrypt: {plain_ms:.1f} ms\n"
+    )
+    print(out.read_text())
+
+
+def test_session_without_a_tokens_section_reads_the_clock(gate):
+    """Regression: the glue skipped the clock read unless `tokens` or `api` was configured, so with
+    `login` alone every session token looked issued in the future and was refused."""
+    cfg = config()
+    del cfg["tokens"]
+    gw = gate(cfg, env=ENV)
+    r = post_login(gw, PEER, "alice", PASSWORDS["alice"])
+    assert r.status == 303, r.summary()
+    r = gw.request("GET", PROTECTED, [("Cookie", session_cookie(r))], source=PEER)
+    assert upstream_names(r) == ["alice"]
