@@ -228,6 +228,36 @@ pub struct LoginPolicy {
     pub leeway: u64,
 }
 
+/// What devgate does with credentials that need the revocation list while it is stale.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenStale {
+    /// Refuse developer tokens and API keys (`revocation_stale`): fail closed.
+    #[default]
+    Refuse,
+    /// Keep checking them against the last good list.
+    Serve,
+}
+
+/// The revocation list service. Present only when `revocation` is configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationPolicy {
+    /// The Envoy cluster devgate calls (it must exist in Envoy's config).
+    pub cluster: String,
+    /// `:authority` of the call. Defaults to the cluster name.
+    pub authority: String,
+    /// `:path` of the call. Defaults to `/revoked.json`.
+    pub path: String,
+    /// Seconds between fetches (one per Envoy process, not per worker). Defaults to 30.
+    pub refresh_seconds: u64,
+    /// Timeout of one fetch. Defaults to 2000 ms.
+    pub timeout_ms: u64,
+    /// How long the last good list stays in force without a successful fetch. Defaults to 300.
+    pub max_stale_seconds: u64,
+    /// Past that, refuse (the default) or serve.
+    pub when_stale: WhenStale,
+}
+
 /// Longest accepted `login.session_seconds`: 30 days.
 pub const MAX_SESSION_SECONDS: u64 = 30 * 24 * 3600;
 /// Highest accepted `login.max_cost`: one verify at cost 12 takes about half a second of an
@@ -252,6 +282,8 @@ pub struct Policy {
     pub login: Option<LoginPolicy>,
     /// What an upstream 401 with devgate's challenge becomes. Defaults to `forbid`.
     pub upstream_challenge: UpstreamChallenge,
+    /// The revocation list service; `None` (the default): only `api.revoked`.
+    pub revocation: Option<RevocationPolicy>,
 }
 
 impl Policy {
@@ -289,6 +321,91 @@ struct RawConfig {
     login: Option<RawLogin>,
     #[serde(default)]
     upstream_challenge: UpstreamChallenge,
+    revocation: Option<RawRevocation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRevocation {
+    cluster: String,
+    authority: Option<String>,
+    #[serde(default = "default_revocation_path")]
+    path: String,
+    #[serde(default = "default_refresh_seconds")]
+    refresh_seconds: u64,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default = "default_max_stale_seconds")]
+    max_stale_seconds: u64,
+    #[serde(default)]
+    when_stale: WhenStale,
+}
+
+fn default_revocation_path() -> String {
+    "/revoked.json".into()
+}
+
+fn default_refresh_seconds() -> u64 {
+    30
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_max_stale_seconds() -> u64 {
+    300
+}
+
+fn revocation_policy(raw: RawRevocation) -> Result<RevocationPolicy, ConfigError> {
+    let name_ok = |v: &str| {
+        (1..=128).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+    };
+    if !name_ok(&raw.cluster) {
+        return Err(err(
+            "revocation.cluster",
+            "an Envoy cluster name: 1-128 characters of A-Za-z0-9._:-",
+        ));
+    }
+    let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
+    if !name_ok(&authority) {
+        return Err(err(
+            "revocation.authority",
+            "a host name: 1-128 characters of A-Za-z0-9._:-",
+        ));
+    }
+    let path_ok = raw.path.starts_with('/')
+        && raw.path.len() <= 1024
+        && raw.path.bytes().all(|b| b.is_ascii_graphic());
+    if !path_ok {
+        return Err(err(
+            "revocation.path",
+            "a request path starting with / (visible ASCII)",
+        ));
+    }
+    if !(1..=3600).contains(&raw.refresh_seconds) {
+        return Err(err("revocation.refresh_seconds", "between 1 and 3600"));
+    }
+    if !(100..=60_000).contains(&raw.timeout_ms) {
+        return Err(err("revocation.timeout_ms", "between 100 and 60000"));
+    }
+    if raw.max_stale_seconds < raw.refresh_seconds || raw.max_stale_seconds > 7 * 86_400 {
+        return Err(err(
+            "revocation.max_stale_seconds",
+            "at least refresh_seconds and at most 7 days",
+        ));
+    }
+    Ok(RevocationPolicy {
+        cluster: raw.cluster,
+        authority,
+        path: raw.path,
+        refresh_seconds: raw.refresh_seconds,
+        timeout_ms: raw.timeout_ms,
+        max_stale_seconds: raw.max_stale_seconds,
+        when_stale: raw.when_stale,
+    })
 }
 
 #[derive(Deserialize)]
@@ -892,6 +1009,17 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Poli
         }
         None => None,
     };
+    let revocation = match raw.revocation {
+        Some(r) if tokens.is_none() && api.is_none() => {
+            let _ = r;
+            return Err(err(
+                "revocation",
+                "revokes developer tokens and API keys, and neither tokens nor api is configured",
+            ));
+        }
+        Some(r) => Some(revocation_policy(r)?),
+        None => None,
+    };
     if raw.upstream_challenge == UpstreamChallenge::Login && login.is_none() {
         return Err(err(
             "upstream_challenge",
@@ -926,6 +1054,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Poli
         api,
         login,
         upstream_challenge: raw.upstream_challenge,
+        revocation,
     })
 }
 
@@ -1300,5 +1429,51 @@ mod tests {
         assert_eq!((l.max_failures, l.failure_window, l.leeway), (5, 300, 30));
         assert_eq!(l.users.len(), 1);
         assert_eq!(p.upstream_challenge, UpstreamChallenge::Forbid);
+    }
+
+    #[test]
+    fn revocation_config() {
+        let base = r#"{"keys": [{"id": "k1", "secret_env": "GOOD"}], "tokens": {}, "revocation": "#;
+        let ok = parse_policy_with_env(
+            format!(r#"{base} {{"cluster": "revocation"}}}}"#).as_bytes(),
+            &|_| Some(SECRET.to_string()),
+        )
+        .unwrap();
+        let r = ok.revocation.unwrap();
+        assert_eq!(
+            (r.authority.as_str(), r.path.as_str()),
+            ("revocation", "/revoked.json")
+        );
+        assert_eq!(
+            (r.refresh_seconds, r.timeout_ms, r.max_stale_seconds),
+            (30, 2000, 300)
+        );
+        assert_eq!(r.when_stale, WhenStale::Refuse);
+        for (json, field) in [
+            (r#"{"cluster": ""}"#, "revocation.cluster"),
+            (r#"{"cluster": "a b"}"#, "revocation.cluster"),
+            (r#"{"cluster": "c", "path": "x"}"#, "revocation.path"),
+            (
+                r#"{"cluster": "c", "refresh_seconds": 0}"#,
+                "revocation.refresh_seconds",
+            ),
+            (
+                r#"{"cluster": "c", "timeout_ms": 5}"#,
+                "revocation.timeout_ms",
+            ),
+            (
+                r#"{"cluster": "c", "refresh_seconds": 60, "max_stale_seconds": 30}"#,
+                "revocation.max_stale_seconds",
+            ),
+            (
+                r#"{"cluster": "c", "when_stale": "open"}"#,
+                "revocation.when_stale",
+            ),
+            (r#"{"cluster": "c", "url": "x"}"#, "revocation.url"),
+        ] {
+            assert_eq!(tok_err(&format!("{base} {json}}}")).field, field, "{json}");
+        }
+        let e = tok_err(r#"{"revocation": {"cluster": "c"}}"#);
+        assert_eq!(e.field, "revocation");
     }
 }

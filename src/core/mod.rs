@@ -11,6 +11,7 @@ pub mod login;
 pub mod net;
 pub mod path;
 pub mod query;
+pub mod revocation;
 pub mod session;
 pub mod token;
 
@@ -22,6 +23,7 @@ use crate::config::{
 use apikey::{ApiKey, KeyKind};
 use cookie::CookieLookup;
 use net::NetVerdict;
+use revocation::Revocation;
 use token::{Expect, TokenError};
 
 /// The facts of one request, as the host gave them.
@@ -109,6 +111,9 @@ pub enum Reason {
     PrivateKeyRequired,
     /// PUT, PATCH or DELETE (or an unknown method) on a `read_only` route.
     MethodNotAllowed,
+    /// A token or API key that needs the revocation list while the list is stale, with
+    /// `revocation.when_stale: refuse`.
+    RevocationStale,
 }
 
 impl Reason {
@@ -127,6 +132,7 @@ impl Reason {
             Reason::WriteNeeded => "write_needed",
             Reason::PrivateKeyRequired => "private_key_required",
             Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::RevocationStale => "revocation_stale",
         }
     }
 
@@ -145,6 +151,7 @@ impl Reason {
             Reason::WriteNeeded,
             Reason::PrivateKeyRequired,
             Reason::MethodNotAllowed,
+            Reason::RevocationStale,
         ]
         .into_iter()
         .chain(TokenError::ALL.into_iter().map(Reason::Token))
@@ -333,6 +340,7 @@ fn check_token(
     cred: Credential<'_>,
     peer: Result<net::Peer, net::PeerError>,
     now: u64,
+    revocation: Option<Revocation<'_>>,
 ) -> (Result<Identity, Reason>, bool) {
     let peer_ip: Option<IpAddr> = policy.net.peer_ip(peer).ok();
     let mut expect = Expect::developer(tokens.leeway);
@@ -346,6 +354,10 @@ fn check_token(
         Ok(claims) => {
             if tokens.bind_peer && claims.cip.is_none() {
                 Err(Reason::UnboundToken)
+            } else if revocation.is_some_and(|r| r.refuse) {
+                Err(Reason::RevocationStale)
+            } else if revocation.is_some_and(|r| r.token_revoked(claims.jti.as_deref())) {
+                Err(Reason::Revoked)
             } else if tokens
                 .allow_from
                 .as_ref()
@@ -528,6 +540,7 @@ pub fn mode_allows(mode: Mode, method: &[u8], key: &ApiKey) -> Result<(), Reason
 
 /// Checks the API key of a request on an API route; the edits that pass the project
 /// reference on and take the key out.
+#[allow(clippy::too_many_arguments)]
 fn api_key(
     api: &ApiPolicy,
     route: &ApiRoute,
@@ -536,6 +549,7 @@ fn api_key(
     method: &[u8],
     peer: Result<net::Peer, net::PeerError>,
     edits: &mut Edits,
+    revocation: Option<Revocation<'_>>,
 ) -> Result<KeyKind, Reason> {
     let raw_path = req.header(b":path").unwrap_or_default();
     let (_, query) = query::split(raw_path);
@@ -590,6 +604,14 @@ fn api_key(
     if api.revoked.contains(&key.id) {
         return Err(Reason::Revoked);
     }
+    if let Some(r) = revocation {
+        if r.refuse {
+            return Err(Reason::RevocationStale);
+        }
+        if r.key_revoked(&key.id) {
+            return Err(Reason::Revoked);
+        }
+    }
     if !key.products.contains(&route.product) {
         return Err(Reason::WrongProduct);
     }
@@ -637,6 +659,15 @@ fn api_key(
 
 /// Decides one request.
 pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
+    decide_with(policy, req, None)
+}
+
+/// [`decide`] with the revocation list's state (`None`: no `revocation` configured).
+pub fn decide_with(
+    policy: &Policy,
+    req: &Request<'_>,
+    revocation: Option<Revocation<'_>>,
+) -> Decision {
     let method = req.header(b":method").unwrap_or_default();
     let canonical = match req.header(b":path").map(path::canonicalize) {
         Some(Ok(c)) => c,
@@ -699,7 +730,7 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
             Err(reason) => refusal = reason,
         },
         (Ok(None), Ok(Some((tokens, cred)))) => {
-            let (verdict, ours) = check_token(tokens, policy, cred, peer, req.now);
+            let (verdict, ours) = check_token(tokens, policy, cred, peer, req.now, revocation);
             match verdict {
                 Ok(id) => identity = Some(id),
                 Err(reason) => refusal = reason,
@@ -740,7 +771,16 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
         };
         if let Some(route) = route {
             let mut api_edits = Edits::default();
-            match api_key(api, route, policy, req, method, peer, &mut api_edits) {
+            match api_key(
+                api,
+                route,
+                policy,
+                req,
+                method,
+                peer,
+                &mut api_edits,
+                revocation,
+            ) {
                 Ok(kind) => admitted_key = Some(kind),
                 Err(reason) => return deny(reason),
             }
@@ -1354,6 +1394,69 @@ mod tests {
         assert_eq!(d, Decision::Login(session::Endpoint::Other));
         // Without login configured, the mount is an ordinary path.
         let d = send(&token_policy("{}"), "127.0.0.1:9", b"/.devgate/login", &[]);
+        assert!(matches!(d, Decision::Allow { .. }));
+    }
+
+    // ---- revocation list --------------------------------------------------------------------
+
+    #[test]
+    fn revocation_list_and_staleness() {
+        use revocation::{Revocation, RevocationList};
+        let p = token_policy("{}");
+        let mut c = claims("alice", NOW + 60);
+        c.jti = Some("t-1".into());
+        let revoked = format!("Bearer {}", mint(&c, &key("k1")));
+        let fine = format!("Bearer {}", mint(&claims("bob", NOW + 60), &key("k1")));
+        let mut list = RevocationList::default();
+        list.tokens.insert("t-1".into());
+        let send_with = |auth: &str, rev: Option<Revocation<'_>>| {
+            let headers: Vec<(&[u8], &[u8])> = vec![
+                (b":method", b"GET"),
+                (b":path", b"/_debug/"),
+                (b"authorization", auth.as_bytes()),
+            ];
+            decide_with(
+                &p,
+                &Request {
+                    peer: Some(b"10.1.1.1:9"),
+                    headers: &headers,
+                    now: NOW,
+                },
+                rev,
+            )
+        };
+        let fresh = Some(Revocation {
+            list: Some(&list),
+            refuse: false,
+        });
+        assert_eq!(reason(&send_with(&revoked, fresh)), Some("revoked"));
+        assert_eq!(
+            allowed(&send_with(&fine, fresh)).0,
+            Some(("bob".into(), Source::Bearer))
+        );
+        // Stale and refusing: every token is refused, with its own code, as a 401.
+        let stale = Some(Revocation {
+            list: Some(&list),
+            refuse: true,
+        });
+        let d = send_with(&fine, stale);
+        assert_eq!((status(&d), reason(&d)), (401, Some("revocation_stale")));
+        // Never fetched and serving: nothing is known revoked.
+        let none = Some(Revocation {
+            list: None,
+            refuse: false,
+        });
+        assert!(matches!(send_with(&revoked, none), Decision::Allow { .. }));
+        // A network developer never needs the list.
+        let d = decide_with(
+            &p,
+            &Request {
+                peer: Some(b"127.0.0.1:9"),
+                headers: &[(b":method", b"GET"), (b":path", b"/_debug/")],
+                now: NOW,
+            },
+            stale,
+        );
         assert!(matches!(d, Decision::Allow { .. }));
     }
 

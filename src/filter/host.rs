@@ -92,6 +92,7 @@ extern "C" {
     ) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
         status: u32,
@@ -166,6 +167,22 @@ pub fn define_counter(name: &str) -> Result<u32, HostError> {
         OK => Ok(id),
         s => Err(HostError(s)),
     }
+}
+
+/// Defines (or finds) a gauge; Envoy shows it as `wasmcustom.<name>`.
+pub fn define_gauge(name: &str) -> Result<u32, HostError> {
+    let mut id = 0u32;
+    // SAFETY: plain FFI; `name` outlives the call, `id` is a valid out-pointer.
+    match unsafe { proxy_define_metric(1, name.as_ptr(), name.len(), &mut id) } {
+        OK => Ok(id),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Sets a gauge. Errors are ignored, as for counters.
+pub fn record(id: u32, value: u64) {
+    // SAFETY: plain FFI on plain values.
+    let _ = unsafe { proxy_record_metric(id, value) };
 }
 
 /// Adds one to a counter. Failing to count never changes a decision, so errors are ignored.
@@ -337,6 +354,41 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<Cas, HostErr
     match status {
         OK => Ok(Cas::Stored),
         CAS_MISMATCH => Ok(Cas::Mismatch),
+        s => Err(HostError(s)),
+    }
+}
+
+/// `MapType::HttpCallResponseHeaders` of the ABI.
+const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+/// `BufferType::HttpCallResponseBody` of the ABI.
+const HTTP_CALL_RESPONSE_BODY: u32 = 4;
+
+/// `:status` of the response to a `dispatch_http_call`; `None` when the call failed (no response).
+pub fn http_call_status() -> Option<Vec<u8>> {
+    let name = b":status";
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: plain FFI; `name` outlives the call, the out-pointers are valid.
+    let status = unsafe {
+        proxy_get_header_map_value(
+            HTTP_CALL_RESPONSE_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    (status == OK).then(|| take(data, size))
+}
+
+/// The body of the response to a `dispatch_http_call` (`size` bytes).
+pub fn http_call_body(size: usize) -> Result<Vec<u8>, HostError> {
+    let mut data = null_mut();
+    let mut got = 0;
+    // SAFETY: plain FFI; the out-pointers are valid for the duration of the call.
+    match unsafe { proxy_get_buffer_bytes(HTTP_CALL_RESPONSE_BODY, 0, size, &mut data, &mut got) } {
+        OK => Ok(take(data, got)),
+        NOT_FOUND => Ok(Vec::new()),
         s => Err(HostError(s)),
     }
 }

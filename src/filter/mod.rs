@@ -4,24 +4,32 @@
 
 mod host;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::abi::parse_pairs;
+use crate::config::WhenStale;
 use crate::config::{parse_policy, LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::apikey::KeyKind;
 use crate::core::login::{self, Attempts, Page, MAX_BODY};
+use crate::core::revocation::{self, Revocation, RevocationList};
 use crate::core::session::{self, Endpoint, LoginRequest, Outcome, Step, Store};
-use crate::core::{decide, net, Decision, Reason, Request, Response};
+use crate::core::{decide_with, net, Decision, Reason, Request, Response};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { policy: None, stats: Rc::new(Stats::default()) })
+        Box::new(Root {
+            policy: None,
+            stats: Rc::new(Stats::default()),
+            revocation: Rc::new(RefCell::new(RevState::default())),
+            tick_set: false,
+        })
     });
 }}
 
@@ -29,6 +37,25 @@ struct Root {
     /// `None` until a configuration has been accepted, and again after one is refused.
     policy: Option<Rc<Policy>>,
     stats: Rc<Stats>,
+    /// This worker's copy of the revocation list (shared data is the process-wide one).
+    revocation: Rc<RefCell<RevState>>,
+    tick_set: bool,
+}
+
+/// Shared-data key of the last good revocation list ([`revocation::encode_stored`]).
+const REVOCATION_LIST_KEY: &str = "devgate.revocation.list";
+/// Shared-data key of the time of the last fetch attempt: one worker fetches per period.
+const REVOCATION_LEASE_KEY: &str = "devgate.revocation.lease";
+
+/// The revocation list as this worker knows it.
+#[derive(Default)]
+struct RevState {
+    list: Option<RevocationList>,
+    fetched_at: Option<u64>,
+    /// CAS token of the shared-data entry the list was read from.
+    cas: u32,
+    /// A fetch this worker started and has not heard back from.
+    pending: bool,
 }
 
 /// Counters, defined once per VM. Envoy lists them under `wasmcustom.devgate.*`:
@@ -41,6 +68,9 @@ struct Stats {
     denied: HashMap<&'static str, u32>,
     login: HashMap<&'static str, u32>,
     challenge: HashMap<&'static str, u32>,
+    revocation: HashMap<&'static str, u32>,
+    /// `devgate.revocation.degraded`: 1 while the list is stale.
+    degraded: Option<u32>,
     config: HashMap<&'static str, u32>,
 }
 
@@ -85,6 +115,11 @@ impl Stats {
                 "devgate.upstream_challenge.",
                 ["forbid", "login"].into_iter(),
             ),
+            revocation: define_all(
+                "devgate.revocation.",
+                ["fetch_ok", "fetch_failed"].into_iter(),
+            ),
+            degraded: host::define_gauge("devgate.revocation.degraded").ok(),
             config: define_all("devgate.config.", ["accepted", "rejected"].into_iter()),
         }
     }
@@ -111,6 +146,16 @@ impl Stats {
         Stats::bump(&self.login, outcome.code());
     }
 
+    fn revocation(&self, what: &str) {
+        Stats::bump(&self.revocation, what);
+    }
+
+    fn degraded(&self, on: bool) {
+        if let Some(id) = self.degraded {
+            host::record(id, u64::from(on));
+        }
+    }
+
     fn challenge(&self, what: &str) {
         Stats::bump(&self.challenge, what);
     }
@@ -123,7 +168,56 @@ impl Stats {
 /// The reason code of a request the glue itself could not complete.
 const INTERNAL_ERROR: &str = "internal_error";
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _t: usize) {
+        let now = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let Ok(mut state) = self.revocation.try_borrow_mut() else {
+            return;
+        };
+        state.pending = false;
+        let status = host::http_call_status();
+        let outcome = match status.as_deref() {
+            Some(b"200") if body_size <= revocation::MAX_LIST_BYTES => {
+                match host::http_call_body(body_size) {
+                    Ok(body) => revocation::parse_list(&body)
+                        .map(|list| (list, body))
+                        .map_err(|e| e.code()),
+                    Err(_) => Err("body_unavailable"),
+                }
+            }
+            Some(b"200") => Err("list_too_large"),
+            Some(_) => Err("bad_status"),
+            None => Err("no_response"),
+        };
+        match outcome {
+            Ok((list, body)) => {
+                // The last good list, for every worker; a failed fetch never gets here.
+                let _ = host::set_shared_data(
+                    REVOCATION_LIST_KEY,
+                    &revocation::encode_stored(now, &body),
+                    0,
+                );
+                if let Ok((_, cas)) = host::shared_data(REVOCATION_LIST_KEY) {
+                    state.cas = cas;
+                }
+                state.list = Some(list);
+                state.fetched_at = Some(now);
+                self.stats.revocation("fetch_ok");
+                self.stats.degraded(false);
+            }
+            Err(code) => {
+                self.stats.revocation("fetch_failed");
+                log::warn!(
+                    "devgate: revocation list fetch failed: {code}; keeping the last good list"
+                );
+            }
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -138,6 +232,11 @@ impl RootContext for Root {
                     policy.rules.len(),
                     policy.header.as_str()
                 );
+                if policy.revocation.is_some() && !self.tick_set {
+                    // Once a second: pick up the list another worker fetched, and fetch when due.
+                    self.set_tick_period(Duration::from_secs(1));
+                    self.tick_set = true;
+                }
                 self.policy = Some(Rc::new(policy));
                 self.stats.config("accepted");
                 true
@@ -152,10 +251,80 @@ impl RootContext for Root {
         }
     }
 
+    fn on_tick(&mut self) {
+        let Some(policy) = self.policy.clone() else {
+            return;
+        };
+        let Some(rc) = &policy.revocation else {
+            return;
+        };
+        let now = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let Ok(mut state) = self.revocation.try_borrow_mut() else {
+            return;
+        };
+        // Another worker's fetch: a newer entry in shared data (a malformed one is ignored).
+        if let Ok((Some(stored), cas)) = host::shared_data(REVOCATION_LIST_KEY) {
+            if cas != state.cas {
+                if let Some((at, list)) = revocation::decode_stored(&stored) {
+                    state.list = Some(list);
+                    state.fetched_at = Some(at);
+                }
+                state.cas = cas;
+            }
+        }
+        self.stats.degraded(revocation::is_stale(
+            state.fetched_at,
+            now,
+            rc.max_stale_seconds,
+        ));
+        if state.pending {
+            return;
+        }
+        // One fetch per period per Envoy process: the worker that moves the lease fetches.
+        let Ok((lease, cas)) = host::shared_data(REVOCATION_LEASE_KEY) else {
+            return;
+        };
+        let last = lease
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if now.saturating_sub(last) < rc.refresh_seconds && last <= now {
+            return;
+        }
+        if !matches!(
+            host::set_shared_data(REVOCATION_LEASE_KEY, now.to_string().as_bytes(), cas),
+            Ok(host::Cas::Stored)
+        ) {
+            return;
+        }
+        let headers = vec![
+            (":method", "GET"),
+            (":path", rc.path.as_str()),
+            (":authority", rc.authority.as_str()),
+        ];
+        let timeout = Duration::from_millis(rc.timeout_ms);
+        match self.dispatch_http_call(&rc.cluster, headers, None, vec![], timeout) {
+            Ok(_) => state.pending = true,
+            Err(_) => {
+                self.stats.revocation("fetch_failed");
+                log::warn!(
+                    "devgate: revocation list fetch not started (cluster {})",
+                    rc.cluster
+                );
+            }
+        }
+    }
+
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
             policy: self.policy.clone(),
             stats: Rc::clone(&self.stats),
+            revocation: Rc::clone(&self.revocation),
             pending: None,
             after: None,
         }))
@@ -169,6 +338,7 @@ impl RootContext for Root {
 struct Http {
     policy: Option<Rc<Policy>>,
     stats: Rc<Stats>,
+    revocation: Rc<RefCell<RevState>>,
     /// A `POST <mount>/login` whose body is being buffered.
     pending: Option<Pending>,
     /// Set when the request went upstream and its response needs a look.
@@ -425,7 +595,17 @@ impl HttpContext for Http {
                 0
             },
         };
-        match decide(&policy, &req) {
+        let Ok(rev_state) = self.revocation.try_borrow() else {
+            return fail_closed(&self.stats, "revocation_state_busy");
+        };
+        let revocation = policy.revocation.as_ref().map(|rc| Revocation {
+            list: rev_state.list.as_ref(),
+            refuse: rc.when_stale == WhenStale::Refuse
+                && revocation::is_stale(rev_state.fetched_at, req.now, rc.max_stale_seconds),
+        });
+        let decision = decide_with(&policy, &req, revocation);
+        drop(rev_state);
+        match decision {
             Decision::Login(endpoint) => self.login_headers(&policy, endpoint, &req, end_of_stream),
             Decision::Allow {
                 identity,

@@ -43,7 +43,7 @@ ALLOWED = ["network", "bearer", "cookie", "session", "public_key", "private_key"
 DENIED = [
     "no_credential", "bad_path", "ambiguous_credential", "network_denied", "unbound_token", "revoked",
     "key_misplaced", "wrong_product", "referer_denied", "write_needed", "private_key_required",
-    "method_not_allowed",
+    "method_not_allowed", "revocation_stale",
     "too_long", "malformed", "unsupported_alg", "unsupported_header", "missing_kid", "unknown_kid",
     "bad_signature", "wrong_purpose", "expired", "not_yet_valid", "bad_subject", "wrong_cookie", "wrong_peer",
     "internal_error",
@@ -55,6 +55,7 @@ LOGIN_OUTCOMES = [
     "too_large", "logout", "not_found", "method_not_allowed", "internal_error",
 ]
 CHALLENGE_OUTCOMES = ["forbid", "login"]
+REVOCATION_OUTCOMES = ["fetch_ok", "fetch_failed"]
 PREFIX = "wasmcustom.devgate."
 ALL_COUNTERS = sorted(
     [f"{PREFIX}requests.allowed.{c}" for c in ALLOWED]
@@ -62,7 +63,10 @@ ALL_COUNTERS = sorted(
     + [f"{PREFIX}config.{c}" for c in CONFIG_OUTCOMES]
     + [f"{PREFIX}login.{c}" for c in LOGIN_OUTCOMES]
     + [f"{PREFIX}upstream_challenge.{c}" for c in CHALLENGE_OUTCOMES]
+    + [f"{PREFIX}revocation.{c}" for c in REVOCATION_OUTCOMES]
 )
+# Gauges: 1 while the revocation list is stale (always defined; 0 without `revocation`).
+ALL_GAUGES = [f"{PREFIX}revocation.degraded"]
 
 # Envoy 1.40 calls devgate's on_configure twice on the main thread (once for the plugin's base VM, once
 # for the main thread's own instance) and once per worker thread; the harness runs one worker. Each
@@ -351,8 +355,9 @@ def test_counters_exact_in_admin_stats(run):
     """Every counter devgate defines is listed (zeros included), each with exactly the script's count;
     nothing else is under wasmcustom.devgate."""
     stats = run.envoy.counters("devgate")
-    ours = {k: v for k, v in stats.items() if k.startswith(PREFIX)}
+    ours = {k: v for k, v in stats.items() if k.startswith(PREFIX) and k not in ALL_GAUGES}
     assert sorted(ours) == ALL_COUNTERS, sorted(set(ours) ^ set(ALL_COUNTERS))
+    assert {k: v for k, v in stats.items() if k in ALL_GAUGES} == {g: 0 for g in ALL_GAUGES}
     want = expected_counts(run.reqs)
     wrong = {k: (ours[k], want[k]) for k in ALL_COUNTERS if ours[k] != want[k]}
     assert not wrong, f"(got, expected): {wrong}"
@@ -415,6 +420,8 @@ def test_prometheus_names(run):
     samples, types = prometheus(run.envoy)
     want = expected_counts(run.reqs)
     ours = {k: v for k, v in samples.items() if k[0].startswith("devgate_")}
+    assert ours.pop(("devgate_revocation_degraded", "")) == 0.0
+    assert types["devgate_revocation_degraded"] == "gauge"
     expected = {(name.removeprefix("wasmcustom.").replace(".", "_"), ""): float(v) for name, v in want.items()}
     assert ours == expected, sorted(set(ours.items()) ^ set(expected.items()))
     for name, _ in expected:
@@ -472,6 +479,8 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
         expected.update(
             {("devgate_upstream_challenge", f'devgate_translation="{c}"'): 0.0 for c in CHALLENGE_OUTCOMES}
         )
+        expected.update({(f"devgate_revocation_{c}", ""): 0.0 for c in REVOCATION_OUTCOMES})
+        expected[("devgate_revocation_degraded", "")] = 0.0
         expected[("devgate_requests_allowed", 'devgate_allowed="network"')] = 1
         expected[("devgate_requests_allowed", 'devgate_allowed="anonymous"')] = 1
         expected[("devgate_requests_denied", 'devgate_reason="no_credential"')] = 2
@@ -480,7 +489,7 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
         for name in ("devgate_requests_allowed", "devgate_requests_denied", "devgate_config"):
             assert types[name] == "counter"
         stats = envoy.counters(r"^wasmcustom\.devgate\.")
-        assert sorted(stats) == ALL_COUNTERS
+        assert sorted(stats) == sorted(ALL_COUNTERS + ALL_GAUGES)
         assert stats[f"{PREFIX}requests.denied.no_credential"] == 2
         assert envoy.wasm_problems() == []
     finally:
