@@ -96,8 +96,16 @@ browser:
 	fi
 	@/usr/bin/chromium --version 2>/dev/null && /usr/bin/chromedriver --version
 
+## fault-wasm: a test-only devgate.wasm that traps on `x-devgate-fault: trap` (target/fault/),
+## for tests/e2e/test_faults.py; the shipped build never has the feature
+FAULT_WASM := target/fault/$(TARGET)/release/devgate.wasm
+export DEVGATE_FAULT_WASM := $(abspath $(FAULT_WASM))
+.PHONY: fault-wasm
+fault-wasm: toolchain
+	$(CARGO) build --release --lib --target $(TARGET) --features fault-injection --target-dir target/fault
+
 ## e2e: the built devgate.wasm in the real Envoy from the venv, against a real upstream
-e2e: build venv cli certs browser
+e2e: build fault-wasm venv cli certs browser
 	$(PYTEST) -q tests/e2e
 
 ## image: devgate.wasm as an OCI image for Istio's WasmPlugin (target/oci/devgate/ and

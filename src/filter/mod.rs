@@ -582,6 +582,14 @@ impl HttpContext for Http {
         let Some(headers) = parse_pairs(&buf) else {
             return fail_closed(&self.stats, "headers_malformed");
         };
+        #[cfg(feature = "fault-injection")]
+        if headers
+            .iter()
+            .any(|(n, v)| *n == b"x-devgate-fault" && *v == b"trap")
+        {
+            // A Wasm trap, as a bug would cause one (tests only; see Cargo.toml).
+            core::arch::wasm32::unreachable();
+        }
         let Ok(peer) = host::property(&["source", "address"]) else {
             return fail_closed(&self.stats, "peer_unavailable");
         };
