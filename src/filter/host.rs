@@ -139,6 +139,12 @@ pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         encoded.extend_from_slice(seg.as_bytes());
         encoded.push(0);
     }
+    property_encoded(&encoded)
+}
+
+/// [`property`] with the path already encoded (`b"source\0address\0"`): no allocation for the
+/// one property every request reads.
+pub fn property_encoded(encoded: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
     let mut data = null_mut();
     let mut size = 0;
     // SAFETY: plain FFI; `encoded` outlives the call.

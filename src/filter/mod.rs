@@ -165,6 +165,19 @@ impl Stats {
     }
 }
 
+/// `devgate_decision` of an allowed request, without building a string per request.
+fn allow_decision(what: &str) -> &'static str {
+    match what {
+        "network" => "allow:network",
+        "bearer" => "allow:bearer",
+        "cookie" => "allow:cookie",
+        "session" => "allow:session",
+        "public_key" => "allow:public_key",
+        "private_key" => "allow:private_key",
+        _ => "allow:anonymous",
+    }
+}
+
 /// The reason code of a request the glue itself could not complete.
 const INTERNAL_ERROR: &str = "internal_error";
 
@@ -590,7 +603,7 @@ impl HttpContext for Http {
             // A Wasm trap, as a bug would cause one (tests only; see Cargo.toml).
             core::arch::wasm32::unreachable();
         }
-        let Ok(peer) = host::property(&["source", "address"]) else {
+        let Ok(peer) = host::property_encoded(b"source\0address\0") else {
             return fail_closed(&self.stats, "peer_unavailable");
         };
         let req = Request {
@@ -661,10 +674,7 @@ impl HttpContext for Http {
                 };
                 self.stats.allowed(what);
                 // Audit fields for the access log: who, and how. Never a credential.
-                let mut decision = String::with_capacity(6 + what.len());
-                decision.push_str("allow:");
-                decision.push_str(what);
-                let _ = host::set_property("devgate_decision", decision.as_bytes());
+                let _ = host::set_property("devgate_decision", allow_decision(what).as_bytes());
                 if let Some(id) = &identity {
                     let _ = host::set_property("devgate_user", id.name.as_bytes());
                     let _ = host::set_property("devgate_source", id.source.code().as_bytes());
