@@ -765,7 +765,10 @@ impl HttpContext for Http {
             &after.raw_path,
         ) {
             None => Action::Continue,
-            Some(page) => {
+            Some(mut page) => {
+                // The reply replaces the upstream's response, headers added above included:
+                // carry them (the expired session's clearing Set-Cookie) into it.
+                page.headers.extend(after.add);
                 self.stats.challenge(if page.status == 303 {
                     "login"
                 } else {
