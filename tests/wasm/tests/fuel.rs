@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use host::{Host, Outcome, RequestBuilder};
+use host::{Headers, Host, Outcome, RequestBuilder};
 
 /// How much a scenario may rise over its baseline before the check fails.
 const TOLERANCE: f64 = 0.20;
@@ -41,6 +41,51 @@ const TOKEN_CONFIG: &str = r#"{"protect": ["/"], "network": {"allow": []},
 
 /// The host's default clock (see `HostBuilder`): 2026-01-01T00:00:00Z.
 const NOW: u64 = 1_767_225_600;
+
+/// The login form: alice / `correct horse` at bcrypt cost 5, and the key that signs sessions.
+const LOGIN_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY";
+const LOGIN_CONFIG: &str = r#"{"protect": ["/"], "public": ["/healthz"],
+    "keys": [{"id": "k1", "secret": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}],
+    "login": {"users": "alice:$2y$05$WBNRJBi.4c8ilvNVGxxUCOTTVPsWRpkAqpvHW2izxuA1HtxO/eNdK"}}"#;
+const LOGIN_PEER: &str = "203.0.113.9:41000";
+const LOGIN_RATE_KEY: &[u8] = b"devgate.login.203.0.113.9";
+
+/// A session token for alice (valid for an hour), minted with the crate's own code.
+fn session_token() -> String {
+    use devgate::core::token::{mint, Key, Secret};
+    let key = Key {
+        id: "k1".into(),
+        secret: Secret::from_b64url(LOGIN_KEY).unwrap(),
+    };
+    let claims = devgate::core::login::session_claims("alice", "devgate_session", NOW, 3600, None);
+    mint(&claims, &key)
+}
+
+/// `POST /.devgate/login` with `form` in one chunk, from a peer with `failures` failed logins
+/// recorded in shared data (so every run of a scenario starts from the same record).
+fn login_post<'h>(h: &'h mut Host, form: &str, failures: u32) -> RequestBuilder<'h> {
+    let record = devgate::core::login::Attempts {
+        count: failures,
+        window_start: NOW,
+    };
+    h.shared_data().put(LOGIN_RATE_KEY, &record.to_bytes());
+    browser_headers(
+        h.request()
+            .peer(LOGIN_PEER)
+            .method_path("POST", "/.devgate/login"),
+    )
+    .header("origin", "http://devgate.test")
+    .header("content-type", "application/x-www-form-urlencoded")
+    .body(form.as_bytes())
+}
+
+fn challenge_401() -> Headers {
+    let mut h = Headers::new();
+    h.add(b":status", b"401");
+    h.add(b"content-type", b"text/plain");
+    h.add(b"www-authenticate", b"x-wsgiorg.developer_user");
+    h
+}
 
 /// A developer token for "alice" under `TOKEN_CONFIG`'s key, minted with the crate's own code.
 fn developer_token() -> String {
@@ -147,6 +192,62 @@ fn scenarios() -> Vec<Scenario> {
                     .header("authorization", &bearer)
             },
             expect: Expect::Local(401),
+        },
+        Scenario {
+            name: "login_form_200",
+            config: LOGIN_CONFIG,
+            request: |h| {
+                browser_headers(h.request().peer(LOGIN_PEER).get("/.devgate/login?back=%2F"))
+            },
+            expect: Expect::Local(200),
+        },
+        Scenario {
+            // bcrypt at cost 5 dominates.
+            name: "login_post_303",
+            config: LOGIN_CONFIG,
+            request: |h| {
+                login_post(
+                    h,
+                    "username=alice&password=correct+horse&back=%2F_debug%2F",
+                    0,
+                )
+            },
+            expect: Expect::Local(303),
+        },
+        Scenario {
+            name: "login_post_wrong_401",
+            config: LOGIN_CONFIG,
+            request: |h| login_post(h, "username=alice&password=not-it&back=%2F", 0),
+            expect: Expect::Local(401),
+        },
+        Scenario {
+            // Refused from the headers: no body read, no bcrypt.
+            name: "login_post_limited_429",
+            config: LOGIN_CONFIG,
+            request: |h| login_post(h, "username=alice&password=correct+horse", 5),
+            expect: Expect::Local(429),
+        },
+        Scenario {
+            name: "session_developer",
+            config: LOGIN_CONFIG,
+            request: |h| {
+                let cookie = format!("theme=dark; devgate_session={}", session_token());
+                h.request()
+                    .peer(LOGIN_PEER)
+                    .get("/_debug/vars")
+                    .header("cookie", &cookie)
+            },
+            expect: Expect::Forwarded,
+        },
+        Scenario {
+            // The upstream answers 401 with devgate's challenge: 403 from the response path.
+            name: "upstream_challenge_403",
+            config: DEMO,
+            request: |h| {
+                browser_headers(h.request().peer("127.0.0.1:41000").get("/_debug/vars"))
+                    .upstream_response(challenge_401())
+            },
+            expect: Expect::Local(403),
         },
     ]
 }

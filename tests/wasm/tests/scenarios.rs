@@ -31,6 +31,10 @@ const SECRETS: &[&str] = &[
     "bearer-secret-3c2a9f1e",
     "cookie-secret-77ab01",
     CONFIG_SECRET,
+    // The login form's test password (tests/login.rs), in the spellings a form may carry it.
+    "correct horse",
+    "correct+horse",
+    "correct%20horse",
 ];
 
 /// The demo policy: everything protected but the health check; /_debug/ spelled out.

@@ -7,9 +7,24 @@
 //! load:       _initialize (or _start) -> proxy_on_context_create(root, 0) -> proxy_on_vm_start
 //! configure:  proxy_on_configure(root, len(plugin config))
 //! request:    proxy_on_context_create(ctx, root) -> proxy_on_request_headers
+//!             -> proxy_on_request_body (once per chunk) -> proxy_on_request_trailers
 //!             -> (local reply or upstream response) proxy_on_response_headers
 //!             -> proxy_on_done -> proxy_on_log -> proxy_on_delete
 //! ```
+//!
+//! A request body is delivered in the chunks the test chose, one `proxy_on_request_body` each,
+//! as Envoy 1.40's `Context::decodeData` does: `proxy_get_buffer_bytes(HttpRequestBody)` reads
+//! the current chunk (plus whatever an earlier `Pause` buffered), `proxy_set_buffer_bytes`
+//! edits it with Envoy's `Buffer::copyFrom` rules, and what a `Continue` leaves in it is what the
+//! next filter gets (recorded per chunk). Once a callback continues, Envoy forgets that map or
+//! buffer: request headers are unavailable in later callbacks.
+//!
+//! A local reply sent while the request is decoded goes through the encoder filters (this one
+//! too: `proxy_on_response_headers` sees it); one sent from `proxy_on_response_headers` of an
+//! upstream response replaces that response and goes straight to the client (Envoy's
+//! `sendDirectLocalReply`). Shared data (`proxy_{get,set}_shared_data`) has proxy-wasm-cpp-host's
+//! semantics (one process-wide CAS counter, a CAS of 0 always stores, a missing key is stored
+//! whatever the CAS) and can be shared by several hosts, as Envoy's workers share it.
 //!
 //! Host header maps are ordered multimaps of byte strings with lowercase names, with Envoy's
 //! semantics for each map call (`get` returns the first value, `replace` removes every copy then
@@ -27,7 +42,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use wasmtime::{
     AsContextMut, Caller, Config, Engine, Extern, ExternType, Instance, Linker, Module, Store,
@@ -61,9 +76,13 @@ const MAP_RESPONSE_TRAILERS: i32 = 3;
 const MAP_HTTP_CALL_RESPONSE_HEADERS: i32 = 6;
 const MAP_HTTP_CALL_RESPONSE_TRAILERS: i32 = 7;
 
+const BUFFER_HTTP_REQUEST_BODY: i32 = 0;
+const BUFFER_HTTP_RESPONSE_BODY: i32 = 1;
 const BUFFER_HTTP_CALL_RESPONSE_BODY: i32 = 4;
 const BUFFER_VM_CONFIGURATION: i32 = 6;
 const BUFFER_PLUGIN_CONFIGURATION: i32 = 7;
+/// `WasmBufferType::MAX` (CallData).
+const BUFFER_MAX: i32 = 8;
 
 /// Log levels as the ABI numbers them.
 pub mod level {
@@ -357,6 +376,19 @@ pub struct HostCall {
     pub args: String,
 }
 
+/// The stream callback the module is in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    #[default]
+    RequestHeaders,
+    /// `proxy_on_request_body` for chunk `n` (0-based).
+    RequestBody(usize),
+    RequestTrailers,
+    ResponseHeaders,
+    /// done / log / delete, or outside a stream.
+    Other,
+}
+
 /// What `proxy_send_local_response` asked for.
 #[derive(Clone, Debug)]
 pub struct LocalResponse {
@@ -365,6 +397,143 @@ pub struct LocalResponse {
     pub body: Vec<u8>,
     pub headers: Headers,
     pub grpc_status: i32,
+    /// The callback that sent it.
+    pub phase: Phase,
+}
+
+/// One `proxy_on_request_body` call.
+#[derive(Clone, Debug)]
+pub struct BodyCall {
+    /// The chunk the host delivered with this call.
+    pub delivered: Vec<u8>,
+    /// The `body_size` argument: the buffer's size (earlier paused chunks included).
+    pub size: usize,
+    pub end_of_stream: bool,
+    pub action: Action,
+    /// What went on to the next filter: the buffer as the module left it, when it returned
+    /// Continue with no local reply; `None` when it paused (buffered) or answered.
+    pub passed_on: Option<Vec<u8>>,
+}
+
+// ------------------------------------------------------------------------------------------------
+// Shared data
+// ------------------------------------------------------------------------------------------------
+
+/// Envoy's shared data for one `vm_id`: key -> (value, CAS), shared by every VM (worker) of the
+/// plugin in the process. Clone the handle into several [`HostBuilder::shared_data`] to have
+/// several VMs share it, as Envoy's workers do.
+///
+/// Semantics of proxy-wasm-cpp-host's `SharedData`: get of a missing key is NotFound; set with
+/// CAS 0 always stores; set with a CAS that is not the key's current one is CasMismatch (a
+/// missing key is stored whatever the CAS); every store takes the next value of one
+/// process-wide CAS counter (starting at 1, skipping 0).
+#[derive(Clone, Default)]
+pub struct SharedData(Arc<Mutex<SharedInner>>);
+
+#[derive(Default)]
+struct SharedInner {
+    map: HashMap<Vec<u8>, (Vec<u8>, u32)>,
+    last_cas: u32,
+    /// Writes "another worker" makes just before the module's next CAS writes to a key.
+    interference: Vec<(Vec<u8>, Vec<u8>, u32)>,
+    /// Every set the module attempted: (key, CAS it passed, status answered).
+    sets: Vec<(Vec<u8>, u32, i32)>,
+}
+
+impl SharedInner {
+    fn next_cas(&mut self) -> u32 {
+        self.last_cas = self.last_cas.wrapping_add(1);
+        if self.last_cas == 0 {
+            self.last_cas = 1;
+        }
+        self.last_cas
+    }
+
+    fn store(&mut self, key: &[u8], value: &[u8], cas: u32) -> i32 {
+        if let Some((_, current)) = self.map.get(key) {
+            if cas != 0 && cas != *current {
+                return status::CAS_MISMATCH;
+            }
+        }
+        let next = self.next_cas();
+        self.map.insert(key.to_vec(), (value.to_vec(), next));
+        status::OK
+    }
+}
+
+impl SharedData {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SharedInner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The value and CAS under `key`.
+    pub fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.lock().map.get(key.as_bytes()).cloned()
+    }
+
+    pub fn value(&self, key: &str) -> Option<Vec<u8>> {
+        self.get(key).map(|(v, _)| v)
+    }
+
+    /// What another worker (or a test) writes: an unconditional store (CAS 0).
+    pub fn put(&self, key: &[u8], value: &[u8]) {
+        self.lock().store(key, value, 0);
+    }
+
+    /// The next `times` CAS writes (CAS != 0) the module makes to `key` each find that another
+    /// worker stored `value` between its read and its write: the write answers CasMismatch.
+    pub fn interfere(&self, key: &str, value: &[u8], times: u32) {
+        self.lock()
+            .interference
+            .push((key.as_bytes().to_vec(), value.to_vec(), times));
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn keys(&self) -> Vec<Vec<u8>> {
+        let mut k: Vec<Vec<u8>> = self.lock().map.keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    /// Every `proxy_set_shared_data` so far: (key, CAS passed, status answered).
+    pub fn sets(&self) -> Vec<(Vec<u8>, u32, i32)> {
+        self.lock().sets.clone()
+    }
+
+    /// `proxy_get_shared_data`.
+    fn module_get(&self, key: &[u8]) -> Option<(Vec<u8>, u32)> {
+        self.lock().map.get(key).cloned()
+    }
+
+    /// `proxy_set_shared_data`.
+    fn module_set(&self, key: &[u8], value: &[u8], cas: u32) -> i32 {
+        let mut inner = self.lock();
+        if cas != 0 {
+            let pending = inner
+                .interference
+                .iter()
+                .position(|(k, _, times)| k == key && *times > 0);
+            if let Some(i) = pending {
+                let (k, v, _) = inner.interference[i].clone();
+                inner.interference[i].2 -= 1;
+                inner.store(&k, &v, 0);
+            }
+        }
+        let rc = inner.store(key, value, cas);
+        inner.sets.push((key.to_vec(), cas, rc));
+        rc
+    }
 }
 
 /// One `proxy_http_call`, recorded for the test to answer later.
@@ -430,10 +599,15 @@ struct State {
     // The request in flight.
     in_request: bool,
     current_context: u32,
+    phase: Phase,
     properties: BTreeMap<Vec<u8>, Vec<u8>>,
     request_headers: Option<Headers>,
     request_trailers: Option<Headers>,
     response_headers: Option<Headers>,
+    /// The body buffer of the `proxy_on_request_body` in progress (None: no body callback).
+    request_body: Option<Vec<u8>>,
+    /// `proxy_on_response_headers` is encoding devgate's own local reply.
+    encoding_local_reply: bool,
     local_responses: Vec<LocalResponse>,
     properties_set: BTreeMap<String, Vec<u8>>,
     continued_request: u32,
@@ -446,7 +620,7 @@ struct State {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     metrics: Vec<Metric>,
-    shared: HashMap<Vec<u8>, (Vec<u8>, u32)>,
+    shared: SharedData,
     tick_period_ms: Option<u32>,
     http_calls: Vec<HttpCall>,
     next_http_token: u32,
@@ -986,6 +1160,55 @@ fn define_env(linker: &mut Linker<State>) -> WResult<()> {
         },
     )?;
 
+    linker.func_wrap(
+        "env",
+        "proxy_set_buffer_bytes",
+        |mut c: Ctx<'_>,
+         buffer_type: i32,
+         start: i32,
+         length: i32,
+         data_ptr: i32,
+         data_len: i32|
+         -> WResult<i32> {
+            let data = read(&mut c, data_ptr, data_len)?;
+            let s = c.data_mut();
+            s.record(
+                "proxy_set_buffer_bytes",
+                format!(
+                    "{buffer_type}, {}, {}, {} bytes",
+                    start as u32,
+                    length as u32,
+                    data.len()
+                ),
+            );
+            if !(0..=BUFFER_MAX).contains(&buffer_type) {
+                return Ok(status::BAD_ARGUMENT);
+            }
+            let (start, length) = (start as u32 as usize, length as u32 as usize);
+            match (buffer_type, s.request_body.as_mut()) {
+                // Envoy's `Buffer::copyFrom` on a live body chunk: at 0, drain `length` (as much
+                // as there is) and prepend; at or past the end, append; elsewhere, BadArgument.
+                (BUFFER_HTTP_REQUEST_BODY, Some(body)) => {
+                    if start == 0 {
+                        let drained = length.min(body.len());
+                        let mut next = data;
+                        next.extend_from_slice(&body[drained..]);
+                        *body = next;
+                        Ok(status::OK)
+                    } else if start >= body.len() {
+                        body.extend_from_slice(&data);
+                        Ok(status::OK)
+                    } else {
+                        Ok(status::BAD_ARGUMENT)
+                    }
+                }
+                // No body buffer in this callback (Envoy: a string buffer, not settable), and
+                // the configuration buffers are read-only.
+                _ => Ok(status::BAD_ARGUMENT),
+            }
+        },
+    )?;
+
     // --- local responses and streams ----------------------------------------------------------
 
     linker.func_wrap(
@@ -1030,16 +1253,28 @@ fn define_env(linker: &mut Linker<State>) -> WResult<()> {
                 s.violation("proxy_send_local_response outside a request".into());
                 return Ok(status::BAD_ARGUMENT);
             }
+            if !s.local_responses.is_empty() {
+                s.violation(format!(
+                    "a second proxy_send_local_response ({status_code}) in one stream, in {:?}",
+                    s.phase
+                ));
+            } else if s.encoding_local_reply {
+                s.violation(format!(
+                    "proxy_send_local_response ({status_code}) while encoding devgate's own reply"
+                ));
+            }
             let mut lowered = Headers::new();
             for (n, v) in &headers.0 {
                 lowered.add(n, v);
             }
+            let phase = s.phase;
             s.local_responses.push(LocalResponse {
                 status: status_code as u32,
                 details,
                 body,
                 headers: lowered,
                 grpc_status,
+                phase,
             });
             Ok(status::OK)
         },
@@ -1185,7 +1420,7 @@ fn define_env(linker: &mut Linker<State>) -> WResult<()> {
          -> WResult<i32> {
             let key = read(&mut c, key_ptr, key_len)?;
             c.data_mut().record("proxy_get_shared_data", show(&key, 60));
-            let entry = c.data().shared.get(&key).cloned();
+            let entry = c.data().shared.module_get(&key);
             match entry {
                 Some((value, cas)) => {
                     give(&mut c, &value, ret_ptr, ret_len)?;
@@ -1214,13 +1449,7 @@ fn define_env(linker: &mut Linker<State>) -> WResult<()> {
                 "proxy_set_shared_data",
                 format!("{}, {} bytes, cas {cas}", show(&key, 60), value.len()),
             );
-            let current = s.shared.get(&key).map(|(_, c)| *c).unwrap_or(0);
-            if cas != 0 && cas as u32 != current {
-                return Ok(status::CAS_MISMATCH);
-            }
-            s.shared
-                .insert(key, (value, current.wrapping_add(1).max(1)));
-            Ok(status::OK)
+            Ok(s.shared.module_set(&key, &value, cas as u32))
         },
     )?;
 
@@ -1295,6 +1524,9 @@ fn define_env(linker: &mut Linker<State>) -> WResult<()> {
 
 fn buffer_of(state: &State, buffer_type: i32) -> Option<Vec<u8>> {
     match buffer_type {
+        // Envoy hands out the live chunk in a body callback, and an empty buffer elsewhere.
+        BUFFER_HTTP_REQUEST_BODY => Some(state.request_body.clone().unwrap_or_default()),
+        BUFFER_HTTP_RESPONSE_BODY => Some(Vec::new()),
         BUFFER_VM_CONFIGURATION => Some(state.vm_config.clone()),
         BUFFER_PLUGIN_CONFIGURATION => Some(state.plugin_config.clone()),
         BUFFER_HTTP_CALL_RESPONSE_BODY => state.http_call_response.as_ref().map(|r| r.1.clone()),
@@ -1510,6 +1742,7 @@ pub struct HostBuilder {
     now_unix_secs: u64,
     legacy_replace: bool,
     root_properties: Vec<(String, Vec<u8>)>,
+    shared: Option<SharedData>,
 }
 
 impl Default for HostBuilder {
@@ -1526,6 +1759,7 @@ impl Default for HostBuilder {
                 ("plugin_root_id".into(), b"devgate".to_vec()),
                 ("plugin_vm_id".into(), b"devgate".to_vec()),
             ],
+            shared: None,
         }
     }
 }
@@ -1565,6 +1799,13 @@ impl HostBuilder {
         self
     }
 
+    /// Shares `data` with this VM (default: a map of its own). Give several hosts the same
+    /// handle to play several Envoy workers of one plugin.
+    pub fn shared_data(mut self, data: &SharedData) -> Self {
+        self.shared = Some(data.clone());
+        self
+    }
+
     /// Instantiates the module and starts the VM: `_initialize`, root context, `proxy_on_vm_start`.
     pub fn load(self) -> HostResult<Host> {
         let compiled = compiled()?;
@@ -1581,6 +1822,7 @@ impl HostBuilder {
                 .map(|(k, v)| (property_path(k), v.clone()))
                 .collect(),
             rng: 0x9E37_79B9_7F4A_7C15,
+            shared: self.shared.unwrap_or_default(),
             ..State::default()
         };
         let mut store = Store::new(&compiled.engine, state);
@@ -1710,6 +1952,9 @@ impl Host {
             properties: Vec::new(),
             end_of_stream: true,
             upstream_response: None,
+            body: Vec::new(),
+            trailers: None,
+            before_chunk: None,
         }
     }
 
@@ -1760,6 +2005,11 @@ impl Host {
 
     pub fn http_calls(&self) -> &[HttpCall] {
         &self.store.data().http_calls
+    }
+
+    /// This VM's shared data (a handle: clone it into another host to share it).
+    pub fn shared_data(&self) -> SharedData {
+        self.store.data().shared.clone()
     }
 
     pub fn tick_period_ms(&self) -> Option<u32> {
@@ -1868,8 +2118,12 @@ impl Host {
         self.store.as_context_mut().get_fuel().unwrap_or(0)
     }
 
+    fn local_count(&self) -> usize {
+        self.store.data().local_responses.len()
+    }
+
     /// Runs one HTTP stream through the module the way Envoy's wasm filter does.
-    fn run(&mut self, req: RequestBuilderParts) -> Outcome {
+    fn run(&mut self, mut req: RequestBuilderParts<'_>) -> Outcome {
         let ctx = self.next_context;
         self.next_context += 1;
         let calls_before = self.store.data().calls.len();
@@ -1879,6 +2133,7 @@ impl Host {
             let s = self.store.data_mut();
             s.in_request = true;
             s.current_context = ctx;
+            s.phase = Phase::RequestHeaders;
             s.properties = req
                 .properties
                 .iter()
@@ -1887,11 +2142,20 @@ impl Host {
             s.request_headers = Some(req.headers.clone());
             s.request_trailers = None;
             s.response_headers = None;
+            s.request_body = None;
+            s.encoding_local_reply = false;
             s.local_responses.clear();
             s.properties_set.clear();
             s.continued_request = 0;
             s.continued_response = 0;
         }
+        // The body as DATA frames. Headers without END_STREAM and no body: one empty frame that
+        // ends the stream (an HTTP/2 client may send exactly that).
+        let mut chunks = std::mem::take(&mut req.body);
+        if !req.end_of_stream && chunks.is_empty() && req.trailers.is_none() {
+            chunks.push(Vec::new());
+        }
+        let headers_eos = chunks.is_empty() && req.trailers.is_none();
         let mut out = Outcome {
             context_id: ctx,
             action: Action::Trapped,
@@ -1900,12 +2164,20 @@ impl Host {
             local_responses: Vec::new(),
             request_headers: req.headers.clone(),
             forwarded: false,
+            headers_passed_on: None,
+            body_calls: Vec::new(),
+            body_passed_on: Vec::new(),
+            trailers_action: None,
+            stalled: None,
             response_headers: None,
+            client_headers: None,
+            client_body: None,
             logs: Vec::new(),
             calls: Vec::new(),
             violations: Vec::new(),
             fuel: 0,
             fuel_request_headers: 0,
+            fuel_request_body: 0,
             properties_set: BTreeMap::new(),
         };
         let _ = self.store.set_fuel(FUEL_BUDGET);
@@ -1916,14 +2188,139 @@ impl Host {
             let before = self.fuel_left();
             let raw = self.call_i32(
                 "proxy_on_request_headers",
-                (ctx as i32, n, req.end_of_stream as i32),
+                (ctx as i32, n, headers_eos as i32),
             )?;
             out.fuel_request_headers = before - self.fuel_left();
             out.action = Action::from_raw(raw);
 
-            let local = self.store.data().local_responses.first().cloned();
+            // The request phase: headers, then body chunks, then trailers, until the module
+            // answers, stops, or the request is all passed on.
+            let mut answered = self.local_count() > 0;
             let resumed = self.store.data().continued_request > 0;
-            let response = if let Some(local) = local {
+            let mut passing = !answered && (out.action == Action::Continue || resumed);
+            if passing {
+                // Envoy forgets the request map once the filter continues.
+                let h = self
+                    .store
+                    .data_mut()
+                    .request_headers
+                    .take()
+                    .unwrap_or_default();
+                out.headers_passed_on = Some(h.clone());
+                out.request_headers = h;
+            } else if !answered {
+                out.stalled = Some(format!(
+                    "proxy_on_request_headers returned {:?} with no local reply and never resumed",
+                    out.action
+                ));
+            }
+            let mut buffered: Option<Vec<u8>> = None;
+            if passing {
+                let last = chunks.len();
+                for (i, chunk) in chunks.iter().enumerate() {
+                    if let Some(hook) = req.before_chunk.as_mut() {
+                        hook(i);
+                    }
+                    let eos = i + 1 == last && req.trailers.is_none();
+                    let mut current = buffered.take().unwrap_or_default();
+                    current.extend_from_slice(chunk);
+                    let size = current.len();
+                    {
+                        let s = self.store.data_mut();
+                        s.phase = Phase::RequestBody(i);
+                        s.request_body = Some(current);
+                    }
+                    let before = self.fuel_left();
+                    let result = self.call_i32(
+                        "proxy_on_request_body",
+                        (ctx as i32, size as i32, eos as i32),
+                    );
+                    out.fuel_request_body += before - self.fuel_left();
+                    let left = self
+                        .store
+                        .data_mut()
+                        .request_body
+                        .take()
+                        .unwrap_or_default();
+                    let action = match &result {
+                        Ok(raw) => Action::from_raw(*raw),
+                        Err(_) => Action::Trapped,
+                    };
+                    let local = self.local_count() > 0;
+                    let passed_on = match (local, action) {
+                        (false, Action::Continue) => Some(left),
+                        (false, Action::Pause) => {
+                            // StopIterationAndBuffer: Envoy keeps it and hands it over again,
+                            // with the next chunk appended, in the next call.
+                            buffered = Some(left);
+                            None
+                        }
+                        _ => None,
+                    };
+                    if let Some(p) = &passed_on {
+                        out.body_passed_on.push(p.clone());
+                    }
+                    out.body_calls.push(BodyCall {
+                        delivered: chunk.clone(),
+                        size,
+                        end_of_stream: eos,
+                        action,
+                        passed_on,
+                    });
+                    result?;
+                    if local {
+                        answered = true;
+                        passing = false;
+                        break;
+                    }
+                    if let Action::Invalid(raw) = action {
+                        out.stalled = Some(format!("proxy_on_request_body returned {raw}"));
+                        passing = false;
+                        break;
+                    }
+                }
+            }
+            if passing {
+                if let Some(trailers) = req.trailers.clone() {
+                    {
+                        let s = self.store.data_mut();
+                        s.phase = Phase::RequestTrailers;
+                        s.request_trailers = Some(trailers.clone());
+                    }
+                    let raw = self.call_i32(
+                        "proxy_on_request_trailers",
+                        (ctx as i32, trailers.len() as i32),
+                    )?;
+                    let action = Action::from_raw(raw);
+                    out.trailers_action = Some(action);
+                    self.store.data_mut().request_trailers = None;
+                    if self.local_count() > 0 {
+                        answered = true;
+                        passing = false;
+                    } else if action == Action::Continue {
+                        // Continuing at the trailers lets whatever was buffered go on.
+                        if let Some(b) = buffered.take() {
+                            out.body_passed_on.push(b);
+                        }
+                    } else {
+                        out.stalled = Some(format!(
+                            "proxy_on_request_trailers returned {action:?} with no local reply"
+                        ));
+                        passing = false;
+                    }
+                }
+            }
+            if passing && buffered.is_some() {
+                out.stalled = Some(
+                    "the request body was paused (buffered) at end of stream with no local reply"
+                        .into(),
+                );
+                passing = false;
+            }
+            out.forwarded = passing;
+
+            let local = self.store.data().local_responses.first().cloned();
+            let response = if let (true, Some(local)) = (answered, local) {
                 // Envoy sends the local reply after the VM call returns; it goes through the
                 // encoder filters, this one included.
                 let mut headers = Headers::new();
@@ -1937,12 +2334,10 @@ impl Host {
                         headers.add(b"content-type", b"text/plain");
                     }
                 }
+                out.client_body = Some(local.body.clone());
+                self.store.data_mut().encoding_local_reply = true;
                 Some((headers, local.body.is_empty()))
-            } else if out.action == Action::Continue || resumed {
-                out.forwarded = true;
-                // Envoy forgets the request map once the filter continues.
-                let s = self.store.data_mut();
-                out.request_headers = s.request_headers.take().unwrap_or_default();
+            } else if passing {
                 let upstream = req.upstream_response.clone().unwrap_or_else(|| {
                     let mut h = Headers::new();
                     h.add(b":status", b"200");
@@ -1958,17 +2353,50 @@ impl Host {
                 out.request_headers = h;
             }
             if let Some((headers, end_of_stream)) = response {
+                let locals_before = self.local_count();
                 let n = headers.len() as i32;
-                self.store.data_mut().response_headers = Some(headers);
+                {
+                    let s = self.store.data_mut();
+                    s.phase = Phase::ResponseHeaders;
+                    s.response_headers = Some(headers);
+                }
                 let raw = self.call_i32(
                     "proxy_on_response_headers",
                     (ctx as i32, n, end_of_stream as i32),
                 )?;
                 out.response_action = Some(Action::from_raw(raw));
                 out.response_headers = self.store.data_mut().response_headers.take();
+                let direct = self
+                    .store
+                    .data()
+                    .local_responses
+                    .get(locals_before)
+                    .cloned();
+                match direct {
+                    // A local reply from the encoder path of an upstream response replaces it
+                    // and goes straight to the codec (sendDirectLocalReply): no filter sees it.
+                    Some(local) if !answered => {
+                        let mut headers = Headers::new();
+                        headers.add(b":status", local.status.to_string().as_bytes());
+                        for (n, v) in local.headers.iter() {
+                            headers.add(n, v);
+                        }
+                        if !local.body.is_empty() {
+                            headers.add(b"content-length", local.body.len().to_string().as_bytes());
+                        }
+                        out.client_headers = Some(headers);
+                        out.client_body = Some(local.body);
+                    }
+                    _ => out.client_headers = out.response_headers.clone(),
+                }
+                self.store.data_mut().encoding_local_reply = false;
             }
             // Stream end.
-            self.store.data_mut().request_headers = None;
+            {
+                let s = self.store.data_mut();
+                s.request_headers = None;
+                s.phase = Phase::Other;
+            }
             if self.exports.contains("proxy_on_done") {
                 self.call_i32("proxy_on_done", (ctx as i32,))?;
             }
@@ -1991,9 +2419,13 @@ impl Host {
         let s = self.store.data_mut();
         s.in_request = false;
         s.current_context = ROOT_ID;
+        s.phase = Phase::Other;
         s.properties.clear();
         s.request_headers = None;
+        s.request_trailers = None;
+        s.request_body = None;
         s.response_headers = None;
+        s.encoding_local_reply = false;
         out.local_responses = std::mem::take(&mut s.local_responses);
         out.properties_set = std::mem::take(&mut s.properties_set);
         out.logs = s.logs.get(logs_before..).unwrap_or_default().to_vec();
@@ -2028,11 +2460,17 @@ pub fn assert_no_secret_in(logs: &[LogLine], secrets: &[&str]) {
 // Requests and their outcomes
 // ------------------------------------------------------------------------------------------------
 
-struct RequestBuilderParts {
+/// Called before body chunk `n` is delivered: what "another worker" does meanwhile.
+type ChunkHook<'h> = Box<dyn FnMut(usize) + 'h>;
+
+struct RequestBuilderParts<'h> {
     headers: Headers,
     properties: Vec<(String, Vec<u8>)>,
     end_of_stream: bool,
     upstream_response: Option<Headers>,
+    body: Vec<Vec<u8>>,
+    trailers: Option<Headers>,
+    before_chunk: Option<ChunkHook<'h>>,
 }
 
 /// Builds one request: `h.request().peer("127.0.0.1:5000").header(":path", "/").send()`.
@@ -2042,9 +2480,12 @@ pub struct RequestBuilder<'h> {
     properties: Vec<(String, Vec<u8>)>,
     end_of_stream: bool,
     upstream_response: Option<Headers>,
+    body: Vec<Vec<u8>>,
+    trailers: Option<Headers>,
+    before_chunk: Option<ChunkHook<'h>>,
 }
 
-impl RequestBuilder<'_> {
+impl<'h> RequestBuilder<'h> {
     /// The downstream peer: property `source.address` ("ip:port" or "[v6]:port").
     pub fn peer(self, address: &str) -> Self {
         self.peer_bytes(address.as_bytes())
@@ -2091,9 +2532,43 @@ impl RequestBuilder<'_> {
             .header(":path", path)
     }
 
-    /// Whether the headers end the stream (default true: no body).
+    /// Whether the headers end the stream (default true: no body). `false` with no body and no
+    /// trailers delivers one empty body chunk that ends the stream.
     pub fn end_of_stream(mut self, eos: bool) -> Self {
         self.end_of_stream = eos;
+        self
+    }
+
+    /// The request body in one chunk (the headers then do not end the stream).
+    pub fn body(self, bytes: &[u8]) -> Self {
+        self.body_chunks(vec![bytes.to_vec()])
+    }
+
+    /// The request body in these chunks, one `proxy_on_request_body` each; the last one ends
+    /// the stream unless trailers follow.
+    pub fn body_chunks(mut self, chunks: Vec<Vec<u8>>) -> Self {
+        self.body = chunks;
+        self.end_of_stream = self.body.is_empty() && self.trailers.is_none();
+        self
+    }
+
+    /// `bytes` in chunks of `size` bytes (at least 1).
+    pub fn body_in_chunks_of(self, bytes: &[u8], size: usize) -> Self {
+        let chunks = bytes.chunks(size.max(1)).map(<[u8]>::to_vec).collect();
+        self.body_chunks(chunks)
+    }
+
+    /// Request trailers after the body: they end the stream.
+    pub fn trailers(mut self, trailers: Headers) -> Self {
+        self.trailers = Some(trailers);
+        self.end_of_stream = false;
+        self
+    }
+
+    /// Runs `hook(n)` before body chunk `n` is delivered: another worker's requests, a test's
+    /// writes to shared data.
+    pub fn before_chunk(mut self, hook: impl FnMut(usize) + 'h) -> Self {
+        self.before_chunk = Some(Box::new(hook));
         self
     }
 
@@ -2110,6 +2585,9 @@ impl RequestBuilder<'_> {
             properties: self.properties,
             end_of_stream: self.end_of_stream,
             upstream_response: self.upstream_response,
+            body: self.body,
+            trailers: self.trailers,
+            before_chunk: self.before_chunk,
         };
         self.host.run(parts)
     }
@@ -2128,10 +2606,28 @@ pub struct Outcome {
     pub local_responses: Vec<LocalResponse>,
     /// The request header map after the filter ran.
     pub request_headers: Headers,
-    /// Whether the request went upstream (Continue, or resumed, with no local reply).
+    /// Whether the whole request went upstream: every callback continued (or the headers one
+    /// was resumed) and none answered locally while the request was decoded.
     pub forwarded: bool,
+    /// The request headers as handed to the next filter, when the headers callback continued
+    /// (a login POST's headers go on before its body is read, so this can be set even when
+    /// the body step then answers locally).
+    pub headers_passed_on: Option<Headers>,
+    /// Every `proxy_on_request_body`, in order.
+    pub body_calls: Vec<BodyCall>,
+    /// The body chunks handed to the next filter, as the module left them.
+    pub body_passed_on: Vec<Vec<u8>>,
+    /// What `proxy_on_request_trailers` returned, if trailers were delivered.
+    pub trailers_action: Option<Action>,
+    /// Why the stream never finished (a pause nobody resumes), if it did not.
+    pub stalled: Option<String>,
     /// The response header map after `proxy_on_response_headers` ran.
     pub response_headers: Option<Headers>,
+    /// The response headers the client gets: the encoded map, or a local reply sent from the
+    /// response path in place of the upstream's.
+    pub client_headers: Option<Headers>,
+    /// The body of a local reply the client gets (None: the upstream's body).
+    pub client_body: Option<Vec<u8>>,
     pub logs: Vec<LogLine>,
     pub calls: Vec<HostCall>,
     pub violations: Vec<String>,
@@ -2139,6 +2635,8 @@ pub struct Outcome {
     pub fuel: u64,
     /// Fuel for `proxy_on_request_headers` alone.
     pub fuel_request_headers: u64,
+    /// Fuel for every `proxy_on_request_body` together.
+    pub fuel_request_body: u64,
     /// Properties the module set during the stream (`proxy_set_property`), dotted names.
     pub properties_set: BTreeMap<String, Vec<u8>>,
 }
@@ -2204,8 +2702,28 @@ impl Outcome {
         assert_no_secret_in(&self.logs, secrets);
     }
 
+    /// The status line the client gets (`:status` of [`Outcome::client_headers`]).
+    pub fn client_status(&self) -> Option<u32> {
+        self.client_headers
+            .as_ref()
+            .and_then(|h| h.get_str(":status"))
+            .and_then(|s| s.parse().ok())
+    }
+
+    /// The callback that sent the local response, if any.
+    pub fn local_phase(&self) -> Option<Phase> {
+        self.local().map(|l| l.phase)
+    }
+
+    /// Whether any body callback ran.
+    pub fn body_was_read(&self) -> bool {
+        !self.body_calls.is_empty()
+    }
+
     /// Panics with a readable account unless the stream ran cleanly: no trap, no host-side
-    /// violation, a valid action, and (if paused) exactly one local response.
+    /// violation, only valid actions, no stall, and exactly one ending: either the request went
+    /// upstream with every callback continuing and no local response, or exactly one local
+    /// response, sent by a callback that then paused.
     pub fn assert_well_formed(&self) {
         assert!(
             self.trap.is_none(),
@@ -2218,19 +2736,88 @@ impl Outcome {
             self.violations,
             self.describe()
         );
-        match self.action {
-            Action::Continue => assert!(
-                self.local_responses.is_empty(),
-                "continued after a local response\n{}",
+        let mut actions = vec![("request headers".to_string(), self.action)];
+        for (i, b) in self.body_calls.iter().enumerate() {
+            actions.push((format!("request body chunk {i}"), b.action));
+        }
+        if let Some(a) = self.trailers_action {
+            actions.push(("request trailers".into(), a));
+        }
+        if let Some(a) = self.response_action {
+            actions.push(("response headers".into(), a));
+        }
+        for (what, action) in &actions {
+            assert!(
+                matches!(action, Action::Continue | Action::Pause),
+                "invalid action {action:?} from {what}\n{}",
                 self.describe()
-            ),
-            Action::Pause => assert_eq!(
-                self.local_responses.len(),
-                1,
-                "paused without exactly one local response\n{}",
+            );
+        }
+        assert!(
+            self.stalled.is_none(),
+            "the stream stalled: {}\n{}",
+            self.stalled.as_deref().unwrap_or_default(),
+            self.describe()
+        );
+        assert!(
+            self.local_responses.len() <= 1,
+            "more than one local response\n{}",
+            self.describe()
+        );
+        let Some(local) = self.local() else {
+            // Nothing answered locally: everything continued (headers possibly resumed).
+            assert!(
+                self.forwarded,
+                "not forwarded, not answered\n{}",
                 self.describe()
-            ),
-            other => panic!("invalid action {other:?}\n{}", self.describe()),
+            );
+            if self.action == Action::Pause {
+                assert!(
+                    self.calls_named("proxy_continue_stream") > 0,
+                    "paused without a local response\n{}",
+                    self.describe()
+                );
+            }
+            for (what, action) in actions.iter().skip(1) {
+                assert_eq!(
+                    *action,
+                    Action::Continue,
+                    "{what} paused with no local response\n{}",
+                    self.describe()
+                );
+            }
+            return;
+        };
+        let sender = match local.phase {
+            Phase::RequestHeaders => Some(self.action),
+            Phase::RequestBody(i) => self.body_calls.get(i).map(|b| b.action),
+            Phase::RequestTrailers => self.trailers_action,
+            Phase::ResponseHeaders => self.response_action,
+            Phase::Other => None,
+        };
+        assert_eq!(
+            sender,
+            Some(Action::Pause),
+            "the {:?} callback sent a local response and did not pause\n{}",
+            local.phase,
+            self.describe()
+        );
+        if local.phase == Phase::ResponseHeaders {
+            // It replaced an upstream response.
+            assert!(self.forwarded, "{}", self.describe());
+        } else {
+            assert!(
+                !self.forwarded,
+                "forwarded and answered\n{}",
+                self.describe()
+            );
+            // The local reply itself then passes through this filter's encoder path.
+            assert_eq!(
+                self.response_action,
+                Some(Action::Continue),
+                "the local reply was held up in proxy_on_response_headers\n{}",
+                self.describe()
+            );
         }
     }
 
@@ -2245,13 +2832,28 @@ impl Outcome {
             }
         };
         let mut s = format!(
-            "action {:?}, forwarded {}, trap {:?}\nlocal responses: {:?}\nrequest headers after:\n",
-            self.action, self.forwarded, self.trap, self.local_responses
+            "action {:?}, body actions {:?}, trailers {:?}, response {:?}, forwarded {}, \
+             stalled {:?}, trap {:?}\nlocal responses: {:?}\nrequest headers after:\n",
+            self.action,
+            self.body_calls.iter().map(|b| b.action).collect::<Vec<_>>(),
+            self.trailers_action,
+            self.response_action,
+            self.forwarded,
+            self.stalled,
+            self.trap,
+            self.local_responses
         );
         for (n, v) in self.request_headers.iter().take(MAX) {
             s.push_str(&format!("  {}: {}\n", show(n, 60), show(v, 60)));
         }
         s.push_str(&more(self.request_headers.len()));
+        if let Some(h) = &self.client_headers {
+            s.push_str("client response headers:\n");
+            for (n, v) in h.iter().take(MAX) {
+                s.push_str(&format!("  {}: {}\n", show(n, 60), show(v, 60)));
+            }
+            s.push_str(&more(h.len()));
+        }
         s.push_str("logs:\n");
         for l in self.logs.iter().take(MAX) {
             s.push_str(&format!("  [{:?}] {}\n", l.level, show(&l.raw, 200)));
