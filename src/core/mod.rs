@@ -333,6 +333,27 @@ fn names_our_key(result: &Result<token::Claims, TokenError>) -> bool {
     )
 }
 
+/// The last checks on verified claims, shared by tokens and sessions: the peer binding the
+/// policy requires, and the networks the credential is honoured from.
+fn admit(
+    claims: token::Claims,
+    bind_peer: bool,
+    allow_from: Option<&net::CidrList>,
+    peer_ip: Option<IpAddr>,
+    source: Source,
+) -> Result<Identity, Reason> {
+    if bind_peer && claims.cip.is_none() {
+        Err(Reason::UnboundToken)
+    } else if allow_from.is_some_and(|nets| !peer_ip.is_some_and(|ip| nets.contains(ip))) {
+        Err(Reason::NetworkDenied)
+    } else {
+        Ok(Identity {
+            name: claims.sub,
+            source,
+        })
+    }
+}
+
 /// Checks a credential: the developer it names, or why not.
 fn check_token(
     tokens: &TokenPolicy,
@@ -352,23 +373,18 @@ fn check_token(
     let verdict = match result {
         Err(e) => Err(Reason::Token(e)),
         Ok(claims) => {
-            if tokens.bind_peer && claims.cip.is_none() {
-                Err(Reason::UnboundToken)
-            } else if revocation.is_some_and(|r| r.refuse) {
+            if revocation.is_some_and(|r| r.refuse) {
                 Err(Reason::RevocationStale)
             } else if revocation.is_some_and(|r| r.token_revoked(claims.jti.as_deref())) {
                 Err(Reason::Revoked)
-            } else if tokens
-                .allow_from
-                .as_ref()
-                .is_some_and(|nets| !peer_ip.is_some_and(|ip| nets.contains(ip)))
-            {
-                Err(Reason::NetworkDenied)
             } else {
-                Ok(Identity {
-                    name: claims.sub,
-                    source: cred.source,
-                })
+                admit(
+                    claims,
+                    tokens.bind_peer,
+                    tokens.allow_from.as_ref(),
+                    peer_ip,
+                    cred.source,
+                )
             }
         }
     };
@@ -486,22 +502,13 @@ fn session_cookie<'p>(
             return Ok(None);
         }
         Err(e) => Err(Reason::Token(e)),
-        Ok(claims) => {
-            if login.bind_peer && claims.cip.is_none() {
-                Err(Reason::UnboundToken)
-            } else if login
-                .allow_from
-                .as_ref()
-                .is_some_and(|nets| !peer_ip.is_some_and(|ip| nets.contains(ip)))
-            {
-                Err(Reason::NetworkDenied)
-            } else {
-                Ok(Identity {
-                    name: claims.sub,
-                    source: Source::Session,
-                })
-            }
-        }
+        Ok(claims) => admit(
+            claims,
+            login.bind_peer,
+            login.allow_from.as_ref(),
+            peer_ip,
+            Source::Session,
+        ),
     };
     Ok(Some(SessionCookie { verdict }))
 }

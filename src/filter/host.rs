@@ -257,21 +257,31 @@ pub fn send_local_response(
 
 /// The first value of a response header (`:status`, ...); `Ok(None)` when absent.
 pub fn response_header(name: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+    map_value(RESPONSE_HEADERS, name)
+}
+
+/// The first value of `name` in header map `map`; `Ok(None)` when absent.
+fn map_value(map: u32, name: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
     let mut data = null_mut();
     let mut size = 0;
     // SAFETY: plain FFI; `name` outlives the call, the out-pointers are valid.
-    let status = unsafe {
-        proxy_get_header_map_value(
-            RESPONSE_HEADERS,
-            name.as_ptr(),
-            name.len(),
-            &mut data,
-            &mut size,
-        )
-    };
+    let status =
+        unsafe { proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size) };
     match status {
         OK => Ok(Some(take(data, size))),
         NOT_FOUND => Ok(None),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Up to `size` bytes from the start of buffer `buffer`; empty when the host has none.
+fn buffer_bytes(buffer: u32, size: usize) -> Result<Vec<u8>, HostError> {
+    let mut data = null_mut();
+    let mut got = 0;
+    // SAFETY: plain FFI; the out-pointers are valid for the duration of the call.
+    match unsafe { proxy_get_buffer_bytes(buffer, 0, size, &mut data, &mut got) } {
+        OK => Ok(take(data, got)),
+        NOT_FOUND => Ok(Vec::new()),
         s => Err(HostError(s)),
     }
 }
@@ -317,15 +327,8 @@ pub fn drop_request_body(size: usize) -> Result<(), HostError> {
 
 /// The first `size` bytes of the request body chunk the current callback holds.
 pub fn request_body(size: usize) -> Result<Vec<u8>, HostError> {
-    let mut data = null_mut();
-    let mut got = 0;
-    // SAFETY: plain FFI; the out-pointers are valid for the duration of the call.
-    match unsafe { proxy_get_buffer_bytes(REQUEST_BODY, 0, size, &mut data, &mut got) } {
-        OK => Ok(take(data, got)),
-        // An empty body has no buffer.
-        NOT_FOUND => Ok(Vec::new()),
-        s => Err(HostError(s)),
-    }
+    // An empty body has no buffer: empty.
+    buffer_bytes(REQUEST_BODY, size)
 }
 
 /// A shared-data value (shared by every VM of the plugin in this Envoy process) and its
@@ -371,30 +374,12 @@ const HTTP_CALL_RESPONSE_BODY: u32 = 4;
 
 /// `:status` of the response to a `dispatch_http_call`; `None` when the call failed (no response).
 pub fn http_call_status() -> Option<Vec<u8>> {
-    let name = b":status";
-    let mut data = null_mut();
-    let mut size = 0;
-    // SAFETY: plain FFI; `name` outlives the call, the out-pointers are valid.
-    let status = unsafe {
-        proxy_get_header_map_value(
-            HTTP_CALL_RESPONSE_HEADERS,
-            name.as_ptr(),
-            name.len(),
-            &mut data,
-            &mut size,
-        )
-    };
-    (status == OK).then(|| take(data, size))
+    map_value(HTTP_CALL_RESPONSE_HEADERS, b":status")
+        .ok()
+        .flatten()
 }
 
 /// The body of the response to a `dispatch_http_call` (`size` bytes).
 pub fn http_call_body(size: usize) -> Result<Vec<u8>, HostError> {
-    let mut data = null_mut();
-    let mut got = 0;
-    // SAFETY: plain FFI; the out-pointers are valid for the duration of the call.
-    match unsafe { proxy_get_buffer_bytes(HTTP_CALL_RESPONSE_BODY, 0, size, &mut data, &mut got) } {
-        OK => Ok(take(data, got)),
-        NOT_FOUND => Ok(Vec::new()),
-        s => Err(HostError(s)),
-    }
+    buffer_bytes(HTTP_CALL_RESPONSE_BODY, size)
 }

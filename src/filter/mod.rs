@@ -165,6 +165,13 @@ impl Stats {
     }
 }
 
+/// Seconds since the Unix epoch (0 for a clock before it: then no token is valid).
+fn unix_seconds(t: std::time::SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// `devgate_decision` of an allowed request, without building a string per request.
 fn allow_decision(what: &str) -> &'static str {
     match what {
@@ -183,11 +190,7 @@ const INTERNAL_ERROR: &str = "internal_error";
 
 impl Context for Root {
     fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _t: usize) {
-        let now = self
-            .get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = unix_seconds(self.get_current_time());
         let Ok(mut state) = self.revocation.try_borrow_mut() else {
             return;
         };
@@ -271,11 +274,7 @@ impl RootContext for Root {
         let Some(rc) = &policy.revocation else {
             return;
         };
-        let now = self
-            .get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = unix_seconds(self.get_current_time());
         let Ok(mut state) = self.revocation.try_borrow_mut() else {
             return;
         };
@@ -442,10 +441,7 @@ fn store_failure(login: &LoginPolicy, key: &str, now: u64) -> Result<(), host::H
 
 impl Http {
     fn now(&self) -> u64 {
-        self.get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+        unix_seconds(self.get_current_time())
     }
 }
 
