@@ -726,6 +726,16 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        if self.pending.take().is_some() {
+            // A login POST whose headers reached an upstream that answered before devgate had
+            // the whole form: nothing holds the login route (see README, "Login"). The form's
+            // body never went on; the upstream's answer does not go out either.
+            log::warn!(
+                "devgate: a login request reached the upstream; put Envoy's buffer filter after \
+                 devgate on the login route"
+            );
+            return fail_closed(&self.stats, "login_unbuffered");
+        }
         let Some(after) = self.after.take() else {
             return Action::Continue;
         };
