@@ -47,6 +47,21 @@ const REVOCATION_LIST_KEY: &str = "devgate.revocation.list";
 /// Shared-data key of the time of the last fetch attempt: one worker fetches per period.
 const REVOCATION_LEASE_KEY: &str = "devgate.revocation.lease";
 
+impl RevState {
+    /// Takes another worker's fetch: a newer entry in shared data (a malformed one is ignored).
+    fn load_shared(&mut self) {
+        if let Ok((Some(stored), cas)) = host::shared_data(REVOCATION_LIST_KEY) {
+            if cas != self.cas {
+                if let Some((at, list)) = revocation::decode_stored(&stored) {
+                    self.list = Some(list);
+                    self.fetched_at = Some(at);
+                }
+                self.cas = cas;
+            }
+        }
+    }
+}
+
 /// The revocation list as this worker knows it.
 #[derive(Default)]
 struct RevState {
@@ -278,16 +293,7 @@ impl RootContext for Root {
         let Ok(mut state) = self.revocation.try_borrow_mut() else {
             return;
         };
-        // Another worker's fetch: a newer entry in shared data (a malformed one is ignored).
-        if let Ok((Some(stored), cas)) = host::shared_data(REVOCATION_LIST_KEY) {
-            if cas != state.cas {
-                if let Some((at, list)) = revocation::decode_stored(&stored) {
-                    state.list = Some(list);
-                    state.fetched_at = Some(at);
-                }
-                state.cas = cas;
-            }
-        }
+        state.load_shared();
         self.stats.degraded(revocation::is_stale(
             state.fetched_at,
             now,
@@ -612,6 +618,16 @@ impl HttpContext for Http {
                 0
             },
         };
+        if let Some(rc) = &policy.revocation {
+            // A stale copy may only mean this worker has not ticked since another one fetched:
+            // look at shared data now rather than refuse on an old view.
+            let Ok(mut state) = self.revocation.try_borrow_mut() else {
+                return fail_closed(&self.stats, "revocation_state_busy");
+            };
+            if revocation::is_stale(state.fetched_at, req.now, rc.max_stale_seconds) {
+                state.load_shared();
+            }
+        }
         let Ok(rev_state) = self.revocation.try_borrow() else {
             return fail_closed(&self.stats, "revocation_state_busy");
         };
