@@ -17,6 +17,8 @@
 //!    spaces (as Windows and IIS do: `/_debug./` is `/_debug/` there).
 //! 6. Empty segments (`//`) and `.` are dropped, `..` removes the segment before it (never
 //!    above the root).
+//! 7. A decoded `%`, `?` or `#` is written back as `%25`, `%3F`, `%23`, so that the canonical
+//!    form reads as the same path again: the canonical form of a canonical path is itself.
 //!
 //! The canonical path is only used for matching; the request goes upstream unchanged.
 
@@ -79,6 +81,20 @@ fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
     }
 }
 
+/// Appends a decoded segment, escaping the three bytes that would read differently in a path
+/// (a bare `%` starts an escape, `?` and `#` end the path); each came from a three-byte escape,
+/// so the canonical form is never longer than the input.
+fn push_segment(out: &mut Vec<u8>, seg: &[u8]) {
+    for &b in seg {
+        match b {
+            b'%' => out.extend_from_slice(b"%25"),
+            b'?' => out.extend_from_slice(b"%3F"),
+            b'#' => out.extend_from_slice(b"%23"),
+            _ => out.push(b),
+        }
+    }
+}
+
 /// The canonical path of a raw `:path` value (bytes as the client sent them).
 pub fn canonicalize(raw: &[u8]) -> Result<Vec<u8>, PathError> {
     if raw.len() > MAX_PATH_LEN {
@@ -126,7 +142,7 @@ pub fn canonicalize(raw: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::with_capacity(decoded.len() + 1);
     for s in &segments {
         out.push(b'/');
-        out.extend_from_slice(s);
+        push_segment(&mut out, s);
     }
     if trailing_slash || segments.is_empty() {
         out.push(b'/');
@@ -224,6 +240,29 @@ mod tests {
         assert_eq!(canon("/a/b").as_deref(), Ok("/a/b"));
         assert_eq!(canon("/a/b/..").as_deref(), Ok("/a/"));
         assert_eq!(canon("/?x").as_deref(), Ok("/"));
+    }
+
+    #[test]
+    fn canonical_form_of_escaped_percent_question_mark_and_hash_is_canonical() {
+        // Found by fuzzing (fuzz/fuzz_targets/path.rs, idempotence): `/100%25` used to
+        // canonicalize to `/100%`, a bad escape when read again, and `/a%3Fb` to `/a?b`, which
+        // reads as `/a`; a config prefix could then never be written for such a path.
+        for (raw, want) in [
+            ("/100%25", "/100%25"),
+            ("/a%3Fb", "/a%3Fb"),
+            ("/a%3fb/", "/a%3Fb/"),
+            ("/a%23b", "/a%23b"),
+            ("/%25/x", "/%25/x"),
+            ("/_debug%3F/x", "/_debug%3F/x"),
+        ] {
+            assert_eq!(canon(raw).as_deref(), Ok(want), "{raw}");
+            assert_eq!(canon(want).as_deref(), Ok(want), "{want} is not canonical");
+        }
+        let p = Prefix::parse("/100%25").unwrap();
+        assert!(p.matches(canonicalize(b"/100%25/x").unwrap().as_slice(), false));
+        assert!(!Prefix::parse("/_debug")
+            .unwrap()
+            .matches(b"/_debug%3F/x", true));
     }
 
     #[test]
