@@ -721,8 +721,12 @@ struct RawRuleObject {
 fn redact_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut in_quotes = false;
-    for c in message.chars() {
-        if c == '"' {
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        if in_quotes && c == '\\' {
+            // serde quotes values Debug-style: `\"` inside is part of the value, not its end.
+            chars.next();
+        } else if c == '"' {
             if !in_quotes {
                 out.push_str("\"…\"");
             }
@@ -1628,5 +1632,23 @@ mod tests {
         }
         let e = tok_err(r#"{"revocation": {"cluster": "c"}}"#);
         assert_eq!(e.field, "revocation");
+    }
+
+    #[test]
+    fn quoted_values_with_escaped_quotes_are_redacted_whole() {
+        // Found by the config fuzz target: a string value holding `"` was quoted by serde as
+        // "\"session_sEconds\"", and the redaction ended at the first escaped quote, echoing
+        // the rest of the value.
+        for json in [
+            r#""\"session_sEconds\"""#,
+            r#"{"login": "\"s3cret-value\" and more"}"#,
+            r#"{"keys": [{"id": "k\\\"x-secret-part"}]}"#,
+        ] {
+            let e = parse_policy(json.as_bytes()).unwrap_err();
+            let text = e.to_string();
+            for part in ["session_sEconds", "s3cret-value", "secret-part"] {
+                assert!(!text.contains(part), "{text}");
+            }
+        }
     }
 }
