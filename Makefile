@@ -124,6 +124,12 @@ image: build venv
 bench: build cli venv
 	$(PY) bench/run.py
 
+## fuzz: every cargo-fuzz target (fuzz/, libFuzzer on stable via RUSTC_BOOTSTRAP) for FUZZ_SECONDS
+## each (default 30) or FUZZ_RUNS executions; writes target/fuzz-report.md; fuzz/README.md
+.PHONY: fuzz
+fuzz: toolchain
+	bash fuzz/run.sh
+
 ## soak: devgate in Envoy at saturation for SOAK_SECONDS (default 600) with every traffic class at
 ## once; fails on any unexpected status, an Envoy or Wasm VM restart, or memory growth after warm-up;
 ## writes target/soak-report.md (bench/soak.py describes the other SOAK_* settings)
