@@ -738,9 +738,15 @@ fn redact_values(message: &str) -> String {
     // "unknown variant `<value>`": the value is the operator's, possibly a secret in the wrong
     // place; the expected variants after it are devgate's and stay.
     if let Some(rest) = out.strip_prefix("unknown variant `") {
-        if let Some((_, tail)) = rest.split_once('`') {
-            out = format!("unknown variant `…`{tail}");
-        }
+        // The value may hold backticks itself: cut to serde's own text after it, found from
+        // the end (a value cannot contain what follows it).
+        let tail = ["`, expected", "`, there are no variants"]
+            .iter()
+            .filter_map(|t| rest.rfind(t))
+            .max()
+            .and_then(|i| rest.get(i..))
+            .unwrap_or("`");
+        out = format!("unknown variant `…{tail}");
     }
     // serde_json appends " at line L column C"; the field path already says where.
     match out.find(" at line ") {
@@ -1649,6 +1655,21 @@ mod tests {
             for part in ["session_sEconds", "s3cret-value", "secret-part"] {
                 assert!(!text.contains(part), "{text}");
             }
+        }
+    }
+
+    #[test]
+    fn unknown_variants_with_backticks_are_redacted_whole() {
+        // Found by the config fuzz target (fuzz/corpus/config/regression_backtick_in_variant.json):
+        // the redaction of an unknown variant ended at the first backtick inside the value.
+        for json in [
+            r#"{"unauthenticated": "ab`SECRETSECRETSECRET"}"#,
+            r#"{"unauthenticated": "ab`, expected `SECRETSECRETSECRET"}"#,
+        ] {
+            let e = parse_policy(json.as_bytes()).unwrap_err();
+            let text = e.to_string();
+            assert!(!text.contains("SECRET"), "{text}");
+            assert!(text.contains("expected"), "{text}");
         }
     }
 }
