@@ -80,6 +80,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 import harness  # noqa: E402
+sys.path.insert(0, str(REPO / "bench"))
+from run import cpu_model, git_revision  # noqa: E402  (make bench's: one way to name a machine)
 
 WORK = REPO / "target" / "soak"
 REPORT = REPO / "target" / "soak-report.md"
@@ -1041,27 +1043,6 @@ def envoy_version() -> str:
         return "unknown"
     m = re.search(r"version:\s*\S+?/(\d+\.\d+\.\d+)", out)
     return m.group(1) if m else "unknown"
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=str(REPO), timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
-                               capture_output=True, text=True, cwd=str(REPO), timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (rev or "unknown") + (" (src modified)" if dirty else "")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:
