@@ -246,7 +246,7 @@ pub fn start(login: &LoginPolicy, req: &LoginRequest<'_>) -> Step {
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
             if declared.is_some_and(|n| n > MAX_BODY as u64) {
-                return too_large();
+                return Step::Respond(Outcome::TooLarge, too_large());
             }
             if let Some(page) = limited(login, req.attempts, req.now) {
                 return Step::Respond(Outcome::RateLimited, page);
@@ -256,12 +256,9 @@ pub fn start(login: &LoginPolicy, req: &LoginRequest<'_>) -> Step {
     }
 }
 
-/// 413 for a login body over [`MAX_BODY`].
-pub fn too_large() -> Step {
-    Step::Respond(
-        Outcome::TooLarge,
-        login::text_page(413, "Payload Too Large\n"),
-    )
+/// The 413 for a login body over [`MAX_BODY`] ([`Outcome::TooLarge`]).
+pub fn too_large() -> Page {
+    login::text_page(413, "Payload Too Large\n")
 }
 
 fn limited(login: &LoginPolicy, attempts: Option<Attempts>, now: u64) -> Option<Page> {
@@ -282,9 +279,7 @@ pub fn finish(
     now: u64,
 ) -> (Outcome, Page, Store) {
     if body.len() > MAX_BODY {
-        if let Step::Respond(outcome, page) = too_large() {
-            return (outcome, page, Store::Nothing);
-        }
+        return (Outcome::TooLarge, too_large(), Store::Nothing);
     }
     // Another worker may have counted failures since the headers were checked.
     if let Some(page) = limited(login, attempts, now) {

@@ -122,10 +122,15 @@ fn take(data: *mut u8, size: usize) -> Vec<u8> {
 
 /// All request headers, serialized as the ABI does (see [`crate::abi::parse_pairs`]).
 pub fn request_header_pairs() -> Result<Vec<u8>, HostError> {
+    map_pairs(REQUEST_HEADERS)
+}
+
+/// Every pair of header map `map`, serialized as the ABI does.
+fn map_pairs(map: u32) -> Result<Vec<u8>, HostError> {
     let mut data = null_mut();
     let mut size = 0;
     // SAFETY: plain FFI; the out-pointers are valid for the duration of the call.
-    match unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) } {
+    match unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) } {
         OK => Ok(take(data, size)),
         s => Err(HostError(s)),
     }
@@ -288,13 +293,7 @@ fn buffer_bytes(buffer: u32, size: usize) -> Result<Vec<u8>, HostError> {
 
 /// All response headers, serialized as the ABI does.
 pub fn response_header_pairs() -> Result<Vec<u8>, HostError> {
-    let mut data = null_mut();
-    let mut size = 0;
-    // SAFETY: plain FFI; the out-pointers are valid for the duration of the call.
-    match unsafe { proxy_get_header_map_pairs(RESPONSE_HEADERS, &mut data, &mut size) } {
-        OK => Ok(take(data, size)),
-        s => Err(HostError(s)),
-    }
+    map_pairs(RESPONSE_HEADERS)
 }
 
 /// Adds a response header value (keeping the others: `Set-Cookie` may repeat).

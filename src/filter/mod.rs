@@ -404,24 +404,33 @@ fn fail_closed(stats: &Stats, code: &str) -> Action {
 }
 
 fn respond(stats: &Stats, code: &str, r: &Response) -> Action {
-    let headers: Vec<(&str, &[u8])> = r.headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
     let mut details = String::with_capacity(8 + code.len());
     details.push_str("devgate_");
     details.push_str(code);
-    match host::send_local_response(r.status, &details, &headers, r.body.as_bytes()) {
-        Ok(()) => Action::Pause,
-        Err(_) => fail_closed(stats, "send_local_response_failed"),
-    }
+    send(stats, r.status, &details, &r.headers, r.body.as_bytes())
 }
 
 /// Answers with one of devgate's own pages (login form, redirects, ...).
 fn respond_page(stats: &Stats, details: &str, page: &Page) -> Action {
-    let headers: Vec<(&str, &[u8])> = page
-        .headers
-        .iter()
-        .map(|(n, v)| (*n, v.as_bytes()))
-        .collect();
-    match host::send_local_response(page.status, details, &headers, page.body.as_bytes()) {
+    send(
+        stats,
+        page.status,
+        details,
+        &page.headers,
+        page.body.as_bytes(),
+    )
+}
+
+/// The one place a local reply is sent; a reply that cannot be sent fails closed.
+fn send(
+    stats: &Stats,
+    status: u16,
+    details: &str,
+    headers: &[(&'static str, String)],
+    body: &[u8],
+) -> Action {
+    let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+    match host::send_local_response(status, details, &headers, body) {
         Ok(()) => Action::Pause,
         Err(_) => fail_closed(stats, "send_local_response_failed"),
     }
@@ -720,10 +729,7 @@ impl HttpContext for Http {
         }
         if pending.body.len().saturating_add(chunk.len()) > MAX_BODY {
             self.pending = None;
-            return match session::too_large() {
-                Step::Respond(outcome, page) => self.login_answer(outcome, &page),
-                Step::ReadBody => fail_closed(&self.stats, "login_body"),
-            };
+            return self.login_answer(Outcome::TooLarge, &session::too_large());
         }
         pending.body.extend_from_slice(&chunk);
         if end_of_stream {
