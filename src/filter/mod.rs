@@ -19,7 +19,7 @@ use crate::core::apikey::KeyKind;
 use crate::core::login::{self, Attempts, Page, MAX_BODY};
 use crate::core::revocation::{self, Revocation, RevocationList};
 use crate::core::session::{self, Endpoint, LoginRequest, Outcome, Step, Store};
-use crate::core::{decide_with, net, Decision, Reason, Request, Response};
+use crate::core::{decide_with, net, Decision, Reason, Request, Response, Source};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -187,16 +187,30 @@ fn unix_seconds(t: std::time::SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// `devgate_decision` of an allowed request, without building a string per request.
-fn allow_decision(what: &str) -> &'static str {
-    match what {
-        "network" => "allow:network",
-        "bearer" => "allow:bearer",
-        "cookie" => "allow:cookie",
-        "session" => "allow:session",
-        "public_key" => "allow:public_key",
-        "private_key" => "allow:private_key",
-        _ => "allow:anonymous",
+/// `devgate_decision` of an allowed request: `allow:` and what let it through, an API key's
+/// kind followed by `+<source>` when a developer came with the key. The one audit property:
+/// the developer's name is the identity header itself, which an access log reads with
+/// `%REQ(x-wsgiorg-developer-user)%` (one property costs a host call and a filter-state object
+/// per request, `make bench-calls`). Static strings: no allocation per request.
+fn allow_decision(key: Option<KeyKind>, source: Option<Source>) -> &'static str {
+    use KeyKind::{Private, Public};
+    use Source::{Bearer, Cookie, Network, Session};
+    match (key, source) {
+        (None, None) => "allow:anonymous",
+        (None, Some(Network)) => "allow:network",
+        (None, Some(Bearer)) => "allow:bearer",
+        (None, Some(Cookie)) => "allow:cookie",
+        (None, Some(Session)) => "allow:session",
+        (Some(Public), None) => "allow:public_key",
+        (Some(Public), Some(Network)) => "allow:public_key+network",
+        (Some(Public), Some(Bearer)) => "allow:public_key+bearer",
+        (Some(Public), Some(Cookie)) => "allow:public_key+cookie",
+        (Some(Public), Some(Session)) => "allow:public_key+session",
+        (Some(Private), None) => "allow:private_key",
+        (Some(Private), Some(Network)) => "allow:private_key+network",
+        (Some(Private), Some(Bearer)) => "allow:private_key+bearer",
+        (Some(Private), Some(Cookie)) => "allow:private_key+cookie",
+        (Some(Private), Some(Session)) => "allow:private_key+session",
     }
 }
 
@@ -436,6 +450,16 @@ fn send(
     }
 }
 
+/// Removes every client-sent spelling of the identity header from a request devgate answers
+/// itself, so that an access log's `%REQ(x-wsgiorg-developer-user)%` only ever shows a name
+/// devgate set. A host call per spelling present, none when the client sent none.
+fn scrub_identity(policy: &Policy, headers: &[(&[u8], &[u8])]) -> Result<(), host::HostError> {
+    for name in crate::core::headers::spellings_present(headers, &[&policy.header]) {
+        host::remove_request_header(name)?;
+    }
+    Ok(())
+}
+
 /// The peer's failed-login record and its CAS token.
 fn read_attempts(key: &str) -> Result<(Option<Attempts>, u32), host::HostError> {
     let (value, cas) = host::shared_data(key)?;
@@ -532,15 +556,9 @@ impl Http {
                 // the next filter and devgate keeps the body itself, chunk by chunk, handing
                 // on empty chunks. The shipped configs put Envoy's buffer filter after devgate
                 // on the login route, so the router never sees the request; without it the
-                // upstream gets these scrubbed headers, no body, then a reset.
+                // upstream gets these scrubbed headers (identity spellings went before
+                // `login_headers`), no body, then a reset.
                 for name in [&b"cookie"[..], b"authorization", b"proxy-authorization"] {
-                    if host::remove_request_header(name).is_err() {
-                        return fail_closed(&self.stats, "header_edit_failed");
-                    }
-                }
-                let spellings =
-                    crate::core::headers::spellings_present(req.headers, &[&policy.header]);
-                for name in spellings {
                     if host::remove_request_header(name).is_err() {
                         return fail_closed(&self.stats, "header_edit_failed");
                     }
@@ -648,7 +666,12 @@ impl HttpContext for Http {
         let decision = decide_with(&policy, &req, revocation);
         drop(rev_state);
         match decision {
-            Decision::Login(endpoint) => self.login_headers(&policy, endpoint, &req, end_of_stream),
+            Decision::Login(endpoint) => {
+                if scrub_identity(&policy, &headers).is_err() {
+                    return fail_closed(&self.stats, "header_edit_failed");
+                }
+                self.login_headers(&policy, endpoint, &req, end_of_stream)
+            }
             Decision::Allow {
                 identity,
                 api_key,
@@ -694,15 +717,15 @@ impl HttpContext for Http {
                     (None, None) => "anonymous",
                 };
                 self.stats.allowed(what);
-                // Audit fields for the access log: who, and how. Never a credential.
-                let _ = host::set_property("devgate_decision", allow_decision(what).as_bytes());
-                if let Some(id) = &identity {
-                    let _ = host::set_property("devgate_user", id.name.as_bytes());
-                    let _ = host::set_property("devgate_source", id.source.code().as_bytes());
-                }
+                // The audit field for the access log: how. Never a credential.
+                let decision = allow_decision(api_key, identity.as_ref().map(|id| id.source));
+                let _ = host::set_property("devgate_decision", decision.as_bytes());
                 Action::Continue
             }
             Decision::Deny { reason, response } => {
+                if scrub_identity(&policy, &headers).is_err() {
+                    return fail_closed(&self.stats, "header_edit_failed");
+                }
                 let code = reason.code();
                 log::debug!("devgate: denied {} ({code})", response.status);
                 self.stats.denied(code);
@@ -767,11 +790,11 @@ impl HttpContext for Http {
         let Some(policy) = self.policy.clone().filter(|_| after.translate) else {
             return Action::Continue;
         };
-        // One header read per response; the whole map only for a 401.
-        let Ok(Some(status)) = host::response_header(b":status") else {
-            return Action::Continue;
-        };
-        if status != b"401" {
+        // Only a response with a challenge can need translating. Asking for a header that is
+        // absent is the cheapest host call there is (nothing is copied into the VM, measured
+        // with `make bench-calls`), and almost every response has no `WWW-Authenticate`; the
+        // whole map, status included, is read only when one is there.
+        if !matches!(host::response_header(b"www-authenticate"), Ok(Some(_))) {
             return Action::Continue;
         }
         let Ok(buf) = host::response_header_pairs() else {
@@ -780,6 +803,11 @@ impl HttpContext for Http {
         let Some(pairs) = parse_pairs(&buf) else {
             return Action::Continue;
         };
+        let status = pairs
+            .iter()
+            .find(|(n, _)| *n == b":status")
+            .map(|(_, v)| *v)
+            .unwrap_or_default();
         let www: Vec<&[u8]> = pairs
             .iter()
             .filter(|(n, _)| *n == b"www-authenticate")
@@ -787,7 +815,7 @@ impl HttpContext for Http {
             .collect();
         match session::translate_challenge(
             &policy,
-            &status,
+            status,
             &www,
             after.had_identity,
             &after.raw_path,

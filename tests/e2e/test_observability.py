@@ -6,10 +6,13 @@ The counters (src/filter/mod.rs `Stats`, defined at configure time, so they exis
   wasmcustom.devgate.requests.denied.<reason>   every code of `Reason::all()`, plus internal_error
   wasmcustom.devgate.config.<accepted|rejected>
 
-The access log fields (filter state the filter sets, read with %FILTER_STATE(<key>:PLAIN)%):
-  wasm.devgate_decision   allow:<one of the allowed codes above> | deny:<reason>
-  wasm.devgate_user       the developer's name (absent for API keys alone and anonymous requests)
-  wasm.devgate_source     network | bearer | cookie (with the user)
+The access log fields:
+  %FILTER_STATE(wasm.devgate_decision:PLAIN)%   the one property devgate sets:
+      allow:<one of the allowed codes above>, allow:<key kind>+<source> when a developer came with
+      an API key, deny:<reason>
+  %REQ(X-WSGIORG-DEVELOPER-USER)%   the developer's name: the identity header as the upstream got it
+      (absent for API keys alone and anonymous requests; a client's own copy never shows, even on a
+      request devgate refuses)
 A request Envoy refuses before any filter runs (e.g. path_normalization_failed) has none of them and
 counts nowhere.
 
@@ -104,7 +107,7 @@ SHIPPED_FORMAT = json.loads(
 )
 SHIPPED_LINE = re.compile(
     r'^\[(?P<time>[^\]]+)\] (?P<peer>\S+) "(?P<method>\S+) (?P<path>[^" ]*)" (?P<code>\d+) (?P<details>\S+) '
-    r"devgate=(?P<decision>\S+) user=(?P<user>\S+) source=(?P<source>\S+)$"
+    r"devgate=(?P<decision>\S+) user=(?P<user>\S+)$"
 )
 # One JSON object per request, for exact per-field checks.
 JSON_FORMAT = {
@@ -115,8 +118,7 @@ JSON_FORMAT = {
     "details": "%RESPONSE_CODE_DETAILS%",
     "upstream": "%UPSTREAM_HOST%",
     "decision": "%FILTER_STATE(wasm.devgate_decision:PLAIN)%",
-    "user": "%FILTER_STATE(wasm.devgate_user:PLAIN)%",
-    "source": "%FILTER_STATE(wasm.devgate_source:PLAIN)%",
+    "user": "%REQ(X-WSGIORG-DEVELOPER-USER)%",
 }
 
 LOG_WAIT = 10.0  # seconds to wait for Envoy to flush a file (it flushes every 100 ms here)
@@ -178,9 +180,8 @@ class Req:
     source: str
     status: int
     details: str
-    decision: str = NO  # allow:<code> | deny:<code> | NO (devgate never saw it)
+    decision: str = NO  # allow:<code>[+<source>] | deny:<code> | NO (devgate never saw it)
     user: str = NO
-    via: str = NO  # wasm.devgate_source
     body: str | None = None
     n: int = 0
 
@@ -197,6 +198,7 @@ class Req:
         if self.decision == NO:
             return None
         verdict, _, code = self.decision.partition(":")
+        code = code.partition("+")[0]  # allow:private_key+network counts as private_key
         return f"{PREFIX}requests.{'allowed' if verdict == 'allow' else 'denied'}.{code}"
 
 
@@ -217,7 +219,9 @@ def script(keyfile) -> list[Req]:
     origin = [("Origin", "https://app.example.com")]
 
     def ok(label, path, headers, source, code, user=NO, via=NO, method="GET", body=None):
-        return Req(label, method, path, headers, source, 200, "via_upstream", f"allow:{code}", user, via, body)
+        # `via`: how the developer proved who they are, when that is not `code` itself (an API key)
+        decision = f"allow:{code}" if via in (NO, code) else f"allow:{code}+{via}"
+        return Req(label, method, path, headers, source, 200, "via_upstream", decision, user, body)
 
     def no(label, path, headers, source, status, code, method="GET", body=None):
         return Req(label, method, path, headers, source, status, f"devgate_{code}", f"deny:{code}", body=body)
@@ -251,6 +255,10 @@ def script(keyfile) -> list[Req]:
     reqs += [
         no("no-credential-ipv6", "/_debug/obs/{n}", [], DEV6_OUTSIDER, 401, "no_credential"),
         no("no-key", "/v1/maps/obs/{n}", [], OUTSIDER, 401, "no_credential"),
+        # a refused request's own identity copies are removed: the log's user is never the client's
+        no("no-credential-spoofed-identity", "/_debug/obs/{n}",
+           [("X-Wsgiorg-Developer-User", "root"), ("x_wsgiorg_developer_user", "admin")], OUTSIDER, 401,
+           "no_credential"),
         no("no-key-developer", "/v1/maps/obs/{n}", [], DEV4, 401, "no_credential"),
     ]
     reqs += [no("expired", "/_debug/obs/{n}", [("Authorization", f"Bearer {expired}")], OUTSIDER, 401, "expired")
@@ -497,7 +505,7 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
 
 
 def test_access_log_fields_per_request(run):
-    """One JSON line per request: the decision, user and source devgate set, Envoy's response code
+    """One JSON line per request: the decision devgate set, the identity the upstream got, Envoy's response code
     details, and whether an upstream was reached; Envoy prints an unset field as null here."""
     lines = wait_for_lines(run.json_log, len(run.reqs), "JSON access log")
     by_path = {}
@@ -512,9 +520,9 @@ def test_access_log_fields_per_request(run):
     for req in run.reqs:
         entry = by_path.get(req.logged_path)
         assert entry is not None, f"no access log line for {req.label} {req.logged_path}: {sorted(by_path)[:5]}"
-        got = {k: entry[k] for k in ("method", "peer", "code", "details", "decision", "user", "source")}
+        got = {k: entry[k] for k in ("method", "peer", "code", "details", "decision", "user")}
         want = {"method": req.method, "peer": req.source, "code": req.status, "details": req.details,
-                "decision": unset(req.decision), "user": unset(req.user), "source": unset(req.via)}
+                "decision": unset(req.decision), "user": unset(req.user)}
         assert got == want, (req.label, entry)
         # devgate's denials and Envoy's refusal never reach the upstream
         assert (entry["upstream"] is not None) == (req.status == 200), (req.label, entry)
@@ -532,8 +540,8 @@ def test_shipped_access_log_format(run):
     for req in run.reqs:
         m = parsed[req.logged_path]
         peer = m["peer"].rsplit(":", 1)[0].strip("[]")
-        got = (m["method"], peer, int(m["code"]), m["details"], m["decision"], m["user"], m["source"])
-        assert got == (req.method, req.source, req.status, req.details, req.decision, req.user, req.via), (
+        got = (m["method"], peer, int(m["code"]), m["details"], m["decision"], m["user"])
+        assert got == (req.method, req.source, req.status, req.details, req.decision, req.user), (
             req.label, m.string)
 
 
