@@ -64,6 +64,9 @@ WORK = OUT / "run"  # per-run scratch: rendered configs, Envoy logs, the key (re
 EMPTY_CRATE = BENCH / "empty-filter"
 EMPTY_TARGET = EMPTY_CRATE / "target"
 EMPTY_WASM = EMPTY_TARGET / "wasm32-wasip1" / "release" / "devgate_bench_empty_filter.wasm"
+REFERENCE_CRATE = BENCH / "reference-filter"
+REFERENCE_TARGET = REFERENCE_CRATE / "target"
+REFERENCE_WASM = REFERENCE_TARGET / "wasm32-wasip1" / "release" / "devgate_bench_reference_filter.wasm"
 
 WASM = Path(os.environ.get("DEVGATE_WASM") or REPO / "target" / "wasm32-wasip1" / "release" / "devgate.wasm")
 ENVOY = Path(os.environ.get("DEVGATE_ENVOY") or REPO / ".venv" / "bin" / "envoy")
@@ -119,9 +122,19 @@ class Variant:
     forged: bool = True
     # The check also sends one request without the variant's credential, which must get 401.
     needs_credential: bool = False
+    # Template values of this variant's config only (the reference filter's steps).
+    values: dict = field(default_factory=dict)
 
 
-def variants(token: str) -> list[Variant]:
+# The reference filter's steps (bench/reference-filter): the host calls devgate's network path cannot
+# do without (read the headers, which it must search for the path, credentials and every spelling of
+# the identity header; read the peer; set the identity), and the straightforward filter of issue #7
+# (the peer, two headers, one header set).
+WASM_MINIMUM = "pairs peer set:x-wsgiorg-developer-user=127.0.0.1"
+NAIVE_WASM = "peer header:authorization header:cookie set:x-wsgiorg-developer-user=127.0.0.1"
+
+
+def variants(token: str, api_key: str) -> list[Variant]:
     basic = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
     return [
         Variant("baseline", "baseline.yaml", "no filter (router only)", forged=False),
@@ -135,13 +148,22 @@ def variants(token: str) -> list[Variant]:
                 headers=[("Cookie", f"devgate_token={token}")], identity=TOKEN_SUB, needs_credential=True),
         Variant("devgate_deny", "devgate_tokens.yaml",
                 "devgate, outsider without credentials: 401 challenge", status=401),
+        Variant("devgate_api_key", "devgate_api.yaml",
+                "devgate, outsider with X-Api-Key: <private API key> on an API route",
+                headers=[("X-Api-Key", api_key)], needs_credential=True),
         Variant("empty_wasm", "empty_wasm.yaml", "proxy-wasm filter that does nothing (V8)", forged=False),
+        Variant("wasm_minimum", "reference.yaml",
+                "proxy-wasm filter making only the host calls devgate's network path cannot avoid: "
+                "all request headers, the peer, set the identity", identity="127.0.0.1",
+                values={"REFERENCE_STEPS": WASM_MINIMUM}),
+        Variant("naive_wasm", "reference.yaml",
+                "proxy-wasm filter reading the peer and two headers, setting one (issue #7's naive filter)",
+                identity="127.0.0.1", values={"REFERENCE_STEPS": NAIVE_WASM}),
         Variant("basic_auth", "basic_auth.yaml", "envoy.filters.http.basic_auth, {SHA} user",
                 headers=[("Authorization", f"Basic {basic}")], identity=BASIC_USER, needs_credential=True),
         Variant("jwt_authn", "jwt_authn.yaml", "envoy.filters.http.jwt_authn, same HS256 token, inline oct JWKS",
                 headers=[("Authorization", f"Bearer {token}")], identity=TOKEN_SUB, needs_credential=True),
         Variant("lua", "lua.yaml", "envoy.filters.http.lua doing devgate's network path", identity="127.0.0.1"),
-        # devgate_api_key: to come with devgate's API keys.
     ]
 
 
@@ -324,15 +346,17 @@ def ensure_wrk() -> str:
     return path
 
 
-def build_empty_filter() -> None:
-    log("building bench/empty-filter (the empty_wasm variant)")
-    cmd = ["cargo", "build", "--release", "--target", "wasm32-wasip1", "--quiet",
-           "--manifest-path", str(EMPTY_CRATE / "Cargo.toml"), "--target-dir", str(EMPTY_TARGET)]
-    r = subprocess.run(cmd, cwd=str(EMPTY_CRATE), timeout=900)
-    if r.returncode != 0 or not EMPTY_WASM.is_file():
-        raise BenchError(f"building the empty filter failed: {shlex.join(cmd)} "
-                         "(is the wasm32-wasip1 target installed? `make toolchain` adds it)")
-
+def build_filters() -> None:
+    """The empty filter (empty_wasm) and the reference filter (wasm_minimum, naive_wasm, bench-calls)."""
+    for crate, target, wasm, what in ((EMPTY_CRATE, EMPTY_TARGET, EMPTY_WASM, "the empty_wasm variant"),
+                                      (REFERENCE_CRATE, REFERENCE_TARGET, REFERENCE_WASM, "the reference variants")):
+        log(f"building bench/{crate.name} ({what})")
+        cmd = ["cargo", "build", "--release", "--target", "wasm32-wasip1", "--quiet",
+               "--manifest-path", str(crate / "Cargo.toml"), "--target-dir", str(target)]
+        r = subprocess.run(cmd, cwd=str(crate), timeout=900)
+        if r.returncode != 0 or not wasm.is_file():
+            raise BenchError(f"building bench/{crate.name} failed: {shlex.join(cmd)} "
+                             "(is the wasm32-wasip1 target installed? `make toolchain` adds it)")
 
 def check_inputs() -> None:
     missing = []
@@ -361,8 +385,10 @@ def make_credentials() -> dict:
     cli("keygen", "--out", str(key_file))
     key = key_file.read_text().strip()
     token = cli("mint", "--sub", TOKEN_SUB, "--ttl", "1h", "--kid", "k1", "--key-file", str(key_file))
+    api_key = cli("mint-key", "--kind", "private", "--org", "bench", "--project", "bench", "--product", "bench",
+                  "--id", "bench-key", "--ttl", "1h", "--kid", "k1", "--key-file", str(key_file))
     sha = base64.b64encode(hashlib.sha1(BASIC_PASSWORD.encode()).digest()).decode()
-    return {"key": key, "token": token, "htpasswd": f"{BASIC_USER}:{{SHA}}{sha}"}
+    return {"key": key, "token": token, "api_key": api_key, "htpasswd": f"{BASIC_USER}:{{SHA}}{sha}"}
 
 
 def cpu_model() -> str:
@@ -645,19 +671,25 @@ def markdown(meta: dict, vs: list[Variant], summary: dict, broken: dict) -> str:
                      f"(median over variants; worst run {worst:.1f}%), hypervisor steal {statistics.median(steal):.1f}%")
     lines += [
         "",
-        "| variant | req/s | × baseline (min–max) | p50 ms | p99 ms | Envoy CPU µs/req | added µs/req | Envoy busy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | req/s | × baseline (min–max) | p50 ms | p99 ms | Envoy CPU µs/req | added µs/req "
+        "| × empty filter's | Envoy busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    empty = summary.get("empty_wasm", {}).get("added_cpu_us_per_req")
     for v in vs:
         if v.name in broken:
-            lines.append(f"| {v.name} | {broken[v.name].replace('|', '/')} | | | | | | |")
+            lines.append(f"| {v.name} | {broken[v.name].replace('|', '/')} | | | | | | | |")
             continue
         x = summary[v.name]
         ratio = f"{x['ratio']:.3f} ({x['ratio_min']:.2f}–{x['ratio_max']:.2f})"
         added = "" if v.name == "baseline" else fmt(x["added_cpu_us_per_req"], "+.1f")
+        # The issue's yardstick: added CPU as a multiple of the empty filter's (the V8 floor).
+        times = ""
+        if v.name != "baseline" and empty and empty > 0 and x["added_cpu_us_per_req"] is not None:
+            times = f"{x['added_cpu_us_per_req'] / empty:.2f}"
         lines.append(
             f"| {v.name} | {x['rps']:.0f} | {ratio} | {fmt(x['p50_ms'], '.3f')} | {fmt(x['p99_ms'], '.3f')} | "
-            f"{fmt(x['envoy_cpu_us_per_req'], '.1f')} | {added} | {fmt(x['envoy_busy_pct'], '.0f')}% |"
+            f"{fmt(x['envoy_cpu_us_per_req'], '.1f')} | {added} | {times} | {fmt(x['envoy_busy_pct'], '.0f')}% |"
         )
     lines += ["", "Variants:", ""]
     for v in vs:
@@ -729,12 +761,12 @@ def main() -> int:
 
     check_inputs()
     wrk = ensure_wrk()
-    build_empty_filter()
+    build_filters()
     if WORK.exists():
         shutil.rmtree(WORK)
     WORK.mkdir(parents=True)
     creds = make_credentials()
-    all_variants = variants(creds["token"])
+    all_variants = variants(creds["token"], creds["api_key"])
     wanted = [x.strip() for x in os.environ.get("BENCH_VARIANTS", "").split(",") if x.strip()]
     if wanted:
         unknown = set(wanted) - {v.name for v in all_variants}
@@ -745,6 +777,7 @@ def main() -> int:
     values = {
         "DEVGATE_WASM": WASM.resolve(),
         "EMPTY_WASM": EMPTY_WASM.resolve(),
+        "REFERENCE_WASM": REFERENCE_WASM.resolve(),
         "DEVGATE_KEY": creds["key"],
         "HTPASSWD_LINE": creds["htpasswd"],
     }
@@ -765,7 +798,7 @@ def main() -> int:
         broken: dict[str, str] = {}
         for v in all_variants:
             try:
-                env = start_envoy(v.name, CONFIGS / v.config, values, envoy_cpu)
+                env = start_envoy(v.name, CONFIGS / v.config, {**values, **v.values}, envoy_cpu)
             except BenchError as e:
                 if v.name == "baseline":
                     raise
