@@ -119,10 +119,22 @@ e2e: build fault-wasm venv cli certs browser
 image: build venv
 	$(PY) envoy/istio/oci_image.py
 
-## bench: devgate against no filter, an empty Wasm filter and Envoy's basic_auth, jwt_authn
-## and lua, interleaved rounds on this machine (bench/README.md); writes bench/out/results.md
+## bench: devgate against no filter, an empty Wasm filter, the minimal and a naive Wasm filter and
+## Envoy's basic_auth, jwt_authn and lua, interleaved rounds on this machine (bench/README.md);
+## writes bench/out/results.md
 bench: build cli venv
 	$(PY) bench/run.py
+
+## bench-calls: the same variants and a price list of host calls, counted in instructions per
+## request inside Envoy under callgrind (deterministic; 15-20 minutes); writes bench/out/calls.md.
+## Installs valgrind with apt-get when missing (sudo only when not root)
+.PHONY: bench-calls
+bench-calls: build cli venv
+	@if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind; \
+	fi
+	$(PY) bench/calls.py
 
 ## fuzz: every cargo-fuzz target (fuzz/, libFuzzer on stable via RUSTC_BOOTSTRAP) for FUZZ_SECONDS
 ## each (default 30) or FUZZ_RUNS executions; writes target/fuzz-report.md; fuzz/README.md
