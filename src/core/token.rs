@@ -86,18 +86,12 @@ pub struct Secret {
 
 impl Secret {
     /// Takes raw secret bytes; at least [`MIN_SECRET_LEN`].
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Secret, KeyError> {
+    pub fn from_bytes(mut bytes: Vec<u8>) -> Result<Secret, KeyError> {
         let len = bytes.len();
-        // HMAC takes keys of any length: the error branch is unreachable, and refused anyway.
-        let keyed = HmacSha256::new_from_slice(&bytes);
-        let mut bytes = bytes;
-        if len < MIN_SECRET_LEN {
-            wipe(&mut bytes);
-            return Err(KeyError::SecretTooShort { len });
-        }
-        match keyed {
-            Ok(keyed) => Ok(Secret { bytes, keyed }),
-            Err(_) => {
+        // HMAC takes keys of any length, so only the length check can refuse.
+        match HmacSha256::new_from_slice(&bytes) {
+            Ok(keyed) if len >= MIN_SECRET_LEN => Ok(Secret { bytes, keyed }),
+            _ => {
                 wipe(&mut bytes);
                 Err(KeyError::SecretTooShort { len })
             }
