@@ -33,7 +33,6 @@ import glob
 import http.client
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -81,37 +80,11 @@ def envoy_binary() -> Path:
     raise bench.BenchError("no Envoy executable found in the venv (make venv)")
 
 
-def start_counted(name: str, template: Path, values: dict, envoy: Path) -> bench.Envoy:
+def start_counted(name: str, template: Path, values: dict, envoy: Path, cpu: str) -> bench.Envoy:
     """An Envoy under callgrind, counting from the start (zeroed before the measured requests)."""
-    workdir = WORK / name
-    workdir.mkdir(parents=True)
-    cfg = bench.render(template, {"ADMIN_PORT": 0, "LISTEN_PORT": 0, **values}, workdir / template.name)
-    admin_file = workdir / "admin-address"
-    cmd = ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--dump-instr=no",
-           f"--callgrind-out-file={workdir}/callgrind.%p",
-           str(envoy), "-c", str(cfg), "--concurrency", "1", "--disable-hot-restart",
-           "-l", "warning", "--log-path", str(workdir / "envoy.log"), "--admin-address-path", str(admin_file)]
-    with open(workdir / "valgrind.log", "wb") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=str(bench.REPO),
-                                preexec_fn=bench._die_with_parent)
-    env = bench.Envoy(name, proc, workdir)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if not env.admin_port and admin_file.exists() and admin_file.read_text().strip():
-                env.admin_port = int(admin_file.read_text().strip().rsplit(":", 1)[1])
-            if env.admin_port and env.admin("/ready").strip() == "LIVE":
-                listeners = json.loads(env.admin("/listeners?format=json"))
-                for ls in listeners.get("listener_statuses", []):
-                    env.port = int(ls["local_address"]["socket_address"]["port_value"])
-                if env.port:
-                    return env
-        except (OSError, http.client.HTTPException, ValueError, KeyError):
-            pass
-        time.sleep(0.5)
-    code = proc.poll()
-    bench.stop(proc, 60)
-    raise bench.BenchError(f"Envoy for {name} did not start under valgrind (exit code {code}); see {workdir}")
+    wrapper = ("valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--dump-instr=no",
+               f"--callgrind-out-file={WORK / name}/callgrind.%p")
+    return bench.start_envoy(name, template, values, cpu, wrapper=wrapper, envoy=envoy, timeout=STARTUP_TIMEOUT)
 
 
 def send(port: int, headers: list, n: int) -> dict:
@@ -148,8 +121,8 @@ def instructions(workdir: Path, before: set) -> int:
     raise bench.BenchError(f"no callgrind dump appeared in {workdir}")
 
 
-def measure(job: dict, envoy: Path, n: int, warmup: int) -> dict:
-    env = start_counted(job["name"], job["template"], job["values"], envoy)
+def measure(job: dict, envoy: Path, n: int, warmup: int, cpu: str) -> dict:
+    env = start_counted(job["name"], job["template"], job["values"], envoy, cpu)
     try:
         problems = bench.check_variant(job["variant"], env.port) if job["check"] else []
         if problems:
@@ -261,7 +234,9 @@ def main() -> int:
             raise bench.BenchError(f"CALLS_VARIANTS: unknown {sorted(unknown)}; known: {[j['name'] for j in jobs]}")
         jobs = [j for j in jobs if j["name"] in wanted]
 
-    upstream = bench.start_envoy("upstream", bench.CONFIGS / "upstream.yaml", values, "0")
+    # Every CPU this process may use: counts do not depend on where the work runs.
+    cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    upstream = bench.start_envoy("upstream", bench.CONFIGS / "upstream.yaml", values, cpus)
     results: dict = {}
     queue = list(jobs)
     lock = threading.Lock()
@@ -275,7 +250,7 @@ def main() -> int:
                 job = queue.pop(0)
             try:
                 job["values"]["UPSTREAM_PORT"] = upstream.port
-                r = measure(job, envoy, n, warmup)
+                r = measure(job, envoy, n, warmup, cpus)
             except (bench.BenchError, OSError, http.client.HTTPException, subprocess.SubprocessError) as e:
                 r = {"error": str(e).splitlines()[0]}
                 failures.append(job["name"])

@@ -283,14 +283,17 @@ def render(template: Path, values: dict, dest: Path) -> Path:
     return dest
 
 
-def start_envoy(name: str, template: Path, values: dict, cpu: str) -> Envoy:
-    """Start an Envoy pinned to `cpu` on ports chosen by the kernel; return once it serves."""
+def start_envoy(name: str, template: Path, values: dict, cpu: str, wrapper: tuple = (),
+                envoy: Path = ENVOY, timeout: float = STARTUP_TIMEOUT) -> Envoy:
+    """Start an Envoy pinned to `cpu` on ports chosen by the kernel; return once it serves.
+    `wrapper` runs it under another program (bench/calls.py: valgrind), with `envoy` the
+    executable itself and `timeout` the wait for it to serve."""
     workdir = WORK / name
     workdir.mkdir(parents=True)
     cfg = render(template, {"ADMIN_PORT": 0, "LISTEN_PORT": 0, **values}, workdir / template.name)
     admin_file = workdir / "admin-address"
     cmd = [
-        "taskset", "-c", cpu, str(ENVOY), "-c", str(cfg),
+        "taskset", "-c", cpu, *wrapper, str(envoy), "-c", str(cfg),
         "--concurrency", "1",
         "--disable-hot-restart",  # no shared memory: never collides with another Envoy
         "-l", "warning", "--log-path", str(workdir / "envoy.log"),
@@ -301,7 +304,7 @@ def start_envoy(name: str, template: Path, values: dict, cpu: str) -> Envoy:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=str(REPO),
                                 preexec_fn=_die_with_parent)
     env = Envoy(name, proc, workdir)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             break
