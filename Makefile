@@ -120,7 +120,7 @@ image: build venv
 	$(PY) envoy/istio/oci_image.py
 
 ## pin-image: `make image`, then write its manifest digest and tag into the shipped manifests
-## (envoy/istio/wasmplugin.yaml, envoy/gateway/envoyextensionpolicy.yaml); idempotent. Run it
+## (envoy/istio/wasmplugin.yaml, envoy/gateway/envoyextensionpolicy.yaml, README.md); idempotent. Run it
 ## and commit whenever devgate.wasm changes: tests/e2e/test_manifests.py fails until then
 .PHONY: pin-image
 pin-image: build venv

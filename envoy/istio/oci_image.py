@@ -64,7 +64,8 @@ MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 # The shipped manifests whose image digest and tag `--pin` keeps equal to this build's.
-PINNED = (REPO / "envoy" / "istio" / "wasmplugin.yaml", REPO / "envoy" / "gateway" / "envoyextensionpolicy.yaml")
+PINNED = (REPO / "envoy" / "istio" / "wasmplugin.yaml", REPO / "envoy" / "gateway" / "envoyextensionpolicy.yaml",
+          REPO / "README.md")  # its WasmPlugin and EnvoyExtensionPolicy blocks
 PLUGIN_FILE = "plugin.wasm"  # the file name Istio's compat-variant reader looks for
 WASM_MAGIC = b"\x00asm"
 

@@ -139,10 +139,10 @@ def test_manifests_pin_the_image_built_from_this_source():
     tag = oci.crate_version()
     _, summary = oci.build(wasm.read_bytes(), tag)
     digest = summary["manifest_digest"].removeprefix("sha256:")
-    assert set(oci.PINNED) <= set(shipped_manifests())
+    assert {ISTIO, GATEWAY, REPO / "README.md"} <= set(oci.PINNED)
     stale = []
     for path in oci.PINNED:
-        docs, text = load(path)
+        text = path.read_text()
         if oci.pinned_text(text, digest, tag) != text:
             stale.append(str(path.relative_to(REPO)))
     assert not stale, (f"{stale} do not pin the image of this source (sha256 {digest}, tag {tag}): {REPIN}. "
