@@ -37,12 +37,13 @@ build-native:
 	$(CARGO) build --profile native --lib --features native-module
 	@ls -l $(NATIVE) | awk '{print "libdevgate.so: " $$5 " bytes"}'
 
-## fault-native: a test-only libdevgate.so that panics on `x-devgate-fault: panic`
-## (target/fault-native/native/), for tests/e2e/test_native_faults.py; never shipped
+## fault-native: the test build of libdevgate.so (target/fault-native/native/), never shipped: it panics
+## on `x-devgate-fault: panic` (tests/e2e/test_native_faults.py) and carries the test hooks
+## (`test-hooks`: the native_noop benchmark, tests/e2e/test_native_bindings.py)
 FAULT_NATIVE := target/fault-native/native/libdevgate.so
 export DEVGATE_FAULT_NATIVE := $(abspath $(FAULT_NATIVE))
 fault-native:
-	$(CARGO) build --profile native --lib --features native-module,fault-injection --target-dir target/fault-native
+	$(CARGO) build --profile native --lib --features native-module,fault-injection,test-hooks --target-dir target/fault-native
 
 ## run-native: like run, with libdevgate.so in Envoy's dynamic-modules filter (envoy/envoy-native.yaml)
 run-native: build-native venv
@@ -102,7 +103,8 @@ fmt-check: toolchain
 clippy: toolchain
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --lib --release --target $(TARGET) -- -D warnings
-	$(CARGO) clippy --lib --features native-module,fault-injection -- -D warnings
+	$(CARGO) clippy --lib --features native-module,fault-injection,test-hooks -- -D warnings
+	$(CARGO) clippy --lib --features native-module -- -D warnings
 	$(CARGO) clippy --all-targets --manifest-path tests/wasm/Cargo.toml --target-dir target/wasm-tests -- -D warnings
 
 ## unit: the pure core natively, the CLI, known-answer vectors
@@ -152,17 +154,17 @@ image: build venv
 pin-image: build venv
 	$(PY) envoy/istio/oci_image.py --pin
 
-## bench: devgate against no filter, an empty Wasm filter, the minimal and a naive Wasm filter and
-## Envoy's basic_auth, jwt_authn and lua, interleaved rounds on this machine (bench/README.md);
-## writes bench/out/results.md
-bench: build cli venv
+## bench: devgate (Wasm and native) against no filter, an empty Wasm filter, the native module doing
+## nothing, the minimal and a naive Wasm filter and Envoy's basic_auth, jwt_authn and lua,
+## interleaved rounds on this machine (bench/README.md); writes bench/out/results.md
+bench: build build-native fault-native cli venv
 	$(PY) bench/run.py
 
 ## bench-calls: the same variants and a price list of host calls, counted in instructions per
 ## request inside Envoy under callgrind (deterministic; 15-20 minutes); writes bench/out/calls.md.
 ## Installs valgrind with apt-get when missing (sudo only when not root)
 .PHONY: bench-calls
-bench-calls: build cli venv
+bench-calls: build build-native fault-native cli venv
 	@if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind; \

@@ -80,11 +80,13 @@ def envoy_binary() -> Path:
     raise bench.BenchError("no Envoy executable found in the venv (make venv)")
 
 
-def start_counted(name: str, template: Path, values: dict, envoy: Path, cpu: str) -> bench.Envoy:
+def start_counted(name: str, template: Path, values: dict, envoy: Path, cpu: str,
+                  env: dict | None = None) -> bench.Envoy:
     """An Envoy under callgrind, counting from the start (zeroed before the measured requests)."""
     wrapper = ("valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--dump-instr=no",
                f"--callgrind-out-file={WORK / name}/callgrind.%p")
-    return bench.start_envoy(name, template, values, cpu, wrapper=wrapper, envoy=envoy, timeout=STARTUP_TIMEOUT)
+    return bench.start_envoy(name, template, values, cpu, wrapper=wrapper, envoy=envoy, timeout=STARTUP_TIMEOUT,
+                             env=env)
 
 
 def send(port: int, headers: list, n: int) -> dict:
@@ -122,7 +124,8 @@ def instructions(workdir: Path, before: set) -> int:
 
 
 def measure(job: dict, envoy: Path, n: int, warmup: int, cpu: str) -> dict:
-    env = start_counted(job["name"], job["template"], job["values"], envoy, cpu)
+    env = start_counted(job["name"], job["template"], job["values"], envoy, cpu,
+                        env=bench.process_env(job["variant"], job["values"]))
     try:
         problems = bench.check_variant(job["variant"], env.port) if job["check"] else []
         if problems:
@@ -192,6 +195,10 @@ def markdown(meta: dict, jobs: list, results: dict) -> str:
             x = per(job["name"])
             shown = "not measured" if x is None else f"{x - ref0:+,.0f}"
             lines.append(f"| {job['what']} (`{job['values']['REFERENCE_STEPS']}`) | {shown} |")
+    if base is not None:
+        added = {job["name"]: {"added_instructions": per(job["name"]) - base}
+                 for job in jobs if job["kind"] == "variant" and per(job["name"]) is not None}
+        lines += bench.goals_markdown(added, "added_instructions", "instructions/req")
     lines += ["", "Variants: as in bench/out/results.md (bench/run.py); `make bench` measures their speed."]
     return "\n".join(lines) + "\n"
 
@@ -206,7 +213,6 @@ def main() -> int:
             raise bench.BenchError(f"{tool} not found (make bench-calls installs valgrind)")
     envoy = envoy_binary()
     bench.check_inputs()
-    bench.build_filters()
     if WORK.exists():
         shutil.rmtree(WORK)
     WORK.mkdir(parents=True)
@@ -215,6 +221,8 @@ def main() -> int:
     creds = bench.make_credentials()
     values = {
         "DEVGATE_WASM": bench.WASM.resolve(),
+        "DEVGATE_NATIVE": bench.NATIVE.resolve(),
+        "DEVGATE_TEST_NATIVE": bench.TEST_NATIVE.resolve(),
         "EMPTY_WASM": bench.EMPTY_WASM.resolve(),
         "REFERENCE_WASM": bench.REFERENCE_WASM.resolve(),
         "DEVGATE_KEY": creds["key"],
@@ -233,6 +241,8 @@ def main() -> int:
         if unknown:
             raise bench.BenchError(f"CALLS_VARIANTS: unknown {sorted(unknown)}; known: {[j['name'] for j in jobs]}")
         jobs = [j for j in jobs if j["name"] in wanted]
+    bench.check_inputs(native=any(j["variant"].native for j in jobs))
+    bench.build_filters()
 
     # Every CPU this process may use: counts do not depend on where the work runs.
     cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))

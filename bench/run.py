@@ -69,6 +69,11 @@ REFERENCE_TARGET = REFERENCE_CRATE / "target"
 REFERENCE_WASM = REFERENCE_TARGET / "wasm32-wasip1" / "release" / "devgate_bench_reference_filter.wasm"
 
 WASM = Path(os.environ.get("DEVGATE_WASM") or REPO / "target" / "wasm32-wasip1" / "release" / "devgate.wasm")
+# The native Envoy dynamic module (`make build-native`) and its test build (`make fault-native`: the
+# native_noop variant's `filter_config: "noop"` exists only there, never in the shipped module).
+NATIVE = Path(os.environ.get("DEVGATE_NATIVE") or REPO / "target" / "native" / "libdevgate.so")
+TEST_NATIVE = Path(os.environ.get("DEVGATE_FAULT_NATIVE")
+                   or REPO / "target" / "fault-native" / "native" / "libdevgate.so")
 ENVOY = Path(os.environ.get("DEVGATE_ENVOY") or REPO / ".venv" / "bin" / "envoy")
 CLI = Path(os.environ.get("DEVGATE_CLI") or REPO / "target" / "release" / "devgate")
 
@@ -124,6 +129,9 @@ class Variant:
     needs_credential: bool = False
     # Template values of this variant's config only (the reference filter's steps).
     values: dict = field(default_factory=dict)
+    # devgate as a native dynamic module: it reads `secret_env` from Envoy's process environment (no
+    # VM environment), so this variant's Envoy, and only it, gets the run's key there.
+    native: bool = False
 
 
 # The reference filter's steps (bench/reference-filter): the host calls devgate's network path cannot
@@ -164,7 +172,79 @@ def variants(token: str, api_key: str) -> list[Variant]:
         Variant("jwt_authn", "jwt_authn.yaml", "envoy.filters.http.jwt_authn, same HS256 token, inline oct JWKS",
                 headers=[("Authorization", f"Bearer {token}")], identity=TOKEN_SUB, needs_credential=True),
         Variant("lua", "lua.yaml", "envoy.filters.http.lua doing devgate's network path", identity="127.0.0.1"),
+        # devgate as a native Envoy dynamic module (libdevgate.so): the same policies as the devgate_*
+        # variants above, the same requests, the same checks.
+        Variant("native_network", "native_network.yaml",
+                "devgate native module, peer 127.0.0.1 is a network developer, protect /",
+                identity="127.0.0.1", native=True),
+        Variant("native_bearer", "native_tokens.yaml",
+                "devgate native module, outsider with Authorization: Bearer <devgate token>",
+                headers=[("Authorization", f"Bearer {token}")], identity=TOKEN_SUB, needs_credential=True,
+                native=True),
+        Variant("native_cookie", "native_tokens.yaml",
+                "devgate native module, outsider with Cookie: devgate_token=<devgate token>",
+                headers=[("Cookie", f"devgate_token={token}")], identity=TOKEN_SUB, needs_credential=True,
+                native=True),
+        Variant("native_deny", "native_tokens.yaml",
+                "devgate native module, outsider without credentials: 401 challenge", status=401, native=True),
+        Variant("native_api_key", "native_api.yaml",
+                "devgate native module, outsider with X-Api-Key: <private API key> on an API route",
+                headers=[("X-Api-Key", api_key)], needs_credential=True, native=True),
+        Variant("native_noop", "native_noop.yaml",
+                "devgate's native module doing nothing (test build, filter_config \"noop\"): the fixed cost "
+                "of an extra dynamic-module filter", forged=False, native=True),
     ]
+
+
+def process_env(v: Variant, values: dict) -> dict | None:
+    """Envoy's process environment for variant `v`: the run's key for a native devgate (which reads
+    `secret_env` there), nothing added for the others."""
+    if not v.native:
+        return None
+    return {**os.environ, KEY_ENV: str(values["DEVGATE_KEY"])}
+
+
+# The issue's goals for the native module (issue #17), checked against the same run: the variant, the
+# anchor it is compared with, and what each figure must be.
+NATIVE_GOALS = [
+    # (variant, minimum x baseline, anchor variant, max ratio of added work to the anchor's, note)
+    ("native_network", 0.90, "basic_auth", 1.5, "and within 0.05 of basic_auth's x baseline"),
+    ("native_bearer", 0.85, "jwt_authn", 0.5, ""),
+    ("native_cookie", 0.85, "jwt_authn", 0.5, ""),
+    ("native_api_key", 0.85, None, None, ""),
+]
+
+
+def goals_markdown(summary: dict, added_key: str, unit: str) -> list[str]:
+    """The native goals next to this run's figures (`added_key`: the summary's added-work figure)."""
+    rows = []
+    for name, min_ratio, anchor, max_times, note in NATIVE_GOALS:
+        x = summary.get(name)
+        if not x:
+            continue
+        ratio = x.get("ratio")
+        cells = [name]
+        if ratio is not None:
+            ok = ratio >= min_ratio
+            if name == "native_network" and summary.get("basic_auth", {}).get("ratio") is not None:
+                ok = ok and ratio >= summary["basic_auth"]["ratio"] - 0.05
+            cells.append(f"{ratio:.3f} (goal ≥ {min_ratio:.2f}{' ' + note if note else ''}): "
+                         f"{'met' if ok else 'NOT met'}")
+        else:
+            cells.append("–")
+        a = summary.get(anchor, {}) if anchor else {}
+        # An anchor whose added work is within noise of zero (timed runs) gives no ratio.
+        if anchor and x.get(added_key) is not None and (a.get(added_key) or 0) > 0:
+            times = x[added_key] / a[added_key]
+            cells.append(f"{x[added_key]:+,.1f} {unit} = {times:.2f} × {anchor}'s "
+                         f"(goal ≤ {max_times:g}): {'met' if times <= max_times else 'NOT met'}")
+        else:
+            cells.append("–")
+        rows.append("| " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["", "Native module goals (issue #17), this run:", "",
+            "| variant | × baseline | added work vs anchor |", "|---|---|---|"] + rows
 
 
 # --------------------------------------------------------------------------------------------------
@@ -257,7 +337,8 @@ class Envoy:
         return text[-n:]
 
 
-WASM_TROUBLE = re.compile(r"panicked|wasm trap|VM failed|proxy_on_\w+ failed|wasm_fail", re.IGNORECASE)
+WASM_TROUBLE = re.compile(r"panicked|wasm trap|VM failed|proxy_on_\w+ failed|wasm_fail|devgate: panic",
+                          re.IGNORECASE)
 
 
 def wasm_trouble(env: Envoy) -> list[str]:
@@ -284,10 +365,11 @@ def render(template: Path, values: dict, dest: Path) -> Path:
 
 
 def start_envoy(name: str, template: Path, values: dict, cpu: str, wrapper: tuple = (),
-                envoy: Path = ENVOY, timeout: float = STARTUP_TIMEOUT) -> Envoy:
+                envoy: Path = ENVOY, timeout: float = STARTUP_TIMEOUT, env: dict | None = None) -> Envoy:
     """Start an Envoy pinned to `cpu` on ports chosen by the kernel; return once it serves.
     `wrapper` runs it under another program (bench/calls.py: valgrind), with `envoy` the
-    executable itself and `timeout` the wait for it to serve."""
+    executable itself and `timeout` the wait for it to serve; `env` its process environment
+    (None: this script's)."""
     workdir = WORK / name
     workdir.mkdir(parents=True)
     cfg = render(template, {"ADMIN_PORT": 0, "LISTEN_PORT": 0, **values}, workdir / template.name)
@@ -302,7 +384,7 @@ def start_envoy(name: str, template: Path, values: dict, cpu: str, wrapper: tupl
     with open(workdir / "envoy.stderr", "wb") as err:
         # taskset and .venv/bin/envoy both exec, so proc.pid is Envoy's pid.
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=str(REPO),
-                                preexec_fn=_die_with_parent)
+                                env=env, preexec_fn=_die_with_parent)
     env = Envoy(name, proc, workdir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -361,10 +443,15 @@ def build_filters() -> None:
             raise BenchError(f"building bench/{crate.name} failed: {shlex.join(cmd)} "
                              "(is the wasm32-wasip1 target installed? `make toolchain` adds it)")
 
-def check_inputs() -> None:
+def check_inputs(native: bool = False) -> None:
+    """Everything the run needs is there (`native`: some variant runs the native module)."""
     missing = []
     if not WASM.is_file():
         missing.append(f"devgate.wasm ({WASM}): run `make build`")
+    if native and not NATIVE.is_file():
+        missing.append(f"libdevgate.so ({NATIVE}): run `make build-native`")
+    if native and not TEST_NATIVE.is_file():
+        missing.append(f"the test build of libdevgate.so ({TEST_NATIVE}): run `make fault-native`")
     if not (ENVOY.is_file() and os.access(ENVOY, os.X_OK)):
         missing.append(f"envoy ({ENVOY}): run `make venv`")
     if not (CLI.is_file() and os.access(CLI, os.X_OK)):
@@ -719,6 +806,7 @@ def markdown(meta: dict, vs: list[Variant], summary: dict, broken: dict) -> str:
                             "of the time: it was not the bottleneck (is the load generator's CPU saturated?)")
     if warnings:
         lines += ["", "Warnings:", ""] + [f"- {w}" for w in warnings]
+    lines += goals_markdown(summary, "added_cpu_us_per_req", "µs/req")
     lines += [
         "",
         "How to read it: req/s, p50 and p99 are medians over the rounds. × baseline is the median over the "
@@ -762,12 +850,10 @@ def main() -> int:
     if envoy_cpu == load_cpu:
         log(f"WARNING: only CPU {envoy_cpu} is available: Envoy and wrk share it, the numbers mean little")
 
-    check_inputs()
-    wrk = ensure_wrk()
-    build_filters()
     if WORK.exists():
         shutil.rmtree(WORK)
     WORK.mkdir(parents=True)
+    check_inputs()
     creds = make_credentials()
     all_variants = variants(creds["token"], creds["api_key"])
     wanted = [x.strip() for x in os.environ.get("BENCH_VARIANTS", "").split(",") if x.strip()]
@@ -776,9 +862,14 @@ def main() -> int:
         if unknown:
             raise BenchError(f"BENCH_VARIANTS: unknown {sorted(unknown)}; known: {[v.name for v in all_variants]}")
         all_variants = [v for v in all_variants if v.name == "baseline" or v.name in wanted]
+    check_inputs(native=any(v.native for v in all_variants))
+    wrk = ensure_wrk()
+    build_filters()
 
     values = {
         "DEVGATE_WASM": WASM.resolve(),
+        "DEVGATE_NATIVE": NATIVE.resolve(),
+        "DEVGATE_TEST_NATIVE": TEST_NATIVE.resolve(),
         "EMPTY_WASM": EMPTY_WASM.resolve(),
         "REFERENCE_WASM": REFERENCE_WASM.resolve(),
         "DEVGATE_KEY": creds["key"],
@@ -801,7 +892,8 @@ def main() -> int:
         broken: dict[str, str] = {}
         for v in all_variants:
             try:
-                env = start_envoy(v.name, CONFIGS / v.config, {**values, **v.values}, envoy_cpu)
+                env = start_envoy(v.name, CONFIGS / v.config, {**values, **v.values}, envoy_cpu,
+                                  env=process_env(v, values))
             except BenchError as e:
                 if v.name == "baseline":
                     raise

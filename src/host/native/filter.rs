@@ -67,6 +67,10 @@ pub struct Config {
     denied: HashMap<&'static str, usize>,
     /// `devgate.upstream_challenge.<forbid|login>` counter ids.
     challenge: HashMap<&'static str, usize>,
+    /// Test build only (`filter_config: "noop"`, the `native_noop` benchmark): every request goes
+    /// on untouched, so that the module's fixed cost can be measured apart from devgate's work.
+    #[cfg(feature = "test-hooks")]
+    noop: bool,
 }
 
 fn define_all(
@@ -88,6 +92,17 @@ impl Config {
     /// Parses the filter's configuration (`filter_config`, a `StringValue`'s bytes); `None`
     /// refuses it, after logging why (the field, never a secret).
     pub fn new(host: &ConfigHost, raw: &[u8]) -> Option<Config> {
+        #[cfg(feature = "test-hooks")]
+        if raw == b"noop" {
+            log(LogLevel::Warn, "devgate: test build: noop configuration");
+            return parse_policy(b"{}").ok().map(|policy| Config {
+                policy,
+                allowed: HashMap::new(),
+                denied: HashMap::new(),
+                challenge: HashMap::new(),
+                noop: true,
+            });
+        }
         let policy = match parse_policy(raw) {
             Ok(p) => p,
             Err(e) => {
@@ -117,6 +132,8 @@ impl Config {
                 ["forbid", "login"].into_iter(),
             ),
             policy,
+            #[cfg(feature = "test-hooks")]
+            noop: false,
         };
         log(
             LogLevel::Info,
@@ -243,6 +260,11 @@ impl Stream {
 
     /// The request's headers: decide and carry the decision out. `true`: continue.
     pub fn request_headers(&mut self, host: &mut Host, _end_of_stream: bool) -> bool {
+        #[cfg(feature = "test-hooks")]
+        if self.config.noop {
+            self.allowed = true;
+            return true;
+        }
         let config = Arc::clone(&self.config);
         let policy = &config.policy;
         // Facts: every request header and `source.address`, as views into Envoy's memory.
