@@ -18,5 +18,5 @@ pub mod core;
 #[cfg(target_arch = "wasm32")]
 mod filter;
 
-#[cfg(all(feature = "native-module", not(target_arch = "wasm32")))]
+#[cfg(not(target_arch = "wasm32"))]
 mod host;

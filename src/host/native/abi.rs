@@ -9,26 +9,34 @@
 //!    every symbol the module imports is checked to exist in the pinned Envoy
 //!    (`tests/e2e/test_native_abi.py`), and every callback marked *used* below is exercised by an
 //!    end-to-end test in that Envoy, because a wrong signature is otherwise silent. Callbacks
-//!    marked *declared* are bound for the features still to come (login body, revocation fetch,
-//!    off-thread bcrypt); no code calls them yet, so they are not imported and not yet confirmed.
+//!    marked *bound, test build only* are for the plan's steps still to come (login body,
+//!    revocation fetch, off-thread bcrypt, the session's response header): the shipped build does
+//!    not call (so does not import) them yet, and the test build's hooks (`test-hooks`,
+//!    `testhooks.rs`) exercise each in Envoy (`tests/e2e/test_native_bindings.py`). *Declared*:
+//!    bound, called by nothing.
 //! 2. [`Host`] and [`ConfigHost`]: safe handles. Views into Envoy's memory borrow the handle, and
 //!    every call that may invalidate them takes `&mut self`, so the borrow checker enforces the
 //!    ABI's "valid until the hook returns or a setter is called".
 //! 3. The exported hooks. Each runs its body inside [`std::panic::catch_unwind`] (the `native`
 //!    profile builds with `panic = "unwind"` for this): a panic is logged with the hook's name and
 //!    nothing of the request, the request is answered with a local 500, and the hook returns
-//!    "stop". A panic never unwinds into Envoy and never lets a request continue.
+//!    "stop". A panic never unwinds into Envoy and never lets a request continue. A stream's
+//!    state lives in a slot from a per-worker free list and headers are read into stack storage,
+//!    so that once a worker is warm a request costs the glue no allocation (the core's decision
+//!    allocates what it returns).
 //!
 //! Layout: every struct below is `#[repr(C)]` and passed exactly as the C header passes it
 //! (`{ptr, length}` pairs by value, which the SysV x86-64 and AArch64 C ABIs put in two registers).
 #![allow(unsafe_code)]
 
+use std::cell::RefCell;
 use std::ffi::c_void;
+use std::mem::MaybeUninit;
 use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::filter::{Config, Stream};
+use super::filter::{BodyStatus, Config, Stream};
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -45,7 +53,8 @@ type ConfigEnvoyPtr = *mut c_void;
 /// `envoy_dynamic_module_type_http_filter_config_module_ptr`: devgate's configuration, an
 /// `Arc<Config>` turned into a raw pointer in `config_new`, released in `config_destroy`.
 type ConfigModulePtr = *const c_void;
-/// `envoy_dynamic_module_type_http_filter_scheduler_module_ptr` (declared only).
+/// `envoy_dynamic_module_type_http_filter_scheduler_module_ptr`: made by `scheduler_new` for one
+/// filter, owned by devgate ([`Scheduler`]), freed with `scheduler_delete`.
 type SchedulerPtr = *mut c_void;
 
 /// `envoy_dynamic_module_type_envoy_buffer`: memory owned by Envoy.
@@ -111,6 +120,48 @@ pub struct EnvoyHttpHeader {
     value_length: usize,
 }
 
+impl EnvoyHttpHeader {
+    /// The name and value, borrowed for `'a`.
+    ///
+    /// # Safety
+    /// As [`EnvoyBuffer::bytes`]: Envoy keeps both alive and unchanged for `'a`.
+    unsafe fn views<'a>(self) -> (&'a [u8], &'a [u8]) {
+        let k = EnvoyBuffer {
+            ptr: self.key_ptr,
+            length: self.key_length,
+        };
+        let v = EnvoyBuffer {
+            ptr: self.value_ptr,
+            length: self.value_length,
+        };
+        // SAFETY: per this function's contract.
+        unsafe { (k.bytes(), v.bytes()) }
+    }
+}
+
+/// Headers read from Envoy: up to [`INLINE_HEADERS`] on the stack (no allocation), more on the
+/// heap. Derefs to the slice the core reads; borrows the [`Host`] they came from.
+pub struct Headers<'a> {
+    inline: [(&'a [u8], &'a [u8]); INLINE_HEADERS],
+    len: usize,
+    spilled: Vec<(&'a [u8], &'a [u8])>,
+}
+
+/// How many headers [`Host::headers`] reads without allocating: more than browsers and API clients
+/// send (10-25); a request with more costs one allocation, nothing else changes.
+const INLINE_HEADERS: usize = 48;
+
+impl<'a> std::ops::Deref for Headers<'a> {
+    type Target = [(&'a [u8], &'a [u8])];
+    fn deref(&self) -> &Self::Target {
+        if self.spilled.is_empty() {
+            self.inline.get(..self.len).unwrap_or_default()
+        } else {
+            &self.spilled
+        }
+    }
+}
+
 /// `envoy_dynamic_module_type_module_http_header`: a header devgate owns (for local replies).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -119,6 +170,64 @@ pub struct ModuleHttpHeader {
     key_length: usize,
     value_ptr: *const c_char,
     value_length: usize,
+}
+
+impl ModuleHttpHeader {
+    const NULL: ModuleHttpHeader = ModuleHttpHeader {
+        key_ptr: std::ptr::null(),
+        key_length: 0,
+        value_ptr: std::ptr::null(),
+        value_length: 0,
+    };
+
+    fn of(k: &[u8], v: &[u8]) -> ModuleHttpHeader {
+        ModuleHttpHeader {
+            key_ptr: k.as_ptr().cast::<c_char>(),
+            key_length: k.len(),
+            value_ptr: v.as_ptr().cast::<c_char>(),
+            value_length: v.len(),
+        }
+    }
+}
+
+/// Up to `N` headers of a local reply or callout on the stack, more on the heap.
+struct ModuleHeaders<const N: usize> {
+    inline: [ModuleHttpHeader; N],
+    len: usize,
+    spilled: Vec<ModuleHttpHeader>,
+}
+
+impl<const N: usize> ModuleHeaders<N> {
+    /// The headers, pointing into `headers`' strings (which must outlive the Envoy call).
+    fn of<'h>(headers: impl IntoIterator<Item = (&'h str, &'h [u8])>) -> ModuleHeaders<N> {
+        let mut out = ModuleHeaders {
+            inline: [ModuleHttpHeader::NULL; N],
+            len: 0,
+            spilled: Vec::new(),
+        };
+        for (k, v) in headers {
+            let h = ModuleHttpHeader::of(k.as_bytes(), v);
+            if out.spilled.is_empty() {
+                if let Some(slot) = out.inline.get_mut(out.len) {
+                    *slot = h;
+                    out.len += 1;
+                    continue;
+                }
+                out.spilled
+                    .extend_from_slice(out.inline.get(..out.len).unwrap_or_default());
+            }
+            out.spilled.push(h);
+        }
+        out
+    }
+
+    fn as_slice(&self) -> &[ModuleHttpHeader] {
+        if self.spilled.is_empty() {
+            self.inline.get(..self.len).unwrap_or_default()
+        } else {
+            &self.spilled
+        }
+    }
 }
 
 /// `envoy_dynamic_module_type_http_header_type` (a C enum: `int`-sized, in this order).
@@ -150,7 +259,31 @@ mod attribute {
     /// `ip:port`; port 0 when Envoy took it from `X-Forwarded-For` (`use_remote_address: false`).
     /// Position 24 of the enum (request.* 0-14, response.* 15-23).
     pub const SOURCE_ADDRESS: u32 = 24;
+    /// `connection.tls_version`: the downstream connection's TLS version (`TLSv1.3`); absent
+    /// (the call returns false) on a plain-text connection. Position 31 (after source.port 25,
+    /// destination.address 26, destination.port 27, connection.id 28, connection.mtls 29,
+    /// connection.requested_server_name 30). Confirmed by
+    /// `test_native_tls_version_attribute_over_tls_and_plain`.
+    pub const CONNECTION_TLS_VERSION: u32 = 31;
 }
+
+/// `envoy_dynamic_module_type_http_body_type` (C enum, in this order; the response-side values 2
+/// and 3 are not used).
+#[derive(Clone, Copy)]
+#[repr(u32)]
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+pub enum Body {
+    /// The chunk(s) of this `request_body` call.
+    ReceivedRequest = 0,
+    /// What earlier `request_body` calls buffered (the hook returned "stop and buffer").
+    BufferedRequest = 1,
+}
+
+/// `envoy_dynamic_module_type_http_callout_init_result_Success`.
+const CALLOUT_INIT_SUCCESS: u32 = 0;
+/// `envoy_dynamic_module_type_http_callout_result_Success` (then `Reset`,
+/// `ExceedResponseBufferLimit`).
+const CALLOUT_SUCCESS: u32 = 0;
 
 /// `envoy_dynamic_module_type_metrics_result_Success`.
 const METRICS_SUCCESS: u32 = 0;
@@ -159,7 +292,9 @@ const METRICS_SUCCESS: u32 = 0;
 /// `Continue` at 0; the header hooks have `StopIteration` at 1, the trailer hooks too.
 const CONTINUE: u32 = 0;
 const STOP_ITERATION: u32 = 1;
-/// `envoy_dynamic_module_type_on_http_filter_request_body_status_StopIterationNoBuffer`.
+/// `envoy_dynamic_module_type_on_http_filter_request_body_status`: `Continue` 0,
+/// `StopIterationAndBuffer` 1, `StopIterationAndWatermark` 2, `StopIterationNoBuffer` 3.
+const BODY_STOP_AND_BUFFER: u32 = 1;
 const BODY_STOP_NO_BUFFER: u32 = 3;
 
 // ---------------------------------------------------------------------------------------------
@@ -199,8 +334,11 @@ extern "C" {
         value: ModuleBuffer,
     ) -> bool;
 
-    /// *Declared* (response phase: an expired session's clearing `Set-Cookie`). Appends a value.
-    #[allow(dead_code)]
+    /// *Bound, test build only* (for the plan: an expired session's clearing `Set-Cookie` in the
+    /// response). Appends a value to `key` in map `header_type`, keeping the others; Envoy copies
+    /// both; invalidates views. Confirmed by `test_native_add_header_appends_a_value` (a second
+    /// request value next to the client's, and a response header).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_add_header(
         filter: FilterEnvoyPtr,
         header_type: u32,
@@ -269,8 +407,9 @@ extern "C" {
         value: u64,
     ) -> u32;
 
-    /// *Declared* (`devgate.revocation.degraded`). Defines a gauge, as `define_counter`.
-    #[allow(dead_code)]
+    /// *Bound, test build only* (for `devgate.revocation.degraded`). Defines a gauge, as
+    /// `define_counter` (main thread, `config_new`). Confirmed by `test_native_gauge_is_set`.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
         config: ConfigEnvoyPtr,
         name: ModuleBuffer,
@@ -279,8 +418,9 @@ extern "C" {
         gauge_id_ptr: *mut usize,
     ) -> u32;
 
-    /// *Declared.* Sets gauge `id` to `value`.
-    #[allow(dead_code)]
+    /// *Bound, test build only.* Sets gauge `id` (from `define_gauge` on this filter's
+    /// configuration) to `value`; no labels. Confirmed by `test_native_gauge_is_set`.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_set_gauge(
         filter: FilterEnvoyPtr,
         id: usize,
@@ -289,56 +429,67 @@ extern "C" {
         value: u64,
     ) -> u32;
 
-    /// *Declared* (login form). Number of chunks of body `body_type` (0 received request body,
-    /// 1 buffered request body).
-    #[allow(dead_code)]
+    /// *Bound, test build only* (for the login form). Number of chunks of body `body_type` (see
+    /// [`Body`]); 0 when there is none. Confirmed by `test_native_body_read_and_drain`.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_get_body_chunks_size(
         filter: FilterEnvoyPtr,
         body_type: u32,
     ) -> usize;
 
-    /// *Declared.* Views of the chunks of body `body_type`, as `get_headers`.
-    #[allow(dead_code)]
+    /// *Bound, test build only.* Fills `result_buffer_vector` (room for `get_body_chunks_size`
+    /// entries) with views of the chunks of body `body_type`, valid until the hook returns or the
+    /// body changes. Confirmed by `test_native_body_read_and_drain`.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_get_body_chunks(
         filter: FilterEnvoyPtr,
         body_type: u32,
         result_buffer_vector: *mut EnvoyBuffer,
     ) -> bool;
 
-    /// *Declared.* Drops the first `number_of_bytes` of body `body_type`.
-    #[allow(dead_code)]
+    /// *Bound, test build only.* Drops the first `number_of_bytes` of body `body_type`; `false`
+    /// when there is no such body. Invalidates chunk views. Confirmed by
+    /// `test_native_body_read_and_drain` (the upstream receives the rest).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_drain_body(
         filter: FilterEnvoyPtr,
         body_type: u32,
         number_of_bytes: usize,
     ) -> bool;
 
-    /// *Declared* (off-thread bcrypt). A scheduler for this filter, usable from any thread; the
-    /// module owns it and must `scheduler_delete` it.
-    #[allow(dead_code)]
+    /// *Bound, test build only* (for off-thread bcrypt). A scheduler for this filter, made on
+    /// its worker in a hook, usable from any thread; devgate owns it and must `scheduler_delete`
+    /// it (once, from any thread). Confirmed by `test_native_defer_through_pool_and_scheduler`.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_scheduler_new(
         filter: FilterEnvoyPtr,
     ) -> SchedulerPtr;
 
-    /// *Declared.* Makes Envoy call `on_http_filter_scheduled(event_id)` on the filter's worker.
-    #[allow(dead_code)]
+    /// *Bound, test build only.* From any thread: makes Envoy call
+    /// `on_http_filter_scheduled(event_id)` on the filter's worker, or nothing if the stream has
+    /// ended by then (Envoy holds the filter weakly).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
         scheduler: SchedulerPtr,
         event_id: u64,
     );
 
-    /// *Declared.* Frees a scheduler.
-    #[allow(dead_code)]
+    /// *Bound, test build only.* Frees a scheduler (any thread, after its last commit).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: SchedulerPtr);
 
-    /// *Declared.* Resumes a request a hook stopped.
-    #[allow(dead_code)]
+    /// *Bound, test build only.* Resumes a request a hook stopped (worker thread: from
+    /// `on_http_filter_scheduled` or `on_http_filter_http_callout_done`). Confirmed by
+    /// `test_native_defer_through_pool_and_scheduler` and `test_native_http_callout`.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
 
-    /// *Declared* (revocation list). Starts an HTTP call to `cluster_name`; the answer comes to
-    /// `on_http_filter_http_callout_done` with the id written to `callout_id_out`. `headers`
-    /// must include `:method`, `:path` and `host`. Returns the init result (0 success).
-    #[allow(dead_code)]
+    /// *Bound, test build only* (for the revocation list). Starts an HTTP call to
+    /// `cluster_name`; the answer comes to `on_http_filter_http_callout_done` on the filter's
+    /// worker with the id written to `callout_id_out`. `headers` must include `:method`, `:path`
+    /// and `host`; Envoy copies headers and body. Returns the init result (0 success; then no
+    /// `done` call comes). Confirmed by `test_native_http_callout`.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_http_callout(
         filter: FilterEnvoyPtr,
         callout_id_out: *mut u64,
@@ -383,6 +534,63 @@ impl ConfigHost {
         };
         (rc == METRICS_SUCCESS).then_some(id)
     }
+
+    /// Defines a gauge; `None` if Envoy refused it.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub fn define_gauge(&self, name: &str) -> Option<usize> {
+        let mut id = 0usize;
+        // SAFETY: as `define_counter`.
+        let rc = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_define_gauge(
+                self.ptr,
+                ModuleBuffer::of(name.as_bytes()),
+                std::ptr::null(),
+                0,
+                &mut id,
+            )
+        };
+        (rc == METRICS_SUCCESS).then_some(id)
+    }
+}
+
+/// The answer to an HTTP callout, as views valid during `on_http_filter_http_callout_done`.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+pub struct CalloutAnswer<'a> {
+    /// The response headers, `:status` included.
+    pub headers: &'a [(&'a [u8], &'a [u8])],
+    /// The response body, in chunks.
+    pub body: &'a [&'a [u8]],
+}
+
+/// A filter's scheduler ([`Host::scheduler`]): moves to any thread, commits events that Envoy
+/// delivers to `on_http_filter_scheduled` on the stream's worker, and is freed when dropped.
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+pub struct Scheduler {
+    ptr: SchedulerPtr,
+}
+
+// SAFETY: Envoy's contract for `envoy_dynamic_module_type_http_filter_scheduler_module_ptr`:
+// commit and delete may be called from any thread (commit posts to the worker's dispatcher, which
+// holds the filter weakly). `Scheduler` has no `&self` method that is not thread-safe, and is not
+// `Sync` (one owner at a time).
+unsafe impl Send for Scheduler {}
+
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+impl Scheduler {
+    /// Asks Envoy to call the stream's `scheduled` hook with `event_id` on its worker (nothing
+    /// happens if the stream has ended by then).
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: a live scheduler (freed only in `drop`).
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.ptr, event_id) }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        // SAFETY: made by `scheduler_new`, freed exactly once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.ptr) }
+    }
 }
 
 /// One HTTP stream's filter, for the duration of one hook call. Views of Envoy's memory borrow
@@ -395,42 +603,60 @@ pub struct Host {
 
 impl Host {
     /// Every header of `map`, pseudo-headers included, repeats kept, names lower-case as Envoy
-    /// stores them; `None` when Envoy has no such map now.
-    pub fn headers(&self, map: HeaderMap) -> Option<Vec<(&[u8], &[u8])>> {
+    /// stores them; `None` when Envoy has no such map now. No allocation for up to
+    /// [`INLINE_HEADERS`] headers.
+    pub fn headers(&self, map: HeaderMap) -> Option<Headers<'_>> {
+        let mut out = Headers {
+            inline: [(&[], &[]); INLINE_HEADERS],
+            len: 0,
+            spilled: Vec::new(),
+        };
         // SAFETY: `ptr` is this stream's live filter pointer (valid for the hook).
         let n =
             unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.ptr, map as u32) };
         if n == 0 {
-            return Some(Vec::new());
+            return Some(out);
         }
-        let mut raw: Vec<EnvoyHttpHeader> = Vec::with_capacity(n);
-        // SAFETY: `raw` has room for `n` entries, which is what Envoy writes (it counted them
-        // just now, on this thread, with no call in between that changes the map).
-        let ok = unsafe {
-            envoy_dynamic_module_callback_http_get_headers(self.ptr, map as u32, raw.as_mut_ptr())
-        };
-        if !ok {
-            return None;
+        if n <= INLINE_HEADERS {
+            let mut raw = [MaybeUninit::<EnvoyHttpHeader>::uninit(); INLINE_HEADERS];
+            // SAFETY: `raw` has room for `n` entries, which is what Envoy writes (it counted them
+            // just now, on this thread, with no call in between that changes the map).
+            let ok = unsafe {
+                envoy_dynamic_module_callback_http_get_headers(
+                    self.ptr,
+                    map as u32,
+                    raw.as_mut_ptr().cast::<EnvoyHttpHeader>(),
+                )
+            };
+            if !ok {
+                return None;
+            }
+            for (slot, h) in out.inline.iter_mut().zip(raw.iter().take(n)) {
+                // SAFETY: Envoy initialised the first `n` entries (the call returned true); the
+                // views live until the hook returns or a setter runs, and both need `&mut self`
+                // or the end of the borrow of `self`.
+                *slot = unsafe { h.assume_init().views() };
+            }
+            out.len = n;
+        } else {
+            let mut raw: Vec<EnvoyHttpHeader> = Vec::with_capacity(n);
+            // SAFETY: as above, `raw` has room for `n` entries.
+            let ok = unsafe {
+                envoy_dynamic_module_callback_http_get_headers(
+                    self.ptr,
+                    map as u32,
+                    raw.as_mut_ptr(),
+                )
+            };
+            if !ok {
+                return None;
+            }
+            // SAFETY: Envoy initialised all `n` entries (the call returned true).
+            unsafe { raw.set_len(n) };
+            // SAFETY: as above.
+            out.spilled = raw.iter().map(|h| unsafe { h.views() }).collect();
         }
-        // SAFETY: Envoy initialised all `n` entries (the call returned true).
-        unsafe { raw.set_len(n) };
-        let views = raw
-            .iter()
-            .map(|h| {
-                let k = EnvoyBuffer {
-                    ptr: h.key_ptr,
-                    length: h.key_length,
-                };
-                let v = EnvoyBuffer {
-                    ptr: h.value_ptr,
-                    length: h.value_length,
-                };
-                // SAFETY: views into Envoy's header map, alive until the hook returns or a
-                // setter runs; both need `&mut self` or the end of the borrow of `self`.
-                unsafe { (k.bytes(), v.bytes()) }
-            })
-            .collect();
-        Some(views)
+        Some(out)
     }
 
     /// Envoy's `source.address` (`ip:port`; port 0 when taken from `X-Forwarded-For`).
@@ -475,23 +701,16 @@ impl Host {
         }
     }
 
-    /// Answers the request locally. Invalidates views.
-    pub fn send_response(
+    /// Answers the request locally. Invalidates views. No allocation for up to 16 headers.
+    pub fn send_response<'h>(
         &mut self,
         status: u16,
-        headers: &[(&str, &[u8])],
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
         body: &[u8],
         details: &str,
     ) {
-        let hs: Vec<ModuleHttpHeader> = headers
-            .iter()
-            .map(|(k, v)| ModuleHttpHeader {
-                key_ptr: k.as_ptr().cast::<c_char>(),
-                key_length: k.len(),
-                value_ptr: v.as_ptr().cast::<c_char>(),
-                value_length: v.len(),
-            })
-            .collect();
+        let hs = ModuleHeaders::<16>::of(headers);
+        let hs = hs.as_slice();
         self.responded = true;
         // SAFETY: live filter pointer; `hs` and every buffer it points to outlive the call, and
         // Envoy copies them into the reply before returning.
@@ -504,6 +723,138 @@ impl Host {
                 ModuleBuffer::of(body),
                 ModuleBuffer::of(details.as_bytes()),
             )
+        }
+    }
+
+    /// Appends `value` to header `name` of `map`, keeping the values already there. Invalidates
+    /// views.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub fn add_header(&mut self, map: HeaderMap, name: &[u8], value: &[u8]) -> bool {
+        // SAFETY: live filter pointer; both buffers outlive the call (Envoy copies them).
+        unsafe {
+            envoy_dynamic_module_callback_http_add_header(
+                self.ptr,
+                map as u32,
+                ModuleBuffer::of(name),
+                ModuleBuffer::of(value),
+            )
+        }
+    }
+
+    /// The downstream connection's TLS version (`TLSv1.3`), `None` on plain text.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub fn tls_version(&self) -> Option<&[u8]> {
+        let mut out = EnvoyBuffer::NULL;
+        // SAFETY: live filter pointer; `out` is a valid out-pointer.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.ptr,
+                attribute::CONNECTION_TLS_VERSION,
+                &mut out,
+            )
+        };
+        // SAFETY: Envoy's buffer (the connection's), alive for the hook; borrowed from `&self`.
+        ok.then(|| unsafe { out.bytes() })
+    }
+
+    /// Sets gauge `id` to `value`. Failing to set it never changes a decision.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub fn set_gauge(&self, id: usize, value: u64) {
+        // SAFETY: live filter pointer; `id` came from `define_gauge` on this filter's
+        // configuration; no labels (NULL, 0).
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_set_gauge(
+                self.ptr,
+                id,
+                std::ptr::null(),
+                0,
+                value,
+            )
+        };
+    }
+
+    /// The chunks of body `which`, as views (empty when there is none).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub fn body_chunks(&self, which: Body) -> Vec<&[u8]> {
+        // SAFETY: live filter pointer.
+        let n = unsafe {
+            envoy_dynamic_module_callback_http_get_body_chunks_size(self.ptr, which as u32)
+        };
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut raw: Vec<EnvoyBuffer> = Vec::with_capacity(n);
+        // SAFETY: `raw` has room for the `n` entries Envoy just counted.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_body_chunks(
+                self.ptr,
+                which as u32,
+                raw.as_mut_ptr(),
+            )
+        };
+        if !ok {
+            return Vec::new();
+        }
+        // SAFETY: Envoy initialised all `n` entries (the call returned true).
+        unsafe { raw.set_len(n) };
+        // SAFETY: views into Envoy's body buffer, alive until the hook returns or the body is
+        // changed, which needs `&mut self`.
+        raw.iter().map(|b| unsafe { b.bytes() }).collect()
+    }
+
+    /// Drops the first `n` bytes of body `which`. Invalidates chunk views.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub fn drain_body(&mut self, which: Body, n: usize) -> bool {
+        // SAFETY: live filter pointer.
+        unsafe { envoy_dynamic_module_callback_http_drain_body(self.ptr, which as u32, n) }
+    }
+
+    /// A scheduler that resumes work on this stream's worker from any thread.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub fn scheduler(&self) -> Option<Scheduler> {
+        // SAFETY: live filter pointer, on the stream's worker (inside a hook).
+        let ptr = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr) };
+        (!ptr.is_null()).then_some(Scheduler { ptr })
+    }
+
+    /// Resumes the request a hook stopped.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub fn continue_decoding(&mut self) {
+        // SAFETY: live filter pointer, on the stream's worker (inside a hook).
+        unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.ptr) }
+    }
+
+    /// Starts an HTTP call to `cluster` (`headers` with `:method`, `:path`, `host`); its answer
+    /// comes to [`Stream::callout_done`] with the returned id. `Err(init result)` when Envoy
+    /// refused to start it (no answer will come).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub fn http_callout<'h>(
+        &mut self,
+        cluster: &str,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let hs = ModuleHeaders::<8>::of(headers);
+        let hs = hs.as_slice();
+        let mut id = 0u64;
+        // SAFETY: live filter pointer; `id` is a valid out-pointer; the cluster name, `hs` and
+        // every buffer it points to, and `body` outlive the call (Envoy copies them).
+        let rc = unsafe {
+            envoy_dynamic_module_callback_http_filter_http_callout(
+                self.ptr,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                hs.as_ptr(),
+                hs.len(),
+                ModuleBuffer::of(body),
+                timeout_ms,
+            )
+        };
+        if rc == CALLOUT_INIT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(rc)
         }
     }
 
@@ -565,15 +916,11 @@ fn guard(hook: &str, host: &mut Host, on_panic: u32, body: impl FnOnce(&mut Host
 /// The generic 500 of a request devgate cannot finish, unless this hook already answered.
 fn answer_500(host: &mut Host, details: &str) {
     if !host.responded {
-        host.send_response(
-            500,
-            &[
-                ("content-type", b"text/plain; charset=utf-8"),
-                ("cache-control", b"no-store"),
-            ],
-            b"Internal Server Error\n",
-            details,
-        );
+        let headers: [(&str, &[u8]); 2] = [
+            ("content-type", b"text/plain; charset=utf-8"),
+            ("cache-control", b"no-store"),
+        ];
+        host.send_response(500, headers, b"Internal Server Error\n", details);
     }
 }
 
@@ -584,12 +931,58 @@ fn guard_void(hook: &str, body: impl FnOnce()) {
     }
 }
 
+/// A stream's state lives in a slot: `Some(stream)` between `on_http_filter_new` and
+/// `on_http_filter_destroy`, `None` while the slot waits in its worker's free list. Reusing slots
+/// makes a stream cost no allocation once a worker has seen as many concurrent streams as it will.
+type Slot = Option<Stream>;
+
+/// At most this many free slots are kept per worker thread (a burst of concurrent streams beyond
+/// it frees its slots; a slot is a few dozen bytes).
+const FREE_SLOTS_MAX: usize = 1024;
+
+thread_local! {
+    /// This thread's free slots. Envoy creates and destroys a stream's filter on the stream's
+    /// worker; a slot freed on another thread simply joins that thread's list.
+    // Boxed on purpose: a slot's address is what Envoy holds as the stream's module pointer, so it
+    // must not move when the list grows.
+    #[allow(clippy::vec_box)]
+    static FREE_SLOTS: RefCell<Vec<Box<Slot>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A slot holding `stream`: a free one of this thread if there is one, else a new one.
+fn take_slot(stream: Stream) -> Box<Slot> {
+    let free = FREE_SLOTS
+        .try_with(|f| f.try_borrow_mut().ok().and_then(|mut f| f.pop()))
+        .ok()
+        .flatten();
+    match free {
+        Some(mut slot) => {
+            *slot = Some(stream);
+            slot
+        }
+        None => Box::new(Some(stream)),
+    }
+}
+
+/// Ends the slot's stream (and its reference to the configuration) and keeps the slot for the
+/// next stream of this thread, or frees it when the list is full or gone (thread exit).
+fn give_slot(mut slot: Box<Slot>) {
+    drop(slot.take());
+    let _ = FREE_SLOTS.try_with(move |f| {
+        if let Ok(mut f) = f.try_borrow_mut() {
+            if f.len() < FREE_SLOTS_MAX {
+                f.push(slot);
+            }
+        }
+    });
+}
+
 /// # Safety
 /// `m` must be a pointer `on_http_filter_new` returned and `on_http_filter_destroy` has not freed.
 unsafe fn stream<'a>(m: FilterModulePtr) -> Option<&'a mut Stream> {
-    // SAFETY: per the contract above, `m` is a live `Box<Stream>` that Envoy only uses from the
+    // SAFETY: per the contract above, `m` is a live `Box<Slot>` that Envoy only uses from the
     // stream's worker thread, one hook at a time, so this is the only reference.
-    unsafe { m.cast::<Stream>().cast_mut().as_mut() }
+    unsafe { m.cast::<Slot>().cast_mut().as_mut() }.and_then(Option::as_mut)
 }
 
 /// Called once when Envoy loads the library: installs a panic hook that logs only where a panic
@@ -662,7 +1055,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
         Arc::increment_strong_count(c);
         Arc::from_raw(c)
     };
-    match catch_unwind(AssertUnwindSafe(|| Box::new(Stream::new(config)))) {
+    match catch_unwind(AssertUnwindSafe(|| take_slot(Stream::new(config)))) {
         Ok(s) => Box::into_raw(s).cast::<c_void>().cast_const(),
         Err(_) => {
             log(LogLevel::Error, "devgate: panic in hook http_filter_new");
@@ -677,8 +1070,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(m: FilterModulePtr) {
     if !m.is_null() {
         // SAFETY: `m` came from `Box::into_raw` in `on_http_filter_new`; Envoy calls this once.
-        let s = unsafe { Box::from_raw(m.cast::<Stream>().cast_mut()) };
-        guard_void("http_filter_destroy", move || drop(s));
+        let s = unsafe { Box::from_raw(m.cast::<Slot>().cast_mut()) };
+        guard_void("http_filter_destroy", move || give_slot(s));
     }
 }
 
@@ -712,7 +1105,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     })
 }
 
-/// Bodies pass untouched (devgate decides on headers); stops only after devgate answered.
+/// What the stream says of a body chunk ([`Stream::request_body`]); no stream: stop.
 ///
 /// # Safety
 /// As `request_headers`.
@@ -720,7 +1113,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     f: FilterEnvoyPtr,
     m: FilterModulePtr,
-    _end_of_stream: bool,
+    end_of_stream: bool,
 ) -> u32 {
     let mut host = Host {
         ptr: f,
@@ -728,15 +1121,13 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     };
     // SAFETY: see `stream`.
     let s = unsafe { stream(m) };
-    guard(
-        "request_body",
-        &mut host,
-        BODY_STOP_NO_BUFFER,
-        |_| match s.map(|s| s.proceeds()) {
-            Some(true) => CONTINUE,
-            _ => BODY_STOP_NO_BUFFER,
-        },
-    )
+    guard("request_body", &mut host, BODY_STOP_NO_BUFFER, |h| match s
+        .map(|s| s.request_body(h, end_of_stream))
+    {
+        Some(BodyStatus::Continue) => CONTINUE,
+        Some(BodyStatus::StopAndBuffer) => BODY_STOP_AND_BUFFER,
+        Some(BodyStatus::Stop) | None => BODY_STOP_NO_BUFFER,
+    })
 }
 
 /// # Safety
@@ -809,18 +1200,58 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 ) {
 }
 
+/// The answer to an [`Host::http_callout`] of this stream, on its worker: handed to
+/// [`Stream::callout_done`] as views (`None` when the call failed: reset, timeout, too large).
+///
+/// # Safety
+/// Envoy's live filter pointer and the stream's module pointer; `headers` and `body_chunks` point
+/// to `headers_size` and `body_chunks_size` entries valid for this call.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _f: FilterEnvoyPtr,
-    _m: FilterModulePtr,
-    _callout_id: u64,
-    _result: u32,
-    _headers: *const EnvoyHttpHeader,
-    _headers_size: usize,
-    _body_chunks: *const EnvoyBuffer,
-    _body_chunks_size: usize,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    f: FilterEnvoyPtr,
+    m: FilterModulePtr,
+    callout_id: u64,
+    result: u32,
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
 ) {
+    let mut host = Host {
+        ptr: f,
+        responded: false,
+    };
+    // SAFETY: see `stream`.
+    let Some(s) = (unsafe { stream(m) }) else {
+        return;
+    };
+    let hs: &[EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
+        &[]
+    } else {
+        // SAFETY: per this function's contract.
+        unsafe { std::slice::from_raw_parts(headers, headers_size) }
+    };
+    let bs: &[EnvoyBuffer] = if body_chunks.is_null() || body_chunks_size == 0 {
+        &[]
+    } else {
+        // SAFETY: per this function's contract.
+        unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
+    };
+    guard("http_callout_done", &mut host, STOP_ITERATION, |h| {
+        let answer = (result == CALLOUT_SUCCESS).then(|| {
+            // SAFETY: views valid for this call (the contract above); they do not outlive it.
+            let headers: Vec<(&[u8], &[u8])> = hs.iter().map(|x| unsafe { x.views() }).collect();
+            // SAFETY: as above.
+            let body: Vec<&[u8]> = bs.iter().map(|x| unsafe { x.bytes() }).collect();
+            (headers, body)
+        });
+        let answer = answer
+            .as_ref()
+            .map(|(headers, body)| CalloutAnswer { headers, body });
+        s.callout_done(h, callout_id, answer);
+        CONTINUE
+    });
 }
 
 #[no_mangle]
@@ -872,12 +1303,28 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
 ) {
 }
 
+/// An event committed through a [`Scheduler`] of this stream, on its worker.
+///
+/// # Safety
+/// As `request_headers`.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _f: FilterEnvoyPtr,
-    _m: FilterModulePtr,
-    _event_id: u64,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    f: FilterEnvoyPtr,
+    m: FilterModulePtr,
+    event_id: u64,
 ) {
+    let mut host = Host {
+        ptr: f,
+        responded: false,
+    };
+    // SAFETY: see `stream`.
+    let Some(s) = (unsafe { stream(m) }) else {
+        return;
+    };
+    guard("scheduled", &mut host, STOP_ITERATION, |h| {
+        s.scheduled(h, event_id);
+        CONTINUE
+    });
 }
 
 #[no_mangle]
@@ -892,4 +1339,52 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buf
     _f: FilterEnvoyPtr,
     _m: FilterModulePtr,
 ) {
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test build only: allocation counting
+// ---------------------------------------------------------------------------------------------
+
+/// The test build's global allocator: the system's, counting every allocation (and reallocation)
+/// the module makes, so that `tests/e2e/test_native_bindings.py` can measure allocations per
+/// request in Envoy. Never in the shipped build.
+#[cfg(feature = "test-hooks")]
+pub mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+    /// Allocations so far, every thread of the module.
+    pub fn allocations() -> u64 {
+        ALLOCATIONS.load(Ordering::Relaxed)
+    }
+
+    pub struct Counting;
+
+    // SAFETY: forwards every call to `System` unchanged; only counts.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
 }

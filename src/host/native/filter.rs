@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::abi::{log, ConfigHost, HeaderMap, Host, LogLevel};
+use super::abi::{log, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel};
 use crate::config::{parse_policy, Policy, UpstreamChallenge};
 use crate::core::apikey::KeyKind;
 use crate::core::session::translate_challenge;
@@ -22,6 +22,17 @@ const DECISION_KEY: &str = "wasm.devgate_decision";
 
 /// The reason code of a request the glue itself could not complete.
 const INTERNAL_ERROR: &str = "internal_error";
+
+/// What to do with a request body chunk (the binding layer maps it to Envoy's status).
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+pub enum BodyStatus {
+    /// Pass it on (and resume a request whose headers were held).
+    Continue,
+    /// Hold it, with what came before, until the end of the body.
+    StopAndBuffer,
+    /// Hold it without buffering (an answered request).
+    Stop,
+}
 
 /// What the response step needs from the request step.
 struct After {
@@ -65,12 +76,18 @@ pub struct Config {
     allowed: HashMap<&'static str, usize>,
     /// `devgate.requests.denied.<reason>` counter ids.
     denied: HashMap<&'static str, usize>,
+    /// Per reason: the audit value (`deny:<reason>`) and the local reply's details
+    /// (`devgate_<reason>`), made once here so that a denied request allocates nothing for them.
+    deny_labels: HashMap<&'static str, (String, String)>,
     /// `devgate.upstream_challenge.<forbid|login>` counter ids.
     challenge: HashMap<&'static str, usize>,
     /// Test build only (`filter_config: "noop"`, the `native_noop` benchmark): every request goes
     /// on untouched, so that the module's fixed cost can be measured apart from devgate's work.
     #[cfg(feature = "test-hooks")]
     noop: bool,
+    /// Test build only: what the test hooks need (src/host/native/testhooks.rs).
+    #[cfg(feature = "test-hooks")]
+    pub(super) test: super::testhooks::ConfigTest,
 }
 
 fn define_all(
@@ -95,12 +112,15 @@ impl Config {
         #[cfg(feature = "test-hooks")]
         if raw == b"noop" {
             log(LogLevel::Warn, "devgate: test build: noop configuration");
+            let test = super::testhooks::ConfigTest::new(host)?;
             return parse_policy(b"{}").ok().map(|policy| Config {
                 policy,
                 allowed: HashMap::new(),
                 denied: HashMap::new(),
+                deny_labels: HashMap::new(),
                 challenge: HashMap::new(),
                 noop: true,
+                test,
             });
         }
         let policy = match parse_policy(raw) {
@@ -123,9 +143,15 @@ impl Config {
         let denied = crate::core::Reason::all()
             .map(crate::core::Reason::code)
             .chain(std::iter::once(INTERNAL_ERROR));
+        let deny_labels = crate::core::Reason::all()
+            .map(crate::core::Reason::code)
+            .chain(std::iter::once(INTERNAL_ERROR))
+            .map(|code| (code, (format!("deny:{code}"), format!("devgate_{code}"))))
+            .collect();
         let config = Config {
             allowed: define_all(host, "devgate.requests.allowed.", ALLOWED.into_iter()),
             denied: define_all(host, "devgate.requests.denied.", denied),
+            deny_labels,
             challenge: define_all(
                 host,
                 "devgate.upstream_challenge.",
@@ -134,6 +160,8 @@ impl Config {
             policy,
             #[cfg(feature = "test-hooks")]
             noop: false,
+            #[cfg(feature = "test-hooks")]
+            test: super::testhooks::ConfigTest::new(host)?,
         };
         log(
             LogLevel::Info,
@@ -160,6 +188,9 @@ pub struct Stream {
     allowed: bool,
     /// Set when the request went upstream and its response needs a look.
     after: Option<After>,
+    /// Test build only: the test hook this request asked for.
+    #[cfg(feature = "test-hooks")]
+    pub(super) test: super::testhooks::StreamTest,
 }
 
 /// Seconds since the Unix epoch (0 for a clock before it: then no token is valid).
@@ -199,12 +230,51 @@ impl Stream {
             config,
             allowed: false,
             after: None,
+            #[cfg(feature = "test-hooks")]
+            test: super::testhooks::StreamTest::default(),
         }
     }
 
-    /// Whether the request goes on (bodies and trailers of an answered request stop).
+    /// A request body chunk: passes once devgate let the request through; held after devgate
+    /// answered. (The login form's body step of the plan comes here.)
+    pub fn request_body(&mut self, host: &mut Host, end_of_stream: bool) -> BodyStatus {
+        #[cfg(feature = "test-hooks")]
+        if let Some(status) = super::testhooks::request_body(self, host, end_of_stream) {
+            return status;
+        }
+        let _ = (host, end_of_stream);
+        if self.allowed {
+            BodyStatus::Continue
+        } else {
+            BodyStatus::Stop
+        }
+    }
+
+    /// An event this stream scheduled ([`super::abi::Scheduler`]), on its worker. The shipped
+    /// build schedules none yet (off-thread bcrypt of the plan comes here).
+    pub fn scheduled(&mut self, host: &mut Host, event_id: u64) {
+        #[cfg(feature = "test-hooks")]
+        super::testhooks::scheduled(self, host, event_id);
+        let _ = (host, event_id);
+    }
+
+    /// The answer to an HTTP call this stream started (`None`: it failed). The shipped build
+    /// starts none yet (the revocation list fetch of the plan comes here).
+    pub fn callout_done(&mut self, host: &mut Host, id: u64, answer: Option<CalloutAnswer<'_>>) {
+        #[cfg(feature = "test-hooks")]
+        super::testhooks::callout_done(self, host, id, answer);
+        let _ = (host, id, answer);
+    }
+
+    /// Whether the request goes on (trailers of an answered request stop).
     pub fn proceeds(&self) -> bool {
         self.allowed
+    }
+
+    /// The configuration (test hooks).
+    #[cfg(feature = "test-hooks")]
+    pub(super) fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Response headers of a request devgate let through: an upstream's developer challenge
@@ -212,6 +282,8 @@ impl Stream {
     /// says. `true`: continue. Envoy also runs devgate's own local replies through here; they
     /// have no `after` and go on untouched.
     pub fn response_headers(&mut self, host: &mut Host) -> bool {
+        #[cfg(feature = "test-hooks")]
+        super::testhooks::response_headers(self, host);
         let Some(after) = self.after.take() else {
             return true;
         };
@@ -242,14 +314,9 @@ impl Stream {
                     "forbid"
                 };
                 Config::count(&config.challenge, host, what);
-                let headers: Vec<(&str, &[u8])> = page
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (*n, v.as_bytes()))
-                    .collect();
                 host.send_response(
                     page.status,
-                    &headers,
+                    page.headers.iter().map(|(n, v)| (*n, v.as_bytes())),
                     page.body.as_bytes(),
                     "devgate_upstream_challenge",
                 );
@@ -282,6 +349,13 @@ impl Stream {
                 panic!("fault injection");
             }
         }
+        #[cfg(feature = "test-hooks")]
+        let test = super::testhooks::Command::of(&headers);
+        #[cfg(feature = "test-hooks")]
+        if test == super::testhooks::Command::Allocations {
+            drop(headers);
+            return super::testhooks::allocations(host);
+        }
         let req = crate::core::Request {
             peer: host.source_address(),
             headers: &headers,
@@ -291,7 +365,10 @@ impl Stream {
                 0
             },
         };
+        #[cfg(not(feature = "test-hooks"))]
         let decision = decide_with(policy, &req, None);
+        #[cfg(feature = "test-hooks")]
+        let decision = super::testhooks::in_core(|| decide_with(policy, &req, None));
         // Names of the client's identity-header spellings, copied out before any edit (an edit
         // invalidates the views): a request devgate answers itself loses them too, so the access
         // log never shows a name devgate did not set.
@@ -345,19 +422,20 @@ impl Stream {
                 let decision = allow_decision(api_key, identity.as_ref().map(|id| id.source));
                 let _ = host.set_filter_state(DECISION_KEY, decision.as_bytes());
                 self.allowed = true;
+                #[cfg(feature = "test-hooks")]
+                return super::testhooks::after_allow(test, self, host);
+                #[cfg(not(feature = "test-hooks"))]
                 true
             }
             Decision::Deny { reason, response } => {
                 let code = reason.code();
                 Config::count(&config.denied, host, code);
-                let mut audit = String::with_capacity(5 + code.len());
-                audit.push_str("deny:");
-                audit.push_str(code);
+                let (audit, details) = config
+                    .deny_labels
+                    .get(code)
+                    .map_or(("deny", "devgate"), |(a, d)| (a.as_str(), d.as_str()));
                 let _ = host.set_filter_state(DECISION_KEY, audit.as_bytes());
-                let mut details = String::with_capacity(8 + code.len());
-                details.push_str("devgate_");
-                details.push_str(code);
-                respond(host, &details, &response);
+                respond(host, details, &response);
                 false
             }
             // The login mount is only routed when `login` is configured, which is refused at load.
@@ -366,26 +444,26 @@ impl Stream {
     }
 
     /// Stops the request with a generic 500: the glue could not finish its job.
-    fn fail_closed(&mut self, host: &mut Host, code: &str) -> bool {
+    pub(super) fn fail_closed(&mut self, host: &mut Host, code: &str) -> bool {
         log(LogLevel::Warn, &format!("devgate: request refused: {code}"));
         self.allowed = false;
         Config::count(&self.config.denied, host, INTERNAL_ERROR);
         let _ = host.set_filter_state(DECISION_KEY, b"deny:internal_error");
-        host.send_response(
-            500,
-            &[
-                ("content-type", b"text/plain; charset=utf-8"),
-                ("cache-control", b"no-store"),
-            ],
-            b"Internal Server Error\n",
-            "devgate_internal",
-        );
+        let headers: [(&str, &[u8]); 2] = [
+            ("content-type", b"text/plain; charset=utf-8"),
+            ("cache-control", b"no-store"),
+        ];
+        host.send_response(500, headers, b"Internal Server Error\n", "devgate_internal");
         false
     }
 }
 
 /// Sends one of the core's local responses.
 fn respond(host: &mut Host, details: &str, r: &Response) {
-    let headers: Vec<(&str, &[u8])> = r.headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
-    host.send_response(r.status, &headers, r.body.as_bytes(), details);
+    host.send_response(
+        r.status,
+        r.headers.iter().map(|(n, v)| (*n, v.as_bytes())),
+        r.body.as_bytes(),
+        details,
+    );
 }

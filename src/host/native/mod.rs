@@ -16,3 +16,5 @@
 
 mod abi;
 mod filter;
+#[cfg(feature = "test-hooks")]
+mod testhooks;
