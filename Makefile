@@ -49,6 +49,11 @@ fault-native:
 run-native: build-native venv
 	$(PY) tests/run_demo.py --native
 
+## run-native-tls: like run-tls, with libdevgate.so (envoy/envoy-native-tls.yaml)
+.PHONY: run-native-tls
+run-native-tls: build-native venv certs
+	$(PY) tests/run_demo.py --native --tls
+
 ## e2e-native: the e2e suite against libdevgate.so (DEVGATE_HOST=native); tests of features the
 ## native module does not carry out yet are skipped with the reason (tests/e2e/conftest.py)
 e2e-native: build-native fault-native venv cli certs

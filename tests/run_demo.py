@@ -10,6 +10,7 @@ the certificate from `make certs` (target/certs/).
 
 `--native` (`make run-native`): envoy/envoy-native.yaml instead, with devgate as the native dynamic
 module target/native/libdevgate.so (`make build-native`); the same demo without the login form.
+`--native --tls` (`make run-native-tls`): envoy/envoy-native-tls.yaml, the native demo over TLS.
 
 Environment: DEVGATE_ENVOY (the envoy binary; default .venv/bin/envoy),
 DEVGATE_WASM (checked to exist; envoy.yaml itself loads target/wasm32-wasip1/release/devgate.wasm).
@@ -104,12 +105,10 @@ def main(argv: list[str]) -> int:
     native = "--native" in argv  # `make run-native`: envoy/envoy-native.yaml, libdevgate.so
     argv = [a for a in argv if a not in ("--tls", "--native")]
     artifact = NATIVE if native else WASM
-    if native and tls:
-        die("--native and --tls together: not yet (envoy-tls.yaml loads the Wasm build)")
     if native:
         CONFIG = Path("envoy/envoy-native.yaml")
     if tls:
-        CONFIG, LISTEN = Path("envoy/envoy-tls.yaml"), 10443
+        CONFIG, LISTEN = Path("envoy/envoy-native-tls.yaml" if native else "envoy/envoy-tls.yaml"), 10443
         for name in ("cert.pem", "key.pem", "ca.pem"):
             if not (CERTS / name).is_file():
                 die(f"{REPO / CERTS / name} is missing: run: make certs")

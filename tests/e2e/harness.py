@@ -849,7 +849,16 @@ def try_envoy(config: dict | str, workdir: Path, log_level: str = "info",
 # --------------------------------------------------------------------------------------------------
 
 SHIPPED_WASM_LINE = "filename: target/wasm32-wasip1/release/devgate.wasm"
+SHIPPED_NATIVE_LINE = "filename: target/native/libdevgate.so"
 CERTS = REPO / "target" / "certs"
+# With DEVGATE_HOST=native, a test of a shipped demo config runs its native twin: the same listener
+# and HCM with the dynamic-modules filter (and, for now, no login form).
+NATIVE_SHIPPED = {"envoy.yaml": "envoy-native.yaml", "envoy-tls.yaml": "envoy-native-tls.yaml"}
+
+
+def shipped_name(name: str) -> str:
+    """The shipped config a test of envoy/<name> runs with this host (its native twin if native)."""
+    return NATIVE_SHIPPED.get(name, name) if NATIVE else name
 
 
 def shipped_config(name: str, *, upstream_port: int, wasm: Union[str, Path], listen_port: int,
@@ -858,13 +867,16 @@ def shipped_config(name: str, *, upstream_port: int, wasm: Union[str, Path], lis
     `listen_port` (address and additional address) to 0, the upstream's 8080 to `upstream_port`,
     and the .wasm path made absolute. Other relative paths (target/certs/...) stay as they are:
     Envoy runs from the repository root, as `make run` / `make run-tls` do. Each replacement
-    (old, new, count), these and `replace`, must occur exactly `count` times."""
+    (old, new, count), these and `replace`, must occur exactly `count` times. With
+    DEVGATE_HOST=native, envoy/<name>'s native twin (shipped_name) with the module path made absolute."""
+    name = shipped_name(name)
+    module_line = SHIPPED_NATIVE_LINE if NATIVE else SHIPPED_WASM_LINE
     text = (REPO / "envoy" / name).read_text()
     for old, new, count in [
         ("port_value: 9901", "port_value: 0", 1),
         (f"port_value: {listen_port}", "port_value: 0", 2),
         ("port_value: 8080", f"port_value: {upstream_port}", 1),
-        (SHIPPED_WASM_LINE, f"filename: {wasm}", 1),
+        (module_line, f"filename: {wasm}", 1),
         *replace,
     ]:
         if text.count(old) != count:

@@ -44,7 +44,8 @@ def diag_headers(name: str) -> tuple[str, str, int]:
     """A shipped_config() replacement adding the two diagnostic headers to the virtual host's requests
     (on the line after its `domains: ["*"]`, at the same indentation)."""
     anchor = 'domains: ["*"]'
-    line = next(x for x in (harness.REPO / "envoy" / name).read_text().splitlines() if x.strip() == anchor)
+    text = (harness.REPO / "envoy" / harness.shipped_name(name)).read_text()
+    line = next(x for x in text.splitlines() if x.strip() == anchor)
     pad = "\n" + line[: len(line) - len(line.lstrip())]
     added = (
         f"{pad}request_headers_to_add:"
@@ -99,16 +100,18 @@ def test_key_files_are_0600(certs):
         assert mode == 0o600, f"{p} has mode {oct(mode)}"
 
 
-def test_tls_config_shares_everything_below_the_listener_with_envoy_yaml():
+@pytest.mark.parametrize("plain_name, tls_name", [("envoy.yaml", "envoy-tls.yaml"),
+                                                  ("envoy-native.yaml", "envoy-native-tls.yaml")])
+def test_tls_config_shares_everything_below_the_listener_with_envoy_yaml(plain_name, tls_name):
     """devgate's filter, its configuration, the HCM settings, route and cluster: the same text in
-    envoy-tls.yaml and envoy.yaml (edit both together)."""
-    plain = (harness.REPO / "envoy" / "envoy.yaml").read_text()
-    tls = (harness.REPO / "envoy" / "envoy-tls.yaml").read_text()
+    envoy-tls.yaml and envoy.yaml (edit both together), and in their native twins."""
+    plain = (harness.REPO / "envoy" / plain_name).read_text()
+    tls = (harness.REPO / "envoy" / tls_name).read_text()
     assert plain.count(SHARED_FROM) == 1 and tls.count(SHARED_FROM) == 1
     assert tls[tls.index(SHARED_FROM):] == plain[plain.index(SHARED_FROM):], (
-        "envoy/envoy-tls.yaml and envoy/envoy.yaml differ from the `- name: envoy.filters.network."
-        "http_connection_manager` line down: make the same change to both (that part of envoy-tls.yaml "
-        "is a verbatim copy of envoy.yaml's)"
+        f"envoy/{tls_name} and envoy/{plain_name} differ from the `- name: envoy.filters.network."
+        f"http_connection_manager` line down: make the same change to both (that part of {tls_name} "
+        f"is a verbatim copy of {plain_name}'s)"
     )
     assert "envoy.transport_sockets.tls" in tls and "envoy.transport_sockets.tls" not in plain
 
