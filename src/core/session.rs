@@ -56,7 +56,8 @@ pub enum Outcome {
     Failed,
     /// Too many failures from this peer: 429.
     RateLimited,
-    /// The peer is outside `login.allow_from` (or has no usable socket address): 403.
+    /// The peer is outside `login.allow_from`, inside `network.deny`, or has no usable socket
+    /// address: 403.
     NetworkDenied,
     /// `Origin` (or `Referer`) names another site, or neither was sent: 403.
     Csrf,
@@ -116,7 +117,9 @@ pub struct LoginRequest<'a> {
     /// Every request header (pseudo-headers included), as bytes.
     pub headers: &'a [(&'a [u8], &'a [u8])],
     /// The peer's address when it is a usable one (a socket address, or a forwarded one with
-    /// `network.trust_forwarded`); `None` otherwise, which refuses the login.
+    /// `network.trust_forwarded`) outside `network.deny`
+    /// ([`NetPolicy::undenied_ip`](crate::core::net::NetPolicy::undenied_ip)); `None`
+    /// otherwise, which refuses the form and the login (403) before anything else is read.
     pub peer: Option<IpAddr>,
     /// The request came over TLS: the session cookie gets `Secure`.
     pub tls: bool,

@@ -517,9 +517,10 @@ impl Http {
             return fail_closed(&self.stats, "login_not_configured");
         };
         let method = req.header(b":method").unwrap_or_default();
+        // A peer in `network.deny` has no usable address here: the form refuses it (403).
         let peer = policy
             .net
-            .peer_ip(net::parse_peer(req.peer.unwrap_or_default()))
+            .undenied_ip(net::parse_peer(req.peer.unwrap_or_default()))
             .ok();
         let attempts = match (session::needs_attempts(endpoint, method), peer) {
             (true, Some(ip)) => match read_attempts(&login::rate_key(ip)) {

@@ -357,6 +357,62 @@ def upstream_names(r: Response) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# network.deny: never a developer from there (issue #14, part 2)
+# --------------------------------------------------------------------------------------------------
+
+# A DevAuth configuration translated the obvious way: allow a range, deny one address inside it, log
+# in from the range.
+DEVAUTH = {
+    "network": {"allow": ["127.0.0.0/8"], "deny": ["127.0.0.77"]},
+    "protect": ["/_debug/"],
+    "public": ["/healthz"],
+    "keys": [{"id": "k1", "secret_env": "DEVGATE_E2E_LOGIN_KEY"}],
+    "tokens": {},
+    "login": {"users_env": "DEVGATE_E2E_USERS", "allow_from": ["127.0.0.0/8"]},
+}
+
+
+def test_denied_address_cannot_become_a_developer_by_form_session_or_token(gate):
+    """Regression: `network.deny` only stopped developer-by-address. From a denied address inside
+    login.allow_from the form answered 200, a login set a session, and the session (or a developer
+    token) then made the peer a developer."""
+    gw = gate(DEVAUTH, env=ENV)
+    session = f"devgate_session={mint_session('alice', int(time.time()) + 600)}"
+    bearer = f"Bearer {mint_session('alice', int(time.time()) + 600, purpose='developer')}"
+    denied = OUTSIDER  # 127.0.0.77
+
+    # The form and the login: 403 before any password is checked.
+    r = gw.request("GET", LOGIN, source=denied)
+    assert r.status == 403 and not r.from_upstream, r.summary()
+    r = post_login(gw, denied, "alice", PASSWORDS["alice"])
+    assert r.status == 403 and not r.header_all("set-cookie"), r.summary()
+    assert r.details == "devgate_login_network_denied", r.summary()
+    # No credential makes it a developer: 403 network_denied on a protected path, with or without one.
+    for headers in ([], [("Cookie", session)], [("Authorization", bearer)]):
+        r = gw.request("GET", PROTECTED, headers, source=denied)
+        assert r.status == 403 and not r.from_upstream, (headers, r.summary())
+        assert r.details == "devgate_network_denied", r.summary()
+        assert r.header("www-authenticate") is None
+    # An open path goes upstream anonymous, the credential stripped.
+    r = gw.request("GET", "/", [("Cookie", session + "; a=b"), (H, "spoof")], source=denied)
+    assert r.status == 200 and r.from_upstream, r.summary()
+    assert r.echo().spellings() == [] and r.echo().get_all("cookie") == ["a=b"]
+
+    # From the rest of the range everything works as DevAuth did.
+    peer = "127.0.0.11"
+    assert gw.request("GET", LOGIN, source=peer).status == 200
+    r = post_login(gw, peer, "alice", PASSWORDS["alice"])
+    assert r.status == 303, r.summary()
+    assert upstream_names(gw.request("GET", PROTECTED, [("Cookie", session_cookie(r))], source=peer)) == ["alice"]
+    assert upstream_names(gw.request("GET", PROTECTED, [("Authorization", bearer)], source=peer)) == ["alice"]
+    assert upstream_names(gw.request("GET", PROTECTED, source=peer)) == [peer]
+    counts = gw.counters(r"wasmcustom\.devgate\.(login|requests\.denied)\.")
+    assert counts["wasmcustom.devgate.login.network_denied"] == 2
+    assert counts["wasmcustom.devgate.requests.denied.network_denied"] == 3
+    assert counts["wasmcustom.devgate.login.succeeded"] == 1
+
+
+# --------------------------------------------------------------------------------------------------
 # Rate limiting across workers
 # --------------------------------------------------------------------------------------------------
 

@@ -815,6 +815,67 @@ fn login_networks_and_forwarded_peers() -> HostResult<()> {
     Ok(())
 }
 
+#[test]
+fn network_deny_refuses_the_form_the_login_and_the_session() -> HostResult<()> {
+    // DevAuth's deny list, translated: allow a range, deny one address in it.
+    let mut h = loaded(&config(
+        r#", "network": {"allow": ["127.0.0.0/8"], "deny": ["127.0.0.77"]}"#,
+    ))?;
+    let denied = "127.0.0.77:4000";
+    let r = h.request().peer(denied).get("/.devgate/login").send();
+    assert_login_local(&r, 403);
+    // The right password from there: 403 from the headers step, the body never read, no
+    // bcrypt, no failure recorded.
+    let r = login_post(&mut h, denied).body(GOOD_FORM.as_bytes()).send();
+    assert_login_local(&r, 403);
+    assert_eq!(r.local_phase(), Some(Phase::RequestHeaders));
+    assert!(!r.body_was_read());
+    assert!(set_cookie(&r).is_none());
+    assert!(h.shared_data().value("devgate.login.127.0.0.77").is_none());
+    assert_eq!(h.metric("devgate.login.network_denied"), Some(2));
+    // A session minted elsewhere is no developer from the denied address, on any path.
+    let r = login_post(&mut h, PEER).body(GOOD_FORM.as_bytes()).send();
+    let token = assert_success(&r);
+    h.watch_secrets(&[&token]);
+    let cookie = format!("devgate_session={token}");
+    let r = h
+        .request()
+        .peer(denied)
+        .get("/_debug/")
+        .header("cookie", &cookie)
+        .send();
+    assert_login_local(&r, 403);
+    assert_eq!(
+        r.properties_set.get("devgate_decision").map(Vec::as_slice),
+        Some(&b"deny:network_denied"[..])
+    );
+    let r = h
+        .request()
+        .peer(denied)
+        .get("/healthz")
+        .header("cookie", &cookie)
+        .send();
+    r.assert_well_formed();
+    let up = r.upstream_headers().unwrap();
+    assert!(
+        !up.contains(IDENTITY) && !up.contains("cookie"),
+        "{}",
+        r.describe()
+    );
+    // The same cookie from an allowed address is alice.
+    let r = h
+        .request()
+        .peer("127.0.0.5:4000")
+        .get("/_debug/")
+        .header("cookie", &cookie)
+        .send();
+    assert_eq!(
+        r.upstream_headers().unwrap().get_all(IDENTITY),
+        vec![&b"alice"[..]]
+    );
+    Ok(())
+}
+
 // ------------------------------------------------------------------------------------------------
 // Expired sessions
 // ------------------------------------------------------------------------------------------------
