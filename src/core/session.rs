@@ -232,7 +232,8 @@ pub fn start(login: &LoginPolicy, req: &LoginRequest<'_>) -> Step {
                 .header(b":authority")
                 .or_else(|| req.header(b"host"))
                 .unwrap_or_default();
-            if !login::same_origin(origin, authority) {
+            // The site's scheme is the connection's (as for the cookie's `Secure`).
+            if !login::same_origin(origin, authority, secure(login, req.tls)) {
                 return Step::Respond(Outcome::Csrf, login::text_page(403, "Forbidden\n"));
             }
             if !req
@@ -517,6 +518,44 @@ mod tests {
         let (o, page) = respond(start(l, &req(Endpoint::Login, put, "127.0.0.1")));
         assert_eq!((o, page.status), (Outcome::MethodNotAllowed, 405));
         assert_eq!(page.header("allow"), Some("GET, HEAD, POST"));
+    }
+
+    #[test]
+    fn csrf_scheme_is_the_connections() {
+        let p = policy("");
+        let l = login(&p);
+        let with = |origin: &'static [u8], authority: &'static [u8]| {
+            let mut h = POST.to_vec();
+            h[2] = (b":authority", authority);
+            h[3] = (b"origin", origin);
+            h
+        };
+        // Plain listener: https:// is another site, whatever :scheme or X-Forwarded-Proto say.
+        let mut h = with(b"https://localhost:10000", b"localhost:10000");
+        h.push((b":scheme", b"https"));
+        h.push((b"x-forwarded-proto", b"https"));
+        let step = start(l, &req(Endpoint::Login, &h, "127.0.0.1"));
+        assert_eq!(respond(step).0, Outcome::Csrf);
+        let h = with(b"http://localhost", b"localhost:80");
+        assert_eq!(
+            start(l, &req(Endpoint::Login, &h, "127.0.0.1")),
+            Step::ReadBody
+        );
+        // TLS: http:// is another site; `Host: h` is https://h:443.
+        let mut r = req(Endpoint::Login, POST, "127.0.0.1");
+        r.tls = true;
+        assert_eq!(respond(start(l, &r)).0, Outcome::Csrf);
+        let h = with(b"https://localhost:443", b"localhost");
+        let mut r = req(Endpoint::Login, &h, "127.0.0.1");
+        r.tls = true;
+        assert_eq!(start(l, &r), Step::ReadBody);
+        // secure_cookie: the operator says a TLS proxy is in front, so the site is https.
+        let p = policy(r#", "secure_cookie": true"#);
+        let h = with(b"https://localhost", b"localhost");
+        let step = start(login(&p), &req(Endpoint::Login, &h, "127.0.0.1"));
+        assert_eq!(step, Step::ReadBody);
+        let step = start(login(&p), &req(Endpoint::Login, POST, "127.0.0.1"));
+        assert_eq!(respond(step).0, Outcome::Csrf);
     }
 
     #[test]

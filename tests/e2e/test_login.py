@@ -302,6 +302,58 @@ def test_csrf_other_origins_are_refused(gw):
             assert not r.header_all("set-cookie")
 
 
+def curl_login(port: int, source: str, origin: str | None, *, http2: str = "--http2-prior-knowledge",
+               scheme: str = "http", host: str = "127.0.0.1", extra=(), user: str = "alice",
+               password: str = PASSWORDS["alice"]) -> str:
+    """A login POST through curl (HTTP/2 when asked), bound to `source`; the response head. An answer
+    before the body was read ends the HTTP/2 stream with a reset, which curl reports with exit
+    status 92 after printing the head: the head is what counts."""
+    cmd = ["curl", "-s", "-o", "/dev/null", "-D", "-", "--interface", source, *extra,
+           "--data-urlencode", f"username={user}", "--data-urlencode", f"password={password}"]
+    if http2:
+        cmd.append(http2)
+    if origin is not None:
+        cmd += ["-H", f"Origin: {origin}"]
+    cmd.append(f"{scheme}://{host}:{port}{LOGIN}")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert out.returncode in (0, 92), (out.returncode, out.stdout, out.stderr)
+    return out.stdout
+
+
+def test_login_refuses_https_origin_on_plain_listener(gw):
+    """Regression (#14): the CSRF check compared host and port and used the scheme only for a default
+    port, so on this plain-HTTP listener `Origin: https://<host>:<port>` (or such a Referer) set a
+    session. An origin is scheme, host and port; the listener's scheme is its TLS state, never
+    `:scheme` or X-Forwarded-Proto."""
+    body = form(username="alice", password=PASSWORDS["alice"])
+    port = gw.port_for(PEER)
+    cases = [
+        # (Host, Origin / Referer headers, status)
+        ("devgate.test", [("Origin", "https://devgate.test")], 403),
+        ("devgate.test:80", [("Origin", "https://devgate.test:80")], 403),
+        ("devgate.test:443", [("Origin", "https://devgate.test")], 403),
+        (f"127.0.0.1:{port}", [("Origin", f"https://127.0.0.1:{port}")], 403),
+        ("devgate.test", [("Referer", "https://devgate.test/.devgate/login")], 403),
+        ("devgate.test", [("Origin", "https://devgate.test"), ("X-Forwarded-Proto", "https")], 403),
+        # Default ports by the listener's scheme: Host `h` is http://h:80.
+        ("devgate.test", [("Origin", "http://devgate.test:80")], 303),
+        ("devgate.test:80", [("Origin", "http://devgate.test")], 303),
+        ("devgate.test:443", [("Origin", "http://devgate.test")], 403),
+        (f"127.0.0.1:{port}", [("Origin", f"http://127.0.0.1:{port}")], 303),
+        ("devgate.test", [("Referer", "http://devgate.test/.devgate/login")], 303),
+    ]
+    for host, headers, status in cases:
+        r = gw.request("POST", LOGIN, [("Host", host), *headers, FORM], source=PEER, body=body)
+        assert r.status == status, (host, headers, r.summary())
+        if status == 403:
+            assert r.details == "devgate_login_csrf" and not r.header_all("set-cookie"), r.summary()
+    # HTTP/2 (h2c, prior knowledge): :authority instead of Host, the same rule.
+    out = curl_login(port, PEER, f"https://127.0.0.1:{port}")
+    assert out.startswith("HTTP/2 403") and "set-cookie" not in out, out
+    out = curl_login(port, PEER, f"http://127.0.0.1:{port}")
+    assert out.startswith("HTTP/2 303") and "set-cookie: devgate_session=" in out, out
+
+
 def test_oversized_and_malformed_bodies(gw):
     big = form(username="alice", password="x" * 5000)
     r = gw.request("POST", LOGIN, [ORIGIN, FORM], source="127.0.0.7", body=big)

@@ -74,10 +74,15 @@ fn loaded(config: &str) -> HostResult<Host> {
 /// `POST /.devgate/login` as a browser on `devgate.test` sends it, with credentials and a
 /// spoofed identity attached (all of which must be dropped before the headers go on).
 fn login_post<'h>(h: &'h mut Host, peer: &str) -> host::RequestBuilder<'h> {
+    login_post_from(h, peer, "http://devgate.test")
+}
+
+/// [`login_post`] with another `Origin` (a TLS listener's is `https://devgate.test`).
+fn login_post_from<'h>(h: &'h mut Host, peer: &str, origin: &str) -> host::RequestBuilder<'h> {
     h.request()
         .peer(peer)
         .method_path("POST", "/.devgate/login")
-        .header("origin", "http://devgate.test")
+        .header("origin", origin)
         .header("content-type", "application/x-www-form-urlencoded")
         .header("cookie", "devgate_session=cookie-secret-77ab01; theme=dark")
         .header("authorization", "Bearer bearer-secret-3c2a9f1e")
@@ -359,7 +364,7 @@ fn login_success_in_many_small_chunks() -> HostResult<()> {
 #[test]
 fn login_over_tls_sets_a_secure_cookie() -> HostResult<()> {
     let mut h = loaded(&config(""))?;
-    let r = login_post(&mut h, PEER)
+    let r = login_post_from(&mut h, PEER, "https://devgate.test")
         .property("connection.tls_version", b"TLSv1.3")
         .body(GOOD_FORM.as_bytes())
         .send();
@@ -382,6 +387,39 @@ fn login_over_tls_sets_a_secure_cookie() -> HostResult<()> {
     let token = assert_success(&r);
     h.watch_secrets(&[&token]);
     assert!(!set_cookie(&r).unwrap().contains("Secure"));
+    Ok(())
+}
+
+#[test]
+fn login_refuses_the_other_scheme_on_each_listener() -> HostResult<()> {
+    // Regression (#14): the CSRF check compared host and port only, so on a plain listener an
+    // `https://` Origin or Referer of the same host and port set a session (and `http://` on TLS).
+    let mut h = loaded(&config(""))?;
+    for (tls, origin) in [
+        (&b""[..], "https://devgate.test"),
+        (b"", "https://devgate.test:80"),
+        (b"TLSv1.3", "http://devgate.test"),
+        (b"TLSv1.3", "http://devgate.test:443"),
+    ] {
+        let r = login_post_from(&mut h, PEER, origin)
+            .property("connection.tls_version", tls)
+            .body(GOOD_FORM.as_bytes())
+            .send();
+        assert_login_local(&r, 403);
+        assert_eq!(r.local_phase(), Some(Phase::RequestHeaders));
+        assert!(set_cookie(&r).is_none(), "{}", r.describe());
+    }
+    // A Referer without Origin is held to the same rule.
+    let r = h
+        .request()
+        .peer(PEER)
+        .method_path("POST", "/.devgate/login")
+        .header("referer", "https://devgate.test/.devgate/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(GOOD_FORM.as_bytes())
+        .send();
+    assert_login_local(&r, 403);
+    assert_eq!(h.metric("devgate.login.csrf"), Some(5));
     Ok(())
 }
 

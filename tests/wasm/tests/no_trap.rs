@@ -929,11 +929,20 @@ fn expected_login(case: &LoginCase, prev: Option<Attempts>, n_chunks: usize) -> 
 }
 
 fn send_login(h: &mut Host, case: &LoginCase, chunks: Vec<Vec<u8>>) -> Outcome {
+    // The site's own origin: https on a TLS connection.
+    let tls = case.tls.as_ref().is_some_and(|t| !t.is_empty());
     let mut b = h
         .request()
         .peer(case.peer)
         .method_path("POST", "/.devgate/login")
-        .header("origin", "http://devgate.test")
+        .header(
+            "origin",
+            if tls {
+                "https://devgate.test"
+            } else {
+                "http://devgate.test"
+            },
+        )
         .header("content-type", "application/x-www-form-urlencoded")
         .header(
             "cookie",
