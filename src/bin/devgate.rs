@@ -2057,7 +2057,8 @@ mod tests {
         assert!(lines[0].ends_with(
             "schema: field `login.colour`: unknown field `colour`, expected one of `allow_from`, \
              `bind_peer`, `cookie`, `failure_window_seconds`, `leeway_seconds`, `max_cost`, \
-             `max_failures`, `mount`, `secure_cookie`, `session_seconds`, `users`, `users_env`"
+             `max_failures`, `mount`, `secure_cookie`, `session_seconds`, `users`, `users_env`, \
+             `verifies_per_minute`, `verify_burst`"
         ), "{msg}");
         assert!(
             lines[1].ends_with(

@@ -4,6 +4,7 @@
 //! (one header-map read, one property read), calls [`decide`], and applies the result.
 
 pub mod apikey;
+pub mod budget;
 pub mod cookie;
 pub mod headers;
 pub mod htpasswd;

@@ -11,14 +11,18 @@
 //!    here. For that one, the checks that need no body run first (login network, CSRF,
 //!    content type, declared length, rate limit) and the answer is [`Step::ReadBody`].
 //! 2. [`finish`], with the whole body (the glue buffers it, refusing more than
-//!    [`MAX_BODY`](crate::core::login::MAX_BODY) bytes): parse, rate limit again, bcrypt, and
-//!    either the session cookie and a 303 or the form again with one generic message. The
-//!    [`Store`] says what to write back to the failure counter.
+//!    [`MAX_BODY`](crate::core::login::MAX_BODY) bytes): rate limit again, parse, and either
+//!    an answer or [`Checked::Verify`].
+//! 3. For [`Checked::Verify`]: one verify from the Envoy process's budget
+//!    ([`budget`](crate::core::budget), shared data), then [`verify`]: bcrypt, and either the
+//!    session cookie and a 303 or the form again with one generic message; or, with the budget
+//!    spent, [`over_budget`] (429) without bcrypt. The [`Store`] says what to write back to the
+//!    failure counter.
 
 use std::net::IpAddr;
 
 use crate::config::{LoginPolicy, Policy, UpstreamChallenge};
-use crate::core::login::{self, Attempts, Page, Verdict, MAX_BODY};
+use crate::core::login::{self, Attempts, LoginForm, Page, Verdict, MAX_BODY};
 use crate::core::query;
 use crate::core::token;
 
@@ -56,6 +60,9 @@ pub enum Outcome {
     Failed,
     /// Too many failures from this peer: 429.
     RateLimited,
+    /// The Envoy process's budget of password verifies is spent (`login.verifies_per_minute`,
+    /// `login.verify_burst`): 429 without running bcrypt.
+    OverBudget,
     /// The peer is outside `login.allow_from`, inside `network.deny`, or has no usable socket
     /// address: 403.
     NetworkDenied,
@@ -82,6 +89,7 @@ impl Outcome {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
             Outcome::RateLimited => "rate_limited",
+            Outcome::OverBudget => "over_budget",
             Outcome::NetworkDenied => "network_denied",
             Outcome::Csrf => "csrf",
             Outcome::BadContentType => "bad_content_type",
@@ -94,11 +102,12 @@ impl Outcome {
     }
 
     /// Every outcome, for defining one counter each at configure time.
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Page,
         Outcome::Succeeded,
         Outcome::Failed,
         Outcome::RateLimited,
+        Outcome::OverBudget,
         Outcome::NetworkDenied,
         Outcome::Csrf,
         Outcome::BadContentType,
@@ -272,34 +281,59 @@ fn limited(login: &LoginPolicy, attempts: Option<Attempts>, now: u64) -> Option<
     }
 }
 
+/// The second step's answer.
+#[derive(Debug)]
+pub enum Checked {
+    /// Answer now, and write the [`Store`] to the peer's failure record.
+    Respond(Outcome, Page, Store),
+    /// A well-formed form from a peer that is not limited: take one verify from the process's
+    /// budget ([`budget::take`](crate::core::budget::take) on the state under
+    /// [`budget::KEY`](crate::core::budget::KEY)), then call [`verify`]; when none is left,
+    /// answer [`over_budget`] instead, without running bcrypt.
+    Verify(LoginForm),
+}
+
 /// The second step, with the whole body of `POST <mount>/login` and the peer's current
-/// failure record. `peer` is the address [`start`] accepted.
-pub fn finish(
-    login: &LoginPolicy,
-    body: &[u8],
-    peer: IpAddr,
-    tls: bool,
-    attempts: Option<Attempts>,
-    now: u64,
-) -> (Outcome, Page, Store) {
+/// failure record: every check that costs no bcrypt.
+pub fn finish(login: &LoginPolicy, body: &[u8], attempts: Option<Attempts>, now: u64) -> Checked {
     if body.len() > MAX_BODY {
-        return (Outcome::TooLarge, too_large(), Store::Nothing);
+        return Checked::Respond(Outcome::TooLarge, too_large(), Store::Nothing);
     }
     // Another worker may have counted failures since the headers were checked.
     if let Some(page) = limited(login, attempts, now) {
-        return (Outcome::RateLimited, page, Store::Nothing);
+        return Checked::Respond(Outcome::RateLimited, page, Store::Nothing);
     }
-    let form = match login::parse_form(body) {
-        Ok(form) => form,
+    match login::parse_form(body) {
+        Ok(form) => Checked::Verify(form),
         // A form no browser sends counts as a failed attempt, so it cannot probe for free.
-        Err(_) => {
-            return (
-                Outcome::Failed,
-                login::login_page(&login.mount, "", true),
-                Store::Failure,
-            )
-        }
-    };
+        Err(_) => Checked::Respond(
+            Outcome::Failed,
+            login::login_page(&login.mount, "", true),
+            Store::Failure,
+        ),
+    }
+}
+
+/// The answer when the process's verify budget is spent: 429 with `Retry-After`, the form
+/// not checked, nothing stored (the attempt was not a failure of this peer).
+pub fn over_budget(retry_after: u64) -> (Outcome, Page, Store) {
+    (
+        Outcome::OverBudget,
+        login::too_many_attempts(retry_after),
+        Store::Nothing,
+    )
+}
+
+/// The last step, once a verify was taken from the budget: bcrypt, then the session cookie
+/// and a 303, or the form again with one generic message. `peer` is the address [`start`]
+/// accepted.
+pub fn verify(
+    login: &LoginPolicy,
+    form: &LoginForm,
+    peer: IpAddr,
+    tls: bool,
+    now: u64,
+) -> (Outcome, Page, Store) {
     let back = form.back.clone().unwrap_or_default();
     if !login.users.verify(&form.username, &form.password) {
         return (
@@ -422,6 +456,59 @@ mod tests {
             attempts: None,
             now: 1_700_000_000,
         }
+    }
+
+    /// The body step and, for a well-formed form, the verify (with budget to spare).
+    fn finish_all(
+        l: &LoginPolicy,
+        body: &[u8],
+        ip: IpAddr,
+        tls: bool,
+        attempts: Option<Attempts>,
+        now: u64,
+    ) -> (Outcome, Page, Store) {
+        match finish(l, body, attempts, now) {
+            Checked::Respond(o, p, s) => (o, p, s),
+            Checked::Verify(form) => verify(l, &form, ip, tls, now),
+        }
+    }
+
+    #[test]
+    fn only_a_well_formed_unlimited_form_asks_for_a_verify() {
+        let p = policy("");
+        let l = login(&p);
+        let good = b"username=alice&password=correct+horse";
+        assert!(matches!(finish(l, good, None, 1), Checked::Verify(_)));
+        // Malformed: a failure without bcrypt, so no budget is spent on it.
+        let step = finish(l, b"username=alice", None, 1);
+        assert!(matches!(
+            step,
+            Checked::Respond(Outcome::Failed, _, Store::Failure)
+        ));
+        // Limited: nothing spent either.
+        let limited = Some(Attempts {
+            count: 5,
+            window_start: 1,
+        });
+        let step = finish(l, good, limited, 2);
+        assert!(matches!(
+            step,
+            Checked::Respond(Outcome::RateLimited, _, Store::Nothing)
+        ));
+        let big = vec![b'a'; MAX_BODY + 1];
+        assert!(matches!(
+            finish(l, &big, None, 1),
+            Checked::Respond(Outcome::TooLarge, _, Store::Nothing)
+        ));
+        // Over budget: 429 with Retry-After, nothing stored, no cookie.
+        let (o, page, store) = over_budget(3);
+        assert_eq!(
+            (o, page.status, store),
+            (Outcome::OverBudget, 429, Store::Nothing)
+        );
+        assert_eq!(page.header("retry-after"), Some("3"));
+        assert!(page.header("set-cookie").is_none());
+        assert_eq!(Outcome::OverBudget.code(), "over_budget");
     }
 
     fn respond(step: Step) -> (Outcome, Page) {
@@ -563,7 +650,7 @@ mod tests {
         let p = policy("");
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let body = b"username=alice&password=correct+horse&back=%2F_debug%2F";
-        let (o, page, store) = finish(login(&p), body, ip, false, None, 1_700_000_000);
+        let (o, page, store) = finish_all(login(&p), body, ip, false, None, 1_700_000_000);
         assert_eq!(
             (o, page.status, store),
             (Outcome::Succeeded, 303, Store::Clear)
@@ -576,7 +663,7 @@ mod tests {
         }
         assert!(!cookie.contains("Secure"));
         // Over TLS, Secure.
-        let (_, page, _) = finish(login(&p), body, ip, true, None, 1_700_000_000);
+        let (_, page, _) = finish_all(login(&p), body, ip, true, None, 1_700_000_000);
         assert!(page.header("set-cookie").unwrap().contains("; Secure"));
     }
 
@@ -590,7 +677,7 @@ mod tests {
             b"username=alice",
             b"username=%zz&password=x",
         ] {
-            let (o, page, store) = finish(login(&p), body, ip, false, None, 1);
+            let (o, page, store) = finish_all(login(&p), body, ip, false, None, 1);
             assert_eq!(
                 (o, page.status, store),
                 (Outcome::Failed, 401, Store::Failure)
@@ -602,7 +689,7 @@ mod tests {
             count: 5,
             window_start: 1,
         });
-        let (o, page, store) = finish(
+        let (o, page, store) = finish_all(
             login(&p),
             b"username=alice&password=correct+horse",
             ip,
@@ -627,7 +714,7 @@ mod tests {
             "%2F%252F%252Fevil",
         ] {
             let body = format!("username=alice&password=correct+horse&back={back}");
-            let (_, page, _) = finish(login(&p), body.as_bytes(), ip, false, None, 1);
+            let (_, page, _) = finish_all(login(&p), body.as_bytes(), ip, false, None, 1);
             assert_eq!(page.header("location"), Some("/"), "{back}");
         }
     }

@@ -62,7 +62,10 @@ def config(mode: str = "forbid", **login) -> dict:
         "public": ["/healthz"],
         "keys": [{"id": "k1", "secret_env": "DEVGATE_E2E_LOGIN_KEY"}],
         "tokens": {},
-        "login": {"users_env": "DEVGATE_E2E_USERS", "allow_from": ["127.0.0.0/28", "::1"], **login},
+        # These tests log in back to back, faster than the default verify budget (2 a second)
+        # allows; test_login_flood_stays_within_the_verify_budget runs with the defaults.
+        "login": {"users_env": "DEVGATE_E2E_USERS", "allow_from": ["127.0.0.0/28", "::1"],
+                  "verifies_per_minute": 60000, "verify_burst": 1000, **login},
         "upstream_challenge": mode,
     }
 

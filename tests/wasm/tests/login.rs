@@ -17,6 +17,7 @@
 
 mod host;
 
+use devgate::core::budget as core_budget;
 use devgate::core::login::{self as core_login, Attempts, LOGIN_CSP, LOGIN_FAILED};
 use host::{status, Action, Headers, Host, HostBuilder, HostResult, Outcome, Phase, SharedData};
 
@@ -641,6 +642,104 @@ fn the_sixth_attempt_is_429_without_running_bcrypt() -> HostResult<()> {
     Ok(())
 }
 
+/// A wrong password from `peer`, the answer's status and fuel.
+fn attempt(h: &mut Host, peer: &str) -> (Option<u32>, u64, Outcome) {
+    let r = login_post(h, peer).body(WRONG_FORM.as_bytes()).send();
+    r.assert_well_formed();
+    (r.status(), r.fuel, r)
+}
+
+#[test]
+fn a_flood_from_many_addresses_stays_within_the_verify_budget() -> HostResult<()> {
+    // Regression (#14): the per-address limit does not bound guesses from many addresses, and
+    // every wrong password held the worker for one bcrypt verify.
+    let mut h = loaded(&config("").replace(
+        r#""users": ""#,
+        r#""verifies_per_minute": 60, "verify_burst": 3, "users": ""#,
+    ))?;
+    let peers: Vec<String> = (1..=12).map(|i| format!("198.51.100.{i}:4000")).collect();
+    let mut verified = Vec::new();
+    let mut refused = Vec::new();
+    for peer in &peers {
+        let (status, fuel, r) = attempt(&mut h, peer);
+        match status {
+            Some(401) => verified.push(fuel),
+            Some(429) => {
+                let l = r.local().unwrap();
+                assert_eq!(l.headers.get_str("retry-after").as_deref(), Some("1"));
+                assert!(l.headers.get_str("set-cookie").is_none());
+                // Refused in the body step (the form was read), without bcrypt.
+                assert!(r.body_was_read());
+                refused.push(fuel);
+            }
+            other => panic!("{other:?}\n{}", r.describe()),
+        }
+    }
+    // The burst, then nothing at the same instant, whichever address asks.
+    assert_eq!((verified.len(), refused.len()), (3, 9));
+    let bcrypt = *verified.iter().min().unwrap();
+    let most = *refused.iter().max().unwrap();
+    assert!(
+        most * 20 < bcrypt,
+        "429: {most} fuel; a verify: {bcrypt} fuel"
+    );
+    eprintln!("over budget: {most} fuel; a verify (bcrypt cost 5): {bcrypt} fuel");
+    assert_eq!(h.metric("devgate.login.failed"), Some(3));
+    assert_eq!(h.metric("devgate.login.over_budget"), Some(9));
+    // The refused addresses were not charged a failure.
+    let shared = h.shared_data();
+    assert!(shared.value("devgate.login.198.51.100.12").is_none());
+    // One a second after that; the right password is held to the same budget.
+    h.set_now(NOW + 1);
+    assert_eq!(attempt(&mut h, "198.51.100.20:1").0, Some(401));
+    assert_eq!(attempt(&mut h, "198.51.100.21:1").0, Some(429));
+    let r = login_post(&mut h, PEER).body(GOOD_FORM.as_bytes()).send();
+    assert_login_local(&r, 429);
+    h.set_now(NOW + 2);
+    let r = login_post(&mut h, PEER).body(GOOD_FORM.as_bytes()).send();
+    let token = assert_success(&r);
+    h.watch_secrets(&[&token]);
+    assert!(shared.value(core_budget::KEY).is_some());
+    Ok(())
+}
+
+#[test]
+fn the_verify_budget_is_shared_by_the_workers() -> HostResult<()> {
+    let shared = SharedData::new();
+    let cfg = config(r#", "network": {"allow": []}"#).replace(
+        r#""users": ""#,
+        r#""verifies_per_minute": 1, "verify_burst": 4, "users": ""#,
+    );
+    let mut w0 = vm(Host::builder().shared_data(&shared), &cfg)?;
+    let mut w1 = vm(Host::builder().shared_data(&shared), &cfg)?;
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let w = if i % 2 == 0 { &mut w0 } else { &mut w1 };
+        statuses.push(attempt(w, &format!("192.0.2.{}:1", 10 + i)).0);
+    }
+    assert_eq!(
+        statuses,
+        [[Some(401)].repeat(4), [Some(429)].repeat(4)].concat()
+    );
+    // Another worker's CAS write between the read and the write is retried, never lost; a
+    // budget that cannot be written refuses the attempt (fail closed) without bcrypt.
+    w0.set_now(NOW + 3600);
+    w1.set_now(NOW + 3600);
+    let now_ms = (NOW + 3600) * 1000;
+    shared.interfere(core_budget::KEY, &core_budget::encode(now_ms + 60_000), 1);
+    assert_eq!(attempt(&mut w0, "192.0.2.30:1").0, Some(401));
+    // The interfering worker's take plus this one: two of the four.
+    let state = shared
+        .value(core_budget::KEY)
+        .and_then(|v| core_budget::decode(&v));
+    assert_eq!(state, Some(now_ms + 120_000));
+    shared.interfere(core_budget::KEY, &core_budget::encode(now_ms), 100);
+    let (status, _, r) = attempt(&mut w1, "192.0.2.31:1");
+    assert!(matches!(status, Some(500 | 503)), "{}", r.describe());
+    assert!(set_cookie(&r).is_none());
+    Ok(())
+}
+
 #[test]
 fn failures_are_counted_across_workers() -> HostResult<()> {
     let shared = SharedData::new();
@@ -700,7 +799,13 @@ fn a_cas_conflict_is_retried_and_no_failure_is_lost() -> HostResult<()> {
             window_start: NOW
         })
     );
-    let results: Vec<i32> = shared.sets().iter().map(|s| s.2).collect();
+    // The failure record's writes (the verify budget's, under its own key, are left out).
+    let results: Vec<i32> = shared
+        .sets()
+        .iter()
+        .filter(|s| s.0 == RATE_KEY.as_bytes())
+        .map(|s| s.2)
+        .collect();
     assert_eq!(
         results,
         vec![status::OK, status::CAS_MISMATCH, status::OK],
@@ -818,7 +923,15 @@ fn csrf_and_content_type_are_checked_before_the_body() -> HostResult<()> {
         .send();
     let token = assert_success(&r);
     h.watch_secrets(&[&token]);
-    assert!(h.shared_data().keys().len() <= 1);
+    // Nothing but the peer's record and the process's verify budget was written.
+    let keys = h.shared_data().keys();
+    assert!(
+        keys.iter()
+            .filter(|k| k.as_slice() != core_budget::KEY.as_bytes())
+            .count()
+            <= 1,
+        "{keys:?}"
+    );
     Ok(())
 }
 
