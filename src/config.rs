@@ -236,7 +236,7 @@ pub struct LoginPolicy {
     /// The window those failures are counted in, in seconds. Defaults to 300.
     pub failure_window: u64,
     /// Password verifies the form may run, across all workers of the Envoy process (beyond it:
-    /// 429 without bcrypt). Defaults to 120 a minute, 10 at once.
+    /// 429 without bcrypt). Defaults to 120 a minute, 3 at once.
     pub verify_budget: Budget,
     /// Bind each session to the address it logged in from (`cip`). Defaults to false.
     pub bind_peer: bool,
@@ -501,7 +501,8 @@ struct RawLogin {
     /// worker).
     #[serde(default = "default_verifies_per_minute")]
     verifies_per_minute: u32,
-    /// Verifies allowed back to back when the budget is full, 1 to 1000. Default 10.
+    /// Verifies allowed back to back when the budget is full, 1 to 1000. Default 3 (a worker
+    /// stalls at most that many verifies in a row: ~0.27 s at cost 10).
     #[serde(default = "default_verify_burst")]
     verify_burst: u32,
     /// Bind each session to the address it logged in from (`cip`). Default false.
@@ -541,7 +542,7 @@ fn default_verifies_per_minute() -> u32 {
 }
 
 fn default_verify_burst() -> u32 {
-    10
+    3
 }
 
 /// API keys: routes, revoked key ids and the headers devgate sets for the application.
@@ -1643,11 +1644,11 @@ mod tests {
         assert_eq!(l.session_seconds, 8 * 3600);
         assert!(l.allow_from.is_none() && !l.secure_cookie && !l.bind_peer);
         assert_eq!((l.max_failures, l.failure_window, l.leeway), (5, 300, 30));
-        // Two verifies a second, ten at once.
-        assert_eq!(l.verify_budget, Budget::per_minute(120, 10));
+        // Two verifies a second, three at once.
+        assert_eq!(l.verify_budget, Budget::per_minute(120, 3));
         assert_eq!(
             (l.verify_budget.interval_ms, l.verify_budget.burst),
-            (500, 10)
+            (500, 3)
         );
         assert_eq!(l.users.len(), 1);
         assert_eq!(p.upstream_challenge, UpstreamChallenge::Forbid);

@@ -107,6 +107,7 @@ mod tests {
     fn a_full_budget_lets_a_burst_through_then_refuses() {
         let b = Budget::per_minute(120, 10);
         assert_eq!(b.interval_ms, 500);
+        // (The shipped default is a burst of 3; 10 here shows the arithmetic.)
         let (n, state, retry) = drain(None, T, b);
         assert_eq!((n, retry), (10, 1));
         assert_eq!(state, Some(T + 5_000));
