@@ -14,6 +14,7 @@ import shutil
 import ssl
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -240,6 +241,8 @@ def test_login_refuses_http_origin_on_tls_listener(tls_gate, ctx, certs):
     csrf = "wasmcustom.devgate.login.csrf"
     before = tls_gate.counters(r"wasmcustom\.devgate\.login\.csrf$").get(csrf, 0)
     for host, headers, status in cases:
+        if status == 303:
+            time.sleep(0.5)  # the shipped config's verify budget: 3 at once, then 2 a second
         r = tls_gate.request("POST", LOGIN, [("Host", host), *headers, form], source=LOGIN_PEER,
                              body=DEMO_LOGIN, tls=ctx, server_hostname="localhost")
         assert r.status == status, (host, headers, r.summary())
@@ -250,20 +253,22 @@ def test_login_refuses_http_origin_on_tls_listener(tls_gate, ctx, certs):
             assert len(cookies) == 1 and "; Secure" in cookies[0], r.summary()
 
     # HTTP/2 over TLS (ALPN h2): :authority instead of Host, the same rule.
-    def curl(origin):
+    def curl(origin, body):
         out = subprocess.run(
             ["curl", "-s", "-o", "/dev/null", "-D", "-", "--http2", "--interface", LOGIN_PEER,
-             "--cacert", str(certs / "ca.pem"), "-H", f"Origin: {origin}", "--data", DEMO_LOGIN,
+             "--cacert", str(certs / "ca.pem"), "-H", f"Origin: {origin}", "--data", body,
              f"https://localhost:{port}{LOGIN}"],
             capture_output=True, text=True, timeout=30,
         )
-        # An answer before the body was read resets the stream (curl exit 92) after the head.
-        assert out.returncode in (0, 92), (out.returncode, out.stdout, out.stderr)
+        assert out.returncode == 0, (out.returncode, out.stdout, out.stderr)
         return out.stdout
 
-    out = curl(f"http://localhost:{port}")
+    # The refused POST has an empty body: answered from the headers, with nothing left unread that
+    # would end the stream with a reset (which can reach curl before the head does).
+    out = curl(f"http://localhost:{port}", "")
     assert out.startswith("HTTP/2 403") and "set-cookie" not in out, out
-    out = curl(f"https://localhost:{port}")
+    time.sleep(0.5)
+    out = curl(f"https://localhost:{port}", DEMO_LOGIN)
     assert out.startswith("HTTP/2 303") and "set-cookie: devgate_session=" in out and "; Secure" in out, out
     refused = sum(1 for _, _, status in cases if status == 403) + 1
     assert tls_gate.counters(r"wasmcustom\.devgate\.login\.csrf$")[csrf] == before + refused
