@@ -113,7 +113,9 @@ mod tests {
         assert!(
             msg.contains("field `login.colour`: unknown field `colour`, expected one of")
                 && msg.contains("`users_env`")
-                && msg.contains("`max_cost`"),
+                && msg.contains("`max_cost`")
+                && msg.contains("`verifies_per_minute`")
+                && msg.contains("`verify_burst`"),
             "{msg}"
         );
         // Structure fine, values not: the parser's message, as before.
