@@ -18,8 +18,8 @@ use crate::config::{parse_policy, LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::apikey::KeyKind;
 use crate::core::login::{self, Attempts, Page, MAX_BODY};
 use crate::core::revocation::{self, Revocation, RevocationList};
-use crate::core::session::{self, Endpoint, LoginRequest, Outcome, Step, Store};
-use crate::core::{decide_with, net, Decision, Reason, Request, Response, Source};
+use crate::core::session::{self, Checked, Endpoint, LoginRequest, Outcome, Step, Store};
+use crate::core::{budget, decide_with, net, Decision, Reason, Request, Response, Source};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -478,9 +478,37 @@ fn store_failure(login: &LoginPolicy, key: &str, now: u64) -> Result<(), host::H
     Err(host::HostError(u32::MAX))
 }
 
+/// Takes one password verify from the Envoy process's budget (every worker shares it), racing
+/// other workers with compare-and-swap: `Ok(Err(retry_after))` when none is left.
+fn take_verify(login: &LoginPolicy, now_ms: u64) -> Result<Result<(), u64>, host::HostError> {
+    for _ in 0..8 {
+        let (value, cas) = host::shared_data(budget::KEY)?;
+        let prev = value.as_deref().and_then(budget::decode);
+        match budget::take(prev, now_ms, login.verify_budget) {
+            Err(retry_after) => return Ok(Err(retry_after)),
+            Ok(next) => {
+                if host::set_shared_data(budget::KEY, &budget::encode(next), cas)?
+                    == host::Cas::Stored
+                {
+                    return Ok(Ok(()));
+                }
+            }
+        }
+    }
+    Err(host::HostError(u32::MAX))
+}
+
 impl Http {
     fn now(&self) -> u64 {
         unix_seconds(self.get_current_time())
+    }
+
+    /// Milliseconds since the Unix epoch (0 before it), for the verify budget.
+    fn now_ms(&self) -> u64 {
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
     }
 }
 
@@ -517,9 +545,10 @@ impl Http {
             return fail_closed(&self.stats, "login_not_configured");
         };
         let method = req.header(b":method").unwrap_or_default();
+        // A peer in `network.deny` has no usable address here: the form refuses it (403).
         let peer = policy
             .net
-            .peer_ip(net::parse_peer(req.peer.unwrap_or_default()))
+            .undenied_ip(net::parse_peer(req.peer.unwrap_or_default()))
             .ok();
         let attempts = match (session::needs_attempts(endpoint, method), peer) {
             (true, Some(ip)) => match read_attempts(&login::rate_key(ip)) {
@@ -586,14 +615,16 @@ impl Http {
         let Ok((attempts, _)) = read_attempts(&key) else {
             return fail_closed(&self.stats, "shared_data_unavailable");
         };
-        let (outcome, page, store) = session::finish(
-            login,
-            &pending.body,
-            pending.peer,
-            pending.tls,
-            attempts,
-            now,
-        );
+        let (outcome, page, store) = match session::finish(login, &pending.body, attempts, now) {
+            Checked::Respond(outcome, page, store) => (outcome, page, store),
+            // Right before bcrypt: one verify from the process's budget, or 429 without it.
+            Checked::Verify(form) => match take_verify(login, self.now_ms()) {
+                Ok(Ok(())) => session::verify(login, &form, pending.peer, pending.tls, now),
+                Ok(Err(retry_after)) => session::over_budget(retry_after),
+                // A verify that cannot be counted would let the budget go unmetered.
+                Err(_) => return fail_closed(&self.stats, "shared_data_unavailable"),
+            },
+        };
         match store {
             Store::Nothing => {}
             Store::Failure => {
