@@ -218,6 +218,8 @@ def main() -> int:
     WORK.mkdir(parents=True)
     # bench/run.py's helpers write credentials under its own scratch directory.
     bench.WORK = WORK
+    # Everything runs under valgrind: the first request (V8 compiling a Wasm filter) can be slow.
+    bench.CHECK_TIMEOUT = 120.0
     creds = bench.make_credentials()
     values = {
         "DEVGATE_WASM": bench.WASM.resolve(),

@@ -30,12 +30,10 @@ NATIVE_NOT_YET = {
     "test_revocation.py": "revocation list fetch not in the native module yet (refused at load: `revocation`)",
     "test_faults.py": "Wasm traps and VM reloads; the native panic policy is tests/e2e/test_native_faults.py",
     "test_oci_image.py": "the OCI image carries devgate.wasm for Istio; the native module has none",
-    "test_tls.py::test_check_config_reads_the_tls_config":
-        "devgate check-config does not read the dynamic-modules filter's YAML yet (envoy-native-tls.yaml)",
     "test_demo_config.py": "checks the shipped envoy.yaml (Wasm); envoy/envoy-native.yaml is checked in test_native_abi.py",
     "test_harness.py::test_render_bootstrap_shapes": "asserts the Wasm filter's bootstrap shape",
-    "test_tokens.py::test_check_config_on_envoy_yaml_agrees_with_envoy":
-        "devgate check-config does not read the dynamic-modules filter's YAML yet",
+    "test_tls.py::test_login_refuses_http_origin_on_tls_listener":
+        "login form not in the native module yet (refused at load: `login`; envoy-native-tls.yaml has none)",
     "test_tokens.py::test_config_reload_without_restart_or_dropped_requests":
         "rotates keys through the Wasm VM's environment; the native module reads Envoy's process environment",
     "test_observability.py::test_counters_exact_in_admin_stats":

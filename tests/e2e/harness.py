@@ -728,12 +728,13 @@ class Envoy:
         _stop(self.proc)
 
 
-def _launch(config: dict | str, workdir: Path, log_level: str, extra_args: Sequence[str] = ()) -> Envoy:
+def _launch(config: dict | str, workdir: Path, log_level: str, extra_args: Sequence[str] = (),
+            env: dict | None = None) -> Envoy:
     workdir.mkdir(parents=True, exist_ok=True)
-    process_env = None
+    process_env = {**os.environ, **env} if env else None
     if isinstance(config, dict) and PROCESS_ENV_KEY in config:
         config = dict(config)
-        process_env = {**os.environ, **config.pop(PROCESS_ENV_KEY)}
+        process_env = {**(process_env or os.environ), **config.pop(PROCESS_ENV_KEY)}
     if isinstance(config, dict):
         cfg_path = workdir / "envoy.json"
         cfg_path.write_text(json.dumps(config, indent=1))
@@ -814,10 +815,12 @@ def _accepts(host: str, port: int) -> bool:
 
 
 def start_envoy(config: dict | str, workdir: Path, log_level: str = "warning",
-                timeout: float = STARTUP_TIMEOUT, extra_args: Sequence[str] = ()) -> Envoy:
+                timeout: float = STARTUP_TIMEOUT, extra_args: Sequence[str] = (),
+                env: dict | None = None) -> Envoy:
     """Start Envoy and wait until it serves; raise HarnessError (with its log) if it does not.
-    extra_args: more Envoy command-line options (e.g. FAST_FLUSH)."""
-    env = _launch(config, workdir, log_level, extra_args)
+    extra_args: more Envoy command-line options (e.g. FAST_FLUSH); env: variables added to Envoy's
+    process environment (where the native module reads `secret_env`)."""
+    env = _launch(config, workdir, log_level, extra_args, env)
     if not _wait_ready(env, timeout):
         code = env.proc.poll()
         env.stop()
@@ -828,11 +831,12 @@ def start_envoy(config: dict | str, workdir: Path, log_level: str = "warning",
 
 
 def try_envoy(config: dict | str, workdir: Path, log_level: str = "info",
-              timeout: float = STARTUP_TIMEOUT) -> tuple[EnvoyResult, Envoy]:
+              timeout: float = STARTUP_TIMEOUT, env: dict | None = None) -> tuple[EnvoyResult, Envoy]:
     """Start Envoy and report how it went, for configs that should be refused. If Envoy does come up,
-    it is returned running (the caller stops it) so the test can show what got through."""
+    it is returned running (the caller stops it) so the test can show what got through. env: as
+    start_envoy's."""
     t0 = time.monotonic()
-    env = _launch(config, workdir, log_level)
+    env = _launch(config, workdir, log_level, env=env)
     ready = _wait_ready(env, timeout)
     if not ready and env.alive():
         env.stop()

@@ -11,6 +11,7 @@ the suite in that Envoy (the comment on each declaration in src/host/native/abi.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -74,7 +75,17 @@ def module_path() -> Path:
         pytest.fail(str(e), pytrace=False)
 
 
-def test_native_imports_exist_in_pinned_envoy(module_path):
+TEST_BUILD = Path(os.environ.get("DEVGATE_FAULT_NATIVE") or REPO / "target/fault-native/native/libdevgate.so")
+
+
+@pytest.mark.parametrize("build", ["shipped", "test"])
+def test_native_imports_exist_in_pinned_envoy(module_path, build):
+    """The shipped module, and the test build, which also imports the callbacks its test hooks
+    drive (tests/e2e/test_native_bindings.py)."""
+    if build == "test":
+        if not TEST_BUILD.is_file():
+            pytest.fail(f"{TEST_BUILD} missing: run `make fault-native`", pytrace=False)
+        module_path = TEST_BUILD
     imported = {s for s in dynamic_symbols(module_path, "--undefined-only") if s.startswith("envoy_dynamic_module_")}
     assert imported, "libdevgate.so imports no Envoy callback: is it the native module?"
     exported = {s for s in dynamic_symbols(real_envoy_binary(), "--defined-only")

@@ -117,11 +117,13 @@ def test_tls_config_shares_everything_below_the_listener_with_envoy_yaml(plain_n
     assert "envoy.transport_sockets.tls" in tls and "envoy.transport_sockets.tls" not in plain
 
 
-def test_check_config_reads_the_tls_config():
-    r = call_or_fail(harness.run_cli, "check-config", str(harness.REPO / "envoy" / "envoy-tls.yaml"))
+@pytest.mark.parametrize("plain_name, tls_name", [("envoy.yaml", "envoy-tls.yaml"),
+                                                  ("envoy-native.yaml", "envoy-native-tls.yaml")])
+def test_check_config_reads_the_tls_config(plain_name, tls_name):
+    r = call_or_fail(harness.run_cli, "check-config", str(harness.REPO / "envoy" / tls_name))
     assert r.returncode == 0, r.stdout + r.stderr
-    plain = call_or_fail(harness.run_cli, "check-config", str(harness.REPO / "envoy" / "envoy.yaml"))
-    assert r.stdout.replace("envoy-tls.yaml", "envoy.yaml") == plain.stdout
+    plain = call_or_fail(harness.run_cli, "check-config", str(harness.REPO / "envoy" / plain_name))
+    assert r.stdout.replace(tls_name, plain_name) == plain.stdout
 
 
 # --------------------------------------------------------------------------------------------------

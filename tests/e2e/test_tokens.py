@@ -633,24 +633,28 @@ def test_check_config_on_envoy_yaml_agrees_with_envoy(tmp_path, upstream, wasm):
     """The same Envoy YAML: check-config says ok and Envoy runs it (tokens work); without the VM's
     environment variable check-config names the field and Envoy refuses the filter."""
     good = harness.render_bootstrap(upstream_port=upstream.port, plugin_config=TOKENS, env=TOKENS_ENV, wasm=wasm)
+    # Native: the key is in Envoy's process environment, not in the YAML; check-config then reads
+    # the native module's keys from its own environment, so both get the same variables.
+    process_env = good.pop(harness.PROCESS_ENV_KEY, None)
     good_yaml = harness.to_yaml(good)
     (tmp_path / "good.yaml").write_text(good_yaml)
-    r = cli("check-config", str(tmp_path / "good.yaml"))
+    r = cli("check-config", str(tmp_path / "good.yaml"), env=process_env)
     assert r.returncode == 0 and r.stderr == "", (r.returncode, r.stdout, r.stderr)
     lines = r.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("ok") and "devgate" in lines[0], r.stdout
-    envoy = harness.start_envoy(good_yaml, tmp_path / "envoy-good")
+    envoy = harness.start_envoy(good_yaml, tmp_path / "envoy-good", env=process_env)
     try:
         assert_developer(envoy.request("GET", PROTECTED, bearer(mint("yaml")), source=OUTSIDER), "yaml")
     finally:
         envoy.stop()
 
     bad = harness.render_bootstrap(upstream_port=upstream.port, plugin_config=TOKENS, env={"UNRELATED": "x"}, wasm=wasm)
+    process_env = bad.pop(harness.PROCESS_ENV_KEY, None)
     bad_yaml = harness.to_yaml(bad)
     (tmp_path / "bad.yaml").write_text(bad_yaml)
-    r = cli("check-config", str(tmp_path / "bad.yaml"))
+    r = cli("check-config", str(tmp_path / "bad.yaml"), env=process_env)
     assert r.returncode == 1 and "`keys[0].secret_env`" in r.stderr and "devgate" in r.stderr, (r.stdout, r.stderr)
-    result, envoy = harness.try_envoy(bad_yaml, tmp_path / "envoy-bad", timeout=15)
+    result, envoy = harness.try_envoy(bad_yaml, tmp_path / "envoy-bad", timeout=15, env=process_env)
     if result.ready:
         envoy.stop()
     assert not result.ready, "Envoy accepted a devgate config whose secret_env variable is not set"

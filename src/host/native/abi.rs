@@ -139,28 +139,9 @@ impl EnvoyHttpHeader {
     }
 }
 
-/// Headers read from Envoy: up to [`INLINE_HEADERS`] on the stack (no allocation), more on the
-/// heap. Derefs to the slice the core reads; borrows the [`Host`] they came from.
-pub struct Headers<'a> {
-    inline: [(&'a [u8], &'a [u8]); INLINE_HEADERS],
-    len: usize,
-    spilled: Vec<(&'a [u8], &'a [u8])>,
-}
-
-/// How many headers [`Host::headers`] reads without allocating: more than browsers and API clients
-/// send (10-25); a request with more costs one allocation, nothing else changes.
+/// How many headers [`Host::with_headers`] reads into stack storage; a map with more costs one
+/// allocation (browsers and API clients send 10-25).
 const INLINE_HEADERS: usize = 48;
-
-impl<'a> std::ops::Deref for Headers<'a> {
-    type Target = [(&'a [u8], &'a [u8])];
-    fn deref(&self) -> &Self::Target {
-        if self.spilled.is_empty() {
-            self.inline.get(..self.len).unwrap_or_default()
-        } else {
-            &self.spilled
-        }
-    }
-}
 
 /// `envoy_dynamic_module_type_module_http_header`: a header devgate owns (for local replies).
 #[repr(C)]
@@ -571,9 +552,12 @@ pub struct Scheduler {
 }
 
 // SAFETY: Envoy's contract for `envoy_dynamic_module_type_http_filter_scheduler_module_ptr`:
-// commit and delete may be called from any thread (commit posts to the worker's dispatcher, which
-// holds the filter weakly). `Scheduler` has no `&self` method that is not thread-safe, and is not
-// `Sync` (one owner at a time).
+// commit and delete may be called from any thread (1.40: the scheduler holds the filter by
+// `weak_ptr` and posts to the worker's dispatcher; delete is a plain `delete`). `Scheduler` has no
+// `&self` method that is not thread-safe, and is not `Sync` (one owner at a time). What it does not
+// cover: the dispatcher itself is held by reference, so a commit must not come after Envoy has
+// torn its workers down. Pool jobs are short (one bcrypt check), which makes that a shutdown-only
+// race; not yet proven absent (open point for the plan's bcrypt step).
 unsafe impl Send for Scheduler {}
 
 #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
@@ -602,45 +586,26 @@ pub struct Host {
 }
 
 impl Host {
-    /// Every header of `map`, pseudo-headers included, repeats kept, names lower-case as Envoy
-    /// stores them; `None` when Envoy has no such map now. No allocation for up to
+    /// Runs `f` on every header of `map` (pseudo-headers included, repeats kept, names
+    /// lower-case as Envoy stores them) and returns what it returns; `None` when Envoy has no such
+    /// map now. The views exist only during `f` (they cannot escape it: `R` does not borrow them),
+    /// and are read into uninitialised stack storage: no allocation, no copy, for up to
     /// [`INLINE_HEADERS`] headers.
-    pub fn headers(&self, map: HeaderMap) -> Option<Headers<'_>> {
-        let mut out = Headers {
-            inline: [(&[], &[]); INLINE_HEADERS],
-            len: 0,
-            spilled: Vec::new(),
-        };
+    pub fn with_headers<R>(
+        &self,
+        map: HeaderMap,
+        f: impl for<'h> FnOnce(&'h [(&'h [u8], &'h [u8])]) -> R,
+    ) -> Option<R> {
         // SAFETY: `ptr` is this stream's live filter pointer (valid for the hook).
         let n =
             unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.ptr, map as u32) };
         if n == 0 {
-            return Some(out);
+            return Some(f(&[]));
         }
-        if n <= INLINE_HEADERS {
-            let mut raw = [MaybeUninit::<EnvoyHttpHeader>::uninit(); INLINE_HEADERS];
+        if n > INLINE_HEADERS {
+            let mut raw: Vec<EnvoyHttpHeader> = Vec::with_capacity(n);
             // SAFETY: `raw` has room for `n` entries, which is what Envoy writes (it counted them
             // just now, on this thread, with no call in between that changes the map).
-            let ok = unsafe {
-                envoy_dynamic_module_callback_http_get_headers(
-                    self.ptr,
-                    map as u32,
-                    raw.as_mut_ptr().cast::<EnvoyHttpHeader>(),
-                )
-            };
-            if !ok {
-                return None;
-            }
-            for (slot, h) in out.inline.iter_mut().zip(raw.iter().take(n)) {
-                // SAFETY: Envoy initialised the first `n` entries (the call returned true); the
-                // views live until the hook returns or a setter runs, and both need `&mut self`
-                // or the end of the borrow of `self`.
-                *slot = unsafe { h.assume_init().views() };
-            }
-            out.len = n;
-        } else {
-            let mut raw: Vec<EnvoyHttpHeader> = Vec::with_capacity(n);
-            // SAFETY: as above, `raw` has room for `n` entries.
             let ok = unsafe {
                 envoy_dynamic_module_callback_http_get_headers(
                     self.ptr,
@@ -653,10 +618,33 @@ impl Host {
             }
             // SAFETY: Envoy initialised all `n` entries (the call returned true).
             unsafe { raw.set_len(n) };
-            // SAFETY: as above.
-            out.spilled = raw.iter().map(|h| unsafe { h.views() }).collect();
+            // SAFETY: views into Envoy's header map, alive until the hook returns or a setter
+            // runs; `&self` is borrowed for as long as `f` runs, so no setter can.
+            let views: Vec<(&[u8], &[u8])> = raw.iter().map(|h| unsafe { h.views() }).collect();
+            return Some(f(&views));
         }
-        Some(out)
+        let mut raw = [MaybeUninit::<EnvoyHttpHeader>::uninit(); INLINE_HEADERS];
+        // SAFETY: `raw` has room for `n` (<= INLINE_HEADERS) entries, as above.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_headers(
+                self.ptr,
+                map as u32,
+                raw.as_mut_ptr().cast::<EnvoyHttpHeader>(),
+            )
+        };
+        if !ok {
+            return None;
+        }
+        let mut views = [MaybeUninit::<(&[u8], &[u8])>::uninit(); INLINE_HEADERS];
+        for (view, h) in views.iter_mut().zip(raw.iter()).take(n) {
+            // SAFETY: Envoy initialised the first `n` entries (the call returned true); the views
+            // stay valid while `&self` is borrowed, as above.
+            view.write(unsafe { h.assume_init().views() });
+        }
+        // SAFETY: the first `n` entries of `views` were written just above; `MaybeUninit<T>` has
+        // the layout of `T`.
+        let views = unsafe { std::slice::from_raw_parts(views.as_ptr().cast(), n) };
+        Some(f(views))
     }
 
     /// Envoy's `source.address` (`ip:port`; port 0 when taken from `X-Forwarded-For`).

@@ -34,6 +34,15 @@ pub enum BodyStatus {
     Stop,
 }
 
+/// What the request step learns while Envoy's header views are alive (all owned).
+struct Facts {
+    decision: Decision,
+    /// The client's spellings of the identity header (requests devgate answers itself).
+    spellings: Vec<Vec<u8>>,
+    #[cfg(feature = "test-hooks")]
+    test: super::testhooks::Command,
+}
+
 /// What the response step needs from the request step.
 struct After {
     /// devgate sent a developer with the request.
@@ -288,24 +297,39 @@ impl Stream {
             return true;
         };
         let config = Arc::clone(&self.config);
-        let Some(headers) = host.headers(HeaderMap::ResponseHeader) else {
-            return true;
-        };
-        let status = headers
-            .iter()
-            .find(|(n, _)| *n == b":status")
-            .map(|(_, v)| *v)
-            .unwrap_or_default();
-        let www: Vec<&[u8]> = headers
-            .iter()
-            .filter(|(n, _)| *n == b"www-authenticate")
-            .map(|(_, v)| *v)
-            .collect();
-        // `raw_path` is only read for `upstream_challenge: login`, refused at load.
-        let page = translate_challenge(&config.policy, status, &www, after.had_identity, b"");
-        drop(www);
-        drop(headers);
-        match page {
+        let page = host.with_headers(HeaderMap::ResponseHeader, |headers| {
+            let status = headers
+                .iter()
+                .find(|(n, _)| *n == b":status")
+                .map(|(_, v)| *v)
+                .unwrap_or_default();
+            // Every WWW-Authenticate value, on the stack for up to four (one in practice).
+            let mut inline: [&[u8]; 4] = [&[]; 4];
+            let mut n = 0;
+            let mut more: Vec<&[u8]> = Vec::new();
+            for (_, v) in headers.iter().filter(|(k, _)| *k == b"www-authenticate") {
+                match inline.get_mut(n) {
+                    Some(slot) if more.is_empty() => {
+                        *slot = v;
+                        n += 1;
+                    }
+                    _ => {
+                        if more.is_empty() {
+                            more.extend_from_slice(inline.get(..n).unwrap_or_default());
+                        }
+                        more.push(v);
+                    }
+                }
+            }
+            let www = if more.is_empty() {
+                inline.get(..n).unwrap_or_default()
+            } else {
+                &more[..]
+            };
+            // `raw_path` is only read for `upstream_challenge: login`, refused at load.
+            translate_challenge(&config.policy, status, www, after.had_identity, b"")
+        });
+        match page.flatten() {
             None => true,
             Some(page) => {
                 let what = if page.status == 303 {
@@ -334,53 +358,64 @@ impl Stream {
         }
         let config = Arc::clone(&self.config);
         let policy = &config.policy;
-        // Facts: every request header and `source.address`, as views into Envoy's memory.
-        let Some(headers) = host.headers(HeaderMap::RequestHeader) else {
+        // Facts: every request header and `source.address`, as views into Envoy's memory that
+        // live only inside this closure; what comes out is owned.
+        let facts = host.with_headers(HeaderMap::RequestHeader, |headers| {
+            #[cfg(feature = "fault-injection")]
+            if headers
+                .iter()
+                .any(|(n, v)| *n == b"x-devgate-fault" && *v == b"panic")
+            {
+                // A panic, as a bug would cause one (tests only; see Cargo.toml).
+                #[allow(clippy::panic)]
+                {
+                    panic!("fault injection");
+                }
+            }
+            let req = crate::core::Request {
+                peer: host.source_address(),
+                headers,
+                now: if policy.tokens.is_some() || policy.api.is_some() {
+                    now()
+                } else {
+                    0
+                },
+            };
+            #[cfg(not(feature = "test-hooks"))]
+            let decision = decide_with(policy, &req, None);
+            #[cfg(feature = "test-hooks")]
+            let decision = super::testhooks::in_core(|| decide_with(policy, &req, None));
+            // Names of the client's identity-header spellings, copied out before any edit (an
+            // edit invalidates the views): a request devgate answers itself loses them too, so
+            // the access log never shows a name devgate did not set.
+            let spellings: Vec<Vec<u8>> = if matches!(decision, Decision::Allow { .. }) {
+                Vec::new()
+            } else {
+                crate::core::headers::spellings_present(headers, &[&policy.header])
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect()
+            };
+            Facts {
+                decision,
+                spellings,
+                #[cfg(feature = "test-hooks")]
+                test: super::testhooks::Command::of(headers),
+            }
+        });
+        let Some(Facts {
+            decision,
+            spellings,
+            #[cfg(feature = "test-hooks")]
+            test,
+        }) = facts
+        else {
             return self.fail_closed(host, "headers_unavailable");
         };
-        #[cfg(feature = "fault-injection")]
-        if headers
-            .iter()
-            .any(|(n, v)| *n == b"x-devgate-fault" && *v == b"panic")
-        {
-            // A panic, as a bug would cause one (tests only; see Cargo.toml).
-            #[allow(clippy::panic)]
-            {
-                panic!("fault injection");
-            }
-        }
-        #[cfg(feature = "test-hooks")]
-        let test = super::testhooks::Command::of(&headers);
         #[cfg(feature = "test-hooks")]
         if test == super::testhooks::Command::Allocations {
-            drop(headers);
             return super::testhooks::allocations(host);
         }
-        let req = crate::core::Request {
-            peer: host.source_address(),
-            headers: &headers,
-            now: if policy.tokens.is_some() || policy.api.is_some() {
-                now()
-            } else {
-                0
-            },
-        };
-        #[cfg(not(feature = "test-hooks"))]
-        let decision = decide_with(policy, &req, None);
-        #[cfg(feature = "test-hooks")]
-        let decision = super::testhooks::in_core(|| decide_with(policy, &req, None));
-        // Names of the client's identity-header spellings, copied out before any edit (an edit
-        // invalidates the views): a request devgate answers itself loses them too, so the access
-        // log never shows a name devgate did not set.
-        let spellings: Vec<Vec<u8>> = if matches!(decision, Decision::Allow { .. }) {
-            Vec::new()
-        } else {
-            crate::core::headers::spellings_present(&headers, &[&policy.header])
-                .into_iter()
-                .map(<[u8]>::to_vec)
-                .collect()
-        };
-        drop(headers);
         for name in &spellings {
             if !host.remove_header(HeaderMap::RequestHeader, name) {
                 return self.fail_closed(host, "header_edit_failed");
