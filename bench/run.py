@@ -83,6 +83,9 @@ CHECK_PATH = "/__bench_check"  # the upstream reports what it received on this p
 BASIC_USER, BASIC_PASSWORD = "bench", "bench-password"
 TOKEN_SUB = "bench"
 KEY_ENV = "DEVGATE_BENCH_K1"  # the name devgate_tokens.yaml reads the secret from
+# The name the native variants' configs read it from, in Envoy's process environment (the name the
+# repository's example configs use, so that `make unit`'s check of every shipped config resolves it).
+NATIVE_KEY_ENV = "DEVGATE_K1"
 
 STARTUP_TIMEOUT = 30.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -191,7 +194,7 @@ def variants(token: str, api_key: str) -> list[Variant]:
                 "devgate native module, outsider with X-Api-Key: <private API key> on an API route",
                 headers=[("X-Api-Key", api_key)], needs_credential=True, native=True),
         Variant("native_noop", "native_noop.yaml",
-                "devgate's native module doing nothing (test build, filter_config \"noop\"): the fixed cost "
+                "devgate's native module doing nothing (test build, filter_name devgate-noop): the fixed cost "
                 "of an extra dynamic-module filter", forged=False, native=True),
     ]
 
@@ -201,7 +204,7 @@ def process_env(v: Variant, values: dict) -> dict | None:
     `secret_env` there), nothing added for the others."""
     if not v.native:
         return None
-    return {**os.environ, KEY_ENV: str(values["DEVGATE_KEY"])}
+    return {**os.environ, NATIVE_KEY_ENV: str(values["DEVGATE_KEY"])}
 
 
 # The issue's goals for the native module (issue #17), checked against the same run: the variant, the

@@ -994,13 +994,14 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     config_envoy: ConfigEnvoyPtr,
-    _name: EnvoyBuffer,
+    name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> ConfigModulePtr {
-    // SAFETY: Envoy's buffer, valid for this call; copied by the parser before we return.
-    let bytes = unsafe { config.bytes() };
+    // SAFETY: Envoy's buffers (`filter_name`, `filter_config`), valid for this call; nothing
+    // keeps a view past it (the parser copies what it keeps).
+    let (name, bytes) = unsafe { (name.bytes(), config.bytes()) };
     let host = ConfigHost { ptr: config_envoy };
-    match catch_unwind(AssertUnwindSafe(|| Config::new(&host, bytes))) {
+    match catch_unwind(AssertUnwindSafe(|| Config::new(&host, name, bytes))) {
         Ok(Some(cfg)) => Arc::into_raw(Arc::new(cfg)).cast::<c_void>(),
         Ok(None) => std::ptr::null(),
         Err(_) => {

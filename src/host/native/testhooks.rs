@@ -3,7 +3,8 @@
 //! (`tests/e2e/test_native_bindings.py`) before the plan (issue #16) relies on it. A wrong
 //! signature in `abi.rs` is otherwise silent. The shipped `libdevgate.so` has none of this.
 //!
-//! A request asks with `x-devgate-test: <command>`. Every command but `allocations` runs only
+//! `filter_name: devgate-noop` makes a configuration that does nothing (the `native_noop`
+//! benchmark: the module's fixed cost). A request asks with `x-devgate-test: <command>`. Every command but `allocations` runs only
 //! after devgate let the request through (its edits made), so none of them bypasses the policy:
 //!
 //! | command | bindings | what the upstream / client sees |
