@@ -7,7 +7,9 @@
 //! `name=value` pairs separated by `;`, each pair trimmed of spaces and tabs; the name is
 //! everything before the first `=`, the value everything after it; a value wrapped in double
 //! quotes has them removed. Pairs without `=` are ignored. Names compare byte for byte
-//! (cookie names are case-sensitive). Commas are not separators.
+//! (cookie names are case-sensitive). Commas are not separators: a cookie found only after a
+//! comma is not a credential. Removing devgate's cookies before the upstream ([`scrub`]) is
+//! wider: it also splits at commas and folds names the way upstream parsers do.
 //!
 //! A request can carry the same cookie name more than once: in one header
 //! (`a=1; a=2`), or across several `Cookie` headers (HTTP/2 sends one per cookie). A browser
@@ -93,31 +95,95 @@ pub fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
-/// Rewrites one `Cookie` header value without the pairs named `name` (used to keep a
-/// credential cookie from reaching the upstream). `None`: no such pair, leave the header as
-/// it is. `Some(v)`: the remaining pairs, trimmed and joined with `"; "`; empty when nothing
-/// remains (then remove the header). Pairs without `=` are kept as they were.
-pub fn strip_cookie(header: &[u8], name: &str) -> Option<Vec<u8>> {
-    let is_named = |pair: &[u8]| {
-        let mut parts = pair.splitn(2, |&b| b == b'=');
-        matches!((parts.next(), parts.next()), (Some(n), Some(_)) if trim(n) == name.as_bytes())
-    };
-    let mut removed = false;
+/// Whether `written`, a cookie name as a client wrote it, is a spelling of `ours` that some
+/// upstream parser reads as `ours`. Both sides are folded the same way:
+///
+/// - surrounding spaces and tabs are dropped (every parser trims);
+/// - one leading `$` is dropped (RFC 2965 writes attributes as `$Path`; a lenient parser may
+///   take `$devgate_token` for the cookie);
+/// - `%XX` escapes are decoded (PHP decodes cookie names; a malformed escape is kept);
+/// - ASCII case is folded (ASP.NET's cookie collection is case-insensitive);
+/// - `.`, space and `[` become `_` (PHP's variable-name rule, applied after decoding).
+///
+/// Only used to remove cookies: it widens what is taken away, never what counts as a credential
+/// ([`find_cookie`] matches names byte for byte).
+pub fn is_spelling(written: &[u8], ours: &str) -> bool {
+    folded(written).eq(folded(ours.as_bytes()))
+}
+
+/// The bytes of a cookie name after the folding of [`is_spelling`].
+fn folded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let name = trim(name);
+    let mut rest = name.strip_prefix(b"$").unwrap_or(name);
+    std::iter::from_fn(move || {
+        let (byte, skip) = match rest {
+            [b'%', h, l, ..] => match (hex_digit(*h), hex_digit(*l)) {
+                (Some(h), Some(l)) => ((h << 4) | l, 3),
+                _ => (b'%', 1),
+            },
+            [b, ..] => (*b, 1),
+            [] => return None,
+        };
+        rest = rest.get(skip..).unwrap_or_default();
+        Some(match byte.to_ascii_lowercase() {
+            b'.' | b' ' | b'[' => b'_',
+            b => b,
+        })
+    })
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    crate::core::query::hex_digit(b)
+}
+
+/// Rewrites one `Cookie` header value without any cookie that is a spelling ([`is_spelling`])
+/// of one of `names` (devgate's own cookies, which never reach the upstream). Besides `;`, a
+/// pair is also split at `,` (RFC 2965 and some upstream parsers separate cookies with commas),
+/// so `a=1, devgate_token=T` loses its second half too. `None`: nothing to remove, leave the
+/// header as it is (the common case, which allocates nothing). `Some(v)`: the remaining pairs,
+/// trimmed and joined with `"; "` (the remaining comma-separated parts of a pair joined with
+/// `", "`); empty when nothing remains (then remove the header). Pairs without `=` are kept.
+pub fn scrub(header: &[u8], names: &[&str]) -> Option<Vec<u8>> {
+    if !has_any(header, names) {
+        return None;
+    }
+    let ours = |part: &[u8]| is_one_of(part, names);
     let mut out = Vec::with_capacity(header.len());
     for pair in header.split(|&b| b == b';').map(trim) {
-        if pair.is_empty() {
-            continue;
+        let mut first = true;
+        for part in pair.split(|&b| b == b',').map(trim) {
+            if part.is_empty() || ours(part) {
+                continue;
+            }
+            if first && !out.is_empty() {
+                out.extend_from_slice(b"; ");
+            } else if !first {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(part);
+            first = false;
         }
-        if !name.is_empty() && is_named(pair) {
-            removed = true;
-            continue;
-        }
-        if !out.is_empty() {
-            out.extend_from_slice(b"; ");
-        }
-        out.extend_from_slice(pair);
     }
-    removed.then_some(out)
+    Some(out)
+}
+
+/// Whether one `Cookie` header value holds a spelling of one of `names` (what [`scrub`] would
+/// remove). Allocates nothing.
+pub fn has_any(header: &[u8], names: &[&str]) -> bool {
+    header
+        .split(|&b| b == b';' || b == b',')
+        .any(|part| is_one_of(part, names))
+}
+
+/// Whether a `name=value` part is named by a spelling of one of `names` (empty names never).
+fn is_one_of(part: &[u8], names: &[&str]) -> bool {
+    split_name(part).is_some_and(|name| names.iter().any(|n| !n.is_empty() && is_spelling(name, n)))
+}
+
+/// The name of a `name=value` part; `None` without `=`.
+fn split_name(part: &[u8]) -> Option<&[u8]> {
+    let i = part.iter().position(|&b| b == b'=')?;
+    part.get(..i)
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -441,7 +507,7 @@ mod tests {
                 k /= 8;
             }
             let _ = find_cookie([buf.as_slice(), buf.as_slice()], "t");
-            let _ = strip_cookie(&buf, "t");
+            let _ = scrub(&buf, &["t"]);
         }
     }
 
@@ -453,8 +519,7 @@ mod tests {
 
     #[test]
     fn strip() {
-        let s =
-            |h: &str, n: &str| strip_cookie(h.as_bytes(), n).map(|v| String::from_utf8(v).unwrap());
+        let s = |h: &str, n: &str| scrub(h.as_bytes(), &[n]).map(|v| String::from_utf8(v).unwrap());
         assert_eq!(s("a=1; t=tok; b=2", "t").as_deref(), Some("a=1; b=2"));
         assert_eq!(s("t=tok", "t").as_deref(), Some(""));
         assert_eq!(s("t=1;t=2; a=1", "t").as_deref(), Some("a=1"));
@@ -463,6 +528,48 @@ mod tests {
         assert_eq!(s("t; a=1", "t"), None);
         assert_eq!(s("tt=1", "t"), None);
         assert_eq!(s("=1", ""), None);
+    }
+
+    #[test]
+    fn comma_separated_devgate_cookie_is_removed() {
+        let s = |h: &str| {
+            scrub(h.as_bytes(), &["devgate_token", "devgate_session"])
+                .map(|v| String::from_utf8(v).unwrap())
+        };
+        // The issue: a comma hides the cookie from a `;` parser, not from the upstream's.
+        assert_eq!(s("a=1, devgate_token=T").as_deref(), Some("a=1"));
+        assert_eq!(s("devgate_token=T,a=1; b=2").as_deref(), Some("a=1; b=2"));
+        assert_eq!(
+            s("$Version=1, devgate_session=S; $Path=/").as_deref(),
+            Some("$Version=1; $Path=/")
+        );
+        assert_eq!(s("a=1,b=2; c=3"), None, "other commas are left alone");
+        // Every spelling an upstream may read as devgate's cookie.
+        for spelling in [
+            "DEVGATE_TOKEN",
+            "Devgate_Session",
+            "$devgate_token",
+            "devgate%5Ftoken",
+            "%64evgate_token",
+            "devgate.token",
+            "devgate token",
+            "devgate[token",
+            " devgate_token ",
+        ] {
+            let h = format!("a=1; {spelling}=T, b=2");
+            assert_eq!(s(&h).as_deref(), Some("a=1; b=2"), "{spelling}");
+        }
+        for other in [
+            "devgate_tokens",
+            "devgate-token",
+            "xdevgate_token",
+            "devgate%5",
+        ] {
+            let h = format!("{other}=T");
+            assert_eq!(s(&h), None, "{other}");
+        }
+        assert!(is_spelling(b"devgate%2Etoken", "devgate_token"));
+        assert!(!is_spelling(b"devgate_token", ""));
     }
 
     #[test]

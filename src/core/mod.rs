@@ -396,24 +396,39 @@ fn strip_bearer(edits: &mut Edits) {
     edits.remove.push(b"authorization".to_vec());
 }
 
-/// Rewrites the `Cookie` headers without devgate's cookies `names`, keeping every other cookie.
-fn strip_cookies(names: &[&str], req: &Request<'_>, edits: &mut Edits) {
-    if names.is_empty() {
+/// devgate's own cookies, as the upstream must never see them: the token cookie (unless
+/// `tokens.strip_credential` is off) and the session cookie.
+fn own_cookies(policy: &Policy) -> [&str; 2] {
+    let token = policy
+        .tokens
+        .as_ref()
+        .filter(|t| t.strip_credential)
+        .and_then(|t| t.cookie.as_deref());
+    let session = policy.login.as_ref().map(|l| l.cookie.as_str());
+    [token.unwrap_or_default(), session.unwrap_or_default()]
+}
+
+/// Rewrites the `Cookie` headers without devgate's own cookies in any spelling an upstream may
+/// read as them ([`cookie::scrub`]: also after a comma, any case, percent-encoded, ...), keeping
+/// every other cookie. Runs on every allowed request, whether or not devgate found a credential;
+/// a header without such a spelling costs a scan and no allocation.
+fn strip_cookies(policy: &Policy, req: &Request<'_>, edits: &mut Edits) {
+    let names = own_cookies(policy);
+    if names.iter().all(|n| n.is_empty()) {
         return;
     }
-    let kept: Vec<Vec<u8>> = req
-        .headers
-        .iter()
-        .filter(|(n, _)| *n == b"cookie")
-        .filter_map(|(_, v)| {
-            let mut value = v.to_vec();
-            for name in names {
-                if let Some(rest) = cookie::strip_cookie(&value, name) {
-                    value = rest;
-                }
-            }
-            (!value.is_empty()).then_some(value)
-        })
+    let cookies = || {
+        req.headers
+            .iter()
+            .filter(|(n, _)| *n == b"cookie")
+            .map(|(_, v)| *v)
+    };
+    if !cookies().any(|v| cookie::has_any(v, &names)) {
+        return;
+    }
+    let kept: Vec<Vec<u8>> = cookies()
+        .map(|v| cookie::scrub(v, &names).unwrap_or_else(|| v.to_vec()))
+        .filter(|v| !v.is_empty())
         .collect();
     edits.remove.push(b"cookie".to_vec());
     if !kept.is_empty() {
@@ -423,39 +438,22 @@ fn strip_cookies(names: &[&str], req: &Request<'_>, edits: &mut Edits) {
     }
 }
 
-/// Header edits that keep devgate's credential from reaching the upstream.
-fn strip_credential<'p>(
-    tokens: &'p TokenPolicy,
-    cred: Credential<'_>,
-    ours: bool,
-    edits: &mut Edits,
-    cookies: &mut Vec<&'p str>,
-) {
-    if !tokens.strip_credential {
-        return;
-    }
-    match (cred.source, &tokens.cookie) {
-        (Source::Bearer, _) if ours => strip_bearer(edits),
-        (Source::Cookie, Some(name)) => cookies.push(name),
-        _ => {}
+/// Header edits that keep devgate's Bearer credential from reaching the upstream (its cookie
+/// goes in [`strip_cookies`], with every other spelling of it).
+fn strip_credential(tokens: &TokenPolicy, cred: Credential<'_>, ours: bool, edits: &mut Edits) {
+    if tokens.strip_credential && cred.source == Source::Bearer && ours {
+        strip_bearer(edits);
     }
 }
 
-/// On an ambiguous request: removes every place a devgate credential can be.
-fn strip_all_credentials<'p>(
-    tokens: &'p TokenPolicy,
-    req: &Request<'_>,
-    edits: &mut Edits,
-    cookies: &mut Vec<&'p str>,
-) {
-    if !tokens.strip_credential {
-        return;
-    }
-    if tokens.bearer && req.headers.iter().any(|(n, _)| *n == b"authorization") {
+/// On an ambiguous request: removes every place a devgate Bearer credential can be (its
+/// cookies go in [`strip_cookies`]).
+fn strip_all_credentials(tokens: &TokenPolicy, req: &Request<'_>, edits: &mut Edits) {
+    if tokens.strip_credential
+        && tokens.bearer
+        && req.headers.iter().any(|(n, _)| *n == b"authorization")
+    {
         strip_bearer(edits);
-    }
-    if let Some(name) = &tokens.cookie {
-        cookies.push(name);
     }
 }
 
@@ -467,25 +465,20 @@ struct SessionCookie {
 
 /// Looks for the session cookie and checks it. `Err` when it cannot be read one way only.
 /// `expired` is set when an expired session was dropped.
-fn session_cookie<'p>(
-    login: &'p LoginPolicy,
+fn session_cookie(
+    login: &LoginPolicy,
     policy: &Policy,
     req: &Request<'_>,
     peer: Result<net::Peer, net::PeerError>,
     expired: &mut bool,
-    cookies: &mut Vec<&'p str>,
 ) -> Result<Option<SessionCookie>, Reason> {
     let values = req
         .headers
         .iter()
         .filter(|(n, _)| *n == b"cookie")
         .map(|(_, v)| *v);
-    let lookup = cookie::find_cookie(values, &login.cookie);
-    if lookup != CookieLookup::NotFound {
-        // devgate's session cookie never reaches the upstream, valid or not.
-        cookies.push(&login.cookie);
-    }
-    let token = match lookup {
+    // devgate's session cookie never reaches the upstream, valid or not: [`strip_cookies`].
+    let token = match cookie::find_cookie(values, &login.cookie) {
         CookieLookup::NotFound => return Ok(None),
         CookieLookup::Found(token) => token,
         CookieLookup::Ambiguous => return Err(Reason::AmbiguousCredential),
@@ -708,10 +701,9 @@ pub fn decide_with(
     // developer the network rule already admits, and never admits anyone by itself.
     let mut refusal = Reason::NoCredential;
     let mut identity = None;
-    let mut cookies: Vec<&str> = Vec::new();
     let mut expired = false;
     let session = match &policy.login {
-        Some(login) => session_cookie(login, policy, req, peer, &mut expired, &mut cookies),
+        Some(login) => session_cookie(login, policy, req, peer, &mut expired),
         None => Ok(None),
     };
     let token = match &policy.tokens {
@@ -722,13 +714,13 @@ pub fn decide_with(
         (Err(reason), _) | (_, Err(reason)) => {
             // Whatever the pieces were, none of them goes upstream.
             if let Some(tokens) = &policy.tokens {
-                strip_all_credentials(tokens, req, &mut edits, &mut cookies);
+                strip_all_credentials(tokens, req, &mut edits);
             }
             refusal = reason;
         }
         (Ok(Some(_)), Ok(Some(_))) => {
             if let Some(tokens) = &policy.tokens {
-                strip_all_credentials(tokens, req, &mut edits, &mut cookies);
+                strip_all_credentials(tokens, req, &mut edits);
             }
             refusal = Reason::AmbiguousCredential;
         }
@@ -742,7 +734,7 @@ pub fn decide_with(
                 Ok(id) => identity = Some(id),
                 Err(reason) => refusal = reason,
             }
-            strip_credential(tokens, cred, ours, &mut edits, &mut cookies);
+            strip_credential(tokens, cred, ours, &mut edits);
         }
         (Ok(None), Ok(None)) => {}
     }
@@ -801,7 +793,7 @@ pub fn decide_with(
         .into_iter()
         .map(<[u8]>::to_vec)
         .collect();
-    strip_cookies(&cookies, req, &mut edits);
+    strip_cookies(policy, req, &mut edits);
     edits.remove.splice(0..0, stripped);
     if let Some(id) = &identity {
         edits.set.push((
@@ -1112,6 +1104,62 @@ mod tests {
         assert!(edits
             .set
             .contains(&("cookie".into(), b"a=1; b=2; z=9".to_vec())));
+    }
+
+    #[test]
+    fn comma_hidden_devgate_cookie_never_reaches_the_upstream() {
+        let p = login_policy("");
+        let t = alice();
+        // Not a credential: the outsider is refused on a protected path...
+        let c = format!("a=1, devgate_token={t}");
+        let d = send(&p, "192.0.2.1:9", b"/_debug/", &[(b"cookie", c.as_bytes())]);
+        assert_eq!(reason(&d), Some("no_credential"));
+        // ...and allowed anonymously elsewhere, without the hidden cookie.
+        let d = send(&p, "192.0.2.1:9", b"/", &[(b"cookie", c.as_bytes())]);
+        let (id, edits) = allowed(&d);
+        assert_eq!(id, None);
+        assert_eq!(edits.remove, vec![b"cookie".to_vec()]);
+        assert_eq!(edits.set, vec![("cookie".to_string(), b"a=1".to_vec())]);
+        // Any spelling of either cookie, in any header, also next to a real credential.
+        let c2 = format!("devgate_token={t}");
+        let d = send(
+            &p,
+            "10.1.1.1:9",
+            b"/_debug/",
+            &[
+                (b"cookie", c2.as_bytes()),
+                (b"cookie", b"z=9,DEVGATE_SESSION=x"),
+                (b"cookie", b"devgate%2Etoken=y"),
+            ],
+        );
+        let (id, edits) = allowed(&d);
+        assert_eq!(id, Some(("alice".into(), Source::Cookie)));
+        assert_eq!(
+            edits.set,
+            vec![
+                ("cookie".to_string(), b"z=9".to_vec()),
+                ("x-wsgiorg-developer-user".to_string(), b"alice".to_vec())
+            ]
+        );
+        // No devgate cookie in any spelling: the header is left alone.
+        let d = send(&p, "192.0.2.1:9", b"/", &[(b"cookie", b"a=1, b=2")]);
+        assert!(allowed(&d).1.remove.is_empty());
+        // With tokens.strip_credential off the token cookie stays, the session cookie does not.
+        let json = format!(
+            r#"{{"keys": [{{"id": "k1", "secret": "{SECRET}"}}], "protect": [],
+                "tokens": {{"strip_credential": false}}, "login": {{"users": "{ALICE}"}}}}"#
+        );
+        let p = crate::config::parse_policy(json.as_bytes()).unwrap();
+        let d = send(
+            &p,
+            "192.0.2.1:9",
+            b"/",
+            &[(b"cookie", b"a=1, devgate_token=T, devgate_session=S")],
+        );
+        assert_eq!(
+            allowed(&d).1.set,
+            vec![("cookie".to_string(), b"a=1, devgate_token=T".to_vec())]
+        );
     }
 
     #[test]
