@@ -144,40 +144,75 @@ fn hex_digit(b: u8) -> Option<u8> {
 /// trimmed and joined with `"; "` (the remaining comma-separated parts of a pair joined with
 /// `", "`); empty when nothing remains (then remove the header). Pairs without `=` are kept.
 pub fn scrub(header: &[u8], names: &[&str]) -> Option<Vec<u8>> {
-    if !has_any(header, names) {
-        return None;
-    }
-    let ours = |part: &[u8]| is_one_of(part, names);
-    let mut out = Vec::with_capacity(header.len());
-    for pair in header.split(|&b| b == b';').map(trim) {
-        let mut first = true;
-        for part in pair.split(|&b| b == b',').map(trim) {
-            if part.is_empty() || ours(part) {
-                continue;
+    // One pass until the first part to remove; only then is anything written, starting over
+    // with the (short) parts before it.
+    let mut chunks = header.split_inclusive(|&b| b == b';' || b == b',');
+    let mut before = 0;
+    for chunk in chunks.by_ref() {
+        if is_one_of(part_of(chunk).0, names) {
+            let mut out = Rewrite {
+                out: Vec::with_capacity(header.len()),
+                semicolon: false,
+            };
+            let head = header.get(..before).unwrap_or_default();
+            for c in head.split_inclusive(|&b| b == b';' || b == b',') {
+                out.push(c, names);
             }
-            if first && !out.is_empty() {
-                out.extend_from_slice(b"; ");
-            } else if !first {
-                out.extend_from_slice(b", ");
+            out.push(chunk, names);
+            for c in chunks {
+                out.push(c, names);
             }
-            out.extend_from_slice(part);
-            first = false;
+            return Some(out.out);
         }
+        before += chunk.len();
     }
-    Some(out)
+    None
 }
 
-/// Whether one `Cookie` header value holds a spelling of one of `names` (what [`scrub`] would
-/// remove). Allocates nothing.
-pub fn has_any(header: &[u8], names: &[&str]) -> bool {
-    header
-        .split(|&b| b == b';' || b == b',')
-        .any(|part| is_one_of(part, names))
+/// A `;`- or `,`-terminated chunk of a header value: the trimmed part and its separator (0 for
+/// the last part).
+fn part_of(chunk: &[u8]) -> (&[u8], u8) {
+    match chunk.split_last() {
+        Some((&sep, part)) if sep == b';' || sep == b',' => (trim(part), sep),
+        _ => (trim(chunk), 0),
+    }
+}
+
+/// The value [`scrub`] writes: kept parts joined with `"; "` when a `;` stood anywhere between
+/// them in the original, else `", "`.
+struct Rewrite {
+    out: Vec<u8>,
+    semicolon: bool,
+}
+
+impl Rewrite {
+    fn push(&mut self, chunk: &[u8], names: &[&str]) {
+        let (part, sep) = part_of(chunk);
+        if !part.is_empty() && !is_one_of(part, names) {
+            if !self.out.is_empty() {
+                self.out
+                    .extend_from_slice(if self.semicolon { b"; " } else { b", " });
+            }
+            self.out.extend_from_slice(part);
+            self.semicolon = false;
+        }
+        self.semicolon |= sep == b';';
+    }
 }
 
 /// Whether a `name=value` part is named by a spelling of one of `names` (empty names never).
 fn is_one_of(part: &[u8], names: &[&str]) -> bool {
-    split_name(part).is_some_and(|name| names.iter().any(|n| !n.is_empty() && is_spelling(name, n)))
+    let Some(name) = split_name(part) else {
+        return false;
+    };
+    let name = trim(name);
+    let bare = name.strip_prefix(b"$").unwrap_or(name);
+    // Without an escape the folded name is as long as the written one: most names are ruled out
+    // by their length before any folding.
+    let escaped = bare.contains(&b'%');
+    names
+        .iter()
+        .any(|n| !n.is_empty() && (escaped || bare.len() == n.len()) && is_spelling(name, n))
 }
 
 /// The name of a `name=value` part; `None` without `=`.

@@ -5,6 +5,7 @@
 
 pub mod apikey;
 pub mod cookie;
+pub mod counters;
 pub mod headers;
 pub mod htpasswd;
 pub mod login;
@@ -49,7 +50,7 @@ impl<'a> Request<'a> {
 }
 
 /// How the developer proved who they are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Source {
     /// Their socket address is in `network.allow` and not in `network.deny`.
     Network,
@@ -62,6 +63,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source (counters and audit values are generated from this list).
+    pub const ALL: [Source; 4] = [
+        Source::Network,
+        Source::Bearer,
+        Source::Cookie,
+        Source::Session,
+    ];
+
     /// Stable snake_case name for logs and stats.
     pub fn code(self) -> &'static str {
         match self {
@@ -82,7 +91,7 @@ pub struct Identity {
 }
 
 /// Why a request was refused. Codes are stable: logs, stats and tests use them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// Protected path and no credential at all (or a peer that is not a developer).
     NoCredential,
@@ -423,13 +432,25 @@ fn strip_cookies(policy: &Policy, req: &Request<'_>, edits: &mut Edits) {
             .filter(|(n, _)| *n == b"cookie")
             .map(|(_, v)| *v)
     };
-    if !cookies().any(|v| cookie::has_any(v, &names)) {
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    let mut rewritten = false;
+    for (i, v) in cookies().enumerate() {
+        match (cookie::scrub(v, &names), rewritten) {
+            (Some(s), false) => {
+                // The headers before the first one with a devgate cookie stay as they were.
+                rewritten = true;
+                kept.extend(cookies().take(i).map(<[u8]>::to_vec));
+                kept.push(s);
+            }
+            (Some(s), true) => kept.push(s),
+            (None, true) => kept.push(v.to_vec()),
+            (None, false) => {}
+        }
+    }
+    if !rewritten {
         return;
     }
-    let kept: Vec<Vec<u8>> = cookies()
-        .map(|v| cookie::scrub(v, &names).unwrap_or_else(|| v.to_vec()))
-        .filter(|v| !v.is_empty())
-        .collect();
+    kept.retain(|v| !v.is_empty());
     edits.remove.push(b"cookie".to_vec());
     if !kept.is_empty() {
         edits

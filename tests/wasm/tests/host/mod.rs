@@ -2055,6 +2055,13 @@ impl Host {
         self.trapped.as_deref()
     }
 
+    /// The size of the module's linear memory, in bytes (it only ever grows).
+    pub fn memory_bytes(&mut self) -> usize {
+        self.instance
+            .get_memory(&mut self.store, "memory")
+            .map_or(0, |m| m.data_size(&self.store))
+    }
+
     pub fn exports(&self) -> &HashSet<String> {
         &self.exports
     }
