@@ -9,6 +9,7 @@ pub mod counters;
 pub mod headers;
 pub mod htpasswd;
 pub mod login;
+pub mod method;
 pub mod net;
 pub mod path;
 pub mod query;
@@ -684,12 +685,37 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
 }
 
 /// [`decide`] with the revocation list's state (`None`: no `revocation` configured).
+///
+/// The request is decided under its wire method and under every method an upstream framework
+/// may execute it as ([`method::candidates`]: override headers, `_method`, form POSTs); the
+/// first refusal wins, the wire method's first. Otherwise the wire method's answer (its edits)
+/// goes on. A request with no override is decided once.
 pub fn decide_with(
     policy: &Policy,
     req: &Request<'_>,
     revocation: Option<Revocation<'_>>,
 ) -> Decision {
-    let method = req.header(b":method").unwrap_or_default();
+    let wire = req.header(b":method").unwrap_or_default();
+    let decision = decide_as(policy, req, wire, revocation);
+    if !matches!(decision, Decision::Allow { .. }) {
+        return decision;
+    }
+    for method in method::candidates(policy, req, wire) {
+        let other = decide_as(policy, req, &method, revocation);
+        if matches!(other, Decision::Deny { .. }) {
+            return other;
+        }
+    }
+    decision
+}
+
+/// Decides the request as if its method were `method`.
+fn decide_as(
+    policy: &Policy,
+    req: &Request<'_>,
+    method: &[u8],
+    revocation: Option<Revocation<'_>>,
+) -> Decision {
     let canonical = match req.header(b":path").map(path::canonicalize) {
         Some(Ok(c)) => c,
         Some(Err(_)) | None => return deny(Reason::BadPath, policy),
@@ -1861,6 +1887,94 @@ mod tests {
             )),
             200
         );
+    }
+
+    #[test]
+    fn method_override_does_not_bypass_a_protect_rule_limited_to_delete() {
+        let p = parse_policy(
+            br#"{"network": {"allow": ["127.0.0.1"]},
+                 "protect": [{"prefix": "/", "methods": ["DELETE"]}], "public": ["/status"]}"#,
+        )
+        .unwrap();
+        let outsider = "192.0.2.1:9";
+        assert_eq!(status(&call(&p, "POST", "/items/1", outsider, &[])), 200);
+        for h in [
+            &b"x-http-method-override"[..],
+            b"X-HTTP-Method",
+            b"x_method_override",
+        ] {
+            let d = call(&p, "POST", "/items/1", outsider, &[(h, b"delete")]);
+            assert_eq!(reason(&d), Some("no_credential"), "{h:?}");
+        }
+        let d = call(
+            &p,
+            "POST",
+            "/items/1",
+            outsider,
+            &[(b"x-http-method", b"PUT, DELETE")],
+        );
+        assert_eq!(
+            reason(&d),
+            Some("no_credential"),
+            "every comma-separated value"
+        );
+        let d = call(&p, "GET", "/items/1?_method=DELETE", outsider, &[]);
+        assert_eq!(reason(&d), Some("no_credential"), "_method in the query");
+        let form: [(&[u8], &[u8]); 1] = [(b"content-type", b"application/x-www-form-urlencoded")];
+        let d = call(&p, "POST", "/items/1", outsider, &form);
+        assert_eq!(reason(&d), Some("no_credential"), "_method in a form body");
+        // A public rule exempts every method, overridden ones too.
+        let over: [(&[u8], &[u8]); 1] = [(b"x-http-method-override", b"DELETE")];
+        assert_eq!(status(&call(&p, "POST", "/status", outsider, &over)), 200);
+        // A developer passes, and the override goes on to the upstream untouched.
+        let d = call(&p, "POST", "/items/1", "127.0.0.1:9", &over);
+        let (id, edits) = allowed(&d);
+        assert_eq!(id, Some(("127.0.0.1".into(), Source::Network)));
+        assert!(edits.remove.is_empty() && edits.set.len() == 1, "{edits:?}");
+    }
+
+    #[test]
+    fn method_override_does_not_bypass_api_endpoint_modes() {
+        let p = api_policy();
+        let sk = api_key_text(KeyKind::Private, "sk1", false, &[], &[]);
+        let pk = api_key_text(KeyKind::Public, "pk1", false, &[], &[]);
+        let key: (&[u8], &[u8]) = (b"x-api-key", sk.as_bytes());
+        let over =
+            |m: &'static [u8]| -> (&'static [u8], &'static [u8]) { (b"x-http-method-override", m) };
+        let form: (&[u8], &[u8]) = (b"content-type", b"multipart/form-data; boundary=b");
+        let json: (&[u8], &[u8]) = (b"content-type", b"application/json");
+        let peer = "192.0.2.1:5";
+        // read_only: POST is a query, PUT/PATCH/DELETE are refused however they are asked for.
+        assert_eq!(
+            status(&call(&p, "POST", "/v1/search", peer, &[key, json])),
+            200
+        );
+        for (path, extra) in [
+            ("/v1/search", vec![key, over(b"DELETE")]),
+            ("/v1/search", vec![key, over(b"patch")]),
+            ("/v1/search?_method=PUT", vec![key]),
+            ("/v1/search", vec![key, form]),
+        ] {
+            let d = call(&p, "POST", path, peer, &extra);
+            assert_eq!(
+                (status(&d), reason(&d)),
+                (403, Some("method_not_allowed")),
+                "{path} {extra:?}"
+            );
+        }
+        let d = call(&p, "GET", "/v1/search?_method=DELETE", peer, &[key]);
+        assert_eq!(reason(&d), Some("method_not_allowed"));
+        // read_write: a read overridden into a write needs a private key with write.
+        let q = format!("/v1/maps/x?key={pk}");
+        let origin: (&[u8], &[u8]) = (b"origin", b"https://app.example.com");
+        assert_eq!(status(&call(&p, "GET", &q, peer, &[origin])), 200);
+        let d = call(&p, "GET", &q, peer, &[origin, over(b"POST")]);
+        assert_eq!(reason(&d), Some("private_key_required"));
+        let d = call(&p, "GET", "/v1/maps/x", peer, &[key, over(b"DELETE")]);
+        assert_eq!(reason(&d), Some("write_needed"));
+        // write_only without write: refused on the wire method already, whatever the override.
+        let d = call(&p, "POST", "/v1/admin", peer, &[key, over(b"GET")]);
+        assert_eq!(reason(&d), Some("write_needed"));
     }
 
     #[test]
