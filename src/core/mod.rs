@@ -679,6 +679,26 @@ fn api_key(
     Ok(key.kind)
 }
 
+/// The request trailers to remove before the upstream: every spelling of the identity header,
+/// of the API headers devgate sets and of the API key header, as the host holds them. HTTP/2
+/// and chunked HTTP/1.1 requests can carry "headers" after the body, and upstreams that merge
+/// trailers into headers would read these as devgate's. Empty (no allocation) when none.
+pub fn trailer_removals<'a>(policy: &Policy, trailers: &[(&'a [u8], &'a [u8])]) -> Vec<&'a [u8]> {
+    let mut names = vec![&policy.header];
+    if let Some(api) = &policy.api {
+        let h = &api.headers;
+        names.extend([
+            &h.organization,
+            &h.project,
+            &h.kind,
+            &h.key_id,
+            &h.count,
+            &api.key_header,
+        ]);
+    }
+    headers::spellings_present(trailers, &names)
+}
+
 /// Decides one request.
 pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
     decide_with(policy, req, None)
@@ -1975,6 +1995,36 @@ mod tests {
         // write_only without write: refused on the wire method already, whatever the override.
         let d = call(&p, "POST", "/v1/admin", peer, &[key, over(b"GET")]);
         assert_eq!(reason(&d), Some("write_needed"));
+    }
+
+    #[test]
+    fn identity_and_api_headers_in_trailers_are_removed() {
+        let p = api_policy();
+        let trailers: Vec<(&[u8], &[u8])> = vec![
+            (b"x-wsgiorg-developer-user", b"mallory"),
+            (b"X_Wsgiorg_Developer_User", b"mallory"),
+            (b"x-devgate-organization", b"other"),
+            (b"x_devgate_project", b"other"),
+            (b"x-devgate-key-kind", b"private_key"),
+            (b"x-devgate-key-id", b"k"),
+            (b"x-devgate-count", b"false"),
+            (b"x_api_key", b"dgsk_x"),
+            (b"grpc-status", b"0"),
+            (b"x-checksum", b"abc"),
+        ];
+        let removed = trailer_removals(&p, &trailers);
+        assert_eq!(removed.len(), 8, "{removed:?}");
+        assert!(!removed.contains(&&b"grpc-status"[..]) && !removed.contains(&&b"x-checksum"[..]));
+        // Without `api`, only the identity header.
+        let p = token_policy("{}");
+        assert_eq!(
+            trailer_removals(&p, &trailers),
+            vec![
+                &b"x-wsgiorg-developer-user"[..],
+                b"X_Wsgiorg_Developer_User"
+            ]
+        );
+        assert!(trailer_removals(&p, &[(b"grpc-status", b"0")]).is_empty());
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::abi::serialize_pairs;
 
 /// `MapType::HttpRequestHeaders` of the ABI.
 const REQUEST_HEADERS: u32 = 0;
+/// `MapType::HttpRequestTrailers` of the ABI.
+const REQUEST_TRAILERS: u32 = 1;
 /// `MapType::HttpResponseHeaders` of the ABI.
 const RESPONSE_HEADERS: u32 = 2;
 /// `BufferType::HttpRequestBody` of the ABI.
@@ -141,6 +143,16 @@ pub fn request_header_pairs() -> Result<Vec<u8>, HostError> {
     map_pairs(REQUEST_HEADERS)
 }
 
+/// All request trailers, serialized as the ABI does (only valid in the trailers callback).
+pub fn request_trailer_pairs() -> Result<Vec<u8>, HostError> {
+    map_pairs(REQUEST_TRAILERS)
+}
+
+/// Removes every value of a request trailer.
+pub fn remove_request_trailer(name: &[u8]) -> Result<(), HostError> {
+    remove_map_value(REQUEST_TRAILERS, name)
+}
+
 /// Every pair of header map `map`, serialized as the ABI does.
 fn map_pairs(map: u32) -> Result<Vec<u8>, HostError> {
     let mut data = null_mut();
@@ -220,8 +232,13 @@ pub fn increment(id: u32) {
 
 /// Removes every value of a request header.
 pub fn remove_request_header(name: &[u8]) -> Result<(), HostError> {
+    remove_map_value(REQUEST_HEADERS, name)
+}
+
+/// Removes every value of `name` from header map `map`.
+fn remove_map_value(map: u32, name: &[u8]) -> Result<(), HostError> {
     // SAFETY: plain FFI; `name` outlives the call.
-    match unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) } {
+    match unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) } {
         OK | NOT_FOUND => Ok(()),
         s => Err(HostError(s)),
     }

@@ -690,11 +690,27 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
-        if self.pending.is_none() {
-            return Action::Continue;
+        if self.pending.is_some() {
+            // A login body followed by trailers: the body ended with the last data frame, and
+            // devgate answers the request itself.
+            return self.finish_login();
         }
-        // A body followed by trailers: the body ended with the last data frame.
-        self.finish_login()
+        // Trailers of a forwarded request: the core names what must not reach the upstream.
+        let Some(policy) = self.policy.clone() else {
+            return fail_closed(&self.stats, "not_configured");
+        };
+        let Ok(buf) = host::request_trailer_pairs() else {
+            return fail_closed(&self.stats, "trailers_unavailable");
+        };
+        let Some(trailers) = parse_pairs(&buf) else {
+            return fail_closed(&self.stats, "trailers_malformed");
+        };
+        for name in crate::core::trailer_removals(&policy, &trailers) {
+            if host::remove_request_trailer(name).is_err() {
+                return fail_closed(&self.stats, "trailer_edit_failed");
+            }
+        }
+        Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {

@@ -990,3 +990,34 @@ fn host_buffers_of_every_size_are_read_whole_and_freed() -> HostResult<()> {
     );
     Ok(())
 }
+
+#[test]
+fn identity_and_api_headers_in_request_trailers_never_reach_the_upstream() -> HostResult<()> {
+    // Issue #14 part 4: devgate never looked at request trailers, so an HTTP/2 or chunked
+    // request could carry the identity header (or devgate's API headers) after its body.
+    let config = r#"{"protect": ["/_debug/"], "keys": [{"id": "k1", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}],
+                     "api": {"routes": [{"prefix": "/v1", "product": "maps"}]}}"#;
+    let mut h = loaded(config)?;
+    for peer in ["127.0.0.1:1", "10.9.9.9:1"] {
+        let mut trailers = Headers::new();
+        trailers.add_raw(IDENTITY.as_bytes(), SPOOF.as_bytes());
+        trailers.add_raw(b"x_wsgiorg_developer_user", SPOOF2.as_bytes());
+        trailers.add_raw(b"x-devgate-organization", b"other-org");
+        trailers.add_raw(b"x_devgate_count", b"false");
+        trailers.add_raw(b"x-checksum", b"abc");
+        let r = h
+            .request()
+            .peer(peer)
+            .method_path("POST", "/upload")
+            .body(b"data")
+            .trailers(trailers)
+            .send();
+        r.assert_well_formed();
+        assert!(r.forwarded, "{}", r.describe());
+        let passed = r.trailers_passed_on.clone().unwrap();
+        let names: Vec<&[u8]> = passed.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec![&b"x-checksum"[..]], "{}", r.describe());
+    }
+    h.assert_no_secret_in_logs(SECRETS);
+    Ok(())
+}
