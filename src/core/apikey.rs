@@ -22,13 +22,16 @@ use super::net::{Cidr, CidrList};
 use super::token::{authenticate, sign, Key, KeySet, TokenError, MAX_TOKEN_LEN};
 
 /// The two kinds of key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyKind {
     Public,
     Private,
 }
 
 impl KeyKind {
+    /// Every kind (counters and audit values are generated from this list).
+    pub const ALL: [KeyKind; 2] = [KeyKind::Public, KeyKind::Private];
+
     pub fn prefix(self) -> &'static str {
         match self {
             KeyKind::Public => "dgpk_",
@@ -45,7 +48,7 @@ impl KeyKind {
     }
 
     fn of(text: &[u8]) -> Option<(KeyKind, &[u8])> {
-        [KeyKind::Public, KeyKind::Private]
+        KeyKind::ALL
             .into_iter()
             .find_map(|k| Some((k, text.strip_prefix(k.prefix().as_bytes())?)))
     }

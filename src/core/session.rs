@@ -50,7 +50,7 @@ pub fn endpoint(login: &LoginPolicy, canonical: &[u8]) -> Option<Endpoint> {
 }
 
 /// What happened, for stats and logs (`devgate.login.<code>`). Stable snake_case codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The form was served.
     Page,

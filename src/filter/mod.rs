@@ -4,7 +4,7 @@
 
 mod host;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -16,10 +16,13 @@ use crate::abi::parse_pairs;
 use crate::config::WhenStale;
 use crate::config::{parse_policy, LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::apikey::KeyKind;
+use crate::core::counters::{
+    self, Admission, Challenge, ConfigOutcome, Counter, Fetch, INTERNAL_ERROR,
+};
 use crate::core::login::{self, Attempts, Page, MAX_BODY};
 use crate::core::revocation::{self, Revocation, RevocationList};
 use crate::core::session::{self, Checked, Endpoint, LoginRequest, Outcome, Step, Store};
-use crate::core::{budget, decide_with, net, Decision, Reason, Request, Response, Source};
+use crate::core::{budget, decide_with, net, Decision, Request, Response, Source};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -73,96 +76,53 @@ struct RevState {
     pending: bool,
 }
 
-/// Counters, defined once per VM. Envoy lists them under `wasmcustom.devgate.*`:
-/// `requests.allowed.<source>`, `requests.denied.<reason>`, `login.<outcome>`,
-/// `upstream_challenge.<forbid|login>`, `config.accepted|rejected`.
-/// Looked up by the static code, so counting costs no allocation.
+/// Counters, defined once per VM from [`Counter::all`] (names in [`crate::core::counters`]),
+/// and the audit values of allowed requests, built once from [`counters::allow_cases`]: counting
+/// and auditing cost no allocation per request.
 #[derive(Default)]
 struct Stats {
-    allowed: HashMap<&'static str, u32>,
-    denied: HashMap<&'static str, u32>,
-    login: HashMap<&'static str, u32>,
-    challenge: HashMap<&'static str, u32>,
-    revocation: HashMap<&'static str, u32>,
+    ids: HashMap<Counter, u32>,
     /// `devgate.revocation.degraded`: 1 while the list is stale.
     degraded: Option<u32>,
-    config: HashMap<&'static str, u32>,
-}
-
-/// What allowed a request: the identity's source, an API key kind, or nothing.
-const ALLOWED: [&str; 7] = [
-    "network",
-    "bearer",
-    "cookie",
-    "session",
-    "public_key",
-    "private_key",
-    "anonymous",
-];
-
-fn define_all(
-    prefix: &str,
-    codes: impl Iterator<Item = &'static str>,
-) -> HashMap<&'static str, u32> {
-    codes
-        .filter_map(|code| {
-            let mut name = String::with_capacity(prefix.len() + code.len());
-            name.push_str(prefix);
-            name.push_str(code);
-            host::define_counter(&name).ok().map(|id| (code, id))
-        })
-        .collect()
+    /// `devgate_decision` values of allowed requests, at [`counters::allow_slot`].
+    decisions: Vec<String>,
+    /// A missing counter was logged (once per VM).
+    missing_logged: Cell<bool>,
 }
 
 impl Stats {
     fn define() -> Stats {
-        let denied = Reason::all()
-            .map(Reason::code)
-            .chain(std::iter::once(INTERNAL_ERROR));
+        let ids = Counter::all()
+            .filter_map(|c| host::define_counter(&c.name()).ok().map(|id| (c, id)))
+            .collect();
         Stats {
-            allowed: define_all("devgate.requests.allowed.", ALLOWED.into_iter()),
-            denied: define_all("devgate.requests.denied.", denied),
-            login: define_all(
-                "devgate.login.",
-                Outcome::ALL.into_iter().map(Outcome::code),
-            ),
-            challenge: define_all(
-                "devgate.upstream_challenge.",
-                ["forbid", "login"].into_iter(),
-            ),
-            revocation: define_all(
-                "devgate.revocation.",
-                ["fetch_ok", "fetch_failed"].into_iter(),
-            ),
+            ids,
             degraded: host::define_gauge("devgate.revocation.degraded").ok(),
-            config: define_all("devgate.config.", ["accepted", "rejected"].into_iter()),
+            decisions: counters::allow_cases()
+                .map(|(key, source)| counters::allow_decision(key, source))
+                .collect(),
+            missing_logged: Cell::new(false),
         }
     }
 
     fn is_defined(&self) -> bool {
-        !self.config.is_empty()
+        !self.ids.is_empty()
     }
 
-    fn bump(map: &HashMap<&'static str, u32>, code: &str) {
-        if let Some(id) = map.get(code) {
-            host::increment(*id);
+    /// Adds one to `counter`. One the host did not define is never dropped silently: it is
+    /// logged once and counted in `devgate.counter_missing`.
+    fn bump(&self, counter: Counter) {
+        match self.ids.get(&counter) {
+            Some(id) => host::increment(*id),
+            None => {
+                if !self.missing_logged.replace(true) {
+                    log::warn!("devgate: counter {} is not defined", counter.name());
+                }
+                if let Some(id) = self.ids.get(&Counter::Missing) {
+                    host::increment(*id);
+                }
+            }
         }
-    }
-
-    fn allowed(&self, what: &str) {
-        Stats::bump(&self.allowed, what);
-    }
-
-    fn denied(&self, code: &str) {
-        Stats::bump(&self.denied, code);
-    }
-
-    fn login(&self, outcome: Outcome) {
-        Stats::bump(&self.login, outcome.code());
-    }
-
-    fn revocation(&self, what: &str) {
-        Stats::bump(&self.revocation, what);
     }
 
     fn degraded(&self, on: bool) {
@@ -171,12 +131,11 @@ impl Stats {
         }
     }
 
-    fn challenge(&self, what: &str) {
-        Stats::bump(&self.challenge, what);
-    }
-
-    fn config(&self, outcome: &str) {
-        Stats::bump(&self.config, outcome);
+    /// The audit value of an allowed request (static for the VM's life).
+    fn allow_decision(&self, key: Option<KeyKind>, source: Option<Source>) -> &str {
+        self.decisions
+            .get(counters::allow_slot(key, source))
+            .map_or("allow", String::as_str)
     }
 }
 
@@ -186,36 +145,6 @@ fn unix_seconds(t: std::time::SystemTime) -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
-
-/// `devgate_decision` of an allowed request: `allow:` and what let it through, an API key's
-/// kind followed by `+<source>` when a developer came with the key. The one audit property:
-/// the developer's name is the identity header itself, which an access log reads with
-/// `%REQ(x-wsgiorg-developer-user)%` (one property costs a host call and a filter-state object
-/// per request, `make bench-calls`). Static strings: no allocation per request.
-fn allow_decision(key: Option<KeyKind>, source: Option<Source>) -> &'static str {
-    use KeyKind::{Private, Public};
-    use Source::{Bearer, Cookie, Network, Session};
-    match (key, source) {
-        (None, None) => "allow:anonymous",
-        (None, Some(Network)) => "allow:network",
-        (None, Some(Bearer)) => "allow:bearer",
-        (None, Some(Cookie)) => "allow:cookie",
-        (None, Some(Session)) => "allow:session",
-        (Some(Public), None) => "allow:public_key",
-        (Some(Public), Some(Network)) => "allow:public_key+network",
-        (Some(Public), Some(Bearer)) => "allow:public_key+bearer",
-        (Some(Public), Some(Cookie)) => "allow:public_key+cookie",
-        (Some(Public), Some(Session)) => "allow:public_key+session",
-        (Some(Private), None) => "allow:private_key",
-        (Some(Private), Some(Network)) => "allow:private_key+network",
-        (Some(Private), Some(Bearer)) => "allow:private_key+bearer",
-        (Some(Private), Some(Cookie)) => "allow:private_key+cookie",
-        (Some(Private), Some(Session)) => "allow:private_key+session",
-    }
-}
-
-/// The reason code of a request the glue itself could not complete.
-const INTERNAL_ERROR: &str = "internal_error";
 
 impl Context for Root {
     fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _t: usize) {
@@ -251,11 +180,11 @@ impl Context for Root {
                 }
                 state.list = Some(list);
                 state.fetched_at = Some(now);
-                self.stats.revocation("fetch_ok");
+                self.stats.bump(Counter::Revocation(Fetch::Ok));
                 self.stats.degraded(false);
             }
             Err(code) => {
-                self.stats.revocation("fetch_failed");
+                self.stats.bump(Counter::Revocation(Fetch::Failed));
                 log::warn!(
                     "devgate: revocation list fetch failed: {code}; keeping the last good list"
                 );
@@ -283,13 +212,13 @@ impl RootContext for Root {
                     self.tick_set = true;
                 }
                 self.policy = Some(Rc::new(policy));
-                self.stats.config("accepted");
+                self.stats.bump(Counter::Config(ConfigOutcome::Accepted));
                 true
             }
             Err(e) => {
                 // Fail closed: drop any previous policy too, so nothing runs on a stale one.
                 self.policy = None;
-                self.stats.config("rejected");
+                self.stats.bump(Counter::Config(ConfigOutcome::Rejected));
                 log::error!("devgate: configuration rejected: {e}");
                 false
             }
@@ -343,7 +272,7 @@ impl RootContext for Root {
         match self.dispatch_http_call(&rc.cluster, headers, None, vec![], timeout) {
             Ok(_) => state.pending = true,
             Err(_) => {
-                self.stats.revocation("fetch_failed");
+                self.stats.bump(Counter::Revocation(Fetch::Failed));
                 log::warn!(
                     "devgate: revocation list fetch not started (cluster {})",
                     rc.cluster
@@ -401,8 +330,10 @@ impl Context for Http {}
 /// Stops the request with a generic error: used whenever the glue cannot finish its job.
 fn fail_closed(stats: &Stats, code: &str) -> Action {
     log::warn!("devgate: request refused: {code}");
-    stats.denied(INTERNAL_ERROR);
-    let _ = host::set_property("devgate_decision", b"deny:internal_error");
+    stats.bump(Counter::InternalError);
+    let mut decision = String::from("deny:");
+    decision.push_str(INTERNAL_ERROR);
+    let _ = host::set_property("devgate_decision", decision.as_bytes());
     let headers: [(&str, &[u8]); 2] = [
         ("content-type", b"text/plain; charset=utf-8"),
         ("cache-control", b"no-store"),
@@ -521,7 +452,7 @@ impl Http {
 
     /// Answers a request under the login mount, counting and auditing the outcome.
     fn login_answer(&self, outcome: Outcome, page: &Page) -> Action {
-        self.stats.login(outcome);
+        self.stats.bump(Counter::Login(outcome));
         let code = outcome.code();
         let mut decision = String::with_capacity(6 + code.len());
         decision.push_str("login:");
@@ -741,22 +672,21 @@ impl HttpContext for Http {
                         raw_path,
                     });
                 }
-                let what = match (&identity, api_key) {
-                    (_, Some(KeyKind::Public)) => "public_key",
-                    (_, Some(KeyKind::Private)) => "private_key",
-                    (Some(id), None) => id.source.code(),
-                    (None, None) => "anonymous",
-                };
-                self.stats.allowed(what);
-                // The audit field for the access log: how. Never a credential.
-                let decision = allow_decision(api_key, identity.as_ref().map(|id| id.source));
+                let source = identity.as_ref().map(|id| id.source);
+                self.stats
+                    .bump(Counter::Allowed(Admission::of(api_key, source)));
+                // The audit field for the access log: how. Never a credential. The developer's
+                // name is the identity header itself, which an access log reads with
+                // `%REQ(x-wsgiorg-developer-user)%` (one property costs a host call and a
+                // filter-state object per request, `make bench-calls`).
+                let decision = self.stats.allow_decision(api_key, source);
                 let _ = host::set_property("devgate_decision", decision.as_bytes());
                 Action::Continue
             }
             Decision::Deny { reason, response } => {
                 let code = reason.code();
                 log::debug!("devgate: denied {} ({code})", response.status);
-                self.stats.denied(code);
+                self.stats.bump(Counter::Denied(reason));
                 let mut decision = String::with_capacity(5 + code.len());
                 decision.push_str("deny:");
                 decision.push_str(code);
@@ -791,11 +721,27 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
-        if self.pending.is_none() {
-            return Action::Continue;
+        if self.pending.is_some() {
+            // A login body followed by trailers: the body ended with the last data frame, and
+            // devgate answers the request itself.
+            return self.finish_login();
         }
-        // A body followed by trailers: the body ended with the last data frame.
-        self.finish_login()
+        // Trailers of a forwarded request: the core names what must not reach the upstream.
+        let Some(policy) = self.policy.clone() else {
+            return fail_closed(&self.stats, "not_configured");
+        };
+        let Ok(buf) = host::request_trailer_pairs() else {
+            return fail_closed(&self.stats, "trailers_unavailable");
+        };
+        let Some(trailers) = parse_pairs(&buf) else {
+            return fail_closed(&self.stats, "trailers_malformed");
+        };
+        for name in crate::core::trailer_removals(&policy, &trailers) {
+            if host::remove_request_trailer(name).is_err() {
+                return fail_closed(&self.stats, "trailer_edit_failed");
+            }
+        }
+        Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
@@ -853,11 +799,11 @@ impl HttpContext for Http {
                 // The reply replaces the upstream's response, headers added above included:
                 // carry them (the expired session's clearing Set-Cookie) into it.
                 page.headers.extend(after.add);
-                self.stats.challenge(if page.status == 303 {
-                    "login"
+                self.stats.bump(Counter::Challenge(if page.status == 303 {
+                    Challenge::Login
                 } else {
-                    "forbid"
-                });
+                    Challenge::Forbid
+                }));
                 respond_page(&self.stats, "devgate_upstream_challenge", &page)
             }
         }
