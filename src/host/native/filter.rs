@@ -307,9 +307,29 @@ impl Stream {
         let _ = (host, id, answer);
     }
 
-    /// Whether the request goes on (trailers of an answered request stop).
-    pub fn proceeds(&self) -> bool {
-        self.allowed
+    /// Request trailers: those of an answered request stop; from those of a forwarded one, the
+    /// names the core lists (`trailer_removals`: identity and API header spellings) are removed
+    /// before the upstream sees them. `true`: continue.
+    pub fn request_trailers(&mut self, host: &mut Host) -> bool {
+        if !self.allowed {
+            return false;
+        }
+        let config = Arc::clone(&self.config);
+        let names = host.with_headers(HeaderMap::RequestTrailer, |trailers| {
+            crate::core::trailer_removals(&config.policy, trailers)
+                .into_iter()
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<Vec<u8>>>()
+        });
+        let Some(names) = names else {
+            return self.fail_closed(host, "trailers_unavailable");
+        };
+        for name in &names {
+            if !host.remove_header(HeaderMap::RequestTrailer, name) {
+                return self.fail_closed(host, "trailer_edit_failed");
+            }
+        }
+        true
     }
 
     /// The configuration (test hooks).
