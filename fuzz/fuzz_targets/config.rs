@@ -22,7 +22,8 @@ mod common;
 use std::cell::RefCell;
 use std::fmt;
 
-use devgate::config::{parse_policy_with_env, RuleKind};
+use devgate::config::parse_policy_with_env;
+use devgate::core::policy::RuleKind;
 use libfuzzer_sys::fuzz_target;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 

@@ -10,6 +10,7 @@ pub mod htpasswd;
 pub mod login;
 pub mod net;
 pub mod path;
+pub mod policy;
 pub mod query;
 pub mod revocation;
 pub mod session;
@@ -17,12 +18,12 @@ pub mod token;
 
 use std::net::IpAddr;
 
-use crate::config::{
-    ApiPolicy, ApiRoute, LoginPolicy, Mode, Policy, RuleKind, TokenPolicy, Unauthenticated,
-};
 use apikey::{ApiKey, KeyKind};
 use cookie::CookieLookup;
 use net::NetVerdict;
+use policy::{
+    ApiPolicy, ApiRoute, LoginPolicy, Mode, Policy, RuleKind, TokenPolicy, Unauthenticated,
+};
 use revocation::Revocation;
 use token::{Expect, TokenError};
 

@@ -17,8 +17,8 @@
 
 use std::net::IpAddr;
 
-use crate::config::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::login::{self, Attempts, Page, Verdict, MAX_BODY};
+use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::query;
 use crate::core::token;
 

@@ -13,10 +13,10 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::abi::parse_pairs;
-use crate::config::WhenStale;
-use crate::config::{parse_policy, LoginPolicy, Policy, UpstreamChallenge};
+use crate::config::parse_policy;
 use crate::core::apikey::KeyKind;
 use crate::core::login::{self, Attempts, Page, MAX_BODY};
+use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge, WhenStale};
 use crate::core::revocation::{self, Revocation, RevocationList};
 use crate::core::session::{self, Endpoint, LoginRequest, Outcome, Step, Store};
 use crate::core::{decide_with, net, Decision, Reason, Request, Response, Source};
