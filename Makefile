@@ -119,6 +119,13 @@ e2e: build fault-wasm venv cli certs browser
 image: build venv
 	$(PY) envoy/istio/oci_image.py
 
+## pin-image: `make image`, then write its manifest digest and tag into the shipped manifests
+## (envoy/istio/wasmplugin.yaml, envoy/gateway/envoyextensionpolicy.yaml, README.md); idempotent. Run it
+## and commit whenever devgate.wasm changes: tests/e2e/test_manifests.py fails until then
+.PHONY: pin-image
+pin-image: build venv
+	$(PY) envoy/istio/oci_image.py --pin
+
 ## bench: devgate against no filter, an empty Wasm filter, the minimal and a naive Wasm filter and
 ## Envoy's basic_auth, jwt_authn and lua, interleaved rounds on this machine (bench/README.md);
 ## writes bench/out/results.md

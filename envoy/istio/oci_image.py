@@ -29,6 +29,13 @@ Which digest goes where in a WasmPlugin:
 The manifest digest survives a push as long as the manifest is copied unchanged:
   skopeo copy --preserve-digests oci-archive:target/oci/devgate.tar:TAG docker://REGISTRY/devgate:TAG
 
+Pinning (`make pin-image`, `--pin`): the shipped Kubernetes manifests (PINNED below) carry the
+manifest digest of the image built from the committed source, and the crate version as the tag;
+--pin rewrites their `sha256:` lines and `devgate:TAG` references to this build's and says which
+files changed. Idempotent: a second run changes nothing. tests/e2e/test_manifests.py fails while a
+manifest differs from the build. The digest is reproducible for one toolchain: devgate.wasm embeds
+rustc's commit and CARGO_HOME's source paths, so pin with the toolchain that builds the release.
+
 A Docker daemon is never used: a `docker build` image carries build timestamps and host metadata, so
 its digest would differ from run to run and from what this script prints.
 """
@@ -56,6 +63,9 @@ INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+# The shipped manifests whose image digest and tag `--pin` keeps equal to this build's.
+PINNED = (REPO / "envoy" / "istio" / "wasmplugin.yaml", REPO / "envoy" / "gateway" / "envoyextensionpolicy.yaml",
+          REPO / "README.md")  # its WasmPlugin and EnvoyExtensionPolicy blocks
 PLUGIN_FILE = "plugin.wasm"  # the file name Istio's compat-variant reader looks for
 WASM_MAGIC = b"\x00asm"
 
@@ -201,6 +211,30 @@ def write(out: Path, image: dict) -> tuple[Path, Path]:
     return layout, tarball
 
 
+SHA256_LINE = re.compile(r"^(?P<key>[ \t]*sha256:[ \t]*)(?P<value>[^\s#]*)", re.M)
+IMAGE_TAG = re.compile(r"(?P<ref>\b" + NAME + r":)(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]*)")
+
+
+def pinned_text(text: str, manifest_hex: str, tag: str) -> str:
+    """text with every `sha256:` value set to manifest_hex and every `devgate:TAG` to tag."""
+    text = SHA256_LINE.sub(lambda m: m.group("key") + manifest_hex, text)
+    return IMAGE_TAG.sub(lambda m: m.group("ref") + tag, text)
+
+
+def pin(manifest_hex: str, tag: str, files=PINNED) -> list[Path]:
+    """Rewrite the shipped manifests to this digest and tag; the files that changed."""
+    changed = []
+    for path in files:
+        old = path.read_text()
+        new = pinned_text(old, manifest_hex, tag)
+        if SHA256_LINE.search(new) is None:
+            raise ValueError(f"{path}: no `sha256:` line to pin")
+        if new != old:
+            path.write_text(new)
+            changed.append(path)
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -210,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default=None, help="image tag, also org.opencontainers.image.ref.name "
                                                 "(default: the crate version from Cargo.toml)")
     ap.add_argument("--json", action="store_true", help="print the digests as one JSON object")
+    ap.add_argument("--pin", action="store_true",
+                    help="also write this image's digest and tag into the shipped manifests (make pin-image)")
     args = ap.parse_args(argv)
 
     if not args.wasm.is_file():
@@ -222,6 +258,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"oci_image: {e}", file=sys.stderr)
         return 1
     layout, tarball = write(args.out, image)
+    if args.pin:
+        manifest_hex = summary["manifest_digest"].removeprefix("sha256:")
+        try:
+            changed = pin(manifest_hex, tag)
+        except (OSError, ValueError) as e:
+            print(f"oci_image: {e}", file=sys.stderr)
+            return 1
+        for path in PINNED:
+            state = "pinned" if path in changed else "already pinned"
+            print(f"{state}: {path.relative_to(REPO)} (sha256 {manifest_hex}, tag {tag})", file=sys.stderr)
     summary.update({"layout": str(layout), "archive": str(tarball),
                     "archive_sha256": sha256_hex(tarball.read_bytes())})
     if args.json:
