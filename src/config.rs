@@ -13,6 +13,7 @@ use crate::core::headers::HeaderName;
 use crate::core::htpasswd::{Users, DEFAULT_MAX_COST, MIN_COST};
 use crate::core::net::{Cidr, CidrList, NetPolicy};
 use crate::core::path::Prefix;
+use crate::core::plan::{Counter, Note, Report};
 use crate::core::policy::{
     ApiHeaders, ApiPolicy, ApiRoute, LoginPolicy, Mode, Policy, RevocationPolicy, Rule, RuleKind,
     TokenPolicy, Unauthenticated, UpstreamChallenge, WhenStale,
@@ -537,6 +538,33 @@ pub fn json_schema() -> serde_json::Value {
         .into_root_schema_for::<RawConfig>();
     schema.insert("title".into(), "devgate plugin configuration".into());
     schema.to_value()
+}
+
+/// A host's configure step: the policy to run with (`None`: refused, so nothing runs on a stale
+/// one) and what to count and log about it.
+pub fn load(raw: &[u8]) -> (Option<Policy>, Report) {
+    match parse_policy(raw) {
+        Ok(policy) => {
+            let note = Note::ConfigAccepted {
+                rules: policy.rules.len(),
+                header: policy.header.as_str().to_string(),
+            };
+            let report = Report {
+                counter: Some(Counter::ConfigAccepted),
+                degraded: None,
+                note: Some(note),
+            };
+            (Some(policy), report)
+        }
+        Err(e) => {
+            let report = Report {
+                counter: Some(Counter::ConfigRejected),
+                degraded: None,
+                note: Some(Note::ConfigRejected(e.to_string())),
+            };
+            (None, report)
+        }
+    }
 }
 
 /// Parses and validates the plugin configuration, reading `secret_env` keys from the process

@@ -22,13 +22,16 @@ use super::net::{Cidr, CidrList};
 use super::token::{authenticate, sign, Key, KeySet, TokenError, MAX_TOKEN_LEN};
 
 /// The two kinds of key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyKind {
     Public,
     Private,
 }
 
 impl KeyKind {
+    /// Both kinds, for defining one counter each.
+    pub const ALL: [KeyKind; 2] = [KeyKind::Public, KeyKind::Private];
+
     pub fn prefix(self) -> &'static str {
         match self {
             KeyKind::Public => "dgpk_",

@@ -5,15 +5,19 @@
 
 pub mod apikey;
 pub mod cookie;
+pub mod facts;
 pub mod headers;
 pub mod htpasswd;
 pub mod login;
 pub mod net;
 pub mod path;
+pub mod plan;
 pub mod policy;
 pub mod query;
 pub mod revocation;
 pub mod session;
+pub mod shared;
+pub mod stream;
 pub mod token;
 
 use std::net::IpAddr;
@@ -50,7 +54,7 @@ impl<'a> Request<'a> {
 }
 
 /// How the developer proved who they are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Source {
     /// Their socket address is in `network.allow` and not in `network.deny`.
     Network,
@@ -63,6 +67,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source, for defining one counter each.
+    pub const ALL: [Source; 4] = [
+        Source::Network,
+        Source::Bearer,
+        Source::Cookie,
+        Source::Session,
+    ];
+
     /// Stable snake_case name for logs and stats.
     pub fn code(self) -> &'static str {
         match self {
@@ -83,7 +95,7 @@ pub struct Identity {
 }
 
 /// Why a request was refused. Codes are stable: logs, stats and tests use them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// Protected path and no credential at all (or a peer that is not a developer).
     NoCredential,
@@ -134,6 +146,29 @@ impl Reason {
             Reason::PrivateKeyRequired => "private_key_required",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::RevocationStale => "revocation_stale",
+        }
+    }
+
+    /// How many reasons [`Reason::all`] lists.
+    pub const COUNT: usize = 13 + TokenError::ALL.len();
+
+    /// This reason's place in `0..COUNT`: a dense index for hosts that keep one counter each.
+    pub fn slot(self) -> usize {
+        match self {
+            Reason::NoCredential => 0,
+            Reason::BadPath => 1,
+            Reason::AmbiguousCredential => 2,
+            Reason::NetworkDenied => 3,
+            Reason::UnboundToken => 4,
+            Reason::Revoked => 5,
+            Reason::KeyMisplaced => 6,
+            Reason::WrongProduct => 7,
+            Reason::RefererDenied => 8,
+            Reason::WriteNeeded => 9,
+            Reason::PrivateKeyRequired => 10,
+            Reason::MethodNotAllowed => 11,
+            Reason::RevocationStale => 12,
+            Reason::Token(e) => 13 + e as usize,
         }
     }
 

@@ -46,7 +46,7 @@ pub fn endpoint(login: &LoginPolicy, canonical: &[u8]) -> Option<Endpoint> {
 }
 
 /// What happened, for stats and logs (`devgate.login.<code>`). Stable snake_case codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The form was served.
     Page,
@@ -359,6 +359,27 @@ fn encode_query_value(raw: &str) -> String {
     out
 }
 
+/// What devgate made of an upstream 401 with its challenge (`devgate.upstream_challenge.<code>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Challenge {
+    /// A 403.
+    Forbid,
+    /// A 303 to the login form.
+    Login,
+}
+
+impl Challenge {
+    /// Every translation, for defining one counter each.
+    pub const ALL: [Challenge; 2] = [Challenge::Forbid, Challenge::Login];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Challenge::Forbid => "forbid",
+            Challenge::Login => "login",
+        }
+    }
+}
+
 /// What an upstream response with `status` and `WWW-Authenticate` values becomes, per
 /// `policy.upstream_challenge`; `None`: pass it on unchanged. `had_identity`: devgate sent a
 /// developer with the request; `raw_path`: the request's `:path`, for `back`.
@@ -368,7 +389,7 @@ pub fn translate_challenge(
     www_authenticate: &[&[u8]],
     had_identity: bool,
     raw_path: &[u8],
-) -> Option<Page> {
+) -> Option<(Challenge, Page)> {
     if status != b"401" || !has_developer_challenge(www_authenticate) {
         return None;
     }
@@ -377,9 +398,9 @@ pub fn translate_challenge(
         (UpstreamChallenge::Login, Some(login)) if !had_identity => {
             let back = login::safe_back(std::str::from_utf8(raw_path).unwrap_or("/"));
             let location = format!("{}/login?back={}", login.mount, encode_query_value(&back));
-            Some(login::redirect(&location))
+            Some((Challenge::Login, login::redirect(&location)))
         }
-        _ => Some(login::text_page(403, "Forbidden\n")),
+        _ => Some((Challenge::Forbid, login::text_page(403, "Forbidden\n"))),
     }
 }
 
@@ -611,7 +632,7 @@ mod tests {
         let other: &[&[u8]] = &[b"Basic realm=x"];
         let forbid = policy("");
         let t = |p: &Policy, status: &[u8], www: &[&[u8]], id: bool| {
-            translate_challenge(p, status, www, id, b"/app/page?x=1 2")
+            translate_challenge(p, status, www, id, b"/app/page?x=1 2").map(|(_, page)| page)
         };
         assert_eq!(t(&forbid, b"401", hdr, false).unwrap().status, 403);
         assert!(t(&forbid, b"401", other, false).is_none());
@@ -628,21 +649,22 @@ mod tests {
             );
             parse_policy(json.as_bytes()).unwrap()
         };
-        let page = translate_challenge(&login_mode, b"401", hdr, false, b"/app/page?x=1").unwrap();
+        let (challenge, page) =
+            translate_challenge(&login_mode, b"401", hdr, false, b"/app/page?x=1").unwrap();
+        assert_eq!(challenge, Challenge::Login);
         assert_eq!(page.status, 303);
         assert_eq!(
             page.header("location"),
             Some("/.devgate/login?back=/app/page%3Fx%3D1")
         );
         // An unsafe path is not carried into back.
-        let page = translate_challenge(&login_mode, b"401", hdr, false, b"//evil/x").unwrap();
+        let (_, page) = translate_challenge(&login_mode, b"401", hdr, false, b"//evil/x").unwrap();
         assert_eq!(page.header("location"), Some("/.devgate/login?back=/"));
         // A developer devgate already vouched for is not sent round the loop.
         assert_eq!(
             translate_challenge(&login_mode, b"401", hdr, true, b"/")
-                .unwrap()
-                .status,
-            403
+                .map(|(c, page)| (c, page.status)),
+            Some((Challenge::Forbid, 403))
         );
 
         let pass = {
