@@ -21,3 +21,6 @@ pub mod core;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+
+#[cfg(all(feature = "native-module", not(target_arch = "wasm32")))]
+mod host;

@@ -8,6 +8,9 @@ Extra arguments go to Envoy (e.g. `-l debug`).
 `--tls` (`make run-tls`): envoy/envoy-tls.yaml instead, HTTPS on 127.0.0.1:10443 / [::1]:10443 with
 the certificate from `make certs` (target/certs/).
 
+`--native` (`make run-native`): envoy/envoy-native.yaml instead, with devgate as the native dynamic
+module target/native/libdevgate.so (`make build-native`); the same demo without the login form.
+
 Environment: DEVGATE_ENVOY (the envoy binary; default .venv/bin/envoy),
 DEVGATE_WASM (checked to exist; envoy.yaml itself loads target/wasm32-wasip1/release/devgate.wasm).
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WASM = Path("target/wasm32-wasip1/release/devgate.wasm")  # what envoy.yaml loads, repo-relative
+NATIVE = Path("target/native/libdevgate.so")  # what envoy-native.yaml loads (--native), repo-relative
 ENVOY = Path(os.environ.get("DEVGATE_ENVOY") or REPO / ".venv" / "bin" / "envoy")
 UPSTREAM = ("127.0.0.1", 8080)
 ADMIN = ("127.0.0.1", 9901)
@@ -97,14 +101,20 @@ def main(argv: list[str]) -> int:
     global CONFIG, LISTEN
     os.chdir(REPO)
     tls = "--tls" in argv
-    argv = [a for a in argv if a != "--tls"]
+    native = "--native" in argv  # `make run-native`: envoy/envoy-native.yaml, libdevgate.so
+    argv = [a for a in argv if a not in ("--tls", "--native")]
+    artifact = NATIVE if native else WASM
+    if native and tls:
+        die("--native and --tls together: not yet (envoy-tls.yaml loads the Wasm build)")
+    if native:
+        CONFIG = Path("envoy/envoy-native.yaml")
     if tls:
         CONFIG, LISTEN = Path("envoy/envoy-tls.yaml"), 10443
         for name in ("cert.pem", "key.pem", "ca.pem"):
             if not (CERTS / name).is_file():
                 die(f"{REPO / CERTS / name} is missing: run: make certs")
-    if not WASM.is_file():
-        die(f"{REPO / WASM} is missing: run: make build")
+    if not artifact.is_file():
+        die(f"{REPO / artifact} is missing: run: make {'build-native' if native else 'build'}")
     if not ENVOY.is_file():
         die(f"envoy not found at {ENVOY}: run: make venv")
 
@@ -134,7 +144,7 @@ def main(argv: list[str]) -> int:
             "--concurrency", "1",
             "--disable-hot-restart",
             "-l", "warning",
-            "--component-log-level", "wasm:info",
+            "--component-log-level", "wasm:info,dynamic_modules:info",
             *argv,
         ]
         print("run_demo: " + " ".join(cmd), flush=True)

@@ -21,10 +21,52 @@ import harness  # noqa: E402
 from harness import HarnessError  # noqa: E402
 
 
+# What the native module (DEVGATE_HOST=native) does not carry out yet, and so which tests run only
+# against the Wasm build for now: file name -> reason, or "file::test" -> reason. Each is skipped with
+# its reason under DEVGATE_HOST=native (`make e2e-native`); the goal state is this table empty.
+NATIVE_NOT_YET = {
+    "test_login.py": "login form not in the native module yet (refused at load: `login`)",
+    "test_browser.py": "login form not in the native module yet (refused at load: `login`)",
+    "test_revocation.py": "revocation list fetch not in the native module yet (refused at load: `revocation`)",
+    "test_faults.py": "Wasm traps and VM reloads; the native panic policy is tests/e2e/test_native_faults.py",
+    "test_oci_image.py": "the OCI image carries devgate.wasm for Istio; the native module has none",
+    "test_websocket.py": "runs the shipped envoy.yaml / envoy-tls.yaml, whose demo uses the login form",
+    "test_tls.py": "runs the shipped envoy-tls.yaml and the login form's Secure cookie",
+    "test_demo_config.py": "checks the shipped envoy.yaml (Wasm); envoy/envoy-native.yaml is checked in test_native_abi.py",
+    "test_harness.py::test_render_bootstrap_shapes": "asserts the Wasm filter's bootstrap shape",
+    "test_tokens.py::test_check_config_on_envoy_yaml_agrees_with_envoy":
+        "devgate check-config does not read the dynamic-modules filter's YAML yet",
+    "test_tokens.py::test_config_reload_without_restart_or_dropped_requests":
+        "rotates keys through the Wasm VM's environment; the native module reads Envoy's process environment",
+    "test_observability.py::test_counters_exact_in_admin_stats":
+        "native counters are dynamicmodulescustom.devgate.*, without the login and config counters yet",
+    "test_observability.py::test_config_accepted_counts_every_configure_call":
+        "devgate.config.accepted|rejected not counted by the native module yet",
+    "test_observability.py::test_prometheus_names": "expects the wasmcustom namespace and the login counters",
+    "test_observability.py::test_prometheus_labels_with_stats_tags": "expects the wasmcustom namespace",
+    "test_observability.py::test_config_counters_across_live_updates":
+        "devgate.config.accepted|rejected not counted by the native module yet",
+}
+# Tests of the native module only, skipped when the suite runs the Wasm build.
+NATIVE_ONLY = ("test_native_",)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        file = item.path.name
+        if harness.NATIVE:
+            reason = NATIVE_NOT_YET.get(f"{file}::{item.originalname}") or NATIVE_NOT_YET.get(file)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=f"native host: {reason}"))
+        elif file.startswith(NATIVE_ONLY):
+            item.add_marker(pytest.mark.skip(reason="native module tests (DEVGATE_HOST=native)"))
+
+
 def pytest_report_header(config):
     import os
 
     return [
+        f"devgate e2e: DEVGATE_HOST={harness.HOST}",
         f"devgate e2e: DEVGATE_WASM={os.environ.get('DEVGATE_WASM') or harness.DEFAULT_WASM}",
         f"devgate e2e: DEVGATE_ENVOY={os.environ.get('DEVGATE_ENVOY') or harness.DEFAULT_ENVOY}",
     ]

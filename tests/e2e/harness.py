@@ -7,7 +7,10 @@ shared-memory region, with this suite or with anything else on the machine. Ever
 127.0.0.1 / ::1 only.
 
 Environment:
+  DEVGATE_HOST   which build of devgate the suite runs: `wasm` (default; devgate.wasm in Envoy's
+                 Wasm filter) or `native` (libdevgate.so in Envoy's dynamic-modules filter)
   DEVGATE_WASM   absolute path of devgate.wasm   (default: <repo>/target/wasm32-wasip1/release/devgate.wasm)
+  DEVGATE_NATIVE absolute path of libdevgate.so  (default: <repo>/target/native/libdevgate.so)
   DEVGATE_ENVOY  the envoy binary                (default: <repo>/.venv/bin/envoy)
   DEVGATE_CLI    the devgate command line        (default: <repo>/target/release/devgate)
 """
@@ -34,6 +37,17 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_UPSTREAM = REPO / "tests" / "demo_upstream.py"
 DEFAULT_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "devgate.wasm"
 DEFAULT_ENVOY = REPO / ".venv" / "bin" / "envoy"
+DEFAULT_NATIVE = REPO / "target" / "native" / "libdevgate.so"
+
+# The host switch: which build every rendered bootstrap loads.
+HOSTS = ("wasm", "native")
+HOST = os.environ.get("DEVGATE_HOST") or "wasm"
+if HOST not in HOSTS:
+    raise RuntimeError(f"DEVGATE_HOST={HOST!r}: expected one of {HOSTS}")
+NATIVE = HOST == "native"
+# Bootstrap key (never sent to Envoy) carrying environment variables for Envoy's process: the native
+# module reads `secret_env` / `users_env` from the process, not from a Wasm VM's environment.
+PROCESS_ENV_KEY = "__devgate_process_env"
 
 IDENTITY_HEADER = "x-wsgiorg-developer-user"
 UPSTREAM_MARKER = ("x-devgate-demo-upstream", "echo")
@@ -61,6 +75,14 @@ WASM_TROUBLE = re.compile(
     re.IGNORECASE,
 )
 
+def is_devgate_log_line(line: str) -> bool:
+    """A line devgate itself logged: "wasm log devgate: ..." from the Wasm filter, or
+    "[dynamic_modules] ... devgate: ..." from the native module."""
+    if "wasm log" in line and "devgate" in line:
+        return True
+    return "[dynamic_modules]" in line and "devgate: " in line
+
+
 STARTUP_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 10.0
 
@@ -74,9 +96,20 @@ class HarnessError(RuntimeError):
 
 
 def wasm_path() -> Path:
+    """The artefact the suite runs: devgate.wasm, or libdevgate.so when DEVGATE_HOST=native (the
+    name stays for the tests that pass it around as `wasm`)."""
+    if NATIVE:
+        return native_path()
     p = Path(os.environ.get("DEVGATE_WASM") or DEFAULT_WASM)
     if not p.is_file():
         raise HarnessError(f"devgate.wasm not built: run `make build` (looked for {p})")
+    return p
+
+
+def native_path() -> Path:
+    p = Path(os.environ.get("DEVGATE_NATIVE") or DEFAULT_NATIVE)
+    if not p.is_file():
+        raise HarnessError(f"libdevgate.so not built: run `make build-native` (looked for {p})")
     return p
 
 
@@ -131,8 +164,11 @@ def wasm_filter(
     wasm: Union[str, Path],
     env: dict | None = None,
 ) -> dict:
-    """The envoy.filters.http.wasm entry. `plugin_config`: dict (JSON-encoded), str (sent verbatim, for
-    malformed-JSON tests) or None (no `configuration` at all)."""
+    """The devgate filter entry: envoy.filters.http.wasm, or with DEVGATE_HOST=native the
+    dynamic-modules filter (native_filter). `plugin_config`: dict (JSON-encoded), str (sent verbatim,
+    for malformed-JSON tests) or None (no `configuration` at all)."""
+    if NATIVE:
+        return native_filter(plugin_config, module=wasm)
     vm_config: dict = {
         "vm_id": "devgate",
         "runtime": "envoy.wasm.runtime.v8",
@@ -159,6 +195,20 @@ def wasm_filter(
             "config": config,
         },
     }
+
+
+def native_filter(plugin_config: Union[dict, str, None], *, module: Union[str, Path]) -> dict:
+    """The envoy.filters.http.dynamic_modules entry loading libdevgate.so from `module`, with devgate's
+    JSON configuration as a StringValue `filter_config` (None: no filter_config)."""
+    typed: dict = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+        "dynamic_module_config": {"module": {"local": {"filename": str(module)}}},
+        "filter_name": "devgate",
+    }
+    if plugin_config is not None:
+        value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+        typed["filter_config"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": value}
+    return {"name": "envoy.filters.http.dynamic_modules", "typed_config": typed}
 
 
 def render_bootstrap(
@@ -244,7 +294,11 @@ def render_bootstrap(
     }
     if len(listen) > 1:
         listener["additional_addresses"] = [{"address": _socket_address(*a)} for a in listen[1:]]
+    boot: dict = {}
+    if NATIVE and env and with_wasm:
+        boot[PROCESS_ENV_KEY] = dict(env)
     return {
+        **boot,
         "admin": {"address": _socket_address(*admin)},
         "static_resources": {
             "listeners": [listener],
@@ -676,6 +730,10 @@ class Envoy:
 
 def _launch(config: dict | str, workdir: Path, log_level: str, extra_args: Sequence[str] = ()) -> Envoy:
     workdir.mkdir(parents=True, exist_ok=True)
+    process_env = None
+    if isinstance(config, dict) and PROCESS_ENV_KEY in config:
+        config = dict(config)
+        process_env = {**os.environ, **config.pop(PROCESS_ENV_KEY)}
     if isinstance(config, dict):
         cfg_path = workdir / "envoy.json"
         cfg_path.write_text(json.dumps(config, indent=1))
@@ -700,7 +758,7 @@ def _launch(config: dict | str, workdir: Path, log_level: str, extra_args: Seque
     stderr = open(workdir / "envoy.stderr", "wb")
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, cwd=str(REPO),
-                                preexec_fn=_die_with_parent)
+                                env=process_env, preexec_fn=_die_with_parent)
     finally:
         stderr.close()
     return Envoy(proc=proc, workdir=workdir, config=config if isinstance(config, dict) else {})
@@ -947,6 +1005,16 @@ def set_plugin_config(listener: dict, plugin_config: Union[dict, str, None], env
     new = json.loads(json.dumps(listener))
     hcm = new["filter_chains"][0]["filters"][0]["typed_config"]
     for f in hcm["http_filters"]:
+        if f["name"] == "envoy.filters.http.dynamic_modules":
+            if env is not None:
+                raise HarnessError("native host: the environment is Envoy's process's, fixed at start")
+            typed = f["typed_config"]
+            if plugin_config is None:
+                typed.pop("filter_config", None)
+            else:
+                value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+                typed["filter_config"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": value}
+            return new
         if f["name"] != "envoy.filters.http.wasm":
             continue
         config = f["typed_config"]["config"]

@@ -527,8 +527,8 @@ def test_bad_config_is_refused(refused, case):
     result = refused(plugin_config)
     assert not result.ready, f"Envoy accepted a bad devgate config; a request got: {result.probe!r}"
     assert result.exit_code not in (None, 0), f"Envoy should exit non-zero (got {result.exit_code})"
-    # devgate's own log lines reach Envoy's log as "wasm log devgate: ..."
-    devgate_lines = [line for line in result.log.splitlines() if "wasm log" in line and "devgate" in line]
+    # devgate's own log lines reach Envoy's log as "wasm log devgate: ..." (native: "[dynamic_modules] ... devgate: ...")
+    devgate_lines = [line for line in result.log.splitlines() if harness.is_devgate_log_line(line)]
     assert devgate_lines, "no devgate log line in Envoy's log:\n" + result.log[-4000:]
     if field_name:
         naming = [line for line in devgate_lines if field_name in line]

