@@ -195,14 +195,10 @@ impl fmt::Debug for LoginForm {
 }
 
 impl Drop for LoginForm {
-    /// Wipes the password from memory (best effort, as
-    /// [`token::Secret`](crate::core::token::Secret) does).
+    /// Wipes the password from memory, spare capacity included, as
+    /// [`token::Secret`](crate::core::token::Secret) does.
     fn drop(&mut self) {
-        self.password.iter_mut().for_each(|b| *b = 0);
-        self.password.spare_capacity_mut().iter_mut().for_each(|b| {
-            b.write(0);
-        });
-        std::hint::black_box(&mut self.password);
+        zeroize::Zeroize::zeroize(&mut self.password);
     }
 }
 

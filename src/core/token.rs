@@ -70,8 +70,7 @@ const SECRET_B64: GeneralPurpose = GeneralPurpose::new(
 // Keys
 
 /// An HMAC secret. Never printed (`Debug` shows `Secret(<redacted>)`, there is no `Display`)
-/// and overwritten with zeros when dropped (best effort: without a dedicated crate the compiler
-/// is only asked, through `black_box`, not to elide the writes).
+/// and overwritten with zeros when dropped (`zeroize`: writes the compiler may not elide).
 ///
 /// It also holds the HMAC state keyed with it, computed once: HMAC-SHA256 hashes the padded key
 /// twice (inner and outer pad) before any data, which was a third of the SHA-256 work of every
@@ -92,7 +91,7 @@ impl Secret {
         match HmacSha256::new_from_slice(&bytes) {
             Ok(keyed) if len >= MIN_SECRET_LEN => Ok(Secret { bytes, keyed }),
             _ => {
-                wipe(&mut bytes);
+                zeroize::Zeroize::zeroize(&mut bytes);
                 Err(KeyError::SecretTooShort { len })
             }
         }
@@ -132,15 +131,6 @@ impl Secret {
     }
 }
 
-/// Overwrites `bytes`, spare capacity included, with zeros (best effort, see [`Secret`]).
-fn wipe(bytes: &mut Vec<u8>) {
-    bytes.iter_mut().for_each(|b| *b = 0);
-    bytes.spare_capacity_mut().iter_mut().for_each(|b| {
-        b.write(0);
-    });
-    std::hint::black_box(bytes);
-}
-
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
@@ -148,8 +138,9 @@ impl fmt::Debug for Secret {
 }
 
 impl Drop for Secret {
+    /// Zeros the bytes, spare capacity included.
     fn drop(&mut self) {
-        wipe(&mut self.bytes);
+        zeroize::Zeroize::zeroize(&mut self.bytes);
     }
 }
 

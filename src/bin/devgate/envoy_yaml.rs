@@ -1,0 +1,112 @@
+//! Finds Wasm plugin configurations in Envoy bootstrap YAML (`config.configuration` as a
+//! `StringValue` next to a `vm_config`) and Istio `WasmPlugin` resources (`pluginConfig`).
+
+use std::collections::HashMap;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+pub struct PluginConfig {
+    /// Where it was found, for messages (`envoy config "devgate"`, `WasmPlugin devgate`).
+    pub location: String,
+    /// The plugin configuration JSON.
+    pub json: String,
+    /// Environment the VM is given (`vm_config.environment_variables.key_values`, `vmConfig.env`).
+    pub env: HashMap<String, String>,
+}
+
+fn get<'a>(y: &'a Yaml, key: &str) -> Option<&'a Yaml> {
+    y.as_hash()?.get(&Yaml::String(key.to_string()))
+}
+
+fn to_json(y: &Yaml) -> serde_json::Value {
+    use serde_json::Value;
+    match y {
+        Yaml::Real(r) => r
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::String(s) => Value::from(s.clone()),
+        Yaml::Boolean(b) => Value::from(*b),
+        Yaml::Array(a) => Value::Array(a.iter().map(to_json).collect()),
+        Yaml::Hash(h) => Value::Object(
+            h.iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), to_json(v))))
+                .collect(),
+        ),
+        Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
+    }
+}
+
+fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
+    match y {
+        Yaml::Hash(h) => {
+            if let (Some(cfg), Some(vm)) = (get(y, "configuration"), get(y, "vm_config")) {
+                if let Some(json) = get(cfg, "value").and_then(Yaml::as_str) {
+                    let env = get(vm, "environment_variables")
+                        .and_then(|e| get(e, "key_values"))
+                        .and_then(Yaml::as_hash)
+                        .map(|kv| {
+                            kv.iter()
+                                .filter_map(|(k, v)| {
+                                    Some((k.as_str()?.to_string(), v.as_str()?.to_string()))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let name = get(y, "name").and_then(Yaml::as_str).unwrap_or("(unnamed)");
+                    out.push(PluginConfig {
+                        location: format!("Envoy Wasm plugin {name:?}"),
+                        json: json.to_string(),
+                        env,
+                    });
+                }
+            }
+            if get(y, "kind").and_then(Yaml::as_str) == Some("WasmPlugin") {
+                let spec = get(y, "spec");
+                let config = spec.and_then(|s| get(s, "pluginConfig"));
+                let env = spec
+                    .and_then(|s| get(s, "vmConfig"))
+                    .and_then(|v| get(v, "env"))
+                    .and_then(Yaml::as_vec)
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|e| {
+                                let name = get(e, "name")?.as_str()?.to_string();
+                                // valueFrom: HOST reads the proxy's environment: take ours.
+                                let value = get(e, "value")?.as_str()?.to_string();
+                                Some((name, value))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let name = get(y, "metadata")
+                    .and_then(|m| get(m, "name"))
+                    .and_then(Yaml::as_str)
+                    .unwrap_or("(unnamed)");
+                out.push(PluginConfig {
+                    location: format!("WasmPlugin {name:?}"),
+                    json: config.map_or_else(|| "{}".to_string(), |c| to_json(c).to_string()),
+                    env,
+                });
+                return;
+            }
+            for v in h.values() {
+                walk(v, out);
+            }
+        }
+        Yaml::Array(a) => a.iter().for_each(|v| walk(v, out)),
+        _ => {}
+    }
+}
+
+/// Every plugin configuration in every document of `text`.
+pub fn plugin_configs(text: &str) -> Result<Vec<PluginConfig>, String> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let mut out = Vec::new();
+    for d in &docs {
+        walk(d, &mut out);
+    }
+    Ok(out)
+}

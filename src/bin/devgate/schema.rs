@@ -1,0 +1,193 @@
+//! `devgate schema`: the configuration's JSON Schema, generated from the parser's own types.
+
+use crate::args::Args;
+use crate::cli::{print, Command, Failure, Io};
+
+pub const COMMAND: Command = Command {
+    name: "schema",
+    summary: "print the configuration's JSON Schema (docs/config.schema.json)",
+    help: HELP,
+    options: &[],
+    flags: &[],
+    run,
+};
+
+const HELP: &str = "\
+usage: devgate schema
+
+Prints the JSON Schema (draft 2020-12) of the plugin configuration, generated from the types
+the filter parses: every field, its type, default and description; unknown fields are errors.
+The repository ships it as docs/config.schema.json for editors and CI. It checks structure;
+values (CIDRs, paths, ranges) are checked by `devgate check-config`, the filter's own parser.
+";
+
+/// The schema as shipped in docs/config.schema.json: pretty JSON and a final newline.
+pub fn schema_text() -> Result<String, Failure> {
+    serde_json::to_string_pretty(&devgate::config::json_schema())
+        .map(|text| text + "\n")
+        .map_err(|e| Failure::Io(format!("schema: {e}")))
+}
+
+fn run(args: &Args, io: &mut Io<'_>) -> Result<(), Failure> {
+    args.no_positionals()?;
+    print(io.out, &schema_text()?)
+}
+
+/// The schema against the parser, through a kept JSON Schema validator (a dev-dependency).
+#[cfg(test)]
+#[path = "schema_tests.rs"]
+mod agreement;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::run_capture;
+
+    const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/config.schema.json");
+
+    #[test]
+    fn schema_file_is_current() {
+        let shipped = std::fs::read_to_string(SCHEMA_FILE).unwrap_or_default();
+        assert!(
+            shipped == schema_text().unwrap(),
+            "docs/config.schema.json differs from the schema the code generates: \
+             run `target/release/devgate schema > docs/config.schema.json` (after `make cli`), \
+             or `make schema`"
+        );
+        let (r, out) = run_capture(&["schema"], "");
+        assert_eq!(r, Ok(()));
+        assert_eq!(out, shipped);
+        assert!(matches!(
+            run_capture(&["schema", "extra"], "").0,
+            Err(Failure::Usage(_))
+        ));
+        let (r, out) = run_capture(&["schema", "--help"], "");
+        assert_eq!(r, Ok(()));
+        assert!(out.starts_with("usage: devgate schema"));
+    }
+
+    /// Every object schema reachable from `s`, with its JSON pointer.
+    fn objects<'a>(
+        s: &'a serde_json::Value,
+        at: String,
+        out: &mut Vec<(String, &'a serde_json::Value)>,
+    ) {
+        match s {
+            serde_json::Value::Object(o) => {
+                if o.contains_key("properties") {
+                    out.push((at.clone(), s));
+                }
+                for (k, v) in o {
+                    objects(v, format!("{at}/{k}"), out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    objects(v, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn schema_is_strict_documented_and_supported() {
+        let schema = devgate::config::json_schema();
+        // A valid draft 2020-12 schema: the kept validator checks it against the meta-schema.
+        super::agreement::Validator::new(&schema);
+        assert_eq!(
+            schema["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
+        let mut found = Vec::new();
+        objects(&schema, "#".to_owned(), &mut found);
+        assert!(found.len() >= 10, "{}", found.len());
+        for (at, o) in found {
+            // deny_unknown_fields on every Raw* struct.
+            assert_eq!(o["additionalProperties"], false, "{at}");
+            assert!(o["description"].is_string(), "{at}");
+            for (name, p) in o["properties"].as_object().unwrap() {
+                let d = p["description"].as_str().unwrap_or_default();
+                assert!(d.len() > 10, "{at}/properties/{name} has no description");
+            }
+        }
+        let top = schema["properties"].as_object().unwrap();
+        for name in [
+            "header",
+            "network",
+            "protect",
+            "public",
+            "unauthenticated",
+            "keys",
+            "tokens",
+            "api",
+            "login",
+            "upstream_challenge",
+            "revocation",
+        ] {
+            assert!(top.contains_key(name), "{name}");
+        }
+        assert_eq!(top.len(), 11, "a new top-level field: add it above");
+        // Defaults from `default = "fn"`, Default impls and the ones validation applies.
+        for (pointer, default) in [
+            (
+                "/properties/header/default",
+                serde_json::json!("x-wsgiorg-developer-user"),
+            ),
+            ("/properties/protect/default", serde_json::json!(["/"])),
+            (
+                "/properties/unauthenticated/default",
+                serde_json::json!("challenge"),
+            ),
+            (
+                "/properties/upstream_challenge/default",
+                serde_json::json!("forbid"),
+            ),
+            (
+                "/$defs/Network/properties/allow/default",
+                serde_json::json!(["127.0.0.0/8", "::1"]),
+            ),
+            (
+                "/$defs/Tokens/properties/cookie/default",
+                serde_json::json!("devgate_token"),
+            ),
+            (
+                "/$defs/Tokens/properties/leeway_seconds/default",
+                serde_json::json!(30),
+            ),
+            (
+                "/$defs/Login/properties/mount/default",
+                serde_json::json!("/.devgate"),
+            ),
+            (
+                "/$defs/Login/properties/session_seconds/default",
+                serde_json::json!(28800),
+            ),
+            (
+                "/$defs/Login/properties/max_cost/default",
+                serde_json::json!(10),
+            ),
+            (
+                "/$defs/ApiRoute/properties/mode/default",
+                serde_json::json!("read_write"),
+            ),
+            (
+                "/$defs/Revocation/properties/when_stale/default",
+                serde_json::json!("refuse"),
+            ),
+        ] {
+            assert_eq!(schema.pointer(pointer), Some(&default), "{pointer}");
+        }
+        assert_eq!(
+            schema["$defs"]["Revocation"]["required"],
+            serde_json::json!(["cluster"])
+        );
+        // The hand-written RawRule schema: a string or the object.
+        let rule = &schema["$defs"]["Rule"]["anyOf"];
+        assert_eq!(rule[0]["type"], "string");
+        assert_eq!(rule[1]["$ref"], "#/$defs/RuleObject");
+        // Secrets are marked as such.
+        let secret = schema["$defs"]["Key"]["properties"]["secret"]["description"].as_str();
+        assert!(secret.unwrap().starts_with("Secret:"));
+    }
+}
