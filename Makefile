@@ -114,6 +114,12 @@ WASM_TESTS := $(CARGO) test --release --manifest-path tests/wasm/Cargo.toml --ta
 wasm-test: build
 	$(WASM_TESTS)
 
+## bench-login-flood: a steady client's latency while many addresses flood the login form, with the
+## default verify budget and the largest one, as ratios to its own baseline (bench/login_flood.py)
+.PHONY: bench-login-flood
+bench-login-flood: build venv
+	$(PY) bench/login_flood.py
+
 ## bench-wasm: wasmtime fuel (deterministic) and wall time per request for the main scenarios
 bench-wasm: build
 	$(WASM_TESTS) --test fuel -- --ignored --nocapture fuel_table

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::core::budget::Budget;
 use crate::core::cookie::is_valid_cookie_name;
 use crate::core::headers::HeaderName;
 use crate::core::htpasswd::{Users, DEFAULT_MAX_COST, MIN_COST};
@@ -234,6 +235,16 @@ struct RawLogin {
     /// The window failures are counted in, 1 to 86400 seconds. Default 300.
     #[serde(default = "default_failure_window")]
     failure_window_seconds: u64,
+    /// Password verifies the form may run per minute, shared by all workers of the Envoy
+    /// process, whatever the number of addresses; beyond it the form answers 429 without
+    /// bcrypt. 1 to 60000. Default 120 (2 a second: at bcrypt cost 10 about a fifth of one
+    /// worker).
+    #[serde(default = "default_verifies_per_minute")]
+    verifies_per_minute: u32,
+    /// Verifies allowed back to back when the budget is full, 1 to 1000. Default 3 (a worker
+    /// stalls at most that many verifies in a row: ~0.27 s at cost 10).
+    #[serde(default = "default_verify_burst")]
+    verify_burst: u32,
     /// Bind each session to the address it logged in from (`cip`). Default false.
     #[serde(default)]
     bind_peer: bool,
@@ -264,6 +275,14 @@ fn default_max_failures() -> u32 {
 
 fn default_failure_window() -> u64 {
     300
+}
+
+fn default_verifies_per_minute() -> u32 {
+    120
+}
+
+fn default_verify_burst() -> u32 {
+    3
 }
 
 /// API keys: routes, revoked key ids and the headers devgate sets for the application.
@@ -823,6 +842,17 @@ fn login_policy(
             "between 1 and 86400 seconds",
         ));
     }
+    // There is no "off": 0 would refuse every login, and no budget would let a flood from
+    // many addresses hold the workers (to turn the form off, remove `login`).
+    if !(1..=60_000).contains(&raw.verifies_per_minute) {
+        return Err(err(
+            "login.verifies_per_minute",
+            "between 1 and 60000 (0 would refuse every login; to turn the form off, remove login)",
+        ));
+    }
+    if !(1..=1000).contains(&raw.verify_burst) {
+        return Err(err("login.verify_burst", "between 1 and 1000"));
+    }
     if raw.leeway_seconds > MAX_LEEWAY {
         return Err(err(
             "login.leeway_seconds",
@@ -866,6 +896,7 @@ fn login_policy(
         secure_cookie: raw.secure_cookie,
         max_failures: raw.max_failures,
         failure_window: raw.failure_window_seconds,
+        verify_budget: Budget::per_minute(raw.verifies_per_minute, raw.verify_burst),
         bind_peer: raw.bind_peer,
         leeway: raw.leeway_seconds,
     })
@@ -1296,6 +1327,26 @@ mod tests {
                 "between",
             ),
             (
+                format!(r#"{{{users}, "verifies_per_minute": 0}}"#),
+                "login.verifies_per_minute",
+                "0 would refuse every login",
+            ),
+            (
+                format!(r#"{{{users}, "verifies_per_minute": 60001}}"#),
+                "login.verifies_per_minute",
+                "between 1 and 60000",
+            ),
+            (
+                format!(r#"{{{users}, "verify_burst": 0}}"#),
+                "login.verify_burst",
+                "between 1 and 1000",
+            ),
+            (
+                format!(r#"{{{users}, "verify_burst": 1001}}"#),
+                "login.verify_burst",
+                "between 1 and 1000",
+            ),
+            (
                 format!(r#"{{{users}, "failure_window_seconds": 0}}"#),
                 "login.failure_window_seconds",
                 "between",
@@ -1360,6 +1411,12 @@ mod tests {
         assert_eq!(l.session_seconds, 8 * 3600);
         assert!(l.allow_from.is_none() && !l.secure_cookie && !l.bind_peer);
         assert_eq!((l.max_failures, l.failure_window, l.leeway), (5, 300, 30));
+        // Two verifies a second, three at once.
+        assert_eq!(l.verify_budget, Budget::per_minute(120, 3));
+        assert_eq!(
+            (l.verify_budget.interval_ms, l.verify_budget.burst),
+            (500, 3)
+        );
         assert_eq!(l.users.len(), 1);
         assert_eq!(p.upstream_challenge, UpstreamChallenge::Forbid);
     }

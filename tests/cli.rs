@@ -441,6 +441,66 @@ spec:
     );
 }
 
+/// The native dynamic module's filter and Envoy Gateway's EnvoyExtensionPolicy are read too: a bad
+/// field is named with where it was found.
+#[test]
+fn check_config_reads_native_and_envoy_gateway_yaml() {
+    let dir = scratch("yaml-native-gateway");
+    let native = dir.join("envoy-native.yaml");
+    std::fs::write(
+        &native,
+        r#"
+http_filters:
+- name: envoy.filters.http.dynamic_modules
+  typed_config:
+    dynamic_module_config: {module: {local: {filename: libdevgate.so}}}
+    filter_name: devgate
+    filter_config:
+      "@type": type.googleapis.com/google.protobuf.StringValue
+      value: '{"network": {"allow": ["10.0.0.1/8"]}}'
+"#,
+    )
+    .unwrap();
+    let o = devgate(&["check-config", native.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{o:?}");
+    let err = String::from_utf8(o.stderr.clone()).unwrap() + &stdout(&o);
+    assert!(
+        err.contains("Envoy dynamic module \"devgate\"") && err.contains("network.allow[0]"),
+        "{err}"
+    );
+
+    let gateway = dir.join("eep.yaml");
+    std::fs::write(
+        &gateway,
+        r#"
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyExtensionPolicy
+metadata: {name: devgate}
+spec:
+  wasm:
+  - name: devgate
+    config:
+      protect: ["/_debug/"]
+  - name: devgate-2
+    config:
+      tokens: {cokie: x}
+"#,
+    )
+    .unwrap();
+    let o = devgate(&["check-config", gateway.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{o:?}");
+    let out = stdout(&o);
+    let err = String::from_utf8(o.stderr.clone()).unwrap();
+    assert!(
+        out.contains("ok: EnvoyExtensionPolicy \"devgate\" wasm[0]"),
+        "{out}"
+    );
+    assert!(
+        err.contains("EnvoyExtensionPolicy \"devgate\" wasm[1]") && err.contains("tokens"),
+        "{err}"
+    );
+}
+
 #[test]
 fn mint_key_prints_prefixed_keys_and_refuses_contradictions() {
     let dir = scratch("mintkey");
@@ -531,6 +591,7 @@ fn check_config_accepts_every_example() {
         }
     }
     files.push(root.join("envoy/istio/wasmplugin.yaml"));
+    files.push(root.join("envoy/gateway/envoyextensionpolicy.yaml"));
     files.sort();
     let mut checked = Vec::new();
     for file in &files {
@@ -556,6 +617,8 @@ fn check_config_accepts_every_example() {
         "envoy/bench/devgate_tokens.yaml",
         "envoy/bench/devgate_api.yaml",
         "envoy/istio/wasmplugin.yaml",
+        "envoy/gateway/envoyextensionpolicy.yaml",
+        "envoy/envoy-native.yaml",
     ] {
         assert!(
             checked.iter().any(|c| c == must),

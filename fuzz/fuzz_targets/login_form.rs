@@ -11,7 +11,8 @@
 //!   resolves it to another host;
 //! * `back` cannot inject markup: the login page has exactly the tags and quotes of the page
 //!   built for `/`; `redirect`'s `Location` is `safe_back` of its input;
-//! * `same_origin` is true only for an `http(s)://` URL without userinfo;
+//! * `same_origin` is true only for an `https://` URL on an https site and an `http://` one
+//!   on a plain site, without userinfo;
 //! * the rate-limit record round-trips through its bytes, and a limited verdict waits
 //!   between 1 second and the window.
 #![no_main]
@@ -145,6 +146,7 @@ struct Case {
     error: bool,
     origin: Option<Vec<u8>>,
     host: Vec<u8>,
+    https: bool,
     count: u32,
     window_start: u64,
     now: u64,
@@ -164,17 +166,15 @@ fn check_case(c: &Case) {
     );
     assert_eq!(page.status, if c.error { 401 } else { 200 });
 
-    if same_origin(c.origin.as_deref(), &c.host) {
+    if same_origin(c.origin.as_deref(), &c.host, c.https) {
         let o = c
             .origin
             .as_deref()
             .expect("no header is never same-origin")
             .trim_ascii();
         let lower = o.to_ascii_lowercase();
-        assert!(
-            lower.starts_with(b"http://") || lower.starts_with(b"https://"),
-            "{o:?}"
-        );
+        let scheme: &[u8] = if c.https { b"https://" } else { b"http://" };
+        assert!(lower.starts_with(scheme), "{o:?} on https={}", c.https);
         let rest = &o[o.iter().position(|&b| b == b':').expect("scheme") + 3..];
         let end = rest
             .iter()

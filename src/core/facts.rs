@@ -4,7 +4,11 @@
 /// Request facts a host reads only when asked.
 pub trait Facts {
     /// Seconds since the Unix epoch (0 for a clock before it: then no token is valid).
-    fn now(&self) -> u64;
+    fn now(&self) -> u64 {
+        self.now_ms() / 1000
+    }
+    /// Milliseconds since the Unix epoch (0 before it): the login verify budget's clock.
+    fn now_ms(&self) -> u64;
     /// Whether the downstream connection is TLS.
     fn tls(&self) -> bool;
 }

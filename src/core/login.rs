@@ -8,9 +8,10 @@
 //!
 //! * `GET <mount>/login?back=<path>`: [`login_page`]`(mount, back, false)`.
 //! * `POST <mount>/login`:
-//!   1. CSRF: [`same_origin`]`(origin.or(referer), authority)`, or 403. Use `Origin` whenever
-//!      it is present, even when it is `null` (then refuse): never fall back to `Referer` past
-//!      an `Origin` header.
+//!   1. CSRF: [`same_origin`]`(origin.or(referer), authority, https)`, or 403, with `https`
+//!      from the connection (TLS, or `login.secure_cookie`). Use `Origin` whenever it is
+//!      present, even when it is `null` (then refuse): never fall back to `Referer` past an
+//!      `Origin` header.
 //!   2. [`is_form_content_type`] on `Content-Type`, or 415.
 //!   3. Rate limit: [`check`] the [`Attempts`] stored under [`rate_key`]`(peer)` in shared data;
 //!      [`Verdict::Limited`] → [`too_many_attempts`] (429, `Retry-After`), without verifying.
@@ -30,7 +31,8 @@
 //!   `Origin` with every request whose method is not GET or HEAD, so a form POST always
 //!   carries one; a POST with neither `Origin` nor `Referer` does not come from a current
 //!   browser's form, and [`same_origin`] refuses it. Scripts posting with curl must send
-//!   `Origin: https://<host>`. (A login CSRF would log the victim in as the attacker's
+//!   `Origin: https://<host>` (`http://` on a plain listener). The scheme is compared too: an
+//!   origin is scheme, host and port, and `http://h` and `https://h` are different sites. (A login CSRF would log the victim in as the attacker's
 //!   developer; refusing is cheap.)
 //! * **`Referrer-Policy: same-origin`, not `no-referrer`,** on the pages: under `no-referrer`
 //!   the same algorithm replaces the form POST's `Origin` with `null`, which the CSRF check
@@ -517,12 +519,20 @@ fn split_authority(authority: &[u8]) -> Option<(&[u8], Option<u16>)> {
 }
 
 /// True if `origin_or_referer` (the request's `Origin`, or when it has none its `Referer`)
-/// names the same host and port as `host` (the request's `:authority`). Refused: no header at
-/// all (see "Choices" in the module documentation), `Origin: null`, a scheme other than
-/// `http`/`https`, userinfo, anything unparseable. Host names compare case-insensitively;
-/// a port the URL leaves out is its scheme's default (80, 443), and an `:authority` without
-/// a port matches only a default port. Never panics.
-pub fn same_origin(origin_or_referer: Option<&[u8]>, host: &[u8]) -> bool {
+/// names this site's origin: scheme, host and port (RFC 6454), where the scheme is `https`
+/// when `https` is true and `http` otherwise, and host and port are the request's
+/// `:authority` (`host`).
+///
+/// `https` is a fact of the connection, never of the request: the listener's TLS state (or
+/// `login.secure_cookie`, the operator saying a TLS-terminating proxy is in front), not
+/// `:scheme` or `X-Forwarded-Proto`, which a client writes. A port left out on either side is
+/// that scheme's default (80 or 443), so on a plain listener `Host: h` is `http://h:80` and on
+/// TLS `https://h:443`.
+///
+/// Refused: no header at all (see "Choices" in the module documentation), `Origin: null`, the
+/// other scheme or any scheme but `http`/`https`, userinfo, anything unparseable. Host names
+/// compare case-insensitively. Never panics.
+pub fn same_origin(origin_or_referer: Option<&[u8]>, host: &[u8], https: bool) -> bool {
     let Some(url) = origin_or_referer.map(<[u8]>::trim_ascii) else {
         return false;
     };
@@ -530,13 +540,14 @@ pub fn same_origin(origin_or_referer: Option<&[u8]>, host: &[u8]) -> bool {
         return false;
     };
     let scheme = url.get(..sep).unwrap_or_default();
-    let default_port: u16 = if scheme.eq_ignore_ascii_case(b"https") {
-        443
-    } else if scheme.eq_ignore_ascii_case(b"http") {
-        80
+    let (expected, default_port): (&[u8], u16) = if https {
+        (b"https", 443)
     } else {
-        return false;
+        (b"http", 80)
     };
+    if !scheme.eq_ignore_ascii_case(expected) {
+        return false;
+    }
     let rest = url.get(sep + 3..).unwrap_or_default();
     let end = rest
         .iter()
@@ -549,12 +560,8 @@ pub fn same_origin(origin_or_referer: Option<&[u8]>, host: &[u8]) -> bool {
     ) else {
         return false;
     };
-    let url_port = url_port.unwrap_or(default_port);
-    let ports_match = match req_port {
-        Some(p) => p == url_port,
-        None => url_port == default_port,
-    };
-    url_host.eq_ignore_ascii_case(req_host) && ports_match
+    url_host.eq_ignore_ascii_case(req_host)
+        && url_port.unwrap_or(default_port) == req_port.unwrap_or(default_port)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1202,37 +1209,114 @@ mod tests {
     // -----------------------------------------------------------------------------------------
     // same_origin
 
-    fn so(origin: &str, host: &str) -> bool {
-        same_origin(Some(origin.as_bytes()), host.as_bytes())
+    fn so(origin: &str, host: &str, https: bool) -> bool {
+        same_origin(Some(origin.as_bytes()), host.as_bytes(), https)
     }
 
     #[test]
     fn origin_matches() {
-        assert!(so("https://dev.example.com", "dev.example.com"));
-        assert!(so("http://dev.example.com", "dev.example.com"));
-        assert!(so("https://DEV.Example.COM", "dev.example.com"));
-        assert!(so("HTTPS://dev.example.com", "Dev.Example.Com"));
-        assert!(so("https://dev.example.com:443", "dev.example.com"));
-        assert!(so("https://dev.example.com", "dev.example.com:443"));
-        assert!(so("http://dev.example.com", "dev.example.com:80"));
-        assert!(so("http://localhost:10000", "localhost:10000"));
-        assert!(so("http://127.0.0.1:10000", "127.0.0.1:10000"));
-        assert!(so("http://[::1]:10000", "[::1]:10000"));
-        assert!(so("https://[2001:db8::1]", "[2001:db8::1]"));
-        assert!(so(" https://dev.example.com ", " dev.example.com "));
-        // A Referer: path, query and fragment are ignored.
+        // (origin or referer, :authority, listener is https)
+        for (origin, host, https) in [
+            ("https://dev.example.com", "dev.example.com", true),
+            ("http://dev.example.com", "dev.example.com", false),
+            ("https://DEV.Example.COM", "dev.example.com", true),
+            ("HTTPS://dev.example.com", "Dev.Example.Com", true),
+            ("HtTp://dev.example.com", "dev.example.com", false),
+            ("https://dev.example.com:443", "dev.example.com", true),
+            ("https://dev.example.com", "dev.example.com:443", true),
+            ("http://dev.example.com", "dev.example.com:80", false),
+            ("http://dev.example.com:80", "dev.example.com", false),
+            ("http://localhost:10000", "localhost:10000", false),
+            ("https://localhost:10443", "localhost:10443", true),
+            ("http://127.0.0.1:10000", "127.0.0.1:10000", false),
+            ("http://[::1]:10000", "[::1]:10000", false),
+            ("https://[2001:db8::1]", "[2001:db8::1]", true),
+            (" https://dev.example.com ", " dev.example.com ", true),
+            // A Referer: path, query and fragment are ignored.
+            (
+                "https://dev.example.com/_devgate/login?back=/x#y",
+                "dev.example.com",
+                true,
+            ),
+            ("https://dev.example.com?x", "dev.example.com", true),
+            ("http://localhost:10000/", "localhost:10000", false),
+        ] {
+            assert!(so(origin, host, https), "{origin:?} vs {host:?} ({https})");
+            // The same URL on the other kind of listener is another origin.
+            assert!(
+                !so(origin, host, !https),
+                "{origin:?} vs {host:?} ({https})"
+            );
+        }
+    }
+
+    #[test]
+    fn login_refuses_https_origin_on_plain_listener() {
+        // Regression (#14): the scheme only chose a default port, so on a plain-HTTP listener
+        // `Origin: https://<host>:<port>` (or such a Referer) passed for `Host: <host>:<port>`.
+        for (origin, host) in [
+            ("https://dev.example.com:10000", "dev.example.com:10000"),
+            ("https://dev.example.com", "dev.example.com"),
+            ("https://dev.example.com", "dev.example.com:443"),
+            ("https://dev.example.com:443", "dev.example.com:443"),
+            ("https://dev.example.com:80", "dev.example.com"),
+            (
+                "https://dev.example.com:10000/.devgate/login",
+                "dev.example.com:10000",
+            ),
+        ] {
+            assert!(!so(origin, host, false), "{origin:?} vs {host:?}");
+        }
         assert!(so(
-            "https://dev.example.com/_devgate/login?back=/x#y",
-            "dev.example.com"
+            "http://dev.example.com:10000",
+            "dev.example.com:10000",
+            false
         ));
-        assert!(so("https://dev.example.com?x", "dev.example.com"));
-        assert!(so("http://localhost:10000/", "localhost:10000"));
+    }
+
+    #[test]
+    fn login_refuses_http_origin_on_tls_listener() {
+        for (origin, host) in [
+            ("http://dev.example.com:10443", "dev.example.com:10443"),
+            ("http://dev.example.com", "dev.example.com"),
+            ("http://dev.example.com", "dev.example.com:80"),
+            ("http://dev.example.com:443", "dev.example.com"),
+            (
+                "http://dev.example.com:10443/.devgate/login",
+                "dev.example.com:10443",
+            ),
+        ] {
+            assert!(!so(origin, host, true), "{origin:?} vs {host:?}");
+        }
+        assert!(so(
+            "https://dev.example.com:10443",
+            "dev.example.com:10443",
+            true
+        ));
+    }
+
+    #[test]
+    fn default_ports_follow_the_listener_scheme() {
+        // Plain: `Host: h` is http://h:80.
+        assert!(so("http://h:80", "h", false));
+        assert!(so("http://h", "h:80", false));
+        assert!(!so("http://h", "h:443", false));
+        assert!(!so("http://h:443", "h", false));
+        // TLS: `Host: h` is https://h:443.
+        assert!(so("https://h:443", "h", true));
+        assert!(so("https://h", "h:443", true));
+        assert!(!so("https://h", "h:80", true));
+        assert!(!so("https://h:80", "h", true));
+        // A non-default port written on both sides is just a port.
+        assert!(so("https://h:80", "h:80", true));
+        assert!(so("http://h:443", "h:443", false));
     }
 
     #[test]
     fn origin_refusals() {
         // Both headers absent.
-        assert!(!same_origin(None, b"dev.example.com"));
+        assert!(!same_origin(None, b"dev.example.com", true));
+        assert!(!same_origin(None, b"dev.example.com", false));
         for (origin, host) in [
             ("null", "dev.example.com"),
             ("", "dev.example.com"),
@@ -1274,7 +1358,8 @@ mod tests {
             ("http://[::1]:10000", "[::2]:10000"),
             ("https://dev example.com", "dev example.com"),
         ] {
-            assert!(!so(origin, host), "{origin:?} vs {host:?}");
+            assert!(!so(origin, host, true), "{origin:?} vs {host:?}");
+            assert!(!so(origin, host, false), "{origin:?} vs {host:?}");
         }
     }
 
@@ -1293,10 +1378,14 @@ mod tests {
                 k /= n;
             }
             let with_scheme = format!("https://{s}");
-            let _ = so(&s, &s);
-            assert!(so(&with_scheme, &s) == so(&with_scheme, &s));
+            for https in [true, false] {
+                let _ = so(&s, &s, https);
+                assert!(so(&with_scheme, &s, https) == so(&with_scheme, &s, https));
+            }
+            // https:// is never the origin of a plain listener.
+            assert!(!so(&with_scheme, &s, false));
         }
-        let _ = same_origin(Some(b"\xff\xfe://\xff"), b"\xff");
+        let _ = same_origin(Some(b"\xff\xfe://\xff"), b"\xff", true);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1541,7 +1630,7 @@ mod tests {
         .unwrap();
         let host = b"dev.example.com";
         let origin = Some(&b"https://dev.example.com"[..]);
-        assert!(same_origin(origin, host));
+        assert!(same_origin(origin, host, true));
         assert!(is_form_content_type(b"application/x-www-form-urlencoded"));
         let key = rate_key(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
         let mut stored: Vec<u8> = Vec::new();

@@ -4,6 +4,7 @@
 //! (one header-map read, one property read), calls [`decide`], and applies the result.
 
 pub mod apikey;
+pub mod budget;
 pub mod cookie;
 pub mod facts;
 pub mod headers;
@@ -106,7 +107,8 @@ pub enum Reason {
     AmbiguousCredential,
     /// The token failed verification; the code says why (`expired`, `bad_signature`, ...).
     Token(TokenError),
-    /// A valid token from a peer outside `tokens.allow_from`.
+    /// A peer in `network.deny` on a protected path (whatever credential it sent), or a valid
+    /// token or session from a peer outside `tokens.allow_from` / `login.allow_from`.
     NetworkDenied,
     /// A valid token without the peer binding `tokens.bind_peer` requires.
     UnboundToken,
@@ -728,7 +730,8 @@ pub fn decide_with(
     let protected = route == Some(RuleKind::Protect);
 
     let peer = net::parse_peer(req.peer.unwrap_or_default());
-    let by_network = match policy.net.verdict(peer) {
+    let verdict = policy.net.verdict(peer);
+    let by_network = match verdict {
         NetVerdict::Developer(ip) => Some(Identity {
             name: net::ip_text(ip),
             source: Source::Network,
@@ -782,7 +785,15 @@ pub fn decide_with(
         }
         (Ok(None), Ok(None)) => {}
     }
-    let identity = identity.or(by_network);
+    // `network.deny` means "never a developer from there" (DevAuth's deny list): no token or
+    // session makes one either. Credentials are still stripped above; API keys, which name an
+    // application rather than a developer, are checked below as for anyone.
+    let identity = if verdict == NetVerdict::Denied {
+        refusal = Reason::NetworkDenied;
+        None
+    } else {
+        identity.or(by_network)
+    };
 
     // An expired session is cleared, on whatever answer the request gets.
     let mut response_headers = Vec::new();
@@ -1423,6 +1434,64 @@ mod tests {
             ],
         );
         assert_eq!(allowed(&d).0, Some(("bob".into(), Source::Bearer)));
+    }
+
+    /// DevAuth's deny list translated the obvious way: allow a range, deny one address in it,
+    /// log in from the range.
+    fn devauth_policy() -> Policy {
+        let json = format!(
+            r#"{{"network": {{"allow": ["127.0.0.0/8"], "deny": ["127.0.0.77"]}},
+                "protect": ["/_debug/"],
+                "keys": [{{"id": "k1", "secret": "{SECRET}"}}], "tokens": {{}},
+                "login": {{"users": "{ALICE}", "allow_from": ["127.0.0.0/8"]}}}}"#
+        );
+        crate::config::parse_policy(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn network_deny_beats_tokens_and_sessions() {
+        let p = devauth_policy();
+        let bearer = format!("Bearer {}", alice());
+        let sess = format!("a=1; {}", session("alice", NOW + 60));
+        let token_cookie = format!("devgate_token={}; a=1", alice());
+        let creds: [(&[u8], &[u8]); 3] = [
+            (b"authorization", bearer.as_bytes()),
+            (b"cookie", sess.as_bytes()),
+            (b"cookie", token_cookie.as_bytes()),
+        ];
+        for cred in creds {
+            // From the denied address: 403 on a protected path, never a developer.
+            let d = send(&p, "127.0.0.77:9", b"/_debug/", &[cred]);
+            let Decision::Deny { reason, response } = &d else {
+                panic!("{d:?}")
+            };
+            assert_eq!((reason.code(), response.status), ("network_denied", 403));
+            // On an open path: anonymous, the credential and any identity copy stripped.
+            let d = send(
+                &p,
+                "[::ffff:127.0.0.77]:9",
+                b"/",
+                &[cred, (b"x-wsgiorg-developer-user", b"spoof")],
+            );
+            let (id, edits) = allowed(&d);
+            assert_eq!(id, None);
+            assert!(edits.remove.contains(&b"x-wsgiorg-developer-user".to_vec()));
+            let stripped = edits.remove.contains(&b"authorization".to_vec())
+                || edits.set.contains(&("cookie".into(), b"a=1".to_vec()));
+            assert!(stripped, "{edits:?}");
+            assert!(!edits
+                .set
+                .iter()
+                .any(|(n, _)| n == "x-wsgiorg-developer-user"));
+            // From an allowed address the same credential names the developer.
+            let d = send(&p, "127.0.0.1:9", b"/_debug/", &[cred]);
+            assert_eq!(allowed(&d).0.map(|(n, _)| n), Some("alice".into()));
+        }
+        // Without any credential the denied address gets the same 403 (no challenge: nothing
+        // it could send would be accepted).
+        let d = send(&p, "127.0.0.77:9", b"/_debug/", &[]);
+        assert_eq!((status(&d), reason(&d)), (403, Some("network_denied")));
+        assert_eq!(allowed(&send(&p, "127.0.0.77:9", b"/", &[])).0, None);
     }
 
     #[test]

@@ -291,10 +291,19 @@ impl NetPolicy {
         }
     }
 
-    pub fn verdict(&self, peer: Result<Peer, PeerError>) -> NetVerdict {
+    /// [`peer_ip`](NetPolicy::peer_ip), refusing a peer in `deny` too ([`NetVerdict::Denied`]):
+    /// the address of a peer that may become a developer by some means (the login form). `deny`
+    /// means never a developer from there, whatever the credential.
+    pub fn undenied_ip(&self, peer: Result<Peer, PeerError>) -> Result<IpAddr, NetVerdict> {
         match self.peer_ip(peer) {
+            Ok(ip) if self.deny.contains(ip) => Err(NetVerdict::Denied),
+            other => other,
+        }
+    }
+
+    pub fn verdict(&self, peer: Result<Peer, PeerError>) -> NetVerdict {
+        match self.undenied_ip(peer) {
             Err(v) => v,
-            Ok(ip) if self.deny.contains(ip) => NetVerdict::Denied,
             Ok(ip) if self.allow.contains(ip) => NetVerdict::Developer(ip),
             Ok(_) => NetVerdict::NotAllowed,
         }
@@ -427,6 +436,36 @@ mod tests {
         assert!(l.contains(ip("::ffff:127.0.0.1")));
         assert!(!l.contains(ip("::2")));
         assert!(!l.contains(ip("128.0.0.1")));
+    }
+
+    #[test]
+    fn denied_peers_have_no_undenied_address() {
+        let net = NetPolicy {
+            allow: CidrList(vec![Cidr::parse("127.0.0.0/8").unwrap()]),
+            deny: CidrList(vec![Cidr::parse("127.0.0.77").unwrap()]),
+            trust_forwarded: false,
+        };
+        let denied = parse_peer(b"127.0.0.77:4000");
+        assert_eq!(net.verdict(denied), NetVerdict::Denied);
+        assert_eq!(net.undenied_ip(denied), Err(NetVerdict::Denied));
+        assert_eq!(net.peer_ip(denied), Ok(ip("127.0.0.77")));
+        // IPv4-mapped spelling of the denied address: the same peer.
+        let mapped = parse_peer(b"[::ffff:127.0.0.77]:4000");
+        assert_eq!(net.undenied_ip(mapped), Err(NetVerdict::Denied));
+        // Outside allow but not denied: an address (tokens and the form may still admit it).
+        let outside = parse_peer(b"192.0.2.1:4000");
+        assert_eq!(net.verdict(outside), NetVerdict::NotAllowed);
+        assert_eq!(net.undenied_ip(outside), Ok(ip("192.0.2.1")));
+        assert_eq!(
+            net.undenied_ip(parse_peer(b"127.0.0.1:1")),
+            Ok(ip("127.0.0.1"))
+        );
+        // Forwarded and unknown peers keep their own verdicts.
+        assert_eq!(
+            net.undenied_ip(parse_peer(b"127.0.0.77:0")),
+            Err(NetVerdict::Forwarded)
+        );
+        assert_eq!(net.undenied_ip(parse_peer(b"")), Err(NetVerdict::Unknown));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 
+use crate::core::budget::Budget;
 use crate::core::headers::HeaderName;
 use crate::core::htpasswd::Users;
 use crate::core::net::{CidrList, NetPolicy};
@@ -197,6 +198,9 @@ pub struct LoginPolicy {
     pub max_failures: u32,
     /// The window those failures are counted in, in seconds. Defaults to 300.
     pub failure_window: u64,
+    /// Password verifies the form may run, across all workers of the Envoy process (beyond it:
+    /// 429 without bcrypt). Defaults to 120 a minute, 3 at once.
+    pub verify_budget: Budget,
     /// Bind each session to the address it logged in from (`cip`). Defaults to false.
     pub bind_peer: bool,
     /// Clock skew tolerated on the session token. Defaults to 30.

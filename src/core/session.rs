@@ -11,13 +11,17 @@
 //!    here. For that one, the checks that need no body run first (login network, CSRF,
 //!    content type, declared length, rate limit) and the answer is [`Step::ReadBody`].
 //! 2. [`finish`], with the whole body (the glue buffers it, refusing more than
-//!    [`MAX_BODY`](crate::core::login::MAX_BODY) bytes): parse, rate limit again, bcrypt, and
-//!    either the session cookie and a 303 or the form again with one generic message. The
-//!    [`Store`] says what to write back to the failure counter.
+//!    [`MAX_BODY`](crate::core::login::MAX_BODY) bytes): rate limit again, parse, and either
+//!    an answer or [`Checked::Verify`].
+//! 3. For [`Checked::Verify`]: one verify from the Envoy process's budget
+//!    ([`budget`](crate::core::budget), shared data), then [`verify`]: bcrypt, and either the
+//!    session cookie and a 303 or the form again with one generic message; or, with the budget
+//!    spent, [`over_budget`] (429) without bcrypt. The [`Store`] says what to write back to the
+//!    failure counter.
 
 use std::net::IpAddr;
 
-use crate::core::login::{self, Attempts, Page, Verdict, MAX_BODY};
+use crate::core::login::{self, Attempts, LoginForm, Page, Verdict, MAX_BODY};
 use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::query;
 use crate::core::token;
@@ -56,7 +60,11 @@ pub enum Outcome {
     Failed,
     /// Too many failures from this peer: 429.
     RateLimited,
-    /// The peer is outside `login.allow_from` (or has no usable socket address): 403.
+    /// The Envoy process's budget of password verifies is spent (`login.verifies_per_minute`,
+    /// `login.verify_burst`): 429 without running bcrypt.
+    OverBudget,
+    /// The peer is outside `login.allow_from`, inside `network.deny`, or has no usable socket
+    /// address: 403.
     NetworkDenied,
     /// `Origin` (or `Referer`) names another site, or neither was sent: 403.
     Csrf,
@@ -81,6 +89,7 @@ impl Outcome {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
             Outcome::RateLimited => "rate_limited",
+            Outcome::OverBudget => "over_budget",
             Outcome::NetworkDenied => "network_denied",
             Outcome::Csrf => "csrf",
             Outcome::BadContentType => "bad_content_type",
@@ -93,11 +102,12 @@ impl Outcome {
     }
 
     /// Every outcome, for defining one counter each at configure time.
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Page,
         Outcome::Succeeded,
         Outcome::Failed,
         Outcome::RateLimited,
+        Outcome::OverBudget,
         Outcome::NetworkDenied,
         Outcome::Csrf,
         Outcome::BadContentType,
@@ -116,7 +126,9 @@ pub struct LoginRequest<'a> {
     /// Every request header (pseudo-headers included), as bytes.
     pub headers: &'a [(&'a [u8], &'a [u8])],
     /// The peer's address when it is a usable one (a socket address, or a forwarded one with
-    /// `network.trust_forwarded`); `None` otherwise, which refuses the login.
+    /// `network.trust_forwarded`) outside `network.deny`
+    /// ([`NetPolicy::undenied_ip`](crate::core::net::NetPolicy::undenied_ip)); `None`
+    /// otherwise, which refuses the form and the login (403) before anything else is read.
     pub peer: Option<IpAddr>,
     /// The request came over TLS: the session cookie gets `Secure`.
     pub tls: bool,
@@ -229,7 +241,8 @@ pub fn start(login: &LoginPolicy, req: &LoginRequest<'_>) -> Step {
                 .header(b":authority")
                 .or_else(|| req.header(b"host"))
                 .unwrap_or_default();
-            if !login::same_origin(origin, authority) {
+            // The site's scheme is the connection's (as for the cookie's `Secure`).
+            if !login::same_origin(origin, authority, secure(login, req.tls)) {
                 return Step::Respond(Outcome::Csrf, login::text_page(403, "Forbidden\n"));
             }
             if !req
@@ -268,34 +281,59 @@ fn limited(login: &LoginPolicy, attempts: Option<Attempts>, now: u64) -> Option<
     }
 }
 
+/// The second step's answer.
+#[derive(Debug)]
+pub enum Checked {
+    /// Answer now, and write the [`Store`] to the peer's failure record.
+    Respond(Outcome, Page, Store),
+    /// A well-formed form from a peer that is not limited: take one verify from the process's
+    /// budget ([`budget::take`](crate::core::budget::take) on the state under
+    /// [`budget::KEY`](crate::core::budget::KEY)), then call [`verify`]; when none is left,
+    /// answer [`over_budget`] instead, without running bcrypt.
+    Verify(LoginForm),
+}
+
 /// The second step, with the whole body of `POST <mount>/login` and the peer's current
-/// failure record. `peer` is the address [`start`] accepted.
-pub fn finish(
-    login: &LoginPolicy,
-    body: &[u8],
-    peer: IpAddr,
-    tls: bool,
-    attempts: Option<Attempts>,
-    now: u64,
-) -> (Outcome, Page, Store) {
+/// failure record: every check that costs no bcrypt.
+pub fn finish(login: &LoginPolicy, body: &[u8], attempts: Option<Attempts>, now: u64) -> Checked {
     if body.len() > MAX_BODY {
-        return (Outcome::TooLarge, too_large(), Store::Nothing);
+        return Checked::Respond(Outcome::TooLarge, too_large(), Store::Nothing);
     }
     // Another worker may have counted failures since the headers were checked.
     if let Some(page) = limited(login, attempts, now) {
-        return (Outcome::RateLimited, page, Store::Nothing);
+        return Checked::Respond(Outcome::RateLimited, page, Store::Nothing);
     }
-    let form = match login::parse_form(body) {
-        Ok(form) => form,
+    match login::parse_form(body) {
+        Ok(form) => Checked::Verify(form),
         // A form no browser sends counts as a failed attempt, so it cannot probe for free.
-        Err(_) => {
-            return (
-                Outcome::Failed,
-                login::login_page(&login.mount, "", true),
-                Store::Failure,
-            )
-        }
-    };
+        Err(_) => Checked::Respond(
+            Outcome::Failed,
+            login::login_page(&login.mount, "", true),
+            Store::Failure,
+        ),
+    }
+}
+
+/// The answer when the process's verify budget is spent: 429 with `Retry-After`, the form
+/// not checked, nothing stored (the attempt was not a failure of this peer).
+pub fn over_budget(retry_after: u64) -> (Outcome, Page, Store) {
+    (
+        Outcome::OverBudget,
+        login::too_many_attempts(retry_after),
+        Store::Nothing,
+    )
+}
+
+/// The last step, once a verify was taken from the budget: bcrypt, then the session cookie
+/// and a 303, or the form again with one generic message. `peer` is the address [`start`]
+/// accepted.
+pub fn verify(
+    login: &LoginPolicy,
+    form: &LoginForm,
+    peer: IpAddr,
+    tls: bool,
+    now: u64,
+) -> (Outcome, Page, Store) {
     let back = form.back.clone().unwrap_or_default();
     if !login.users.verify(&form.username, &form.password) {
         return (
@@ -441,6 +479,59 @@ mod tests {
         }
     }
 
+    /// The body step and, for a well-formed form, the verify (with budget to spare).
+    fn finish_all(
+        l: &LoginPolicy,
+        body: &[u8],
+        ip: IpAddr,
+        tls: bool,
+        attempts: Option<Attempts>,
+        now: u64,
+    ) -> (Outcome, Page, Store) {
+        match finish(l, body, attempts, now) {
+            Checked::Respond(o, p, s) => (o, p, s),
+            Checked::Verify(form) => verify(l, &form, ip, tls, now),
+        }
+    }
+
+    #[test]
+    fn only_a_well_formed_unlimited_form_asks_for_a_verify() {
+        let p = policy("");
+        let l = login(&p);
+        let good = b"username=alice&password=correct+horse";
+        assert!(matches!(finish(l, good, None, 1), Checked::Verify(_)));
+        // Malformed: a failure without bcrypt, so no budget is spent on it.
+        let step = finish(l, b"username=alice", None, 1);
+        assert!(matches!(
+            step,
+            Checked::Respond(Outcome::Failed, _, Store::Failure)
+        ));
+        // Limited: nothing spent either.
+        let limited = Some(Attempts {
+            count: 5,
+            window_start: 1,
+        });
+        let step = finish(l, good, limited, 2);
+        assert!(matches!(
+            step,
+            Checked::Respond(Outcome::RateLimited, _, Store::Nothing)
+        ));
+        let big = vec![b'a'; MAX_BODY + 1];
+        assert!(matches!(
+            finish(l, &big, None, 1),
+            Checked::Respond(Outcome::TooLarge, _, Store::Nothing)
+        ));
+        // Over budget: 429 with Retry-After, nothing stored, no cookie.
+        let (o, page, store) = over_budget(3);
+        assert_eq!(
+            (o, page.status, store),
+            (Outcome::OverBudget, 429, Store::Nothing)
+        );
+        assert_eq!(page.header("retry-after"), Some("3"));
+        assert!(page.header("set-cookie").is_none());
+        assert_eq!(Outcome::OverBudget.code(), "over_budget");
+    }
+
     fn respond(step: Step) -> (Outcome, Page) {
         match step {
             Step::Respond(o, p) => (o, p),
@@ -538,11 +629,49 @@ mod tests {
     }
 
     #[test]
+    fn csrf_scheme_is_the_connections() {
+        let p = policy("");
+        let l = login(&p);
+        let with = |origin: &'static [u8], authority: &'static [u8]| {
+            let mut h = POST.to_vec();
+            h[2] = (b":authority", authority);
+            h[3] = (b"origin", origin);
+            h
+        };
+        // Plain listener: https:// is another site, whatever :scheme or X-Forwarded-Proto say.
+        let mut h = with(b"https://localhost:10000", b"localhost:10000");
+        h.push((b":scheme", b"https"));
+        h.push((b"x-forwarded-proto", b"https"));
+        let step = start(l, &req(Endpoint::Login, &h, "127.0.0.1"));
+        assert_eq!(respond(step).0, Outcome::Csrf);
+        let h = with(b"http://localhost", b"localhost:80");
+        assert_eq!(
+            start(l, &req(Endpoint::Login, &h, "127.0.0.1")),
+            Step::ReadBody
+        );
+        // TLS: http:// is another site; `Host: h` is https://h:443.
+        let mut r = req(Endpoint::Login, POST, "127.0.0.1");
+        r.tls = true;
+        assert_eq!(respond(start(l, &r)).0, Outcome::Csrf);
+        let h = with(b"https://localhost:443", b"localhost");
+        let mut r = req(Endpoint::Login, &h, "127.0.0.1");
+        r.tls = true;
+        assert_eq!(start(l, &r), Step::ReadBody);
+        // secure_cookie: the operator says a TLS proxy is in front, so the site is https.
+        let p = policy(r#", "secure_cookie": true"#);
+        let h = with(b"https://localhost", b"localhost");
+        let step = start(login(&p), &req(Endpoint::Login, &h, "127.0.0.1"));
+        assert_eq!(step, Step::ReadBody);
+        let step = start(login(&p), &req(Endpoint::Login, POST, "127.0.0.1"));
+        assert_eq!(respond(step).0, Outcome::Csrf);
+    }
+
+    #[test]
     fn login_success_sets_a_session_cookie_and_redirects() {
         let p = policy("");
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let body = b"username=alice&password=correct+horse&back=%2F_debug%2F";
-        let (o, page, store) = finish(login(&p), body, ip, false, None, 1_700_000_000);
+        let (o, page, store) = finish_all(login(&p), body, ip, false, None, 1_700_000_000);
         assert_eq!(
             (o, page.status, store),
             (Outcome::Succeeded, 303, Store::Clear)
@@ -555,7 +684,7 @@ mod tests {
         }
         assert!(!cookie.contains("Secure"));
         // Over TLS, Secure.
-        let (_, page, _) = finish(login(&p), body, ip, true, None, 1_700_000_000);
+        let (_, page, _) = finish_all(login(&p), body, ip, true, None, 1_700_000_000);
         assert!(page.header("set-cookie").unwrap().contains("; Secure"));
     }
 
@@ -569,7 +698,7 @@ mod tests {
             b"username=alice",
             b"username=%zz&password=x",
         ] {
-            let (o, page, store) = finish(login(&p), body, ip, false, None, 1);
+            let (o, page, store) = finish_all(login(&p), body, ip, false, None, 1);
             assert_eq!(
                 (o, page.status, store),
                 (Outcome::Failed, 401, Store::Failure)
@@ -581,7 +710,7 @@ mod tests {
             count: 5,
             window_start: 1,
         });
-        let (o, page, store) = finish(
+        let (o, page, store) = finish_all(
             login(&p),
             b"username=alice&password=correct+horse",
             ip,
@@ -606,7 +735,7 @@ mod tests {
             "%2F%252F%252Fevil",
         ] {
             let body = format!("username=alice&password=correct+horse&back={back}");
-            let (_, page, _) = finish(login(&p), body.as_bytes(), ip, false, None, 1);
+            let (_, page, _) = finish_all(login(&p), body.as_bytes(), ip, false, None, 1);
             assert_eq!(page.header("location"), Some("/"), "{back}");
         }
     }

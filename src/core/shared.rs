@@ -26,10 +26,24 @@ pub fn update<S: SharedStore + ?Sized>(
     key: &str,
     next: impl Fn(Option<&[u8]>) -> Vec<u8>,
 ) -> Result<(), Unavailable> {
+    try_update(store, key, |prev| Ok::<_, ()>(next(prev))).map(|_| ())
+}
+
+/// [`update`] where `next` may decline to write: `Ok(Err(why))` leaves the entry as it is.
+pub fn try_update<S: SharedStore + ?Sized, T>(
+    store: &S,
+    key: &str,
+    next: impl Fn(Option<&[u8]>) -> Result<Vec<u8>, T>,
+) -> Result<Result<(), T>, Unavailable> {
     for _ in 0..TRIES {
         let (prev, cas) = store.get(key)?;
-        if store.set(key, &next(prev.as_deref()), cas)? {
-            return Ok(());
+        match next(prev.as_deref()) {
+            Err(why) => return Ok(Err(why)),
+            Ok(value) => {
+                if store.set(key, &value, cas)? {
+                    return Ok(Ok(()));
+                }
+            }
         }
     }
     Err(Unavailable)

@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
+use crate::core::budget;
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
 use crate::core::headers;
 use crate::core::login::{self, Attempts, Page, MAX_BODY};
@@ -17,7 +18,7 @@ use crate::core::net;
 use crate::core::plan::{Audit, Counter, Note, Plan, Reply};
 use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::revocation::Worker;
-use crate::core::session::{self, Endpoint, LoginRequest, Outcome, Step, Store};
+use crate::core::session::{self, Checked, Endpoint, LoginRequest, Outcome, Step, Store};
 use crate::core::shared::{self, SharedStore};
 use crate::core::{decide_with, Decision, Request, Response};
 
@@ -179,9 +180,10 @@ impl Stream {
             return Plan::refuse("login_not_configured");
         };
         let method = request.header(b":method").unwrap_or_default();
+        // A peer in `network.deny` has no usable address here: the form refuses it (403).
         let peer = policy
             .net
-            .peer_ip(net::parse_peer(request.peer.unwrap_or_default()))
+            .undenied_ip(net::parse_peer(request.peer.unwrap_or_default()))
             .ok();
         let attempts = match (session::needs_attempts(endpoint, method), peer) {
             (true, Some(ip)) => match read_attempts(host, &login::rate_key(ip)) {
@@ -211,7 +213,7 @@ impl Stream {
                         tls,
                         body: Vec::new(),
                     };
-                    return finish_login(login, pending, request.now, host);
+                    return finish_login(login, pending, host);
                 }
                 // A paused Wasm filter is never handed the body (Envoy turns a paused
                 // `on_http_request_headers` into StopAllIteration), so the headers go on to
@@ -284,7 +286,7 @@ impl Stream {
         else {
             return Plan::refuse("login_state_lost");
         };
-        finish_login(login, pending, host.now(), host)
+        finish_login(login, pending, host)
     }
 
     /// The response headers step.
@@ -345,24 +347,35 @@ fn respond_after<R: ResponseFacts>(policy: &Policy, after: After, resp: &R) -> P
 /// The finish step of `POST <mount>/login`, with the whole body: a function of the policy, the
 /// collected body, the clock and the shared store only, so a host may run it (bcrypt) off its
 /// worker thread.
-pub fn finish_login<S: SharedStore + ?Sized>(
+pub fn finish_login<H: Facts + SharedStore + ?Sized>(
     login: &LoginPolicy,
     pending: PendingLogin,
-    now: u64,
-    shared: &S,
+    host: &H,
 ) -> Plan {
+    let now_ms = host.now_ms();
+    let now = now_ms / 1000;
+    let shared = host;
     let key = login::rate_key(pending.peer);
     let Ok((attempts, _)) = read_attempts(shared, &key) else {
         return Plan::refuse("shared_data_unavailable");
     };
-    let (outcome, page, store) = session::finish(
-        login,
-        &pending.body,
-        pending.peer,
-        pending.tls,
-        attempts,
-        now,
-    );
+    let (outcome, page, store) = match session::finish(login, &pending.body, attempts, now) {
+        Checked::Respond(outcome, page, store) => (outcome, page, store),
+        // Right before bcrypt: one verify from the process's budget, or 429 without it.
+        Checked::Verify(form) => {
+            let taken = shared::try_update(shared, budget::KEY, |prev| {
+                let prev = prev.and_then(budget::decode);
+                budget::take(prev, now_ms, login.verify_budget)
+                    .map(|next| budget::encode(next).to_vec())
+            });
+            match taken {
+                Ok(Ok(())) => session::verify(login, &form, pending.peer, pending.tls, now),
+                Ok(Err(retry_after)) => session::over_budget(retry_after),
+                // A verify that cannot be counted would let the budget go unmetered.
+                Err(_) => return Plan::refuse("shared_data_unavailable"),
+            }
+        }
+    };
     match store {
         Store::Nothing => {}
         Store::Failure => {

@@ -394,6 +394,13 @@ impl crate::core::facts::Facts for Wasm {
             .map_or(0, |d| d.as_secs())
     }
 
+    fn now_ms(&self) -> u64 {
+        proxy_wasm::hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
     /// Envoy's `connection.tls_version` attribute.
     fn tls(&self) -> bool {
         matches!(property(&["connection", "tls_version"]), Ok(Some(v)) if !v.is_empty())

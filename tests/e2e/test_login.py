@@ -62,7 +62,10 @@ def config(mode: str = "forbid", **login) -> dict:
         "public": ["/healthz"],
         "keys": [{"id": "k1", "secret_env": "DEVGATE_E2E_LOGIN_KEY"}],
         "tokens": {},
-        "login": {"users_env": "DEVGATE_E2E_USERS", "allow_from": ["127.0.0.0/28", "::1"], **login},
+        # These tests log in back to back, faster than the default verify budget (2 a second)
+        # allows; test_login_flood_stays_within_the_verify_budget runs with the defaults.
+        "login": {"users_env": "DEVGATE_E2E_USERS", "allow_from": ["127.0.0.0/28", "::1"],
+                  "verifies_per_minute": 60000, "verify_burst": 1000, **login},
         "upstream_challenge": mode,
     }
 
@@ -302,6 +305,59 @@ def test_csrf_other_origins_are_refused(gw):
             assert not r.header_all("set-cookie")
 
 
+def curl_login(port: int, source: str, origin: str | None, *, http2: str = "--http2-prior-knowledge",
+               scheme: str = "http", host: str = "127.0.0.1", extra=(), user: str = "alice",
+               password: str = PASSWORDS["alice"], empty: bool = False) -> str:
+    """A login POST through curl (HTTP/2 when asked), bound to `source`; the response head. `empty`
+    sends no body: a POST refused from its headers then leaves nothing unread, which would end the
+    HTTP/2 stream with a reset that can reach curl before the head does."""
+    cmd = ["curl", "-s", "-o", "/dev/null", "-D", "-", "--interface", source, *extra]
+    cmd += ["--data", ""] if empty else [
+        "--data-urlencode", f"username={user}", "--data-urlencode", f"password={password}"]
+    if http2:
+        cmd.append(http2)
+    if origin is not None:
+        cmd += ["-H", f"Origin: {origin}"]
+    cmd.append(f"{scheme}://{host}:{port}{LOGIN}")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, (out.returncode, out.stdout, out.stderr)
+    return out.stdout
+
+
+def test_login_refuses_https_origin_on_plain_listener(gw):
+    """Regression (#14): the CSRF check compared host and port and used the scheme only for a default
+    port, so on this plain-HTTP listener `Origin: https://<host>:<port>` (or such a Referer) set a
+    session. An origin is scheme, host and port; the listener's scheme is its TLS state, never
+    `:scheme` or X-Forwarded-Proto."""
+    body = form(username="alice", password=PASSWORDS["alice"])
+    port = gw.port_for(PEER)
+    cases = [
+        # (Host, Origin / Referer headers, status)
+        ("devgate.test", [("Origin", "https://devgate.test")], 403),
+        ("devgate.test:80", [("Origin", "https://devgate.test:80")], 403),
+        ("devgate.test:443", [("Origin", "https://devgate.test")], 403),
+        (f"127.0.0.1:{port}", [("Origin", f"https://127.0.0.1:{port}")], 403),
+        ("devgate.test", [("Referer", "https://devgate.test/.devgate/login")], 403),
+        ("devgate.test", [("Origin", "https://devgate.test"), ("X-Forwarded-Proto", "https")], 403),
+        # Default ports by the listener's scheme: Host `h` is http://h:80.
+        ("devgate.test", [("Origin", "http://devgate.test:80")], 303),
+        ("devgate.test:80", [("Origin", "http://devgate.test")], 303),
+        ("devgate.test:443", [("Origin", "http://devgate.test")], 403),
+        (f"127.0.0.1:{port}", [("Origin", f"http://127.0.0.1:{port}")], 303),
+        ("devgate.test", [("Referer", "http://devgate.test/.devgate/login")], 303),
+    ]
+    for host, headers, status in cases:
+        r = gw.request("POST", LOGIN, [("Host", host), *headers, FORM], source=PEER, body=body)
+        assert r.status == status, (host, headers, r.summary())
+        if status == 403:
+            assert r.details == "devgate_login_csrf" and not r.header_all("set-cookie"), r.summary()
+    # HTTP/2 (h2c, prior knowledge): :authority instead of Host, the same rule.
+    out = curl_login(port, PEER, f"https://127.0.0.1:{port}", empty=True)
+    assert out.startswith("HTTP/2 403") and "set-cookie" not in out, out
+    out = curl_login(port, PEER, f"http://127.0.0.1:{port}")
+    assert out.startswith("HTTP/2 303") and "set-cookie: devgate_session=" in out, out
+
+
 def test_oversized_and_malformed_bodies(gw):
     big = form(username="alice", password="x" * 5000)
     r = gw.request("POST", LOGIN, [ORIGIN, FORM], source="127.0.0.7", body=big)
@@ -357,6 +413,62 @@ def upstream_names(r: Response) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# network.deny: never a developer from there (issue #14, part 2)
+# --------------------------------------------------------------------------------------------------
+
+# A DevAuth configuration translated the obvious way: allow a range, deny one address inside it, log
+# in from the range.
+DEVAUTH = {
+    "network": {"allow": ["127.0.0.0/8"], "deny": ["127.0.0.77"]},
+    "protect": ["/_debug/"],
+    "public": ["/healthz"],
+    "keys": [{"id": "k1", "secret_env": "DEVGATE_E2E_LOGIN_KEY"}],
+    "tokens": {},
+    "login": {"users_env": "DEVGATE_E2E_USERS", "allow_from": ["127.0.0.0/8"]},
+}
+
+
+def test_denied_address_cannot_become_a_developer_by_form_session_or_token(gate):
+    """Regression: `network.deny` only stopped developer-by-address. From a denied address inside
+    login.allow_from the form answered 200, a login set a session, and the session (or a developer
+    token) then made the peer a developer."""
+    gw = gate(DEVAUTH, env=ENV)
+    session = f"devgate_session={mint_session('alice', int(time.time()) + 600)}"
+    bearer = f"Bearer {mint_session('alice', int(time.time()) + 600, purpose='developer')}"
+    denied = OUTSIDER  # 127.0.0.77
+
+    # The form and the login: 403 before any password is checked.
+    r = gw.request("GET", LOGIN, source=denied)
+    assert r.status == 403 and not r.from_upstream, r.summary()
+    r = post_login(gw, denied, "alice", PASSWORDS["alice"])
+    assert r.status == 403 and not r.header_all("set-cookie"), r.summary()
+    assert r.details == "devgate_login_network_denied", r.summary()
+    # No credential makes it a developer: 403 network_denied on a protected path, with or without one.
+    for headers in ([], [("Cookie", session)], [("Authorization", bearer)]):
+        r = gw.request("GET", PROTECTED, headers, source=denied)
+        assert r.status == 403 and not r.from_upstream, (headers, r.summary())
+        assert r.details == "devgate_network_denied", r.summary()
+        assert r.header("www-authenticate") is None
+    # An open path goes upstream anonymous, the credential stripped.
+    r = gw.request("GET", "/", [("Cookie", session + "; a=b"), (H, "spoof")], source=denied)
+    assert r.status == 200 and r.from_upstream, r.summary()
+    assert r.echo().spellings() == [] and r.echo().get_all("cookie") == ["a=b"]
+
+    # From the rest of the range everything works as DevAuth did.
+    peer = "127.0.0.11"
+    assert gw.request("GET", LOGIN, source=peer).status == 200
+    r = post_login(gw, peer, "alice", PASSWORDS["alice"])
+    assert r.status == 303, r.summary()
+    assert upstream_names(gw.request("GET", PROTECTED, [("Cookie", session_cookie(r))], source=peer)) == ["alice"]
+    assert upstream_names(gw.request("GET", PROTECTED, [("Authorization", bearer)], source=peer)) == ["alice"]
+    assert upstream_names(gw.request("GET", PROTECTED, source=peer)) == [peer]
+    counts = gw.counters(r"wasmcustom\.devgate\.(login|requests\.denied)\.")
+    assert counts["wasmcustom.devgate.login.network_denied"] == 2
+    assert counts["wasmcustom.devgate.requests.denied.network_denied"] == 3
+    assert counts["wasmcustom.devgate.login.succeeded"] == 1
+
+
+# --------------------------------------------------------------------------------------------------
 # Rate limiting across workers
 # --------------------------------------------------------------------------------------------------
 
@@ -405,6 +517,77 @@ def test_rate_limit_is_shared_by_the_workers(two_workers):
     assert counts["wasmcustom.devgate.login.failed"] == 4
     assert counts["wasmcustom.devgate.login.rate_limited"] == 6 + extra
     assert counts["wasmcustom.devgate.login.succeeded"] == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# A flood from many addresses: the process-wide verify budget (issue #14, part 8)
+# --------------------------------------------------------------------------------------------------
+
+
+def flood_address(i: int) -> str:
+    """The i-th of 63,750 loopback addresses outside 127.0.0.0/16: a new peer for every attempt."""
+    return f"127.1.{i // 250}.{1 + i % 250}"
+
+
+def test_login_flood_stays_within_the_verify_budget(gate):
+    """Regression (#14): the per-address limit does not bound guesses from many addresses, and each
+    wrong password held the (single) worker for one bcrypt verify at cost 10: a flood rotating source
+    addresses took a steady client's p99 from 3 ms to over a second. With the default budget
+    (3 at once, then 2 a second, per Envoy process), verifies stay within it, the rest are answered 429
+    without bcrypt, and a steady client's requests all succeed."""
+    cfg = config()
+    cfg["login"] = {"users_env": "DEVGATE_E2E_USERS"}  # any peer; the default budget
+    gw = gate(cfg, env=ENV)
+    duration, burst, per_second = 5.0, 3, 2
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    steady_statuses: list[int] = []
+    lock = threading.Lock()
+    counter = iter(range(10**6))
+    start = time.monotonic()
+    stop = start + duration
+
+    def flood():
+        while time.monotonic() < stop:
+            with lock:
+                i = next(counter)
+            r = post_login(gw, flood_address(i), "bob", f"guess-{i}")
+            with lock:
+                statuses[r.status] = statuses.get(r.status, 0) + 1
+
+    def steady():
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            r = gw.request("GET", "/healthz", source=DEV)
+            latencies.append(time.perf_counter() - t0)
+            steady_statuses.append(r.status)
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=flood) for _ in range(8)] + [threading.Thread(target=steady)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+
+    counts = gw.counters(r"wasmcustom\.devgate\.login\.")
+    verifies = counts["wasmcustom.devgate.login.failed"] + counts["wasmcustom.devgate.login.succeeded"]
+    refused = counts["wasmcustom.devgate.login.over_budget"]
+    lat = sorted(latencies)
+    p50, p99 = lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000
+    print(f"flood: {sum(statuses.values())} attempts in {elapsed:.1f} s, {verifies} verified, "
+          f"{refused} over budget; steady client: {len(lat)} requests, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    # Verifies within the budget (one of slack for the second the clock may straddle)...
+    assert verifies <= burst + per_second * (elapsed + 1), (verifies, elapsed, counts)
+    assert verifies >= burst, counts  # ...and the budget was used, not refused outright
+    # ...every other attempt was answered 429 without bcrypt, none was charged to its address...
+    assert set(statuses) <= {401, 429}, statuses
+    assert statuses.get(401, 0) == counts["wasmcustom.devgate.login.failed"]
+    assert statuses.get(429, 0) == refused > verifies, (statuses, counts)
+    assert counts["wasmcustom.devgate.login.rate_limited"] == 0
+    # ...and the steady client was served throughout.
+    assert steady_statuses and set(steady_statuses) == {200}, steady_statuses
+    assert not gw.wasm_problems()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -86,13 +86,16 @@ def test_empty_configuration_is_the_default(gate):
 
 @pytest.mark.parametrize("source,developer", [(FIVE, True), (DEV4, True), (OUTSIDER, False), (DEV6, False)])
 def test_deny_wins_inside_an_allowed_range(gate, source, developer):
-    """allow 127.0.0.0/8 and ::/0, deny 127.0.0.77/32 and ::1/128 (both families, deny wins)."""
+    """allow 127.0.0.0/8 and ::/0, deny 127.0.0.77/32 and ::1/128 (both families, deny wins).
+    A denied peer gets 403, not the challenge: nothing it could send would make it a developer
+    (issue #14, part 2; test_login.py's DevAuth tests cover tokens, sessions and the form)."""
     envoy = gate(DENY_INSIDE_ALLOW)
     r = envoy.request("GET", "/", source=source)
     if developer:
         assert_passed(r, source)
     else:
-        assert_challenged(r)
+        assert_forbidden(r)
+        assert r.details == "devgate_network_denied", r.summary()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ DENIED = [
 CONFIG_OUTCOMES = ["accepted", "rejected"]
 # core::session::Outcome::ALL (src/core/session.rs), and the upstream-challenge translations.
 LOGIN_OUTCOMES = [
-    "page", "succeeded", "failed", "rate_limited", "network_denied", "csrf", "bad_content_type",
+    "page", "succeeded", "failed", "rate_limited", "over_budget", "network_denied", "csrf", "bad_content_type",
     "too_large", "logout", "not_found", "method_not_allowed", "internal_error",
 ]
 CHALLENGE_OUTCOMES = ["forbid", "login"]

@@ -14,6 +14,7 @@ import shutil
 import ssl
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -206,6 +207,71 @@ def test_http2_over_tls(tls_gate, certs, source, status, identity):
     if identity:
         seen = harness.Echo(**json.loads(body)).spellings(H)
         assert seen == [(H, identity)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The login form's CSRF check on the TLS listener (issue #14, part 1)
+# --------------------------------------------------------------------------------------------------
+
+LOGIN = "/.devgate/login"
+DEMO_LOGIN = "username=developer&password=let-me-in"  # the shipped demo user (envoy-tls.yaml)
+LOGIN_PEER = "127.0.0.12"  # inside login.allow_from, not a developer by address
+
+
+def test_login_refuses_http_origin_on_tls_listener(tls_gate, ctx, certs):
+    """Regression (#14): the CSRF check ignored the scheme, so on this TLS listener an `http://` Origin
+    (or Referer) of the same host and port set a session. The listener's scheme is its TLS state;
+    `Host: h` here is https://h:443."""
+    port = tls_gate.ports["v4"]
+    form = ("Content-Type", "application/x-www-form-urlencoded")
+    cases = [
+        # (Host, Origin / Referer headers, status)
+        (f"localhost:{port}", [("Origin", f"http://localhost:{port}")], 403),
+        ("localhost", [("Origin", "http://localhost")], 403),
+        ("localhost", [("Origin", "http://localhost:443")], 403),
+        ("localhost:80", [("Origin", "http://localhost")], 403),
+        (f"localhost:{port}", [("Referer", f"http://localhost:{port}{LOGIN}")], 403),
+        # Default ports by the listener's scheme.
+        ("localhost", [("Origin", "https://localhost:443")], 303),
+        ("localhost:443", [("Origin", "https://localhost")], 303),
+        ("localhost:80", [("Origin", "https://localhost")], 403),
+        (f"localhost:{port}", [("Origin", f"https://localhost:{port}")], 303),
+        (f"localhost:{port}", [("Referer", f"https://localhost:{port}{LOGIN}")], 303),
+    ]
+    csrf = "wasmcustom.devgate.login.csrf"
+    before = tls_gate.counters(r"wasmcustom\.devgate\.login\.csrf$").get(csrf, 0)
+    for host, headers, status in cases:
+        if status == 303:
+            time.sleep(0.5)  # the shipped config's verify budget: 3 at once, then 2 a second
+        r = tls_gate.request("POST", LOGIN, [("Host", host), *headers, form], source=LOGIN_PEER,
+                             body=DEMO_LOGIN, tls=ctx, server_hostname="localhost")
+        assert r.status == status, (host, headers, r.summary())
+        cookies = r.header_all("set-cookie")
+        if status == 403:
+            assert not cookies, r.summary()
+        else:
+            assert len(cookies) == 1 and "; Secure" in cookies[0], r.summary()
+
+    # HTTP/2 over TLS (ALPN h2): :authority instead of Host, the same rule.
+    def curl(origin, body):
+        out = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-D", "-", "--http2", "--interface", LOGIN_PEER,
+             "--cacert", str(certs / "ca.pem"), "-H", f"Origin: {origin}", "--data", body,
+             f"https://localhost:{port}{LOGIN}"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert out.returncode == 0, (out.returncode, out.stdout, out.stderr)
+        return out.stdout
+
+    # The refused POST has an empty body: answered from the headers, with nothing left unread that
+    # would end the stream with a reset (which can reach curl before the head does).
+    out = curl(f"http://localhost:{port}", "")
+    assert out.startswith("HTTP/2 403") and "set-cookie" not in out, out
+    time.sleep(0.5)
+    out = curl(f"https://localhost:{port}", DEMO_LOGIN)
+    assert out.startswith("HTTP/2 303") and "set-cookie: devgate_session=" in out and "; Secure" in out, out
+    refused = sum(1 for _, _, status in cases if status == 403) + 1
+    assert tls_gate.counters(r"wasmcustom\.devgate\.login\.csrf$")[csrf] == before + refused
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,9 +20,11 @@ Validates the filter's plugin configuration with the code the filter runs in on_
 errors name the field, never a value.
 FILE is the configuration JSON, or YAML holding it: an Envoy bootstrap (every
 envoy.filters.http.wasm `configuration` value next to a `vm_config`, with the VM's
-environment_variables.key_values as the environment for `secret_env`) or an Istio
-WasmPlugin (`spec.pluginConfig`, with `spec.vmConfig.env`). Other `secret_env` variables
-are read from this process's environment.
+environment_variables.key_values as the environment for `secret_env`; every native
+envoy.filters.http.dynamic_modules `filter_config` value with `filter_name: devgate`), an Istio
+WasmPlugin (`spec.pluginConfig`, with `spec.vmConfig.env`) or an Envoy Gateway
+EnvoyExtensionPolicy (`spec.wasm[].config`). Other `secret_env` variables are read from this
+process's environment.
 Prints `ok` per configuration (exit 0) or its first error, naming the field (exit 1).
 ";
 
@@ -49,7 +51,7 @@ fn run(args: &Args, io: &mut Io<'_>) -> Result<(), Failure> {
         envoy_yaml::plugin_configs(&text).map_err(|e| Failure::Refused(format!("{path}: {e}")))?;
     if found.is_empty() {
         return Err(Failure::Refused(format!(
-            "{path}: no devgate configuration found (neither JSON nor an Envoy/Istio YAML with a Wasm plugin configuration)"
+            "{path}: no devgate configuration found (neither JSON nor Envoy, Istio or Envoy Gateway YAML with a devgate configuration)"
         )));
     }
     let mut failed = Vec::new();
@@ -111,7 +113,9 @@ mod tests {
         assert!(
             msg.contains("field `login.colour`: unknown field `colour`, expected one of")
                 && msg.contains("`users_env`")
-                && msg.contains("`max_cost`"),
+                && msg.contains("`max_cost`")
+                && msg.contains("`verifies_per_minute`")
+                && msg.contains("`verify_burst`"),
             "{msg}"
         );
         // Structure fine, values not: the parser's message, as before.

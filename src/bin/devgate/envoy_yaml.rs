@@ -1,5 +1,8 @@
-//! Finds Wasm plugin configurations in Envoy bootstrap YAML (`config.configuration` as a
-//! `StringValue` next to a `vm_config`) and Istio `WasmPlugin` resources (`pluginConfig`).
+//! Finds devgate's plugin configurations in Envoy bootstrap YAML (the Wasm filter's
+//! `config.configuration` as a `StringValue` next to a `vm_config`; the native dynamic module's
+//! `filter_config` as a `StringValue` next to a `dynamic_module_config` with `filter_name: devgate`),
+//! Istio `WasmPlugin` resources (`pluginConfig`) and Envoy Gateway `EnvoyExtensionPolicy`
+//! resources (`wasm[].config`).
 
 use std::collections::HashMap;
 
@@ -39,6 +42,13 @@ fn to_json(y: &Yaml) -> serde_json::Value {
     }
 }
 
+fn metadata_name(y: &Yaml) -> &str {
+    get(y, "metadata")
+        .and_then(|m| get(m, "name"))
+        .and_then(Yaml::as_str)
+        .unwrap_or("(unnamed)")
+}
+
 fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
     match y {
         Yaml::Hash(h) => {
@@ -63,6 +73,37 @@ fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
                     });
                 }
             }
+            if get(y, "dynamic_module_config").is_some()
+                && get(y, "filter_name").and_then(Yaml::as_str) == Some("devgate")
+            {
+                if let Some(json) = get(y, "filter_config")
+                    .and_then(|c| get(c, "value"))
+                    .and_then(Yaml::as_str)
+                {
+                    // The native module reads keys from Envoy's own environment: check with ours.
+                    out.push(PluginConfig {
+                        location: "Envoy dynamic module \"devgate\"".to_string(),
+                        json: json.to_string(),
+                        env: HashMap::new(),
+                    });
+                }
+            }
+            if get(y, "kind").and_then(Yaml::as_str) == Some("EnvoyExtensionPolicy") {
+                let name = metadata_name(y);
+                let wasm = get(y, "spec")
+                    .and_then(|s| get(s, "wasm"))
+                    .and_then(Yaml::as_vec);
+                for (i, plugin) in wasm.into_iter().flatten().enumerate() {
+                    // `env.hostKeys` names variables of the proxy's environment: take ours.
+                    out.push(PluginConfig {
+                        location: format!("EnvoyExtensionPolicy {name:?} wasm[{i}]"),
+                        json: get(plugin, "config")
+                            .map_or_else(|| "{}".to_string(), |c| to_json(c).to_string()),
+                        env: HashMap::new(),
+                    });
+                }
+                return;
+            }
             if get(y, "kind").and_then(Yaml::as_str) == Some("WasmPlugin") {
                 let spec = get(y, "spec");
                 let config = spec.and_then(|s| get(s, "pluginConfig"));
@@ -81,10 +122,7 @@ fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
                             .collect()
                     })
                     .unwrap_or_default();
-                let name = get(y, "metadata")
-                    .and_then(|m| get(m, "name"))
-                    .and_then(Yaml::as_str)
-                    .unwrap_or("(unnamed)");
+                let name = metadata_name(y);
                 out.push(PluginConfig {
                     location: format!("WasmPlugin {name:?}"),
                     json: config.map_or_else(|| "{}".to_string(), |c| to_json(c).to_string()),

@@ -114,6 +114,7 @@ fn shipped_configs() -> Vec<Shipped> {
         }
     }
     files.push(root.join("envoy/istio/wasmplugin.yaml"));
+    files.push(root.join("envoy/gateway/envoyextensionpolicy.yaml"));
     files.sort();
     let mut configs = Vec::new();
     for file in files {
@@ -154,6 +155,8 @@ fn every_example_config_matches_the_schema_and_the_parser() {
         "envoy/bench/devgate_tokens.yaml",
         "envoy/bench/devgate_api.yaml",
         "envoy/istio/wasmplugin.yaml",
+        "envoy/gateway/envoyextensionpolicy.yaml: EnvoyExtensionPolicy",
+        "envoy/envoy-native.yaml: Envoy dynamic module",
         "docs/config.md example 0",
     ] {
         assert!(

@@ -108,10 +108,10 @@ struct Envoy<'h> {
 }
 
 impl Facts for Envoy<'_> {
-    fn now(&self) -> u64 {
+    fn now_ms(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// Only read under the login mount, which this host refuses at load: never TLS here.

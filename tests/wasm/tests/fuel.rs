@@ -62,13 +62,17 @@ fn session_token() -> String {
 }
 
 /// `POST /.devgate/login` with `form` in one chunk, from a peer with `failures` failed logins
-/// recorded in shared data (so every run of a scenario starts from the same record).
+/// recorded in shared data and a full verify budget (so every run of a scenario starts from the
+/// same records).
 fn login_post<'h>(h: &'h mut Host, form: &str, failures: u32) -> RequestBuilder<'h> {
     let record = devgate::core::login::Attempts {
         count: failures,
         window_start: NOW,
     };
     h.shared_data().put(LOGIN_RATE_KEY, &record.to_bytes());
+    // And a full verify budget (an unreadable state counts as full), the same for every run.
+    h.shared_data()
+        .put(devgate::core::budget::KEY.as_bytes(), b"");
     browser_headers(
         h.request()
             .peer(LOGIN_PEER)

@@ -17,6 +17,7 @@
 
 mod host;
 
+use devgate::core::budget as core_budget;
 use devgate::core::login::{self as core_login, Attempts, LOGIN_CSP, LOGIN_FAILED};
 use host::{status, Action, Headers, Host, HostBuilder, HostResult, Outcome, Phase, SharedData};
 
@@ -52,11 +53,24 @@ const NOW: u64 = 1_767_225_600;
 const PEER: &str = "203.0.113.9:41000";
 const RATE_KEY: &str = "devgate.login.203.0.113.9";
 
+/// The largest verify budget: the host's clock stands still within a test, and most tests here
+/// log in more often than the default budget allows in one instant. The budget's own tests
+/// replace it ([`with_budget`]).
+const NO_BUDGET: &str = r#""verifies_per_minute": 60000, "verify_burst": 1000"#;
+
 fn config(extra: &str) -> String {
     format!(
         r#"{{"protect": ["/"], "public": ["/healthz"],
             "keys": [{{"id": "k1", "secret": "{KEY}"}}],
-            "login": {{"users": "{ALICE}"}} {extra}}}"#
+            "login": {{"users": "{ALICE}", {NO_BUDGET}}} {extra}}}"#
+    )
+}
+
+/// `config` with another verify budget.
+fn with_budget(config: &str, per_minute: u32, burst: u32) -> String {
+    config.replace(
+        NO_BUDGET,
+        &format!(r#""verifies_per_minute": {per_minute}, "verify_burst": {burst}"#),
     )
 }
 
@@ -74,10 +88,15 @@ fn loaded(config: &str) -> HostResult<Host> {
 /// `POST /.devgate/login` as a browser on `devgate.test` sends it, with credentials and a
 /// spoofed identity attached (all of which must be dropped before the headers go on).
 fn login_post<'h>(h: &'h mut Host, peer: &str) -> host::RequestBuilder<'h> {
+    login_post_from(h, peer, "http://devgate.test")
+}
+
+/// [`login_post`] with another `Origin` (a TLS listener's is `https://devgate.test`).
+fn login_post_from<'h>(h: &'h mut Host, peer: &str, origin: &str) -> host::RequestBuilder<'h> {
     h.request()
         .peer(peer)
         .method_path("POST", "/.devgate/login")
-        .header("origin", "http://devgate.test")
+        .header("origin", origin)
         .header("content-type", "application/x-www-form-urlencoded")
         .header("cookie", "devgate_session=cookie-secret-77ab01; theme=dark")
         .header("authorization", "Bearer bearer-secret-3c2a9f1e")
@@ -359,7 +378,7 @@ fn login_success_in_many_small_chunks() -> HostResult<()> {
 #[test]
 fn login_over_tls_sets_a_secure_cookie() -> HostResult<()> {
     let mut h = loaded(&config(""))?;
-    let r = login_post(&mut h, PEER)
+    let r = login_post_from(&mut h, PEER, "https://devgate.test")
         .property("connection.tls_version", b"TLSv1.3")
         .body(GOOD_FORM.as_bytes())
         .send();
@@ -382,6 +401,39 @@ fn login_over_tls_sets_a_secure_cookie() -> HostResult<()> {
     let token = assert_success(&r);
     h.watch_secrets(&[&token]);
     assert!(!set_cookie(&r).unwrap().contains("Secure"));
+    Ok(())
+}
+
+#[test]
+fn login_refuses_the_other_scheme_on_each_listener() -> HostResult<()> {
+    // Regression (#14): the CSRF check compared host and port only, so on a plain listener an
+    // `https://` Origin or Referer of the same host and port set a session (and `http://` on TLS).
+    let mut h = loaded(&config(""))?;
+    for (tls, origin) in [
+        (&b""[..], "https://devgate.test"),
+        (b"", "https://devgate.test:80"),
+        (b"TLSv1.3", "http://devgate.test"),
+        (b"TLSv1.3", "http://devgate.test:443"),
+    ] {
+        let r = login_post_from(&mut h, PEER, origin)
+            .property("connection.tls_version", tls)
+            .body(GOOD_FORM.as_bytes())
+            .send();
+        assert_login_local(&r, 403);
+        assert_eq!(r.local_phase(), Some(Phase::RequestHeaders));
+        assert!(set_cookie(&r).is_none(), "{}", r.describe());
+    }
+    // A Referer without Origin is held to the same rule.
+    let r = h
+        .request()
+        .peer(PEER)
+        .method_path("POST", "/.devgate/login")
+        .header("referer", "https://devgate.test/.devgate/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(GOOD_FORM.as_bytes())
+        .send();
+    assert_login_local(&r, 403);
+    assert_eq!(h.metric("devgate.login.csrf"), Some(5));
     Ok(())
 }
 
@@ -603,6 +655,98 @@ fn the_sixth_attempt_is_429_without_running_bcrypt() -> HostResult<()> {
     Ok(())
 }
 
+/// A wrong password from `peer`, the answer's status and fuel.
+fn attempt(h: &mut Host, peer: &str) -> (Option<u32>, u64, Outcome) {
+    let r = login_post(h, peer).body(WRONG_FORM.as_bytes()).send();
+    r.assert_well_formed();
+    (r.status(), r.fuel, r)
+}
+
+#[test]
+fn a_flood_from_many_addresses_stays_within_the_verify_budget() -> HostResult<()> {
+    // Regression (#14): the per-address limit does not bound guesses from many addresses, and
+    // every wrong password held the worker for one bcrypt verify.
+    let mut h = loaded(&with_budget(&config(""), 60, 3))?;
+    let peers: Vec<String> = (1..=12).map(|i| format!("198.51.100.{i}:4000")).collect();
+    let mut verified = Vec::new();
+    let mut refused = Vec::new();
+    for peer in &peers {
+        let (status, fuel, r) = attempt(&mut h, peer);
+        match status {
+            Some(401) => verified.push(fuel),
+            Some(429) => {
+                let l = r.local().unwrap();
+                assert_eq!(l.headers.get_str("retry-after").as_deref(), Some("1"));
+                assert!(l.headers.get_str("set-cookie").is_none());
+                // Refused in the body step (the form was read), without bcrypt.
+                assert!(r.body_was_read());
+                refused.push(fuel);
+            }
+            other => panic!("{other:?}\n{}", r.describe()),
+        }
+    }
+    // The burst, then nothing at the same instant, whichever address asks.
+    assert_eq!((verified.len(), refused.len()), (3, 9));
+    let bcrypt = *verified.iter().min().unwrap();
+    let most = *refused.iter().max().unwrap();
+    assert!(
+        most * 20 < bcrypt,
+        "429: {most} fuel; a verify: {bcrypt} fuel"
+    );
+    eprintln!("over budget: {most} fuel; a verify (bcrypt cost 5): {bcrypt} fuel");
+    assert_eq!(h.metric("devgate.login.failed"), Some(3));
+    assert_eq!(h.metric("devgate.login.over_budget"), Some(9));
+    // The refused addresses were not charged a failure.
+    let shared = h.shared_data();
+    assert!(shared.value("devgate.login.198.51.100.12").is_none());
+    // One a second after that; the right password is held to the same budget.
+    h.set_now(NOW + 1);
+    assert_eq!(attempt(&mut h, "198.51.100.20:1").0, Some(401));
+    assert_eq!(attempt(&mut h, "198.51.100.21:1").0, Some(429));
+    let r = login_post(&mut h, PEER).body(GOOD_FORM.as_bytes()).send();
+    assert_login_local(&r, 429);
+    h.set_now(NOW + 2);
+    let r = login_post(&mut h, PEER).body(GOOD_FORM.as_bytes()).send();
+    let token = assert_success(&r);
+    h.watch_secrets(&[&token]);
+    assert!(shared.value(core_budget::KEY).is_some());
+    Ok(())
+}
+
+#[test]
+fn the_verify_budget_is_shared_by_the_workers() -> HostResult<()> {
+    let shared = SharedData::new();
+    let cfg = with_budget(&config(r#", "network": {"allow": []}"#), 1, 4);
+    let mut w0 = vm(Host::builder().shared_data(&shared), &cfg)?;
+    let mut w1 = vm(Host::builder().shared_data(&shared), &cfg)?;
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let w = if i % 2 == 0 { &mut w0 } else { &mut w1 };
+        statuses.push(attempt(w, &format!("192.0.2.{}:1", 10 + i)).0);
+    }
+    assert_eq!(
+        statuses,
+        [[Some(401)].repeat(4), [Some(429)].repeat(4)].concat()
+    );
+    // Another worker's CAS write between the read and the write is retried, never lost; a
+    // budget that cannot be written refuses the attempt (fail closed) without bcrypt.
+    w0.set_now(NOW + 3600);
+    w1.set_now(NOW + 3600);
+    let now_ms = (NOW + 3600) * 1000;
+    shared.interfere(core_budget::KEY, &core_budget::encode(now_ms + 60_000), 1);
+    assert_eq!(attempt(&mut w0, "192.0.2.30:1").0, Some(401));
+    // The interfering worker's take plus this one: two of the four.
+    let state = shared
+        .value(core_budget::KEY)
+        .and_then(|v| core_budget::decode(&v));
+    assert_eq!(state, Some(now_ms + 120_000));
+    shared.interfere(core_budget::KEY, &core_budget::encode(now_ms), 100);
+    let (status, _, r) = attempt(&mut w1, "192.0.2.31:1");
+    assert!(matches!(status, Some(500 | 503)), "{}", r.describe());
+    assert!(set_cookie(&r).is_none());
+    Ok(())
+}
+
 #[test]
 fn failures_are_counted_across_workers() -> HostResult<()> {
     let shared = SharedData::new();
@@ -662,7 +806,13 @@ fn a_cas_conflict_is_retried_and_no_failure_is_lost() -> HostResult<()> {
             window_start: NOW
         })
     );
-    let results: Vec<i32> = shared.sets().iter().map(|s| s.2).collect();
+    // The failure record's writes (the verify budget's, under its own key, are left out).
+    let results: Vec<i32> = shared
+        .sets()
+        .iter()
+        .filter(|s| s.0 == RATE_KEY.as_bytes())
+        .map(|s| s.2)
+        .collect();
     assert_eq!(
         results,
         vec![status::OK, status::CAS_MISMATCH, status::OK],
@@ -780,7 +930,15 @@ fn csrf_and_content_type_are_checked_before_the_body() -> HostResult<()> {
         .send();
     let token = assert_success(&r);
     h.watch_secrets(&[&token]);
-    assert!(h.shared_data().keys().len() <= 1);
+    // Nothing but the peer's record and the process's verify budget was written.
+    let keys = h.shared_data().keys();
+    assert!(
+        keys.iter()
+            .filter(|k| k.as_slice() != core_budget::KEY.as_bytes())
+            .count()
+            <= 1,
+        "{keys:?}"
+    );
     Ok(())
 }
 
@@ -812,6 +970,67 @@ fn login_networks_and_forwarded_peers() -> HostResult<()> {
         .send();
     r.assert_well_formed();
     assert_eq!(r.status(), Some(403), "{}", r.describe());
+    Ok(())
+}
+
+#[test]
+fn network_deny_refuses_the_form_the_login_and_the_session() -> HostResult<()> {
+    // DevAuth's deny list, translated: allow a range, deny one address in it.
+    let mut h = loaded(&config(
+        r#", "network": {"allow": ["127.0.0.0/8"], "deny": ["127.0.0.77"]}"#,
+    ))?;
+    let denied = "127.0.0.77:4000";
+    let r = h.request().peer(denied).get("/.devgate/login").send();
+    assert_login_local(&r, 403);
+    // The right password from there: 403 from the headers step, the body never read, no
+    // bcrypt, no failure recorded.
+    let r = login_post(&mut h, denied).body(GOOD_FORM.as_bytes()).send();
+    assert_login_local(&r, 403);
+    assert_eq!(r.local_phase(), Some(Phase::RequestHeaders));
+    assert!(!r.body_was_read());
+    assert!(set_cookie(&r).is_none());
+    assert!(h.shared_data().value("devgate.login.127.0.0.77").is_none());
+    assert_eq!(h.metric("devgate.login.network_denied"), Some(2));
+    // A session minted elsewhere is no developer from the denied address, on any path.
+    let r = login_post(&mut h, PEER).body(GOOD_FORM.as_bytes()).send();
+    let token = assert_success(&r);
+    h.watch_secrets(&[&token]);
+    let cookie = format!("devgate_session={token}");
+    let r = h
+        .request()
+        .peer(denied)
+        .get("/_debug/")
+        .header("cookie", &cookie)
+        .send();
+    assert_login_local(&r, 403);
+    assert_eq!(
+        r.properties_set.get("devgate_decision").map(Vec::as_slice),
+        Some(&b"deny:network_denied"[..])
+    );
+    let r = h
+        .request()
+        .peer(denied)
+        .get("/healthz")
+        .header("cookie", &cookie)
+        .send();
+    r.assert_well_formed();
+    let up = r.upstream_headers().unwrap();
+    assert!(
+        !up.contains(IDENTITY) && !up.contains("cookie"),
+        "{}",
+        r.describe()
+    );
+    // The same cookie from an allowed address is alice.
+    let r = h
+        .request()
+        .peer("127.0.0.5:4000")
+        .get("/_debug/")
+        .header("cookie", &cookie)
+        .send();
+    assert_eq!(
+        r.upstream_headers().unwrap().get_all(IDENTITY),
+        vec![&b"alice"[..]]
+    );
     Ok(())
 }
 

@@ -312,8 +312,18 @@ fn allow_and_deny_lists() -> HostResult<()> {
         &h.request().peer("[fd12::5]:5000").get("/").send(),
         "fd12::5",
     );
-    assert_challenge(&h.request().peer("127.0.0.66:5000").get("/").send());
-    assert_challenge(&h.request().peer("10.20.30.40:5000").get("/").send());
+    // Denied peers: 403, not the challenge (no credential could make them developers).
+    for peer in ["127.0.0.66:5000", "10.20.30.40:5000"] {
+        let r = h.request().peer(peer).get("/").send();
+        assert_local(&r, 403);
+        let (_, headers, body) = r.local_response().unwrap();
+        assert!(
+            headers.get_all("www-authenticate").is_empty(),
+            "{}",
+            r.describe()
+        );
+        assert_generic_body(body);
+    }
     assert_challenge(&h.request().peer("10.21.0.1:5000").get("/").send());
     // ::1 is no longer allowed once allow is given.
     assert_challenge(&h.request().peer("[::1]:5000").get("/").send());
