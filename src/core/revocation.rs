@@ -370,4 +370,135 @@ mod tests {
         // A clock that stepped back is not stale.
         assert!(!is_stale(Some(200), 100, 100));
     }
+
+    /// A host with a clock and a store in memory.
+    struct Host {
+        now: u64,
+        store: crate::core::shared::MemoryStore,
+    }
+
+    impl Facts for Host {
+        fn now_ms(&self) -> u64 {
+            self.now * 1000
+        }
+        fn tls(&self) -> bool {
+            false
+        }
+    }
+
+    impl SharedStore for Host {
+        fn get(
+            &self,
+            key: &str,
+        ) -> Result<(Option<Vec<u8>>, u32), crate::core::shared::Unavailable> {
+            self.store.get(key)
+        }
+        fn set(
+            &self,
+            key: &str,
+            value: &[u8],
+            cas: u32,
+        ) -> Result<bool, crate::core::shared::Unavailable> {
+            self.store.set(key, value, cas)
+        }
+    }
+
+    fn revocation_policy(when_stale: &str) -> Policy {
+        let json = format!(
+            r#"{{"keys": [{{"id": "k", "secret": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}}],
+                 "tokens": {{}}, "revocation": {{"cluster": "rev", "refresh_seconds": 30,
+                 "max_stale_seconds": 300, "when_stale": "{when_stale}"}}}}"#
+        );
+        crate::config::parse_policy(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn one_worker_fetches_per_period_and_others_read_its_list() {
+        let policy = revocation_policy("refuse");
+        let host = Host {
+            now: 1_000,
+            store: Default::default(),
+        };
+        let (mut a, mut b) = (Worker::default(), Worker::default());
+        let tick = a.on_tick(&policy, &host);
+        assert_eq!(tick.degraded, Some(true), "never fetched: stale");
+        let fetch = tick.fetch.unwrap();
+        assert_eq!(fetch.cluster, "rev");
+        assert_eq!(fetch.headers[1], (":path", "/revoked.json"));
+        assert_eq!(a.fetch_started(true, &policy), Report::default());
+        // The lease is taken for the period: the other worker does not fetch.
+        assert_eq!(b.on_tick(&policy, &host).fetch, None);
+        // A pending fetch is not started twice.
+        assert_eq!(a.on_tick(&policy, &host).fetch, None);
+        let report = a.on_fetched(
+            Some(b"200"),
+            15,
+            |_| Some(br#"{"keys": ["k-1"]}"#.to_vec()),
+            &host,
+        );
+        assert_eq!(report.counter, Some(Counter::FetchOk));
+        assert_eq!(report.degraded, Some(false));
+        // The other worker's stale view reads shared data before refusing.
+        let view = b.view(&policy, 1_001, &host).unwrap();
+        assert!(!view.refuse);
+        assert!(view.key_revoked("k-1"));
+        // Due again after refresh_seconds.
+        let later = Host {
+            now: 1_031,
+            store: host.store,
+        };
+        assert!(b.on_tick(&policy, &later).fetch.is_some());
+    }
+
+    #[test]
+    fn a_failed_fetch_keeps_the_last_good_list_and_staleness_follows_when_stale() {
+        let host = Host {
+            now: 1_000,
+            store: Default::default(),
+        };
+        let policy = revocation_policy("refuse");
+        let mut w = Worker::default();
+        assert!(
+            w.view(&policy, 1_000, &host).unwrap().refuse,
+            "never fetched: refuse"
+        );
+        w.on_fetched(Some(b"200"), 2, |_| Some(b"{}".to_vec()), &host);
+        for (status, size, want) in [
+            (Some(&b"500"[..]), 2, "bad_status"),
+            (None, 0, "no_response"),
+            (Some(b"200"), MAX_LIST_BYTES + 1, "list_too_large"),
+            (Some(b"200"), 1, "list_malformed"),
+        ] {
+            let r = w.on_fetched(status, size, |_| Some(b"[".to_vec()), &host);
+            assert_eq!(r.counter, Some(Counter::FetchFailed));
+            assert_eq!(r.note, Some(Note::FetchFailed(want)));
+        }
+        assert!(
+            !w.view(&policy, 1_300, &host).unwrap().refuse,
+            "the last good list holds"
+        );
+        assert!(
+            w.view(&policy, 1_301, &host).unwrap().refuse,
+            "past max_stale: refuse"
+        );
+        let serve = revocation_policy("serve");
+        assert!(!w.view(&serve, 9_999, &host).unwrap().refuse);
+        let none = crate::config::parse_policy(b"{}").unwrap();
+        assert!(w.view(&none, 1_000, &host).is_none());
+        assert_eq!(tick_seconds(&none), None);
+        assert_eq!(tick_seconds(&serve), Some(TICK_SECONDS));
+    }
+
+    #[test]
+    fn a_fetch_that_could_not_start_is_counted_and_names_the_cluster() {
+        let policy = revocation_policy("refuse");
+        let r = Worker::default().fetch_started(false, &policy);
+        assert_eq!(r.counter, Some(Counter::FetchFailed));
+        assert_eq!(
+            r.note,
+            Some(Note::FetchNotStarted {
+                cluster: "rev".into()
+            })
+        );
+    }
 }
