@@ -10,11 +10,12 @@ use serde::Deserialize;
 
 use crate::core::budget::Budget;
 use crate::core::cookie::is_valid_cookie_name;
+use crate::core::counters::{ConfigOutcome, Counter};
 use crate::core::headers::HeaderName;
 use crate::core::htpasswd::{Users, DEFAULT_MAX_COST, MIN_COST};
 use crate::core::net::{Cidr, CidrList, NetPolicy};
 use crate::core::path::Prefix;
-use crate::core::plan::{Counter, Note, Report};
+use crate::core::plan::{Note, Report};
 use crate::core::policy::{
     ApiHeaders, ApiPolicy, ApiRoute, LoginPolicy, Mode, Policy, RevocationPolicy, Rule, RuleKind,
     TokenPolicy, Unauthenticated, UpstreamChallenge, WhenStale,
@@ -569,7 +570,7 @@ pub fn load(raw: &[u8]) -> (Option<Policy>, Report) {
                 header: policy.header.as_str().to_string(),
             };
             let report = Report {
-                counter: Some(Counter::ConfigAccepted),
+                counter: Some(Counter::Config(ConfigOutcome::Accepted)),
                 degraded: None,
                 note: Some(note),
             };
@@ -577,7 +578,7 @@ pub fn load(raw: &[u8]) -> (Option<Policy>, Report) {
         }
         Err(e) => {
             let report = Report {
-                counter: Some(Counter::ConfigRejected),
+                counter: Some(Counter::Config(ConfigOutcome::Rejected)),
                 degraded: None,
                 note: Some(Note::ConfigRejected(e.to_string())),
             };

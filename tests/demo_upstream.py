@@ -4,11 +4,12 @@
 Answers any method on any path with 200 and a JSON body
 
     {"method": "GET", "path": "/raw/request-target?q", "headers": [["name", "value"], ...],
-     "body": "..."}
+     "body": "...", "trailers": [["name", "value"], ...]}
 
 describing exactly what arrived: the request-target as sent (not normalised), every header line in
 arrival order with repeats kept and the name's case as received, bytes decoded as latin-1 so nothing is
-lost or rejected. The response carries `x-devgate-demo-upstream: echo`, which lets tests tell an
+lost or rejected; `trailers` are those of a chunked body (Envoy sends them to an HTTP/1 upstream
+only with `enable_trailers` in the cluster's HTTP/1 options). The response carries `x-devgate-demo-upstream: echo`, which lets tests tell an
 upstream answer from a reply Envoy or the filter generated.
 
 Under `/needs-developer` it plays an application that wants a developer (the Developer Auth spec's
@@ -108,6 +109,7 @@ class EchoHandler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def _read_body(self) -> bytes:
+        self.trailers: list[list[str]] = []
         te = (self.headers.get("Transfer-Encoding") or "").lower()
         if "chunked" in te:
             chunks = []
@@ -116,9 +118,10 @@ class EchoHandler(BaseHTTPRequestHandler):
                 line = self.rfile.readline(65537)
                 size = int(line.split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
-                    # trailers until the empty line
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
+                    # trailers until the empty line, reported in the echo as received
+                    while (line := self.rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
+                        name, _, value = line.decode("latin-1").partition(":")
+                        self.trailers.append([name.strip(), value.strip()])
                     break
                 total += size
                 if total > MAX_BODY:
@@ -178,6 +181,7 @@ class EchoHandler(BaseHTTPRequestHandler):
             # parse_headers decodes as iso-8859-1 and keeps order and repeats.
             "headers": [[k, v] for k, v in self.headers.items()],
             "body": body.decode("latin-1"),
+            "trailers": self.trailers,
         }
         out = json.dumps(payload).encode("utf-8")
         self.send_response(200)

@@ -29,7 +29,7 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    /// Both kinds, for defining one counter each.
+    /// Every kind (counters and audit values are generated from this list).
     pub const ALL: [KeyKind; 2] = [KeyKind::Public, KeyKind::Private];
 
     pub fn prefix(self) -> &'static str {
@@ -48,7 +48,7 @@ impl KeyKind {
     }
 
     fn of(text: &[u8]) -> Option<(KeyKind, &[u8])> {
-        [KeyKind::Public, KeyKind::Private]
+        KeyKind::ALL
             .into_iter()
             .find_map(|k| Some((k, text.strip_prefix(k.prefix().as_bytes())?)))
     }

@@ -7,7 +7,9 @@
 //! `name=value` pairs separated by `;`, each pair trimmed of spaces and tabs; the name is
 //! everything before the first `=`, the value everything after it; a value wrapped in double
 //! quotes has them removed. Pairs without `=` are ignored. Names compare byte for byte
-//! (cookie names are case-sensitive). Commas are not separators.
+//! (cookie names are case-sensitive). Commas are not separators: a cookie found only after a
+//! comma is not a credential. Removing devgate's cookies before the upstream ([`scrub`]) is
+//! wider: it also splits at commas and folds names the way upstream parsers do.
 //!
 //! A request can carry the same cookie name more than once: in one header
 //! (`a=1; a=2`), or across several `Cookie` headers (HTTP/2 sends one per cookie). A browser
@@ -93,31 +95,130 @@ pub fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
-/// Rewrites one `Cookie` header value without the pairs named `name` (used to keep a
-/// credential cookie from reaching the upstream). `None`: no such pair, leave the header as
-/// it is. `Some(v)`: the remaining pairs, trimmed and joined with `"; "`; empty when nothing
-/// remains (then remove the header). Pairs without `=` are kept as they were.
-pub fn strip_cookie(header: &[u8], name: &str) -> Option<Vec<u8>> {
-    let is_named = |pair: &[u8]| {
-        let mut parts = pair.splitn(2, |&b| b == b'=');
-        matches!((parts.next(), parts.next()), (Some(n), Some(_)) if trim(n) == name.as_bytes())
-    };
-    let mut removed = false;
-    let mut out = Vec::with_capacity(header.len());
-    for pair in header.split(|&b| b == b';').map(trim) {
-        if pair.is_empty() {
-            continue;
+/// Whether `written`, a cookie name as a client wrote it, is a spelling of `ours` that some
+/// upstream parser reads as `ours`. Both sides are folded the same way:
+///
+/// - surrounding spaces and tabs are dropped (every parser trims);
+/// - one leading `$` is dropped (RFC 2965 writes attributes as `$Path`; a lenient parser may
+///   take `$devgate_token` for the cookie);
+/// - `%XX` escapes are decoded (PHP decodes cookie names; a malformed escape is kept);
+/// - ASCII case is folded (ASP.NET's cookie collection is case-insensitive);
+/// - `.`, space and `[` become `_` (PHP's variable-name rule, applied after decoding).
+///
+/// Only used to remove cookies: it widens what is taken away, never what counts as a credential
+/// ([`find_cookie`] matches names byte for byte).
+pub fn is_spelling(written: &[u8], ours: &str) -> bool {
+    folded(written).eq(folded(ours.as_bytes()))
+}
+
+/// The bytes of a cookie name after the folding of [`is_spelling`].
+fn folded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let name = trim(name);
+    let mut rest = name.strip_prefix(b"$").unwrap_or(name);
+    std::iter::from_fn(move || {
+        let (byte, skip) = match rest {
+            [b'%', h, l, ..] => match (hex_digit(*h), hex_digit(*l)) {
+                (Some(h), Some(l)) => ((h << 4) | l, 3),
+                _ => (b'%', 1),
+            },
+            [b, ..] => (*b, 1),
+            [] => return None,
+        };
+        rest = rest.get(skip..).unwrap_or_default();
+        Some(match byte.to_ascii_lowercase() {
+            b'.' | b' ' | b'[' => b'_',
+            b => b,
+        })
+    })
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    crate::core::query::hex_digit(b)
+}
+
+/// Rewrites one `Cookie` header value without any cookie that is a spelling ([`is_spelling`])
+/// of one of `names` (devgate's own cookies, which never reach the upstream). Besides `;`, a
+/// pair is also split at `,` (RFC 2965 and some upstream parsers separate cookies with commas),
+/// so `a=1, devgate_token=T` loses its second half too. `None`: nothing to remove, leave the
+/// header as it is (the common case, which allocates nothing). `Some(v)`: the remaining pairs,
+/// trimmed and joined with `"; "` (the remaining comma-separated parts of a pair joined with
+/// `", "`); empty when nothing remains (then remove the header). Pairs without `=` are kept.
+pub fn scrub(header: &[u8], names: &[&str]) -> Option<Vec<u8>> {
+    // One pass until the first part to remove; only then is anything written, starting over
+    // with the (short) parts before it.
+    let mut chunks = header.split_inclusive(|&b| b == b';' || b == b',');
+    let mut before = 0;
+    for chunk in chunks.by_ref() {
+        if is_one_of(part_of(chunk).0, names) {
+            let mut out = Rewrite {
+                out: Vec::with_capacity(header.len()),
+                semicolon: false,
+            };
+            let head = header.get(..before).unwrap_or_default();
+            for c in head.split_inclusive(|&b| b == b';' || b == b',') {
+                out.push(c, names);
+            }
+            out.push(chunk, names);
+            for c in chunks {
+                out.push(c, names);
+            }
+            return Some(out.out);
         }
-        if !name.is_empty() && is_named(pair) {
-            removed = true;
-            continue;
-        }
-        if !out.is_empty() {
-            out.extend_from_slice(b"; ");
-        }
-        out.extend_from_slice(pair);
+        before += chunk.len();
     }
-    removed.then_some(out)
+    None
+}
+
+/// A `;`- or `,`-terminated chunk of a header value: the trimmed part and its separator (0 for
+/// the last part).
+fn part_of(chunk: &[u8]) -> (&[u8], u8) {
+    match chunk.split_last() {
+        Some((&sep, part)) if sep == b';' || sep == b',' => (trim(part), sep),
+        _ => (trim(chunk), 0),
+    }
+}
+
+/// The value [`scrub`] writes: kept parts joined with `"; "` when a `;` stood anywhere between
+/// them in the original, else `", "`.
+struct Rewrite {
+    out: Vec<u8>,
+    semicolon: bool,
+}
+
+impl Rewrite {
+    fn push(&mut self, chunk: &[u8], names: &[&str]) {
+        let (part, sep) = part_of(chunk);
+        if !part.is_empty() && !is_one_of(part, names) {
+            if !self.out.is_empty() {
+                self.out
+                    .extend_from_slice(if self.semicolon { b"; " } else { b", " });
+            }
+            self.out.extend_from_slice(part);
+            self.semicolon = false;
+        }
+        self.semicolon |= sep == b';';
+    }
+}
+
+/// Whether a `name=value` part is named by a spelling of one of `names` (empty names never).
+fn is_one_of(part: &[u8], names: &[&str]) -> bool {
+    let Some(name) = split_name(part) else {
+        return false;
+    };
+    let name = trim(name);
+    let bare = name.strip_prefix(b"$").unwrap_or(name);
+    // Without an escape the folded name is as long as the written one: most names are ruled out
+    // by their length before any folding.
+    let escaped = bare.contains(&b'%');
+    names
+        .iter()
+        .any(|n| !n.is_empty() && (escaped || bare.len() == n.len()) && is_spelling(name, n))
+}
+
+/// The name of a `name=value` part; `None` without `=`.
+fn split_name(part: &[u8]) -> Option<&[u8]> {
+    let i = part.iter().position(|&b| b == b'=')?;
+    part.get(..i)
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -441,7 +542,7 @@ mod tests {
                 k /= 8;
             }
             let _ = find_cookie([buf.as_slice(), buf.as_slice()], "t");
-            let _ = strip_cookie(&buf, "t");
+            let _ = scrub(&buf, &["t"]);
         }
     }
 
@@ -453,8 +554,7 @@ mod tests {
 
     #[test]
     fn strip() {
-        let s =
-            |h: &str, n: &str| strip_cookie(h.as_bytes(), n).map(|v| String::from_utf8(v).unwrap());
+        let s = |h: &str, n: &str| scrub(h.as_bytes(), &[n]).map(|v| String::from_utf8(v).unwrap());
         assert_eq!(s("a=1; t=tok; b=2", "t").as_deref(), Some("a=1; b=2"));
         assert_eq!(s("t=tok", "t").as_deref(), Some(""));
         assert_eq!(s("t=1;t=2; a=1", "t").as_deref(), Some("a=1"));
@@ -463,6 +563,48 @@ mod tests {
         assert_eq!(s("t; a=1", "t"), None);
         assert_eq!(s("tt=1", "t"), None);
         assert_eq!(s("=1", ""), None);
+    }
+
+    #[test]
+    fn comma_separated_devgate_cookie_is_removed() {
+        let s = |h: &str| {
+            scrub(h.as_bytes(), &["devgate_token", "devgate_session"])
+                .map(|v| String::from_utf8(v).unwrap())
+        };
+        // The issue: a comma hides the cookie from a `;` parser, not from the upstream's.
+        assert_eq!(s("a=1, devgate_token=T").as_deref(), Some("a=1"));
+        assert_eq!(s("devgate_token=T,a=1; b=2").as_deref(), Some("a=1; b=2"));
+        assert_eq!(
+            s("$Version=1, devgate_session=S; $Path=/").as_deref(),
+            Some("$Version=1; $Path=/")
+        );
+        assert_eq!(s("a=1,b=2; c=3"), None, "other commas are left alone");
+        // Every spelling an upstream may read as devgate's cookie.
+        for spelling in [
+            "DEVGATE_TOKEN",
+            "Devgate_Session",
+            "$devgate_token",
+            "devgate%5Ftoken",
+            "%64evgate_token",
+            "devgate.token",
+            "devgate token",
+            "devgate[token",
+            " devgate_token ",
+        ] {
+            let h = format!("a=1; {spelling}=T, b=2");
+            assert_eq!(s(&h).as_deref(), Some("a=1; b=2"), "{spelling}");
+        }
+        for other in [
+            "devgate_tokens",
+            "devgate-token",
+            "xdevgate_token",
+            "devgate%5",
+        ] {
+            let h = format!("{other}=T");
+            assert_eq!(s(&h), None, "{other}");
+        }
+        assert!(is_spelling(b"devgate%2Etoken", "devgate_token"));
+        assert!(!is_spelling(b"devgate_token", ""));
     }
 
     #[test]

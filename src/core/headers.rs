@@ -53,8 +53,13 @@ impl HeaderName {
 
     /// True when `name`, as the client sent it, is a spelling of this header.
     pub fn is_spelling(&self, name: &[u8]) -> bool {
-        name.len() == self.0.len() && name.iter().zip(self.0.bytes()).all(|(&a, b)| fold(a) == b)
+        is_spelling_of(name, self.0.as_bytes())
     }
+}
+
+/// True when `name`, as the client sent it, is a spelling of `target` (lower-case, with `-`).
+pub fn is_spelling_of(name: &[u8], target: &[u8]) -> bool {
+    name.len() == target.len() && name.iter().zip(target).all(|(&a, &b)| fold(a) == b)
 }
 
 /// The distinct names in `headers` that are spellings of any of `targets`, each once, in the

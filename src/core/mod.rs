@@ -6,10 +6,12 @@
 pub mod apikey;
 pub mod budget;
 pub mod cookie;
+pub mod counters;
 pub mod facts;
 pub mod headers;
 pub mod htpasswd;
 pub mod login;
+pub mod method;
 pub mod net;
 pub mod path;
 pub mod plan;
@@ -68,7 +70,7 @@ pub enum Source {
 }
 
 impl Source {
-    /// Every source, for defining one counter each.
+    /// Every source (counters and audit values are generated from this list).
     pub const ALL: [Source; 4] = [
         Source::Network,
         Source::Bearer,
@@ -434,25 +436,52 @@ fn strip_bearer(edits: &mut Edits) {
     edits.remove.push(b"authorization".to_vec());
 }
 
-/// Rewrites the `Cookie` headers without devgate's cookies `names`, keeping every other cookie.
-fn strip_cookies(names: &[&str], req: &Request<'_>, edits: &mut Edits) {
-    if names.is_empty() {
+/// devgate's own cookies, as the upstream must never see them: the token cookie (unless
+/// `tokens.strip_credential` is off) and the session cookie.
+fn own_cookies(policy: &Policy) -> [&str; 2] {
+    let token = policy
+        .tokens
+        .as_ref()
+        .filter(|t| t.strip_credential)
+        .and_then(|t| t.cookie.as_deref());
+    let session = policy.login.as_ref().map(|l| l.cookie.as_str());
+    [token.unwrap_or_default(), session.unwrap_or_default()]
+}
+
+/// Rewrites the `Cookie` headers without devgate's own cookies in any spelling an upstream may
+/// read as them ([`cookie::scrub`]: also after a comma, any case, percent-encoded, ...), keeping
+/// every other cookie. Runs on every allowed request, whether or not devgate found a credential;
+/// a header without such a spelling costs a scan and no allocation.
+fn strip_cookies(policy: &Policy, req: &Request<'_>, edits: &mut Edits) {
+    let names = own_cookies(policy);
+    if names.iter().all(|n| n.is_empty()) {
         return;
     }
-    let kept: Vec<Vec<u8>> = req
-        .headers
-        .iter()
-        .filter(|(n, _)| *n == b"cookie")
-        .filter_map(|(_, v)| {
-            let mut value = v.to_vec();
-            for name in names {
-                if let Some(rest) = cookie::strip_cookie(&value, name) {
-                    value = rest;
-                }
+    let cookies = || {
+        req.headers
+            .iter()
+            .filter(|(n, _)| *n == b"cookie")
+            .map(|(_, v)| *v)
+    };
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    let mut rewritten = false;
+    for (i, v) in cookies().enumerate() {
+        match (cookie::scrub(v, &names), rewritten) {
+            (Some(s), false) => {
+                // The headers before the first one with a devgate cookie stay as they were.
+                rewritten = true;
+                kept.extend(cookies().take(i).map(<[u8]>::to_vec));
+                kept.push(s);
             }
-            (!value.is_empty()).then_some(value)
-        })
-        .collect();
+            (Some(s), true) => kept.push(s),
+            (None, true) => kept.push(v.to_vec()),
+            (None, false) => {}
+        }
+    }
+    if !rewritten {
+        return;
+    }
+    kept.retain(|v| !v.is_empty());
     edits.remove.push(b"cookie".to_vec());
     if !kept.is_empty() {
         edits
@@ -461,39 +490,22 @@ fn strip_cookies(names: &[&str], req: &Request<'_>, edits: &mut Edits) {
     }
 }
 
-/// Header edits that keep devgate's credential from reaching the upstream.
-fn strip_credential<'p>(
-    tokens: &'p TokenPolicy,
-    cred: Credential<'_>,
-    ours: bool,
-    edits: &mut Edits,
-    cookies: &mut Vec<&'p str>,
-) {
-    if !tokens.strip_credential {
-        return;
-    }
-    match (cred.source, &tokens.cookie) {
-        (Source::Bearer, _) if ours => strip_bearer(edits),
-        (Source::Cookie, Some(name)) => cookies.push(name),
-        _ => {}
+/// Header edits that keep devgate's Bearer credential from reaching the upstream (its cookie
+/// goes in [`strip_cookies`], with every other spelling of it).
+fn strip_credential(tokens: &TokenPolicy, cred: Credential<'_>, ours: bool, edits: &mut Edits) {
+    if tokens.strip_credential && cred.source == Source::Bearer && ours {
+        strip_bearer(edits);
     }
 }
 
-/// On an ambiguous request: removes every place a devgate credential can be.
-fn strip_all_credentials<'p>(
-    tokens: &'p TokenPolicy,
-    req: &Request<'_>,
-    edits: &mut Edits,
-    cookies: &mut Vec<&'p str>,
-) {
-    if !tokens.strip_credential {
-        return;
-    }
-    if tokens.bearer && req.headers.iter().any(|(n, _)| *n == b"authorization") {
+/// On an ambiguous request: removes every place a devgate Bearer credential can be (its
+/// cookies go in [`strip_cookies`]).
+fn strip_all_credentials(tokens: &TokenPolicy, req: &Request<'_>, edits: &mut Edits) {
+    if tokens.strip_credential
+        && tokens.bearer
+        && req.headers.iter().any(|(n, _)| *n == b"authorization")
+    {
         strip_bearer(edits);
-    }
-    if let Some(name) = &tokens.cookie {
-        cookies.push(name);
     }
 }
 
@@ -505,25 +517,20 @@ struct SessionCookie {
 
 /// Looks for the session cookie and checks it. `Err` when it cannot be read one way only.
 /// `expired` is set when an expired session was dropped.
-fn session_cookie<'p>(
-    login: &'p LoginPolicy,
+fn session_cookie(
+    login: &LoginPolicy,
     policy: &Policy,
     req: &Request<'_>,
     peer: Result<net::Peer, net::PeerError>,
     expired: &mut bool,
-    cookies: &mut Vec<&'p str>,
 ) -> Result<Option<SessionCookie>, Reason> {
     let values = req
         .headers
         .iter()
         .filter(|(n, _)| *n == b"cookie")
         .map(|(_, v)| *v);
-    let lookup = cookie::find_cookie(values, &login.cookie);
-    if lookup != CookieLookup::NotFound {
-        // devgate's session cookie never reaches the upstream, valid or not.
-        cookies.push(&login.cookie);
-    }
-    let token = match lookup {
+    // devgate's session cookie never reaches the upstream, valid or not: [`strip_cookies`].
+    let token = match cookie::find_cookie(values, &login.cookie) {
         CookieLookup::NotFound => return Ok(None),
         CookieLookup::Found(token) => token,
         CookieLookup::Ambiguous => return Err(Reason::AmbiguousCredential),
@@ -702,18 +709,63 @@ fn api_key(
     Ok(key.kind)
 }
 
+/// The request trailers to remove before the upstream: every spelling of the identity header,
+/// of the API headers devgate sets and of the API key header, as the host holds them. HTTP/2
+/// and chunked HTTP/1.1 requests can carry "headers" after the body, and upstreams that merge
+/// trailers into headers would read these as devgate's. Empty (no allocation) when none.
+pub fn trailer_removals<'a>(policy: &Policy, trailers: &[(&'a [u8], &'a [u8])]) -> Vec<&'a [u8]> {
+    let mut names = vec![&policy.header];
+    if let Some(api) = &policy.api {
+        let h = &api.headers;
+        names.extend([
+            &h.organization,
+            &h.project,
+            &h.kind,
+            &h.key_id,
+            &h.count,
+            &api.key_header,
+        ]);
+    }
+    headers::spellings_present(trailers, &names)
+}
+
 /// Decides one request.
 pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
     decide_with(policy, req, None)
 }
 
 /// [`decide`] with the revocation list's state (`None`: no `revocation` configured).
+///
+/// The request is decided under its wire method and under every method an upstream framework
+/// may execute it as ([`method::candidates`]: override headers, `_method`, form POSTs); the
+/// first refusal wins, the wire method's first. Otherwise the wire method's answer (its edits)
+/// goes on. A request with no override is decided once.
 pub fn decide_with(
     policy: &Policy,
     req: &Request<'_>,
     revocation: Option<Revocation<'_>>,
 ) -> Decision {
-    let method = req.header(b":method").unwrap_or_default();
+    let wire = req.header(b":method").unwrap_or_default();
+    let decision = decide_as(policy, req, wire, revocation);
+    if !matches!(decision, Decision::Allow { .. }) {
+        return decision;
+    }
+    for method in method::candidates(policy, req, wire) {
+        let other = decide_as(policy, req, &method, revocation);
+        if matches!(other, Decision::Deny { .. }) {
+            return other;
+        }
+    }
+    decision
+}
+
+/// Decides the request as if its method were `method`.
+fn decide_as(
+    policy: &Policy,
+    req: &Request<'_>,
+    method: &[u8],
+    revocation: Option<Revocation<'_>>,
+) -> Decision {
     let canonical = match req.header(b":path").map(path::canonicalize) {
         Some(Ok(c)) => c,
         Some(Err(_)) | None => return deny(Reason::BadPath, policy),
@@ -747,10 +799,9 @@ pub fn decide_with(
     // developer the network rule already admits, and never admits anyone by itself.
     let mut refusal = Reason::NoCredential;
     let mut identity = None;
-    let mut cookies: Vec<&str> = Vec::new();
     let mut expired = false;
     let session = match &policy.login {
-        Some(login) => session_cookie(login, policy, req, peer, &mut expired, &mut cookies),
+        Some(login) => session_cookie(login, policy, req, peer, &mut expired),
         None => Ok(None),
     };
     let token = match &policy.tokens {
@@ -761,13 +812,13 @@ pub fn decide_with(
         (Err(reason), _) | (_, Err(reason)) => {
             // Whatever the pieces were, none of them goes upstream.
             if let Some(tokens) = &policy.tokens {
-                strip_all_credentials(tokens, req, &mut edits, &mut cookies);
+                strip_all_credentials(tokens, req, &mut edits);
             }
             refusal = reason;
         }
         (Ok(Some(_)), Ok(Some(_))) => {
             if let Some(tokens) = &policy.tokens {
-                strip_all_credentials(tokens, req, &mut edits, &mut cookies);
+                strip_all_credentials(tokens, req, &mut edits);
             }
             refusal = Reason::AmbiguousCredential;
         }
@@ -781,7 +832,7 @@ pub fn decide_with(
                 Ok(id) => identity = Some(id),
                 Err(reason) => refusal = reason,
             }
-            strip_credential(tokens, cred, ours, &mut edits, &mut cookies);
+            strip_credential(tokens, cred, ours, &mut edits);
         }
         (Ok(None), Ok(None)) => {}
     }
@@ -848,7 +899,7 @@ pub fn decide_with(
         .into_iter()
         .map(<[u8]>::to_vec)
         .collect();
-    strip_cookies(&cookies, req, &mut edits);
+    strip_cookies(policy, req, &mut edits);
     edits.remove.splice(0..0, stripped);
     if let Some(id) = &identity {
         edits.set.push((
@@ -1159,6 +1210,62 @@ mod tests {
         assert!(edits
             .set
             .contains(&("cookie".into(), b"a=1; b=2; z=9".to_vec())));
+    }
+
+    #[test]
+    fn comma_hidden_devgate_cookie_never_reaches_the_upstream() {
+        let p = login_policy("");
+        let t = alice();
+        // Not a credential: the outsider is refused on a protected path...
+        let c = format!("a=1, devgate_token={t}");
+        let d = send(&p, "192.0.2.1:9", b"/_debug/", &[(b"cookie", c.as_bytes())]);
+        assert_eq!(reason(&d), Some("no_credential"));
+        // ...and allowed anonymously elsewhere, without the hidden cookie.
+        let d = send(&p, "192.0.2.1:9", b"/", &[(b"cookie", c.as_bytes())]);
+        let (id, edits) = allowed(&d);
+        assert_eq!(id, None);
+        assert_eq!(edits.remove, vec![b"cookie".to_vec()]);
+        assert_eq!(edits.set, vec![("cookie".to_string(), b"a=1".to_vec())]);
+        // Any spelling of either cookie, in any header, also next to a real credential.
+        let c2 = format!("devgate_token={t}");
+        let d = send(
+            &p,
+            "10.1.1.1:9",
+            b"/_debug/",
+            &[
+                (b"cookie", c2.as_bytes()),
+                (b"cookie", b"z=9,DEVGATE_SESSION=x"),
+                (b"cookie", b"devgate%2Etoken=y"),
+            ],
+        );
+        let (id, edits) = allowed(&d);
+        assert_eq!(id, Some(("alice".into(), Source::Cookie)));
+        assert_eq!(
+            edits.set,
+            vec![
+                ("cookie".to_string(), b"z=9".to_vec()),
+                ("x-wsgiorg-developer-user".to_string(), b"alice".to_vec())
+            ]
+        );
+        // No devgate cookie in any spelling: the header is left alone.
+        let d = send(&p, "192.0.2.1:9", b"/", &[(b"cookie", b"a=1, b=2")]);
+        assert!(allowed(&d).1.remove.is_empty());
+        // With tokens.strip_credential off the token cookie stays, the session cookie does not.
+        let json = format!(
+            r#"{{"keys": [{{"id": "k1", "secret": "{SECRET}"}}], "protect": [],
+                "tokens": {{"strip_credential": false}}, "login": {{"users": "{ALICE}"}}}}"#
+        );
+        let p = crate::config::parse_policy(json.as_bytes()).unwrap();
+        let d = send(
+            &p,
+            "192.0.2.1:9",
+            b"/",
+            &[(b"cookie", b"a=1, devgate_token=T, devgate_session=S")],
+        );
+        assert_eq!(
+            allowed(&d).1.set,
+            vec![("cookie".to_string(), b"a=1, devgate_token=T".to_vec())]
+        );
     }
 
     #[test]
@@ -1897,6 +2004,124 @@ mod tests {
             )),
             200
         );
+    }
+
+    #[test]
+    fn method_override_does_not_bypass_a_protect_rule_limited_to_delete() {
+        let p = parse_policy(
+            br#"{"network": {"allow": ["127.0.0.1"]},
+                 "protect": [{"prefix": "/", "methods": ["DELETE"]}], "public": ["/status"]}"#,
+        )
+        .unwrap();
+        let outsider = "192.0.2.1:9";
+        assert_eq!(status(&call(&p, "POST", "/items/1", outsider, &[])), 200);
+        for h in [
+            &b"x-http-method-override"[..],
+            b"X-HTTP-Method",
+            b"x_method_override",
+        ] {
+            let d = call(&p, "POST", "/items/1", outsider, &[(h, b"delete")]);
+            assert_eq!(reason(&d), Some("no_credential"), "{h:?}");
+        }
+        let d = call(
+            &p,
+            "POST",
+            "/items/1",
+            outsider,
+            &[(b"x-http-method", b"PUT, DELETE")],
+        );
+        assert_eq!(
+            reason(&d),
+            Some("no_credential"),
+            "every comma-separated value"
+        );
+        let d = call(&p, "GET", "/items/1?_method=DELETE", outsider, &[]);
+        assert_eq!(reason(&d), Some("no_credential"), "_method in the query");
+        let form: [(&[u8], &[u8]); 1] = [(b"content-type", b"application/x-www-form-urlencoded")];
+        let d = call(&p, "POST", "/items/1", outsider, &form);
+        assert_eq!(reason(&d), Some("no_credential"), "_method in a form body");
+        // A public rule exempts every method, overridden ones too.
+        let over: [(&[u8], &[u8]); 1] = [(b"x-http-method-override", b"DELETE")];
+        assert_eq!(status(&call(&p, "POST", "/status", outsider, &over)), 200);
+        // A developer passes, and the override goes on to the upstream untouched.
+        let d = call(&p, "POST", "/items/1", "127.0.0.1:9", &over);
+        let (id, edits) = allowed(&d);
+        assert_eq!(id, Some(("127.0.0.1".into(), Source::Network)));
+        assert!(edits.remove.is_empty() && edits.set.len() == 1, "{edits:?}");
+    }
+
+    #[test]
+    fn method_override_does_not_bypass_api_endpoint_modes() {
+        let p = api_policy();
+        let sk = api_key_text(KeyKind::Private, "sk1", false, &[], &[]);
+        let pk = api_key_text(KeyKind::Public, "pk1", false, &[], &[]);
+        let key: (&[u8], &[u8]) = (b"x-api-key", sk.as_bytes());
+        let over =
+            |m: &'static [u8]| -> (&'static [u8], &'static [u8]) { (b"x-http-method-override", m) };
+        let form: (&[u8], &[u8]) = (b"content-type", b"multipart/form-data; boundary=b");
+        let json: (&[u8], &[u8]) = (b"content-type", b"application/json");
+        let peer = "192.0.2.1:5";
+        // read_only: POST is a query, PUT/PATCH/DELETE are refused however they are asked for.
+        assert_eq!(
+            status(&call(&p, "POST", "/v1/search", peer, &[key, json])),
+            200
+        );
+        for (path, extra) in [
+            ("/v1/search", vec![key, over(b"DELETE")]),
+            ("/v1/search", vec![key, over(b"patch")]),
+            ("/v1/search?_method=PUT", vec![key]),
+            ("/v1/search", vec![key, form]),
+        ] {
+            let d = call(&p, "POST", path, peer, &extra);
+            assert_eq!(
+                (status(&d), reason(&d)),
+                (403, Some("method_not_allowed")),
+                "{path} {extra:?}"
+            );
+        }
+        let d = call(&p, "GET", "/v1/search?_method=DELETE", peer, &[key]);
+        assert_eq!(reason(&d), Some("method_not_allowed"));
+        // read_write: a read overridden into a write needs a private key with write.
+        let q = format!("/v1/maps/x?key={pk}");
+        let origin: (&[u8], &[u8]) = (b"origin", b"https://app.example.com");
+        assert_eq!(status(&call(&p, "GET", &q, peer, &[origin])), 200);
+        let d = call(&p, "GET", &q, peer, &[origin, over(b"POST")]);
+        assert_eq!(reason(&d), Some("private_key_required"));
+        let d = call(&p, "GET", "/v1/maps/x", peer, &[key, over(b"DELETE")]);
+        assert_eq!(reason(&d), Some("write_needed"));
+        // write_only without write: refused on the wire method already, whatever the override.
+        let d = call(&p, "POST", "/v1/admin", peer, &[key, over(b"GET")]);
+        assert_eq!(reason(&d), Some("write_needed"));
+    }
+
+    #[test]
+    fn identity_and_api_headers_in_trailers_are_removed() {
+        let p = api_policy();
+        let trailers: Vec<(&[u8], &[u8])> = vec![
+            (b"x-wsgiorg-developer-user", b"mallory"),
+            (b"X_Wsgiorg_Developer_User", b"mallory"),
+            (b"x-devgate-organization", b"other"),
+            (b"x_devgate_project", b"other"),
+            (b"x-devgate-key-kind", b"private_key"),
+            (b"x-devgate-key-id", b"k"),
+            (b"x-devgate-count", b"false"),
+            (b"x_api_key", b"dgsk_x"),
+            (b"grpc-status", b"0"),
+            (b"x-checksum", b"abc"),
+        ];
+        let removed = trailer_removals(&p, &trailers);
+        assert_eq!(removed.len(), 8, "{removed:?}");
+        assert!(!removed.contains(&&b"grpc-status"[..]) && !removed.contains(&&b"x-checksum"[..]));
+        // Without `api`, only the identity header.
+        let p = token_policy("{}");
+        assert_eq!(
+            trailer_removals(&p, &trailers),
+            vec![
+                &b"x-wsgiorg-developer-user"[..],
+                b"X_Wsgiorg_Developer_User"
+            ]
+        );
+        assert!(trailer_removals(&p, &[(b"grpc-status", b"0")]).is_empty());
     }
 
     #[test]

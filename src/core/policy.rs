@@ -272,6 +272,15 @@ impl Policy {
             .map(|r| r.kind)
     }
 
+    /// True when a `protect` rule or an API route lists `method` (exactly as written there).
+    pub fn names_method(&self, method: &[u8]) -> bool {
+        self.rules.iter().any(|r| {
+            r.methods
+                .as_ref()
+                .is_some_and(|ms| ms.iter().any(|m| m.as_bytes() == method))
+        })
+    }
+
     /// True when `method` on `canonical` path needs a developer.
     pub fn is_protected(&self, method: &[u8], canonical: &[u8]) -> bool {
         self.route(method, canonical) == Some(RuleKind::Protect)

@@ -19,8 +19,9 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
+use crate::core::counters::{Counter, Fetch};
 use crate::core::facts::Facts;
-use crate::core::plan::{Counter, Note, Report};
+use crate::core::plan::{Note, Report};
 use crate::core::policy::{Policy, WhenStale};
 use crate::core::shared::SharedStore;
 
@@ -266,7 +267,7 @@ impl Worker {
             return Report::default();
         }
         Report {
-            counter: Some(Counter::FetchFailed),
+            counter: Some(Counter::Revocation(Fetch::Failed)),
             degraded: None,
             note: Some(Note::FetchNotStarted {
                 cluster: policy
@@ -311,13 +312,13 @@ impl Worker {
                 self.list = Some(list);
                 self.fetched_at = Some(now);
                 Report {
-                    counter: Some(Counter::FetchOk),
+                    counter: Some(Counter::Revocation(Fetch::Ok)),
                     degraded: Some(false),
                     note: None,
                 }
             }
             Err(code) => Report {
-                counter: Some(Counter::FetchFailed),
+                counter: Some(Counter::Revocation(Fetch::Failed)),
                 degraded: None,
                 note: Some(Note::FetchFailed(code)),
             },
@@ -436,7 +437,7 @@ mod tests {
             |_| Some(br#"{"keys": ["k-1"]}"#.to_vec()),
             &host,
         );
-        assert_eq!(report.counter, Some(Counter::FetchOk));
+        assert_eq!(report.counter, Some(Counter::Revocation(Fetch::Ok)));
         assert_eq!(report.degraded, Some(false));
         // The other worker's stale view reads shared data before refusing.
         let view = b.view(&policy, 1_001, &host).unwrap();
@@ -470,7 +471,7 @@ mod tests {
             (Some(b"200"), 1, "list_malformed"),
         ] {
             let r = w.on_fetched(status, size, |_| Some(b"[".to_vec()), &host);
-            assert_eq!(r.counter, Some(Counter::FetchFailed));
+            assert_eq!(r.counter, Some(Counter::Revocation(Fetch::Failed)));
             assert_eq!(r.note, Some(Note::FetchFailed(want)));
         }
         assert!(
@@ -493,7 +494,7 @@ mod tests {
     fn a_fetch_that_could_not_start_is_counted_and_names_the_cluster() {
         let policy = revocation_policy("refuse");
         let r = Worker::default().fetch_started(false, &policy);
-        assert_eq!(r.counter, Some(Counter::FetchFailed));
+        assert_eq!(r.counter, Some(Counter::Revocation(Fetch::Failed)));
         assert_eq!(
             r.note,
             Some(Note::FetchNotStarted {

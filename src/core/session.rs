@@ -21,6 +21,7 @@
 
 use std::net::IpAddr;
 
+use crate::core::counters::Challenge;
 use crate::core::login::{self, Attempts, LoginForm, Page, Verdict, MAX_BODY};
 use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::query;
@@ -395,27 +396,6 @@ fn encode_query_value(raw: &str) -> String {
         }
     }
     out
-}
-
-/// What devgate made of an upstream 401 with its challenge (`devgate.upstream_challenge.<code>`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Challenge {
-    /// A 403.
-    Forbid,
-    /// A 303 to the login form.
-    Login,
-}
-
-impl Challenge {
-    /// Every translation, for defining one counter each.
-    pub const ALL: [Challenge; 2] = [Challenge::Forbid, Challenge::Login];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Challenge::Forbid => "forbid",
-            Challenge::Login => "login",
-        }
-    }
 }
 
 /// What an upstream response with `status` and `WWW-Authenticate` values becomes, per

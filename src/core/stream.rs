@@ -11,11 +11,12 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::core::budget;
+use crate::core::counters::{Admission, Counter};
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
 use crate::core::headers;
 use crate::core::login::{self, Attempts, Page, MAX_BODY};
 use crate::core::net;
-use crate::core::plan::{Audit, Counter, Note, Plan, Reply};
+use crate::core::plan::{Audit, Note, Plan, Reply};
 use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::revocation::Worker;
 use crate::core::session::{self, Checked, Endpoint, LoginRequest, Outcome, Step, Store};
@@ -128,7 +129,7 @@ impl Stream {
                 Plan {
                     remove: edits.remove,
                     set: edits.set,
-                    counter: Some(Counter::allowed(api_key, source)),
+                    counter: Some(Counter::Allowed(Admission::of(api_key, source))),
                     audit: Some(Audit::Allow(api_key, source)),
                     ..Plan::default()
                 }
@@ -269,15 +270,25 @@ impl Stream {
         }
     }
 
-    /// The request trailers step: a body followed by trailers ended with its last data frame.
+    /// The request trailers step. A login body followed by trailers ended with its last data
+    /// frame, and devgate answers the request itself. Trailers of a forwarded request lose every
+    /// spelling of the headers devgate sets ([`crate::core::trailer_removals`]): the plan's
+    /// removals apply to the trailers.
     pub fn on_request_trailers<H: Facts + SharedStore>(
         &mut self,
         policy: &Policy,
+        trailers: &[(&[u8], &[u8])],
         host: &H,
     ) -> Plan {
         match self.state {
             State::Login(_) => self.finish(policy, host),
-            State::Done | State::After(_) => Plan::default(),
+            State::Done | State::After(_) => Plan {
+                remove: crate::core::trailer_removals(policy, trailers)
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+                ..Plan::default()
+            },
         }
     }
 
@@ -446,8 +457,8 @@ fn read_attempts<S: SharedStore + ?Sized>(
 mod tests {
     use super::*;
     use crate::config::parse_policy;
+    use crate::core::counters::Challenge;
     use crate::core::plan::Audit;
-    use crate::core::session::Challenge;
     use crate::core::shared::MemoryStore;
     use crate::core::Reason;
 
@@ -534,7 +545,9 @@ mod tests {
         let plan = headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, true);
         assert_eq!(
             plan.counter,
-            Some(Counter::allowed(None, Some(crate::core::Source::Network)))
+            Some(Counter::Allowed(Admission::Source(
+                crate::core::Source::Network
+            )))
         );
         assert_eq!(
             plan.audit.map(Audit::value).as_deref(),
@@ -624,7 +637,7 @@ mod tests {
         let mut s = Stream::new();
         headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
         s.on_request_body(&policy, b"username=alice&password=wrong", false, &host);
-        let plan = s.on_request_trailers(&policy, &host);
+        let plan = s.on_request_trailers(&policy, &[], &host);
         assert_eq!(plan.counter, Some(Counter::Login(Outcome::Failed)));
         // The failure was counted for the peer.
         let key = login::rate_key("127.0.0.1".parse().unwrap());

@@ -4,8 +4,8 @@
 //! do not expect; a panic here is a trap, and a trap is a 503 (or, with a fail-open setting, a
 //! bypass). These wrappers read everything as bytes, return every failure as an error, and let
 //! the caller fail closed. The SDK still drives the contexts and allocates the buffers the host
-//! hands back (`proxy_on_memory_allocate`, a `Vec<u8>` with capacity == length), which is why
-//! [`take`] may rebuild them as `Vec<u8>`.
+//! hands back: see [`take`] for that contract, checked against `proxy-wasm` 0.2.5 (pinned
+//! exactly in Cargo.toml for that reason).
 #![allow(unsafe_code)]
 
 use core::ptr::{null, null_mut};
@@ -14,6 +14,8 @@ use crate::abi::serialize_pairs;
 
 /// `MapType::HttpRequestHeaders` of the ABI.
 const REQUEST_HEADERS: u32 = 0;
+/// `MapType::HttpRequestTrailers` of the ABI.
+const REQUEST_TRAILERS: u32 = 1;
 /// `MapType::HttpResponseHeaders` of the ABI.
 const RESPONSE_HEADERS: u32 = 2;
 /// `BufferType::HttpRequestBody` of the ABI.
@@ -110,19 +112,45 @@ extern "C" {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostError(pub u32);
 
-/// Takes ownership of a buffer the host allocated through `proxy_on_memory_allocate`.
+/// Takes ownership of a buffer the host returned through a `(data, size)` out-parameter pair.
+///
+/// The contract, checked against proxy-wasm 0.2.5 and proxy-wasm-cpp-host (Envoy):
+/// - For a non-empty value the host calls the module's `proxy_on_memory_allocate(size)` (the
+///   SDK's, in `allocator.rs`), which builds a `Vec<MaybeUninit<u8>>` with `with_capacity(size)`,
+///   sets its length to `size`, turns it into a `Box<[MaybeUninit<u8>]>` (whose allocation has
+///   exactly the layout of `[u8; size]`: size `size`, align 1) and leaks it with
+///   `Box::into_raw`. The host writes all `size` bytes and stores the pointer and `size`.
+/// - For an empty value the host allocates nothing and stores a null pointer and 0
+///   (cpp-host's `copyToPointerSize`); a host that called the allocator with 0 anyway gets a
+///   dangling, non-null pointer to a zero-sized allocation, which owns no memory.
+///
+/// So the buffer is rebuilt as exactly what the allocator leaked, a boxed slice of `size`
+/// bytes (`Box::from_raw` is the inverse of `Box::into_raw`), and turned into a `Vec` (capacity
+/// == length, no copy). Null or 0 is an empty `Vec` that frees nothing.
 fn take(data: *mut u8, size: usize) -> Vec<u8> {
     if data.is_null() || size == 0 {
         return Vec::new();
     }
-    // SAFETY: the host filled `data` with a pointer from the SDK's `proxy_on_memory_allocate`,
-    // which leaks a `Vec<u8>` of capacity `size` and returns its pointer; we are its only owner.
-    unsafe { Vec::from_raw_parts(data, size, size) }
+    let slice = core::ptr::slice_from_raw_parts_mut(data, size);
+    // SAFETY: per the contract above, `data` is the pointer `Box::into_raw` returned for a boxed
+    // slice of exactly `size` bytes from the global allocator, every byte initialised by the
+    // host (`MaybeUninit<u8>` and `u8` have the same layout), and nothing else owns it.
+    unsafe { Box::from_raw(slice) }.into_vec()
 }
 
 /// All request headers, serialized as the ABI does (see [`crate::abi::parse_pairs`]).
 pub fn request_header_pairs() -> Result<Vec<u8>, HostError> {
     map_pairs(REQUEST_HEADERS)
+}
+
+/// All request trailers, serialized as the ABI does (only valid in the trailers callback).
+pub fn request_trailer_pairs() -> Result<Vec<u8>, HostError> {
+    map_pairs(REQUEST_TRAILERS)
+}
+
+/// Removes every value of a request trailer.
+pub fn remove_request_trailer(name: &[u8]) -> Result<(), HostError> {
+    remove_map_value(REQUEST_TRAILERS, name)
 }
 
 /// Every pair of header map `map`, serialized as the ABI does.
@@ -204,8 +232,13 @@ pub fn increment(id: u32) {
 
 /// Removes every value of a request header.
 pub fn remove_request_header(name: &[u8]) -> Result<(), HostError> {
+    remove_map_value(REQUEST_HEADERS, name)
+}
+
+/// Removes every value of `name` from header map `map`.
+fn remove_map_value(map: u32, name: &[u8]) -> Result<(), HostError> {
     // SAFETY: plain FFI; `name` outlives the call.
-    match unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) } {
+    match unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) } {
         OK | NOT_FOUND => Ok(()),
         s => Err(HostError(s)),
     }
@@ -437,35 +470,5 @@ impl crate::core::shared::SharedStore for Wasm {
             Ok(Cas::Mismatch) => Ok(false),
             Err(_) => Err(crate::core::shared::Unavailable),
         }
-    }
-}
-
-/// `MapType::HttpRequestTrailers` of the ABI.
-const REQUEST_TRAILERS: u32 = 1;
-
-/// Removes every value of a request trailer.
-pub fn remove_request_trailer(name: &[u8]) -> Result<(), HostError> {
-    // SAFETY: plain FFI; `name` outlives the call.
-    match unsafe { proxy_remove_header_map_value(REQUEST_TRAILERS, name.as_ptr(), name.len()) } {
-        OK | NOT_FOUND => Ok(()),
-        s => Err(HostError(s)),
-    }
-}
-
-/// Sets a request trailer to one value, replacing any.
-pub fn set_request_trailer(name: &[u8], value: &[u8]) -> Result<(), HostError> {
-    // SAFETY: plain FFI; both slices outlive the call.
-    let status = unsafe {
-        proxy_replace_header_map_value(
-            REQUEST_TRAILERS,
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
-        )
-    };
-    match status {
-        OK => Ok(()),
-        s => Err(HostError(s)),
     }
 }

@@ -6,7 +6,7 @@
 
 mod host;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -15,8 +15,9 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::abi::parse_pairs;
 use crate::config::load;
+use crate::core::counters::Counter;
 use crate::core::facts::RequestHeaders;
-use crate::core::plan::{Counter, Level, Note, Plan, Report};
+use crate::core::plan::{Level, Note, Plan, Report};
 use crate::core::policy::Policy;
 use crate::core::revocation::{self, Worker};
 use crate::core::stream::{BodyPlan, Stream};
@@ -49,6 +50,8 @@ struct Root {
 struct Stats {
     /// Metric ids at [`Counter::slot`] (`None`: the host refused to define it).
     ids: Vec<Option<u32>>,
+    /// A missing counter was logged (once per VM).
+    missing_logged: Cell<bool>,
     /// `devgate.revocation.degraded`: 1 while the list is stale.
     degraded: Option<u32>,
 }
@@ -66,6 +69,7 @@ impl Stats {
                 ids
             },
             degraded: host::define_gauge("devgate.revocation.degraded").ok(),
+            missing_logged: Cell::new(false),
         }
     }
 
@@ -73,8 +77,17 @@ impl Stats {
         !self.ids.is_empty()
     }
 
+    /// Adds one to `counter`. One the host did not define is never dropped silently: it is
+    /// logged once and counted in `devgate.counter_missing`.
     fn bump(&self, counter: Counter) {
         if let Some(Some(id)) = self.ids.get(counter.slot()) {
+            host::increment(*id);
+            return;
+        }
+        if !self.missing_logged.replace(true) {
+            log::warn!("devgate: counter {} is not defined", counter.name());
+        }
+        if let Some(Some(id)) = self.ids.get(Counter::Missing.slot()) {
             host::increment(*id);
         }
     }
@@ -213,7 +226,8 @@ impl Http {
         for (name, value) in &plan.set {
             let set = match map {
                 Map::RequestHeaders => host::set_request_header(name.as_bytes(), value),
-                Map::RequestTrailers => host::set_request_trailer(name.as_bytes(), value),
+                // The core never sets a trailer; one it did could not be carried out here.
+                Map::RequestTrailers => Err(host::HostError(u32::MAX)),
             };
             if set.is_err() {
                 return self.refuse("header_edit_failed");
@@ -338,11 +352,16 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
-        // Without a policy the headers step already refused the request.
         let Some(policy) = self.policy.as_deref() else {
-            return Action::Continue;
+            return self.refuse("not_configured");
         };
-        let plan = self.stream.on_request_trailers(policy, &Wasm);
+        let Ok(buf) = host::request_trailer_pairs() else {
+            return self.refuse("trailers_unavailable");
+        };
+        let Some(trailers) = parse_pairs(&buf) else {
+            return self.refuse("trailers_malformed");
+        };
+        let plan = self.stream.on_request_trailers(policy, &trailers, &Wasm);
         self.perform(plan, Map::RequestTrailers)
     }
 

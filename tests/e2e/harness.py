@@ -364,6 +364,7 @@ class Echo:
     path: str
     headers: list  # [[name, value], ...] as received, order and repeats kept
     body: str = ""
+    trailers: list = field(default_factory=list)  # [[name, value], ...] of a chunked body
 
     def get_all(self, name: str) -> list[str]:
         n = name.lower()
@@ -419,7 +420,7 @@ class Response:
         assert self.from_upstream, f"response did not come from the demo upstream: {self.summary()}"
         assert self.body, "the upstream's echo has no body (a HEAD request?)"
         data = json.loads(self.body)
-        return Echo(data["method"], data["path"], data["headers"], data.get("body", ""))
+        return Echo(data["method"], data["path"], data["headers"], data.get("body", ""), data.get("trailers", []))
 
     def summary(self) -> str:
         body = self.body[:300].decode("latin-1")

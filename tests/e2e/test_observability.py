@@ -5,6 +5,7 @@ The counters (src/filter/mod.rs `Stats`, defined at configure time, so they exis
   wasmcustom.devgate.requests.allowed.<network|bearer|cookie|public_key|private_key|anonymous>
   wasmcustom.devgate.requests.denied.<reason>   every code of `Reason::all()`, plus internal_error
   wasmcustom.devgate.config.<accepted|rejected>
+  wasmcustom.devgate.counter_missing             bumps of a counter the host did not define (0)
 
 The access log fields:
   %FILTER_STATE(wasm.devgate_decision:PLAIN)%   the one property devgate sets:
@@ -67,6 +68,7 @@ ALL_COUNTERS = sorted(
     + [f"{PREFIX}login.{c}" for c in LOGIN_OUTCOMES]
     + [f"{PREFIX}upstream_challenge.{c}" for c in CHALLENGE_OUTCOMES]
     + [f"{PREFIX}revocation.{c}" for c in REVOCATION_OUTCOMES]
+    + [f"{PREFIX}counter_missing"]
 )
 # Gauges: 1 while the revocation list is stale (always defined; 0 without `revocation`).
 ALL_GAUGES = [f"{PREFIX}revocation.degraded"]
@@ -488,6 +490,7 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
             {("devgate_upstream_challenge", f'devgate_translation="{c}"'): 0.0 for c in CHALLENGE_OUTCOMES}
         )
         expected.update({(f"devgate_revocation_{c}", ""): 0.0 for c in REVOCATION_OUTCOMES})
+        expected[("devgate_counter_missing", "")] = 0.0
         expected[("devgate_revocation_degraded", "")] = 0.0
         expected[("devgate_requests_allowed", 'devgate_allowed="network"')] = 1
         expected[("devgate_requests_allowed", 'devgate_allowed="anonymous"')] = 1

@@ -274,6 +274,22 @@ class TestCookie:
         assert echo.get_all("authorization") == ["Basic dXNlcjpwdw=="]
 
 
+def test_comma_hidden_devgate_cookie_never_reaches_the_upstream(gate):
+    """Issue #14 part 5: `Cookie: a=1, devgate_token=T` hid devgate's cookie from devgate (it splits
+    at `;` only) while an upstream that also splits at `,` read it. Not a credential, always removed,
+    in every spelling an upstream may read as devgate's (case, percent-encoding, PHP's `.`)."""
+    envoy = tokens_gate(gate)
+    t = mint("alice")
+    hidden = cookie(f"a=1, devgate_token={t}")
+    assert_challenged(envoy.request("GET", PROTECTED, hidden, source=OUTSIDER), "no_credential")
+    echo = assert_anonymous(envoy.request("GET", "/open", hidden, source=OUTSIDER))
+    assert echo.get_all("cookie") == ["a=1"], echo.headers
+    spellings = cookie(f"b=2,DEVGATE_TOKEN={t}; devgate%5Ftoken={t}; devgate.token={t}; c=3")
+    echo = assert_developer(envoy.request("GET", "/open", spellings, source=DEV4), DEV4)
+    assert echo.get_all("cookie") == ["b=2; c=3"], echo.headers
+    assert t not in json.dumps(echo.headers)
+
+
 # --------------------------------------------------------------------------------------------------
 # refusals: 401 + challenge, the reason code in Envoy's response code details
 # --------------------------------------------------------------------------------------------------

@@ -124,7 +124,6 @@ pub struct ModuleHttpHeader {
 /// `envoy_dynamic_module_type_http_header_type` (a C enum: `int`-sized, in this order).
 #[derive(Clone, Copy)]
 #[repr(u32)]
-#[allow(dead_code)] // RequestTrailer: declared for the login body step (trailers end a form)
 pub enum HeaderMap {
     RequestHeader = 0,
     RequestTrailer = 1,
@@ -752,8 +751,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     };
     // SAFETY: see `stream`.
     let s = unsafe { stream(m) };
-    guard("request_trailers", &mut host, STOP_ITERATION, |_| {
-        match s.map(|s| s.proceeds()) {
+    guard("request_trailers", &mut host, STOP_ITERATION, |h| {
+        match s.map(|s| s.proceeds() && s.request_trailers(h)) {
             Some(true) => CONTINUE,
             _ => STOP_ITERATION,
         }

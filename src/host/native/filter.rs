@@ -13,8 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::abi::{log, ConfigHost, HeaderMap, Host, LogLevel};
 use crate::config::load;
+use crate::core::counters::Counter;
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
-use crate::core::plan::{Counter, Level, Note, Plan};
+use crate::core::plan::{Level, Note, Plan};
 use crate::core::policy::Policy;
 use crate::core::revocation::Worker;
 use crate::core::shared::{SharedStore, Unavailable};
@@ -210,6 +211,21 @@ impl Stream {
                 .on_request_headers(&config.policy, req, &mut worker, &Envoy { host })
         };
         self.proceeds = self.perform(host, plan, HeaderMap::RequestHeader);
+        self.proceeds
+    }
+
+    /// Request trailers of a request that goes on: the core names what must not reach the
+    /// upstream. `true`: continue.
+    pub fn request_trailers(&mut self, host: &mut Host) -> bool {
+        let config = Arc::clone(&self.config);
+        let plan = {
+            let Some(trailers) = host.headers(HeaderMap::RequestTrailer) else {
+                return self.refuse(host, "trailers_unavailable");
+            };
+            self.core
+                .on_request_trailers(&config.policy, &trailers, &Envoy { host })
+        };
+        self.proceeds = self.perform(host, plan, HeaderMap::RequestTrailer);
         self.proceeds
     }
 

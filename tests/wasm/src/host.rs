@@ -324,6 +324,13 @@ impl Host {
         self.trapped.as_deref()
     }
 
+    /// The size of the module's linear memory, in bytes (it only ever grows).
+    pub fn memory_bytes(&mut self) -> usize {
+        self.instance
+            .get_memory(&mut self.store, "memory")
+            .map_or(0, |m| m.data_size(&self.store))
+    }
+
     pub fn exports(&self) -> &HashSet<String> {
         &self.exports
     }
@@ -437,6 +444,7 @@ impl Host {
             body_calls: Vec::new(),
             body_passed_on: Vec::new(),
             trailers_action: None,
+            trailers_passed_on: None,
             stalled: None,
             response_headers: None,
             client_headers: None,
@@ -562,7 +570,10 @@ impl Host {
                     )?;
                     let action = Action::from_raw(raw);
                     out.trailers_action = Some(action);
-                    self.store.data_mut().request_trailers = None;
+                    let left = self.store.data_mut().request_trailers.take();
+                    if action == Action::Continue && self.local_count() == 0 {
+                        out.trailers_passed_on = left;
+                    }
                     if self.local_count() > 0 {
                         answered = true;
                         passing = false;

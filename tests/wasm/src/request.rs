@@ -161,6 +161,8 @@ pub struct Outcome {
     pub body_passed_on: Vec<Vec<u8>>,
     /// What `proxy_on_request_trailers` returned, if trailers were delivered.
     pub trailers_action: Option<Action>,
+    /// The request trailers as handed to the next filter, when that callback continued.
+    pub trailers_passed_on: Option<Headers>,
     /// Why the stream never finished (a pause nobody resumes), if it did not.
     pub stalled: Option<String>,
     /// The response header map after `proxy_on_response_headers` ran.

@@ -948,3 +948,86 @@ fn key_secrets_can_come_from_the_vm_environment() -> HostResult<()> {
     );
     Ok(())
 }
+
+#[test]
+fn host_buffers_of_every_size_are_read_whole_and_freed() -> HostResult<()> {
+    // src/filter/host.rs `take` rebuilds every buffer the host hands back (header maps, header
+    // values, properties) as the boxed slice the SDK's allocator leaked. Sizes 0 (a NULL pointer)
+    // to a few KiB, odd and even, must come back byte for byte, and freeing them must neither
+    // corrupt the allocator (a trap) nor leak (memory that keeps growing).
+    let mut h = loaded(r#"{"protect": ["/_debug/"]}"#)?;
+    let send = |h: &mut Host, n: usize| {
+        let value: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let path = format!("/{}", &value[..n.min(300)]);
+        let mut upstream = Headers::new();
+        upstream.add(b":status", b"401");
+        upstream.add(b"www-authenticate", b"x-wsgiorg.developer_user");
+        upstream.add(b"x-odd-response", value.as_bytes());
+        let r = h
+            .request()
+            .peer("10.9.9.9:1234")
+            .get(&path)
+            .header("x-odd", &value)
+            .header(IDENTITY, &value)
+            .upstream_response(upstream)
+            .send();
+        assert_anonymous_pass(&r);
+        let up = r.upstream_headers().unwrap();
+        assert_eq!(up.get("x-odd"), Some(value.as_bytes()), "{n}");
+        assert_eq!(up.get(":path"), Some(path.as_bytes()), "{n}");
+        // The upstream's challenge was read (one header value, then the whole map) and turned
+        // into devgate's 403.
+        assert_eq!(r.client_status(), Some(403), "{n}\n{}", r.describe());
+    };
+    let sizes: Vec<usize> = (0..=67).chain([255, 256, 257, 1023, 4095, 4097]).collect();
+    for &n in &sizes {
+        send(&mut h, n);
+    }
+    // An empty `source.address` comes back as a NULL pointer and size 0.
+    let r = h.request().peer("").get("/").send();
+    assert_anonymous_pass(&r);
+    let settled = h.memory_bytes();
+    for _ in 0..20 {
+        for &n in &sizes {
+            send(&mut h, n);
+        }
+    }
+    assert_eq!(
+        h.memory_bytes(),
+        settled,
+        "memory grew over {} more requests: a buffer is not freed",
+        20 * sizes.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn identity_and_api_headers_in_request_trailers_never_reach_the_upstream() -> HostResult<()> {
+    // Issue #14 part 4: devgate never looked at request trailers, so an HTTP/2 or chunked
+    // request could carry the identity header (or devgate's API headers) after its body.
+    let config = r#"{"protect": ["/_debug/"], "keys": [{"id": "k1", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}],
+                     "api": {"routes": [{"prefix": "/v1", "product": "maps"}]}}"#;
+    let mut h = loaded(config)?;
+    for peer in ["127.0.0.1:1", "10.9.9.9:1"] {
+        let mut trailers = Headers::new();
+        trailers.add_raw(IDENTITY.as_bytes(), SPOOF.as_bytes());
+        trailers.add_raw(b"x_wsgiorg_developer_user", SPOOF2.as_bytes());
+        trailers.add_raw(b"x-devgate-organization", b"other-org");
+        trailers.add_raw(b"x_devgate_count", b"false");
+        trailers.add_raw(b"x-checksum", b"abc");
+        let r = h
+            .request()
+            .peer(peer)
+            .method_path("POST", "/upload")
+            .body(b"data")
+            .trailers(trailers)
+            .send();
+        r.assert_well_formed();
+        assert!(r.forwarded, "{}", r.describe());
+        let passed = r.trailers_passed_on.clone().unwrap();
+        let names: Vec<&[u8]> = passed.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec![&b"x-checksum"[..]], "{}", r.describe());
+    }
+    h.assert_no_secret_in_logs(SECRETS);
+    Ok(())
+}

@@ -1,0 +1,373 @@
+//! Every counter devgate keeps and every audit value of an allowed request, generated from the
+//! lists that declare the codes ([`Reason::all`], [`Outcome::ALL`], [`Source::ALL`],
+//! [`KeyKind::ALL`] and the small enums here), so a code can never lack its counter.
+//!
+//! Envoy lists the counters under `wasmcustom.devgate.*`: `requests.allowed.<what>`,
+//! `requests.denied.<reason>` (and `internal_error`), `login.<outcome>`,
+//! `upstream_challenge.<forbid|login>`, `revocation.<fetch_ok|fetch_failed>`,
+//! `config.<accepted|rejected>`, and `counter_missing`, which counts bumps of a counter the host
+//! did not define (never expected; a host may refuse to define a metric).
+
+use super::apikey::KeyKind;
+use super::session::Outcome;
+use super::{Reason, Source};
+
+/// The reason code of a request the glue itself could not complete.
+pub const INTERNAL_ERROR: &str = "internal_error";
+
+/// What let a request through: an API key's kind wins over the developer's source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Admission {
+    Source(Source),
+    Key(KeyKind),
+    Anonymous,
+}
+
+impl Admission {
+    pub fn of(key: Option<KeyKind>, source: Option<Source>) -> Admission {
+        match (key, source) {
+            (Some(k), _) => Admission::Key(k),
+            (None, Some(s)) => Admission::Source(s),
+            (None, None) => Admission::Anonymous,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Admission::Source(s) => s.code(),
+            Admission::Key(k) => k.as_str(),
+            Admission::Anonymous => "anonymous",
+        }
+    }
+
+    fn all() -> impl Iterator<Item = Admission> {
+        Source::ALL
+            .into_iter()
+            .map(Admission::Source)
+            .chain(KeyKind::ALL.into_iter().map(Admission::Key))
+            .chain([Admission::Anonymous])
+    }
+}
+
+/// What became of an upstream 401 with devgate's challenge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Challenge {
+    Forbid,
+    Login,
+}
+
+impl Challenge {
+    pub const ALL: [Challenge; 2] = [Challenge::Forbid, Challenge::Login];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Challenge::Forbid => "forbid",
+            Challenge::Login => "login",
+        }
+    }
+}
+
+/// How a revocation list fetch ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fetch {
+    Ok,
+    Failed,
+}
+
+impl Fetch {
+    pub const ALL: [Fetch; 2] = [Fetch::Ok, Fetch::Failed];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Fetch::Ok => "fetch_ok",
+            Fetch::Failed => "fetch_failed",
+        }
+    }
+}
+
+/// What became of a plugin configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConfigOutcome {
+    Accepted,
+    Rejected,
+}
+
+impl ConfigOutcome {
+    pub const ALL: [ConfigOutcome; 2] = [ConfigOutcome::Accepted, ConfigOutcome::Rejected];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            ConfigOutcome::Accepted => "accepted",
+            ConfigOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// One counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Counter {
+    Allowed(Admission),
+    Denied(Reason),
+    /// `requests.denied.internal_error`: the glue could not complete a request.
+    InternalError,
+    Login(Outcome),
+    Challenge(Challenge),
+    Revocation(Fetch),
+    Config(ConfigOutcome),
+    /// A bump of a counter the host did not define.
+    Missing,
+}
+
+impl Counter {
+    /// How many counters [`Counter::all`] lists.
+    pub const COUNT: usize = 7
+        + Reason::COUNT
+        + 1
+        + Outcome::ALL.len()
+        + Challenge::ALL.len()
+        + Fetch::ALL.len()
+        + ConfigOutcome::ALL.len()
+        + 1;
+
+    /// This counter's place in `0..COUNT`: a host keeps its metric ids in a vector indexed by
+    /// it, so counting costs no hashing. A unit test checks that the slots of [`Counter::all`]
+    /// are exactly `0..COUNT`.
+    pub fn slot(self) -> usize {
+        const DENIED: usize = 7;
+        const LOGIN: usize = DENIED + Reason::COUNT + 1;
+        const CHALLENGE: usize = LOGIN + Outcome::ALL.len();
+        const FETCH: usize = CHALLENGE + Challenge::ALL.len();
+        const CONFIG: usize = FETCH + Fetch::ALL.len();
+        match self {
+            Counter::Allowed(Admission::Source(source)) => source as usize,
+            Counter::Allowed(Admission::Key(kind)) => 4 + kind as usize,
+            Counter::Allowed(Admission::Anonymous) => 6,
+            Counter::Denied(reason) => DENIED + reason.slot(),
+            Counter::InternalError => DENIED + Reason::COUNT,
+            Counter::Login(outcome) => LOGIN + outcome as usize,
+            Counter::Challenge(c) => CHALLENGE + c as usize,
+            Counter::Revocation(f) => FETCH + f as usize,
+            Counter::Config(c) => CONFIG + c as usize,
+            Counter::Missing => CONFIG + ConfigOutcome::ALL.len(),
+        }
+    }
+
+    /// Every counter, each once.
+    pub fn all() -> impl Iterator<Item = Counter> {
+        Admission::all()
+            .map(Counter::Allowed)
+            .chain(Reason::all().map(Counter::Denied))
+            .chain([Counter::InternalError])
+            .chain(Outcome::ALL.into_iter().map(Counter::Login))
+            .chain(Challenge::ALL.into_iter().map(Counter::Challenge))
+            .chain(Fetch::ALL.into_iter().map(Counter::Revocation))
+            .chain(ConfigOutcome::ALL.into_iter().map(Counter::Config))
+            .chain([Counter::Missing])
+    }
+
+    /// The metric name (`devgate.requests.denied.expired`, ...).
+    pub fn name(self) -> String {
+        let (group, code) = match self {
+            Counter::Allowed(a) => ("requests.allowed.", a.code()),
+            Counter::Denied(r) => ("requests.denied.", r.code()),
+            Counter::InternalError => ("requests.denied.", INTERNAL_ERROR),
+            Counter::Login(o) => ("login.", o.code()),
+            Counter::Challenge(c) => ("upstream_challenge.", c.code()),
+            Counter::Revocation(f) => ("revocation.", f.code()),
+            Counter::Config(c) => ("config.", c.code()),
+            Counter::Missing => ("", "counter_missing"),
+        };
+        let mut name = String::with_capacity(8 + group.len() + code.len());
+        name.push_str("devgate.");
+        name.push_str(group);
+        name.push_str(code);
+        name
+    }
+}
+
+/// `devgate_decision` of an allowed request: `allow:` and what let it through, an API key's kind
+/// followed by `+<source>` when a developer came with the key.
+pub fn allow_decision(key: Option<KeyKind>, source: Option<Source>) -> String {
+    let mut out = String::from("allow:");
+    match (key, source) {
+        (None, None) => out.push_str("anonymous"),
+        (None, Some(s)) => out.push_str(s.code()),
+        (Some(k), s) => {
+            out.push_str(k.as_str());
+            if let Some(s) = s {
+                out.push('+');
+                out.push_str(s.code());
+            }
+        }
+    }
+    out
+}
+
+/// [`allow_decision`] for the stream's plan: generated once per process, then borrowed, so an
+/// allowed request's audit value costs no allocation.
+pub fn allow_value(key: Option<KeyKind>, source: Option<Source>) -> &'static str {
+    static VALUES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    VALUES
+        .get_or_init(|| allow_cases().map(|(k, s)| allow_decision(k, s)).collect())
+        .get(allow_slot(key, source))
+        .map_or("allow", String::as_str)
+}
+
+/// Every `(key, source)` an allowed request can have, in the order of [`allow_slot`].
+pub fn allow_cases() -> impl Iterator<Item = (Option<KeyKind>, Option<Source>)> {
+    let keys = [None].into_iter().chain(KeyKind::ALL.map(Some));
+    keys.flat_map(|k| {
+        [None]
+            .into_iter()
+            .chain(Source::ALL.map(Some))
+            .map(move |s| (k, s))
+    })
+}
+
+/// The position of `(key, source)` in [`allow_cases`]: a host builds the audit values once, in
+/// that order, and looks them up per request without allocating.
+pub fn allow_slot(key: Option<KeyKind>, source: Option<Source>) -> usize {
+    let pos = |found: Option<usize>| found.map_or(0, |i| i + 1);
+    let k = pos(key.and_then(|k| KeyKind::ALL.iter().position(|x| *x == k)));
+    let s = pos(source.and_then(|s| Source::ALL.iter().position(|x| *x == s)));
+    k * (Source::ALL.len() + 1) + s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::token::TokenError;
+    use std::collections::HashSet;
+
+    /// Tripwires: adding a variant to one of these enums stops this test from compiling. Add
+    /// the variant to its list (`ALL`, `Reason::all`) as well, or it would have no counter.
+    fn listed(c: Counter) -> bool {
+        match c {
+            Counter::Denied(r) => match r {
+                Reason::NoCredential
+                | Reason::BadPath
+                | Reason::AmbiguousCredential
+                | Reason::Token(_)
+                | Reason::NetworkDenied
+                | Reason::UnboundToken
+                | Reason::Revoked
+                | Reason::KeyMisplaced
+                | Reason::WrongProduct
+                | Reason::RefererDenied
+                | Reason::WriteNeeded
+                | Reason::PrivateKeyRequired
+                | Reason::MethodNotAllowed
+                | Reason::RevocationStale => Reason::all().any(|x| x == r),
+            },
+            Counter::Login(o) => match o {
+                Outcome::Page
+                | Outcome::Succeeded
+                | Outcome::Failed
+                | Outcome::RateLimited
+                | Outcome::NetworkDenied
+                | Outcome::Csrf
+                | Outcome::BadContentType
+                | Outcome::TooLarge
+                | Outcome::Logout
+                | Outcome::NotFound
+                | Outcome::MethodNotAllowed
+                | Outcome::OverBudget
+                | Outcome::Internal => Outcome::ALL.contains(&o),
+            },
+            Counter::Allowed(a) => match a {
+                Admission::Source(
+                    Source::Network | Source::Bearer | Source::Cookie | Source::Session,
+                )
+                | Admission::Key(KeyKind::Public | KeyKind::Private)
+                | Admission::Anonymous => Admission::all().any(|x| x == a),
+            },
+            Counter::InternalError
+            | Counter::Challenge(Challenge::Forbid | Challenge::Login)
+            | Counter::Revocation(Fetch::Ok | Fetch::Failed)
+            | Counter::Config(ConfigOutcome::Accepted | ConfigOutcome::Rejected)
+            | Counter::Missing => true,
+        }
+    }
+
+    #[test]
+    fn every_code_a_decision_can_produce_has_its_counter() {
+        let all: Vec<Counter> = Counter::all().collect();
+        let names: HashSet<String> = all.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), all.len(), "two counters share a name");
+        assert!(all.iter().all(|c| listed(*c)));
+        let mut expected: Vec<Counter> = Vec::new();
+        expected.extend(Reason::all().map(Counter::Denied));
+        expected.extend(TokenError::ALL.map(|e| Counter::Denied(Reason::Token(e))));
+        expected.push(Counter::InternalError);
+        expected.extend(Outcome::ALL.map(Counter::Login));
+        expected.extend(Source::ALL.map(|s| Counter::Allowed(Admission::Source(s))));
+        expected.extend(KeyKind::ALL.map(|k| Counter::Allowed(Admission::Key(k))));
+        expected.push(Counter::Allowed(Admission::Anonymous));
+        expected.extend(Challenge::ALL.map(Counter::Challenge));
+        expected.extend(Fetch::ALL.map(Counter::Revocation));
+        expected.extend(ConfigOutcome::ALL.map(Counter::Config));
+        expected.push(Counter::Missing);
+        for c in &expected {
+            assert!(all.contains(c), "{c:?} has no counter");
+        }
+        // Every admission a decision can produce, from the decision's own facts.
+        for (key, source) in allow_cases() {
+            assert!(all.contains(&Counter::Allowed(Admission::of(key, source))));
+        }
+        // The names the README documents.
+        for name in [
+            "devgate.requests.allowed.network",
+            "devgate.requests.allowed.public_key",
+            "devgate.requests.allowed.anonymous",
+            "devgate.requests.denied.no_credential",
+            "devgate.requests.denied.expired",
+            "devgate.requests.denied.internal_error",
+            "devgate.login.internal_error",
+            "devgate.upstream_challenge.login",
+            "devgate.revocation.fetch_failed",
+            "devgate.config.rejected",
+            "devgate.counter_missing",
+        ] {
+            assert!(names.contains(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_counter_has_its_own_slot() {
+        let mut slots: Vec<usize> = Counter::all().map(Counter::slot).collect();
+        assert_eq!(slots.len(), Counter::COUNT);
+        slots.sort_unstable();
+        assert_eq!(slots, (0..Counter::COUNT).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn allow_values_are_the_generated_decisions() {
+        for (key, source) in allow_cases() {
+            assert_eq!(allow_value(key, source), allow_decision(key, source));
+        }
+    }
+
+    #[test]
+    fn allow_decisions_are_generated_in_slot_order() {
+        let cases: Vec<_> = allow_cases().collect();
+        assert_eq!(
+            cases.len(),
+            (KeyKind::ALL.len() + 1) * (Source::ALL.len() + 1)
+        );
+        for (i, (key, source)) in cases.iter().enumerate() {
+            assert_eq!(allow_slot(*key, *source), i);
+        }
+        let values: HashSet<String> = cases.iter().map(|(k, s)| allow_decision(*k, *s)).collect();
+        assert_eq!(values.len(), cases.len());
+        assert_eq!(allow_decision(None, None), "allow:anonymous");
+        assert_eq!(allow_decision(None, Some(Source::Session)), "allow:session");
+        assert_eq!(
+            allow_decision(Some(KeyKind::Private), Some(Source::Network)),
+            "allow:private_key+network"
+        );
+        assert_eq!(
+            allow_decision(Some(KeyKind::Public), None),
+            "allow:public_key"
+        );
+    }
+}
