@@ -30,6 +30,8 @@ NATIVE_NOT_YET = {
     "test_revocation.py": "revocation list fetch not in the native module yet (refused at load: `revocation`)",
     "test_faults.py": "Wasm traps and VM reloads; the native panic policy is tests/e2e/test_native_faults.py",
     "test_oci_image.py": "the OCI image carries devgate.wasm for Istio; the native module has none",
+    "test_manifests.py::test_manifests_pin_the_image_built_from_this_source":
+        "the pinned OCI image carries devgate.wasm; the native module has none",
     "test_websocket.py": "runs the shipped envoy.yaml / envoy-tls.yaml, whose demo uses the login form",
     "test_tls.py": "runs the shipped envoy-tls.yaml and the login form's Secure cookie",
     "test_demo_config.py": "checks the shipped envoy.yaml (Wasm); envoy/envoy-native.yaml is checked in test_native_abi.py",
