@@ -133,7 +133,7 @@ pub enum HeaderMap {
 /// `envoy_dynamic_module_type_log_level` (C enum, in this order; mirrors Envoy's spdlog levels).
 #[derive(Clone, Copy)]
 #[repr(u32)]
-#[allow(dead_code)] // Trace and Critical: part of the enum, unused by devgate
+#[allow(dead_code)] // Trace, Debug and Critical: part of the enum, unused by devgate
 pub enum LogLevel {
     Trace = 0,
     Debug = 1,
