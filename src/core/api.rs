@@ -35,19 +35,16 @@ pub fn mode_allows(mode: Mode, method: &[u8], key: &ApiKey) -> Result<(), Reason
     }
 }
 
-/// Checks the API key of a request on an API route; the edits that pass the project
-/// reference on and take the key out.
-#[allow(clippy::too_many_arguments)]
+/// Checks the API key of a request on an API route, decided as `method`: the key's kind and
+/// the edits that pass the project reference on and take the key out.
 pub(super) fn api_key(
     api: &ApiPolicy,
     route: &ApiRoute,
-    policy: &Policy,
-    req: &Request<'_>,
     method: &[u8],
-    peer: Result<net::Peer, net::PeerError>,
-    edits: &mut Edits,
-    revocation: Option<Revocation<'_>>,
-) -> Result<KeyKind, Reason> {
+    ctx: &Ctx<'_, '_>,
+) -> Result<(KeyKind, Edits), Reason> {
+    let req = ctx.req;
+    let mut edits = Edits::default();
     let raw_path = req.header(b":path").unwrap_or_default();
     let (_, query) = query::split(raw_path);
     let mut found: Vec<(KeyPlace, Vec<u8>)> = query
@@ -101,7 +98,7 @@ pub(super) fn api_key(
     if api.revoked.contains(&key.id) {
         return Err(Reason::Revoked);
     }
-    if let Some(r) = revocation {
+    if let Some(r) = ctx.revocation {
         if r.refuse {
             return Err(Reason::RevocationStale);
         }
@@ -112,7 +109,7 @@ pub(super) fn api_key(
     if !key.products.contains(&route.product) {
         return Err(Reason::WrongProduct);
     }
-    let peer_ip = policy.net.peer_ip(peer).ok();
+    let peer_ip = ctx.peer_ip;
     match key.kind {
         KeyKind::Public if !key.referers.is_empty() => {
             // Every page header the browser sent must name an allowed host, and one must exist.
@@ -151,5 +148,5 @@ pub(super) fn api_key(
             .set
             .push((name.as_str().to_string(), value.as_bytes().to_vec()));
     }
-    Ok(key.kind)
+    Ok((key.kind, edits))
 }

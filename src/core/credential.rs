@@ -115,13 +115,10 @@ pub(super) fn admit(
 /// Checks a credential: the developer it names, or why not.
 pub(super) fn check_token(
     tokens: &TokenPolicy,
-    policy: &Policy,
     cred: Credential<'_>,
-    peer: Result<net::Peer, net::PeerError>,
-    now: u64,
-    revocation: Option<Revocation<'_>>,
+    ctx: &Ctx<'_, '_>,
 ) -> (Result<Identity, Reason>, bool) {
-    let peer_ip: Option<IpAddr> = policy.net.peer_ip(peer).ok();
+    let (peer_ip, revocation, now) = (ctx.peer_ip, ctx.revocation, ctx.req.now);
     let mut expect = Expect::developer(tokens.leeway);
     if let Some(ip) = peer_ip {
         expect = expect.with_peer(ip);
@@ -149,21 +146,23 @@ pub(super) fn check_token(
     (verdict, ours)
 }
 
-/// The login session cookie, checked: `None` when there is none, or when it has expired (an
-/// expired session is no session: the request goes on as anonymous and the cookie is cleared).
-pub(super) struct SessionCookie {
-    pub(super) verdict: Result<Identity, Reason>,
+/// The login session cookie, looked up and checked.
+pub(super) enum SessionCookie {
+    /// The request carries none.
+    Absent,
+    /// It has expired: an expired session is no session (the request goes on as anonymous and
+    /// the cookie is cleared).
+    Expired,
+    /// The developer it names, or why not.
+    Checked(Result<Identity, Reason>),
 }
 
 /// Looks for the session cookie and checks it. `Err` when it cannot be read one way only.
-/// `expired` is set when an expired session was dropped.
 pub(super) fn session_cookie(
     login: &LoginPolicy,
-    policy: &Policy,
-    req: &Request<'_>,
-    peer: Result<net::Peer, net::PeerError>,
-    expired: &mut bool,
-) -> Result<Option<SessionCookie>, Reason> {
+    ctx: &Ctx<'_, '_>,
+) -> Result<SessionCookie, Reason> {
+    let req = ctx.req;
     let values = req
         .headers
         .iter()
@@ -171,21 +170,18 @@ pub(super) fn session_cookie(
         .map(|(_, v)| *v);
     // devgate's session cookie never reaches the upstream, valid or not: [`strip_cookies`].
     let token = match cookie::find_cookie(values, &login.cookie) {
-        CookieLookup::NotFound => return Ok(None),
+        CookieLookup::NotFound => return Ok(SessionCookie::Absent),
         CookieLookup::Found(token) => token,
         CookieLookup::Ambiguous => return Err(Reason::AmbiguousCredential),
         CookieLookup::TooLarge => return Err(Reason::Token(TokenError::TooLong)),
     };
-    let peer_ip: Option<IpAddr> = policy.net.peer_ip(peer).ok();
+    let peer_ip = ctx.peer_ip;
     let mut expect = Expect::session(&login.cookie, login.leeway);
     if let Some(ip) = peer_ip {
         expect = expect.with_peer(ip);
     }
     let verdict = match token::verify(token, &login.keys, &expect, req.now) {
-        Err(TokenError::Expired) => {
-            *expired = true;
-            return Ok(None);
-        }
+        Err(TokenError::Expired) => return Ok(SessionCookie::Expired),
         Err(e) => Err(Reason::Token(e)),
         Ok(claims) => admit(
             claims,
@@ -195,5 +191,5 @@ pub(super) fn session_cookie(
             Source::Session,
         ),
     };
-    Ok(Some(SessionCookie { verdict }))
+    Ok(SessionCookie::Checked(verdict))
 }

@@ -18,27 +18,6 @@ pub fn decide_with(
     req: &Request<'_>,
     revocation: Option<Revocation<'_>>,
 ) -> Decision {
-    let wire = req.header(b":method").unwrap_or_default();
-    let decision = decide_as(policy, req, wire, revocation);
-    if !matches!(decision, Decision::Allow { .. }) {
-        return decision;
-    }
-    for method in method::candidates(policy, req, wire) {
-        let other = decide_as(policy, req, &method, revocation);
-        if matches!(other, Decision::Deny { .. }) {
-            return other;
-        }
-    }
-    decision
-}
-
-/// Decides the request as if its method were `method`.
-pub(super) fn decide_as(
-    policy: &Policy,
-    req: &Request<'_>,
-    method: &[u8],
-    revocation: Option<Revocation<'_>>,
-) -> Decision {
     let canonical = match req.header(b":path").map(path::canonicalize) {
         Some(Ok(c)) => c,
         Some(Err(_)) | None => return deny(Reason::BadPath, policy),
@@ -51,11 +30,64 @@ pub(super) fn decide_as(
     {
         return Decision::Login(ep);
     }
-    let route = policy.route(method, &canonical);
+    let ctx = Ctx::new(policy, req, canonical, revocation);
+    let wire = req.header(b":method").unwrap_or_default();
+    let decision = decide_as(&ctx, wire);
+    if !matches!(decision, Decision::Allow { .. }) {
+        return decision;
+    }
+    for method in method::candidates(policy, req, wire) {
+        let other = decide_as(&ctx, &method);
+        if matches!(other, Decision::Deny { .. }) {
+            return other;
+        }
+    }
+    decision
+}
+
+/// What every check of one request reads, derived once from the facts (the peer is parsed
+/// and judged here only, the path canonicalised once), whatever the number of methods the
+/// request is decided under.
+pub(super) struct Ctx<'r, 'a> {
+    pub(super) policy: &'r Policy,
+    pub(super) req: &'r Request<'a>,
+    /// The canonical path the rules match.
+    canonical: Vec<u8>,
+    /// What `network` says of the peer.
+    pub(super) verdict: NetVerdict,
+    /// The peer's address where the policy lets it be used (a socket address, or a forwarded
+    /// one under `network.trust_forwarded`).
+    pub(super) peer_ip: Option<IpAddr>,
+    /// The revocation list's state (`None`: no `revocation` configured).
+    pub(super) revocation: Option<Revocation<'r>>,
+}
+
+impl<'r, 'a> Ctx<'r, 'a> {
+    fn new(
+        policy: &'r Policy,
+        req: &'r Request<'a>,
+        canonical: Vec<u8>,
+        revocation: Option<Revocation<'r>>,
+    ) -> Self {
+        let peer = net::parse_peer(req.peer.unwrap_or_default());
+        Ctx {
+            policy,
+            req,
+            canonical,
+            verdict: policy.net.verdict(peer),
+            peer_ip: policy.net.peer_ip(peer).ok(),
+            revocation,
+        }
+    }
+}
+
+/// Decides the request as if its method were `method`.
+fn decide_as(ctx: &Ctx<'_, '_>, method: &[u8]) -> Decision {
+    let (policy, req) = (ctx.policy, ctx.req);
+    let route = policy.route(method, &ctx.canonical);
     let protected = route == Some(RuleKind::Protect);
 
-    let peer = net::parse_peer(req.peer.unwrap_or_default());
-    let verdict = policy.net.verdict(peer);
+    let verdict = ctx.verdict;
     let by_network = match verdict {
         NetVerdict::Developer(ip) => Some(Identity {
             name: net::ip_text(ip),
@@ -74,7 +106,15 @@ pub(super) fn decide_as(
     let mut identity = None;
     let mut expired = false;
     let session = match &policy.login {
-        Some(login) => session_cookie(login, policy, req, peer, &mut expired),
+        Some(login) => match session_cookie(login, ctx) {
+            Ok(SessionCookie::Expired) => {
+                expired = true;
+                Ok(None)
+            }
+            Ok(SessionCookie::Absent) => Ok(None),
+            Ok(SessionCookie::Checked(verdict)) => Ok(Some(verdict)),
+            Err(reason) => Err(reason),
+        },
         None => Ok(None),
     };
     let token = match &policy.tokens {
@@ -95,12 +135,12 @@ pub(super) fn decide_as(
             }
             refusal = Reason::AmbiguousCredential;
         }
-        (Ok(Some(session)), Ok(None)) => match session.verdict {
+        (Ok(Some(session)), Ok(None)) => match session {
             Ok(id) => identity = Some(id),
             Err(reason) => refusal = reason,
         },
         (Ok(None), Ok(Some((tokens, cred)))) => {
-            let (verdict, ours) = check_token(tokens, policy, cred, peer, req.now, revocation);
+            let (verdict, ours) = check_token(tokens, cred, ctx);
             match verdict {
                 Ok(id) => identity = Some(id),
                 Err(reason) => refusal = reason,
@@ -148,20 +188,11 @@ pub(super) fn decide_as(
             _ => None,
         };
         if let Some(route) = route {
-            let mut api_edits = Edits::default();
-            match api_key(
-                api,
-                route,
-                policy,
-                req,
-                method,
-                peer,
-                &mut api_edits,
-                revocation,
-            ) {
-                Ok(kind) => admitted_key = Some(kind),
+            let (kind, api_edits) = match api_key(api, route, method, ctx) {
+                Ok(admitted) => admitted,
                 Err(reason) => return deny(reason),
-            }
+            };
+            admitted_key = Some(kind);
             edits.remove.extend(api_edits.remove);
             edits.set.extend(api_edits.set);
         }

@@ -48,6 +48,7 @@ use token::{Expect, TokenError};
 pub use api::mode_allows;
 use api::*;
 use credential::*;
+use decide::Ctx;
 pub use decide::{decide, decide_with};
 pub use decision::*;
 pub use edits::trailer_removals;
