@@ -1,12 +1,16 @@
 //! devgate: developer and API-key authentication for Envoy, as a proxy-wasm filter.
 //!
-//! The crate has two halves that never mix:
+//! Dependencies point one way:
 //!
-//! * [`config`] and [`core`]: pure Rust. Plain data in (the request facts Envoy gave us, the
-//!   clock), a [`core::Decision`] out. Compiled and unit-tested natively; they cannot call the
-//!   host because natively the `proxy-wasm` crate is not even a dependency.
-//! * `filter` (wasm32 only): the glue. It reads from the host, calls the core, and maps the
-//!   decision to host calls. It decides nothing.
+//! * [`core`]: pure Rust, no host, no I/O. The validated [`core::policy::Policy`] and its
+//!   routing, the decision, and the per-stream [`core::stream::Stream`] that turns facts (peer,
+//!   headers, body chunks, lazily read clock and TLS state, a shared store behind
+//!   [`core::shared::SharedStore`]) into a complete [`core::plan::Plan`]: header edits, the
+//!   local reply, the audit value, the counter, the log note. It imports neither `config` nor a
+//!   host.
+//! * [`config`]: JSON in, a core `Policy` out, with errors that name the field.
+//! * `filter` (wasm32 only): the Wasm host. It gathers facts, calls the core and performs the
+//!   plan; it holds no policy branch. Natively the `proxy-wasm` crate is not even a dependency.
 //!
 //! The request-header name devgate injects is `x-wsgiorg-developer-user`, the HTTP spelling of the
 //! `x-wsgiorg.developer_user` key of the Developer Auth specification.

@@ -22,7 +22,7 @@ mod common;
 use std::net::IpAddr;
 
 use arbitrary::{Arbitrary, Unstructured};
-use devgate::config::Mode;
+use devgate::core::policy::Mode;
 use devgate::core::apikey::{
     ip_allowed, is_valid_id, is_valid_referer_pattern, mint, page_host, referer_allowed, verify,
     ApiKey, KeyKind, NewKey, MAX_LIST,

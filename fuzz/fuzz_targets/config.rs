@@ -22,16 +22,22 @@ mod common;
 use std::cell::RefCell;
 use std::fmt;
 
-use devgate::config::{parse_policy_with_env, RuleKind};
+use devgate::config::parse_policy_with_env;
+use devgate::core::policy::RuleKind;
 use libfuzzer_sys::fuzz_target;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// devgate's own text: a fragment found here is not the operator's.
 const VOCAB: &[&str] = &[
-    include_str!("../../src/config.rs"),
+    include_str!("../../src/config/mod.rs"),
+    include_str!("../../src/config/raw.rs"),
+    include_str!("../../src/core/policy.rs"),
     include_str!("../../src/core/net.rs"),
     include_str!("../../src/core/path.rs"),
-    include_str!("../../src/core/token.rs"),
+    include_str!("../../src/core/token/mod.rs"),
+    include_str!("../../src/core/token/keys.rs"),
+    include_str!("../../src/core/token/claims.rs"),
+    include_str!("../../src/core/token/error.rs"),
     include_str!("../../src/core/headers.rs"),
     include_str!("../../src/core/cookie.rs"),
     include_str!("../../src/core/apikey.rs"),

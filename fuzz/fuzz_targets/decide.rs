@@ -32,7 +32,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
-use devgate::config::{parse_policy, Policy};
+use devgate::config::parse_policy;
+use devgate::core::policy::Policy;
 use devgate::core::apikey::{self, KeyKind, NewKey};
 use devgate::core::path::canonicalize;
 use devgate::core::token::{mint, Claims, Key, Purpose, Secret};

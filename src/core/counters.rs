@@ -119,6 +119,39 @@ pub enum Counter {
 }
 
 impl Counter {
+    /// How many counters [`Counter::all`] lists.
+    pub const COUNT: usize = 7
+        + Reason::COUNT
+        + 1
+        + Outcome::ALL.len()
+        + Challenge::ALL.len()
+        + Fetch::ALL.len()
+        + ConfigOutcome::ALL.len()
+        + 1;
+
+    /// This counter's place in `0..COUNT`: a host keeps its metric ids in a vector indexed by
+    /// it, so counting costs no hashing. A unit test checks that the slots of [`Counter::all`]
+    /// are exactly `0..COUNT`.
+    pub fn slot(self) -> usize {
+        const DENIED: usize = 7;
+        const LOGIN: usize = DENIED + Reason::COUNT + 1;
+        const CHALLENGE: usize = LOGIN + Outcome::ALL.len();
+        const FETCH: usize = CHALLENGE + Challenge::ALL.len();
+        const CONFIG: usize = FETCH + Fetch::ALL.len();
+        match self {
+            Counter::Allowed(Admission::Source(source)) => source as usize,
+            Counter::Allowed(Admission::Key(kind)) => 4 + kind as usize,
+            Counter::Allowed(Admission::Anonymous) => 6,
+            Counter::Denied(reason) => DENIED + reason.slot(),
+            Counter::InternalError => DENIED + Reason::COUNT,
+            Counter::Login(outcome) => LOGIN + outcome as usize,
+            Counter::Challenge(c) => CHALLENGE + c as usize,
+            Counter::Revocation(f) => FETCH + f as usize,
+            Counter::Config(c) => CONFIG + c as usize,
+            Counter::Missing => CONFIG + ConfigOutcome::ALL.len(),
+        }
+    }
+
     /// Every counter, each once.
     pub fn all() -> impl Iterator<Item = Counter> {
         Admission::all()
@@ -168,6 +201,16 @@ pub fn allow_decision(key: Option<KeyKind>, source: Option<Source>) -> String {
         }
     }
     out
+}
+
+/// [`allow_decision`] for the stream's plan: generated once per process, then borrowed, so an
+/// allowed request's audit value costs no allocation.
+pub fn allow_value(key: Option<KeyKind>, source: Option<Source>) -> &'static str {
+    static VALUES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    VALUES
+        .get_or_init(|| allow_cases().map(|(k, s)| allow_decision(k, s)).collect())
+        .get(allow_slot(key, source))
+        .map_or("allow", String::as_str)
 }
 
 /// Every `(key, source)` an allowed request can have, in the order of [`allow_slot`].
@@ -290,6 +333,21 @@ mod tests {
     }
 
     #[test]
+    fn every_counter_has_its_own_slot() {
+        let mut slots: Vec<usize> = Counter::all().map(Counter::slot).collect();
+        assert_eq!(slots.len(), Counter::COUNT);
+        slots.sort_unstable();
+        assert_eq!(slots, (0..Counter::COUNT).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn allow_values_are_the_generated_decisions() {
+        for (key, source) in allow_cases() {
+            assert_eq!(allow_value(key, source), allow_decision(key, source));
+        }
+    }
+
+    #[test]
     fn allow_decisions_are_generated_in_slot_order() {
         let cases: Vec<_> = allow_cases().collect();
         assert_eq!(
@@ -310,6 +368,70 @@ mod tests {
         assert_eq!(
             allow_decision(Some(KeyKind::Public), None),
             "allow:public_key"
+        );
+    }
+
+    /// The README's table of counters and audit values, generated from the code lists.
+    fn docs_table() -> String {
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for counter in Counter::all() {
+            let name = counter.name();
+            let rest = name.strip_prefix("devgate.").unwrap_or(&name);
+            let (group, code) = match rest.rfind('.') {
+                Some(i) => (
+                    format!("`{}.<code>`", &rest[..i]),
+                    rest[i + 1..].to_string(),
+                ),
+                None => (format!("`{rest}`"), String::new()),
+            };
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, codes)) => codes.push(code),
+                None => groups.push((group, vec![code])),
+            }
+        }
+        let codes = |codes: &[String]| {
+            codes
+                .iter()
+                .filter(|c| !c.is_empty())
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = String::from(
+            "| counter (`wasmcustom.devgate.` in Wasm, `dynamicmodulescustom.devgate.` native) | codes |\n|---|---|\n",
+        );
+        for (group, list) in &groups {
+            out.push_str(&format!("| {group} | {} |\n", codes(list)));
+        }
+        let allow: Vec<String> = allow_cases().map(|(k, s)| allow_decision(k, s)).collect();
+        out.push_str(&format!(
+            "| audit `devgate_decision` | {}, `deny:<reason>` (the `requests.denied` codes), `login:<outcome>` (the `login` codes) |\n",
+            codes(&allow)
+        ));
+        out
+    }
+
+    /// The README lists every counter: regenerate with `DEVGATE_DOCS_UPDATE=1 cargo test --lib
+    /// readme_counter_table`.
+    #[test]
+    fn readme_counter_table_is_generated_from_the_code_lists() {
+        const BEGIN: &str = "<!-- counters: generated by core::counters tests -->\n";
+        const END: &str = "<!-- counters end -->";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let (Some(b), Some(e)) = (readme.find(BEGIN), readme.find(END)) else {
+            panic!("README.md has no {BEGIN:?} ... {END:?} block");
+        };
+        let table = docs_table();
+        if std::env::var_os("DEVGATE_DOCS_UPDATE").is_some() {
+            let updated = format!("{}{BEGIN}{table}{}", &readme[..b], &readme[e..]);
+            std::fs::write(path, updated).unwrap();
+            return;
+        }
+        assert_eq!(
+            &readme[b + BEGIN.len()..e],
+            table,
+            "README.md's counter table is stale: DEVGATE_DOCS_UPDATE=1 cargo test --lib readme_counter_table"
         );
     }
 }

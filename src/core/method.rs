@@ -23,7 +23,7 @@
 use super::headers;
 use super::query;
 use super::Request;
-use crate::config::Policy;
+use crate::core::policy::Policy;
 
 /// The override headers, lower-case with `-` (their HTTP/2 spelling).
 const HEADERS: [&[u8]; 3] = [

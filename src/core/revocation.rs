@@ -19,6 +19,12 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
+use crate::core::counters::{Counter, Fetch};
+use crate::core::facts::Facts;
+use crate::core::plan::{Note, Report};
+use crate::core::policy::{Policy, WhenStale};
+use crate::core::shared::SharedStore;
+
 /// Largest list body accepted.
 pub const MAX_LIST_BYTES: usize = 1024 * 1024;
 /// Most ids in one list (keys and tokens together).
@@ -130,6 +136,196 @@ pub fn is_stale(fetched_at: Option<u64>, now: u64, max_stale: u64) -> bool {
     }
 }
 
+// ---- one worker's copy, and the fetch schedule ---------------------------------------------
+
+/// Shared-data key of the last good revocation list ([`encode_stored`]).
+pub const LIST_KEY: &str = "devgate.revocation.list";
+/// Shared-data key of the time of the last fetch attempt: one worker fetches per period.
+pub const LEASE_KEY: &str = "devgate.revocation.lease";
+/// How often a worker runs [`Worker::on_tick`] when `revocation` is configured: pick up the
+/// list another worker fetched, and fetch when due.
+pub const TICK_SECONDS: u64 = 1;
+
+/// The tick period a host sets for `policy` (`None`: no ticks needed).
+pub fn tick_seconds(policy: &Policy) -> Option<u64> {
+    policy.revocation.as_ref().map(|_| TICK_SECONDS)
+}
+
+/// The revocation list as one worker knows it. Owned by the host, one per worker.
+#[derive(Debug, Default)]
+pub struct Worker {
+    list: Option<RevocationList>,
+    fetched_at: Option<u64>,
+    /// Version of the shared-data entry the list was read from.
+    cas: u32,
+    /// A fetch this worker started and has not heard back from.
+    pending: bool,
+}
+
+/// A fetch for the host to start: a GET to `cluster` with these pseudo-headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchCall<'p> {
+    pub cluster: &'p str,
+    pub headers: [(&'static str, &'p str); 3],
+    pub timeout_ms: u64,
+}
+
+/// What a tick asks of the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickPlan<'p> {
+    /// Set the `devgate.revocation.degraded` gauge.
+    pub degraded: Option<bool>,
+    /// Start this fetch, then report with [`Worker::fetch_started`].
+    pub fetch: Option<FetchCall<'p>>,
+}
+
+impl Worker {
+    /// Takes another worker's fetch: a newer entry in shared data (a malformed one is ignored).
+    fn load_shared<S: SharedStore + ?Sized>(&mut self, shared: &S) {
+        if let Ok((Some(stored), cas)) = shared.get(LIST_KEY) {
+            if cas != self.cas {
+                if let Some((at, list)) = decode_stored(&stored) {
+                    self.list = Some(list);
+                    self.fetched_at = Some(at);
+                }
+                self.cas = cas;
+            }
+        }
+    }
+
+    /// What the decision of a request at `now` sees of the list (`None`: no `revocation`
+    /// configured). A stale copy may only mean this worker has not ticked since another one
+    /// fetched: shared data is read before refusing on an old view.
+    pub fn view<S: SharedStore + ?Sized>(
+        &mut self,
+        policy: &Policy,
+        now: u64,
+        shared: &S,
+    ) -> Option<Revocation<'_>> {
+        let rc = policy.revocation.as_ref()?;
+        if is_stale(self.fetched_at, now, rc.max_stale_seconds) {
+            self.load_shared(shared);
+        }
+        Some(Revocation {
+            list: self.list.as_ref(),
+            refuse: rc.when_stale == WhenStale::Refuse
+                && is_stale(self.fetched_at, now, rc.max_stale_seconds),
+        })
+    }
+
+    /// The periodic step: refresh from shared data, report staleness, and fetch when this
+    /// worker wins the process-wide lease for the period.
+    pub fn on_tick<'p, H: Facts + SharedStore>(
+        &mut self,
+        policy: &'p Policy,
+        host: &H,
+    ) -> TickPlan<'p> {
+        let Some(rc) = &policy.revocation else {
+            return TickPlan::default();
+        };
+        let now = host.now();
+        let shared = host;
+        self.load_shared(shared);
+        let mut plan = TickPlan {
+            degraded: Some(is_stale(self.fetched_at, now, rc.max_stale_seconds)),
+            fetch: None,
+        };
+        if self.pending {
+            return plan;
+        }
+        // One fetch per period per Envoy process: the worker that moves the lease fetches.
+        let Ok((lease, cas)) = shared.get(LEASE_KEY) else {
+            return plan;
+        };
+        let last = lease
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if now.saturating_sub(last) < rc.refresh_seconds && last <= now {
+            return plan;
+        }
+        if shared.set(LEASE_KEY, now.to_string().as_bytes(), cas) != Ok(true) {
+            return plan;
+        }
+        plan.fetch = Some(FetchCall {
+            cluster: &rc.cluster,
+            headers: [
+                (":method", "GET"),
+                (":path", &rc.path),
+                (":authority", &rc.authority),
+            ],
+            timeout_ms: rc.timeout_ms,
+        });
+        plan
+    }
+
+    /// The host started the fetch of [`TickPlan::fetch`] (`false`: it could not).
+    pub fn fetch_started(&mut self, started: bool, policy: &Policy) -> Report {
+        if started {
+            self.pending = true;
+            return Report::default();
+        }
+        Report {
+            counter: Some(Counter::Revocation(Fetch::Failed)),
+            degraded: None,
+            note: Some(Note::FetchNotStarted {
+                cluster: policy
+                    .revocation
+                    .as_ref()
+                    .map(|rc| rc.cluster.clone())
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// The fetch's answer: `status` (`None`: no response), the body's size, and a way to read
+    /// the body, called only when it will be used. A good list is stored for every worker; a
+    /// failed fetch never replaces the last good one.
+    pub fn on_fetched<H: Facts + SharedStore>(
+        &mut self,
+        status: Option<&[u8]>,
+        body_size: usize,
+        read_body: impl FnOnce(usize) -> Option<Vec<u8>>,
+        host: &H,
+    ) -> Report {
+        let now = host.now();
+        let shared = host;
+        self.pending = false;
+        let outcome = match status {
+            Some(b"200") if body_size <= MAX_LIST_BYTES => match read_body(body_size) {
+                Some(body) => parse_list(&body)
+                    .map(|list| (list, body))
+                    .map_err(ListError::code),
+                None => Err("body_unavailable"),
+            },
+            Some(b"200") => Err("list_too_large"),
+            Some(_) => Err("bad_status"),
+            None => Err("no_response"),
+        };
+        match outcome {
+            Ok((list, body)) => {
+                let _ = shared.set(LIST_KEY, &encode_stored(now, &body), 0);
+                if let Ok((_, cas)) = shared.get(LIST_KEY) {
+                    self.cas = cas;
+                }
+                self.list = Some(list);
+                self.fetched_at = Some(now);
+                Report {
+                    counter: Some(Counter::Revocation(Fetch::Ok)),
+                    degraded: Some(false),
+                    note: None,
+                }
+            }
+            Err(code) => Report {
+                counter: Some(Counter::Revocation(Fetch::Failed)),
+                degraded: None,
+                note: Some(Note::FetchFailed(code)),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +370,136 @@ mod tests {
         assert!(is_stale(Some(10), 111, 100));
         // A clock that stepped back is not stale.
         assert!(!is_stale(Some(200), 100, 100));
+    }
+
+    /// A host with a clock and a store in memory.
+    struct Host {
+        now: u64,
+        store: crate::core::shared::MemoryStore,
+    }
+
+    impl Facts for Host {
+        fn now_ms(&self) -> u64 {
+            self.now * 1000
+        }
+        fn tls(&self) -> bool {
+            false
+        }
+    }
+
+    impl SharedStore for Host {
+        fn get(
+            &self,
+            key: &str,
+        ) -> Result<(Option<Vec<u8>>, u32), crate::core::shared::Unavailable> {
+            self.store.get(key)
+        }
+        fn set(
+            &self,
+            key: &str,
+            value: &[u8],
+            cas: u32,
+        ) -> Result<bool, crate::core::shared::Unavailable> {
+            self.store.set(key, value, cas)
+        }
+    }
+
+    fn revocation_policy(when_stale: &str) -> Policy {
+        let json = format!(
+            r#"{{"keys": [{{"id": "k", "secret": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}}],
+                 "tokens": {{}}, "revocation": {{"cluster": "rev", "refresh_seconds": 30,
+                 "max_stale_seconds": 300, "when_stale": "{when_stale}"}}}}"#
+        );
+        crate::config::parse_policy(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn one_worker_fetches_per_period_and_others_read_its_list() {
+        let policy = revocation_policy("refuse");
+        let host = Host {
+            now: 1_000,
+            store: Default::default(),
+        };
+        let (mut a, mut b) = (Worker::default(), Worker::default());
+        let tick = a.on_tick(&policy, &host);
+        assert_eq!(tick.degraded, Some(true), "never fetched: stale");
+        let fetch = tick.fetch.unwrap();
+        assert_eq!(fetch.cluster, "rev");
+        assert_eq!(fetch.headers[1], (":path", "/revoked.json"));
+        assert_eq!(a.fetch_started(true, &policy), Report::default());
+        // The lease is taken for the period: the other worker does not fetch.
+        assert_eq!(b.on_tick(&policy, &host).fetch, None);
+        // A pending fetch is not started twice.
+        assert_eq!(a.on_tick(&policy, &host).fetch, None);
+        let report = a.on_fetched(
+            Some(b"200"),
+            15,
+            |_| Some(br#"{"keys": ["k-1"]}"#.to_vec()),
+            &host,
+        );
+        assert_eq!(report.counter, Some(Counter::Revocation(Fetch::Ok)));
+        assert_eq!(report.degraded, Some(false));
+        // The other worker's stale view reads shared data before refusing.
+        let view = b.view(&policy, 1_001, &host).unwrap();
+        assert!(!view.refuse);
+        assert!(view.key_revoked("k-1"));
+        // Due again after refresh_seconds.
+        let later = Host {
+            now: 1_031,
+            store: host.store,
+        };
+        assert!(b.on_tick(&policy, &later).fetch.is_some());
+    }
+
+    #[test]
+    fn a_failed_fetch_keeps_the_last_good_list_and_staleness_follows_when_stale() {
+        let host = Host {
+            now: 1_000,
+            store: Default::default(),
+        };
+        let policy = revocation_policy("refuse");
+        let mut w = Worker::default();
+        assert!(
+            w.view(&policy, 1_000, &host).unwrap().refuse,
+            "never fetched: refuse"
+        );
+        w.on_fetched(Some(b"200"), 2, |_| Some(b"{}".to_vec()), &host);
+        for (status, size, want) in [
+            (Some(&b"500"[..]), 2, "bad_status"),
+            (None, 0, "no_response"),
+            (Some(b"200"), MAX_LIST_BYTES + 1, "list_too_large"),
+            (Some(b"200"), 1, "list_malformed"),
+        ] {
+            let r = w.on_fetched(status, size, |_| Some(b"[".to_vec()), &host);
+            assert_eq!(r.counter, Some(Counter::Revocation(Fetch::Failed)));
+            assert_eq!(r.note, Some(Note::FetchFailed(want)));
+        }
+        assert!(
+            !w.view(&policy, 1_300, &host).unwrap().refuse,
+            "the last good list holds"
+        );
+        assert!(
+            w.view(&policy, 1_301, &host).unwrap().refuse,
+            "past max_stale: refuse"
+        );
+        let serve = revocation_policy("serve");
+        assert!(!w.view(&serve, 9_999, &host).unwrap().refuse);
+        let none = crate::config::parse_policy(b"{}").unwrap();
+        assert!(w.view(&none, 1_000, &host).is_none());
+        assert_eq!(tick_seconds(&none), None);
+        assert_eq!(tick_seconds(&serve), Some(TICK_SECONDS));
+    }
+
+    #[test]
+    fn a_fetch_that_could_not_start_is_counted_and_names_the_cluster() {
+        let policy = revocation_policy("refuse");
+        let r = Worker::default().fetch_started(false, &policy);
+        assert_eq!(r.counter, Some(Counter::Revocation(Fetch::Failed)));
+        assert_eq!(
+            r.note,
+            Some(Note::FetchNotStarted {
+                cluster: "rev".into()
+            })
+        );
     }
 }

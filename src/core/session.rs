@@ -21,8 +21,9 @@
 
 use std::net::IpAddr;
 
-use crate::config::{LoginPolicy, Policy, UpstreamChallenge};
+use crate::core::counters::Challenge;
 use crate::core::login::{self, Attempts, LoginForm, Page, Verdict, MAX_BODY};
+use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::query;
 use crate::core::token;
 
@@ -406,7 +407,7 @@ pub fn translate_challenge(
     www_authenticate: &[&[u8]],
     had_identity: bool,
     raw_path: &[u8],
-) -> Option<Page> {
+) -> Option<(Challenge, Page)> {
     if status != b"401" || !has_developer_challenge(www_authenticate) {
         return None;
     }
@@ -415,9 +416,9 @@ pub fn translate_challenge(
         (UpstreamChallenge::Login, Some(login)) if !had_identity => {
             let back = login::safe_back(std::str::from_utf8(raw_path).unwrap_or("/"));
             let location = format!("{}/login?back={}", login.mount, encode_query_value(&back));
-            Some(login::redirect(&location))
+            Some((Challenge::Login, login::redirect(&location)))
         }
-        _ => Some(login::text_page(403, "Forbidden\n")),
+        _ => Some((Challenge::Forbid, login::text_page(403, "Forbidden\n"))),
     }
 }
 
@@ -740,7 +741,7 @@ mod tests {
         let other: &[&[u8]] = &[b"Basic realm=x"];
         let forbid = policy("");
         let t = |p: &Policy, status: &[u8], www: &[&[u8]], id: bool| {
-            translate_challenge(p, status, www, id, b"/app/page?x=1 2")
+            translate_challenge(p, status, www, id, b"/app/page?x=1 2").map(|(_, page)| page)
         };
         assert_eq!(t(&forbid, b"401", hdr, false).unwrap().status, 403);
         assert!(t(&forbid, b"401", other, false).is_none());
@@ -757,21 +758,22 @@ mod tests {
             );
             parse_policy(json.as_bytes()).unwrap()
         };
-        let page = translate_challenge(&login_mode, b"401", hdr, false, b"/app/page?x=1").unwrap();
+        let (challenge, page) =
+            translate_challenge(&login_mode, b"401", hdr, false, b"/app/page?x=1").unwrap();
+        assert_eq!(challenge, Challenge::Login);
         assert_eq!(page.status, 303);
         assert_eq!(
             page.header("location"),
             Some("/.devgate/login?back=/app/page%3Fx%3D1")
         );
         // An unsafe path is not carried into back.
-        let page = translate_challenge(&login_mode, b"401", hdr, false, b"//evil/x").unwrap();
+        let (_, page) = translate_challenge(&login_mode, b"401", hdr, false, b"//evil/x").unwrap();
         assert_eq!(page.header("location"), Some("/.devgate/login?back=/"));
         // A developer devgate already vouched for is not sent round the loop.
         assert_eq!(
             translate_challenge(&login_mode, b"401", hdr, true, b"/")
-                .unwrap()
-                .status,
-            403
+                .map(|(c, page)| (c, page.status)),
+            Some((Challenge::Forbid, 403))
         );
 
         let pass = {

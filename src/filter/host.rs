@@ -415,3 +415,60 @@ pub fn http_call_status() -> Option<Vec<u8>> {
 pub fn http_call_body(size: usize) -> Result<Vec<u8>, HostError> {
     buffer_bytes(HTTP_CALL_RESPONSE_BODY, size)
 }
+
+/// The host as the core sees it: lazily read facts and the process-wide store.
+pub struct Wasm;
+
+impl crate::core::facts::Facts for Wasm {
+    fn now(&self) -> u64 {
+        proxy_wasm::hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn now_ms(&self) -> u64 {
+        proxy_wasm::hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Envoy's `connection.tls_version` attribute.
+    fn tls(&self) -> bool {
+        matches!(property(&["connection", "tls_version"]), Ok(Some(v)) if !v.is_empty())
+    }
+}
+
+impl crate::core::facts::ResponseFacts for Wasm {
+    /// Asking for an absent header copies nothing into the VM: the cheapest read there is
+    /// (`make bench-calls`).
+    fn has_header(&self, name: &[u8]) -> bool {
+        matches!(response_header(name), Ok(Some(_)))
+    }
+
+    fn with_headers<R>(&self, f: impl FnOnce(&[(&[u8], &[u8])]) -> R) -> Option<R> {
+        let buf = response_header_pairs().ok()?;
+        let pairs = crate::abi::parse_pairs(&buf)?;
+        Some(f(&pairs))
+    }
+}
+
+impl crate::core::shared::SharedStore for Wasm {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), crate::core::shared::Unavailable> {
+        shared_data(key).map_err(|_| crate::core::shared::Unavailable)
+    }
+
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: u32,
+    ) -> Result<bool, crate::core::shared::Unavailable> {
+        match set_shared_data(key, value, cas) {
+            Ok(Cas::Stored) => Ok(true),
+            Ok(Cas::Mismatch) => Ok(false),
+            Err(_) => Err(crate::core::shared::Unavailable),
+        }
+    }
+}

@@ -31,7 +31,7 @@ NATIVE_NOT_YET = {
     "test_faults.py": "Wasm traps and VM reloads; the native panic policy is tests/e2e/test_native_faults.py",
     "test_oci_image.py": "the OCI image carries devgate.wasm for Istio; the native module has none",
     "test_manifests.py::test_manifests_pin_the_image_built_from_this_source":
-        "pins the OCI image of devgate.wasm (harness.wasm_path is libdevgate.so natively)",
+        "the pinned OCI image carries devgate.wasm; the native module has none",
     "test_demo_config.py": "checks the shipped envoy.yaml (Wasm); envoy/envoy-native.yaml is checked in test_native_abi.py",
     "test_harness.py::test_render_bootstrap_shapes": "asserts the Wasm filter's bootstrap shape",
     "test_tls.py::test_login_refuses_http_origin_on_tls_listener":

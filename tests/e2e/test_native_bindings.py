@@ -206,9 +206,9 @@ def token_gate(upstream, tmp_path_factory):
 
 def test_native_request_path_allocates_nothing_in_the_glue(gate, token_gate):
     """Once a worker is warm, the native glue allocates nothing per request on these paths: stream
-    state comes from a per-worker free list, headers are read into stack storage, local replies
-    are built on the stack, and the deny labels are made at configuration time. What remains is the
-    core's (its decision: identity, edits, reply), reported here for the record."""
+    state comes from a per-worker free list, headers are read into stack storage and local replies
+    are built on the stack. What remains is the core's (its plan: identity, edits, reply, a
+    denial's audit value), reported here for the record."""
     tokens, token = token_gate
     cases = {
         "network": (gate, lambda: gate.request("GET", "/", [], source=DEV)),

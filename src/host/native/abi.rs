@@ -223,7 +223,7 @@ pub enum HeaderMap {
 /// `envoy_dynamic_module_type_log_level` (C enum, in this order; mirrors Envoy's spdlog levels).
 #[derive(Clone, Copy)]
 #[repr(u32)]
-#[allow(dead_code)] // Trace and Critical: part of the enum, unused by devgate
+#[allow(dead_code)] // Trace, Debug and Critical: part of the enum, unused by devgate
 pub enum LogLevel {
     Trace = 0,
     Debug = 1,
@@ -1132,7 +1132,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     // SAFETY: see `stream`.
     let s = unsafe { stream(m) };
     guard("request_trailers", &mut host, STOP_ITERATION, |h| {
-        match s.map(|s| s.request_trailers(h)) {
+        match s.map(|s| s.proceeds() && s.request_trailers(h)) {
             Some(true) => CONTINUE,
             _ => STOP_ITERATION,
         }

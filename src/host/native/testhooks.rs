@@ -29,10 +29,11 @@ const TEST_HEADER: &[u8] = b"x-devgate-test";
 /// The one event the `defer` hook schedules.
 const RESUME: u64 = 1;
 
-/// Allocations made inside the core's `decide_with` (the rest of a request's are the glue's).
+/// Allocations made by the core's code (its request step, and a plan's audit value), the rest of
+/// a request's being the glue's.
 static CORE_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
-/// Runs `f` (the core's decision) and counts the allocations it makes.
+/// Runs `f` (the core's code) and counts the allocations it makes.
 pub fn in_core<T>(f: impl FnOnce() -> T) -> T {
     let before = counting::allocations();
     let out = f();
@@ -136,7 +137,7 @@ pub fn after_allow(cmd: Command, s: &mut Stream, host: &mut Host) -> bool {
         Command::None | Command::Allocations => true,
         Command::Defer(ms) => {
             let Some(scheduler) = host.scheduler() else {
-                return s.fail_closed(host, "scheduler_unavailable");
+                return s.refuse(host, "scheduler_unavailable");
             };
             let job = move || {
                 std::thread::sleep(Duration::from_millis(ms));
@@ -213,7 +214,7 @@ pub fn request_body(s: &mut Stream, host: &mut Host, end_of_stream: bool) -> Opt
             seen.as_bytes(),
         )
     {
-        s.fail_closed(host, "body_edit_failed");
+        s.refuse(host, "body_edit_failed");
         return Some(BodyStatus::Stop);
     }
     s.test.body_drain = None;
@@ -232,7 +233,7 @@ pub fn scheduled(s: &mut Stream, host: &mut Host, event_id: u64) {
     ) {
         host.continue_decoding();
     } else {
-        s.fail_closed(host, "header_edit_failed");
+        s.refuse(host, "header_edit_failed");
     }
 }
 
@@ -261,7 +262,7 @@ pub fn callout_done(s: &mut Stream, host: &mut Host, id: u64, answer: Option<Cal
     ) {
         host.continue_decoding();
     } else {
-        s.fail_closed(host, "header_edit_failed");
+        s.refuse(host, "header_edit_failed");
     }
 }
 

@@ -20,7 +20,7 @@
     clippy::indexing_slicing
 )]
 
-mod host;
+use devgate_wasm_tests as host;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

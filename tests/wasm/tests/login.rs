@@ -15,7 +15,7 @@
     clippy::indexing_slicing
 )]
 
-mod host;
+use devgate_wasm_tests as host;
 
 use devgate::core::budget as core_budget;
 use devgate::core::login::{self as core_login, Attempts, LOGIN_CSP, LOGIN_FAILED};

@@ -29,7 +29,7 @@
     clippy::indexing_slicing
 )]
 
-mod host;
+use devgate_wasm_tests as host;
 
 use std::cell::RefCell;
 use std::net::IpAddr;

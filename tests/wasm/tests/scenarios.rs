@@ -12,7 +12,7 @@
     clippy::indexing_slicing
 )]
 
-mod host;
+use devgate_wasm_tests as host;
 
 use host::{Action, Headers, Host, HostResult, Outcome};
 

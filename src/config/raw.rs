@@ -1,0 +1,368 @@
+//! The configuration as written: serde structs with the schema's documentation and the
+//! closed defaults. `super` validates them into the core's policy.
+
+use super::*;
+
+/// The devgate plugin configuration (Envoy: `configuration` as a `google.protobuf.StringValue`;
+/// Istio: `spec.pluginConfig`). Unknown fields are errors; absent fields take the closed default.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    /// The identity header the upstream receives; every client-sent copy is removed.
+    /// Default `x-wsgiorg-developer-user`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-wsgiorg-developer-user")))]
+    pub(super) header: Option<String>,
+    /// Who is a developer by socket address.
+    #[serde(default)]
+    pub(super) network: RawNetwork,
+    /// Path prefixes only developers may reach: a prefix string, or `{prefix, methods}` for some
+    /// methods only. Default `["/"]` (everything); `[]` protects nothing.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = ["/"])))]
+    pub(super) protect: Option<Vec<RawRule>>,
+    /// Path prefixes never challenged (health checks), even under a protected prefix. Default `[]`.
+    #[serde(default)]
+    pub(super) public: Vec<String>,
+    /// What a protected path answers a non-developer. Default `challenge`.
+    #[serde(default)]
+    pub(super) unauthenticated: Unauthenticated,
+    /// Signing keys for tokens, sessions and API keys: the first signs, every one verifies.
+    /// Default `[]`.
+    #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = [])))]
+    pub(super) keys: Vec<RawKey>,
+    /// Signed developer tokens; needs `keys`. Absent: no tokens accepted.
+    pub(super) tokens: Option<RawTokens>,
+    /// API keys and API routes; needs `keys`. Absent: no API keys, no API routes.
+    pub(super) api: Option<RawApi>,
+    /// The hidden login form and its session cookie; needs `keys`. Absent: no form.
+    pub(super) login: Option<RawLogin>,
+    /// What an upstream 401 with devgate's challenge becomes. Default `forbid`.
+    #[serde(default)]
+    pub(super) upstream_challenge: UpstreamChallenge,
+    /// A revocation list service (an Envoy cluster). Absent: only `api.revoked`.
+    pub(super) revocation: Option<RawRevocation>,
+}
+
+/// The revocation list service devgate fetches through an Envoy cluster.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Revocation"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRevocation {
+    /// The Envoy cluster devgate calls; it must exist in Envoy's config. Required.
+    pub(super) cluster: String,
+    /// `:authority` of the call. Default: the cluster name.
+    pub(super) authority: Option<String>,
+    /// `:path` of the call. Default `/revoked.json`.
+    #[serde(default = "default_revocation_path")]
+    pub(super) path: String,
+    /// Seconds between fetches (one per Envoy process), 1 to 3600. Default 30.
+    #[serde(default = "default_refresh_seconds")]
+    pub(super) refresh_seconds: u64,
+    /// Timeout of one fetch in milliseconds, 100 to 60000. Default 2000.
+    #[serde(default = "default_timeout_ms")]
+    pub(super) timeout_ms: u64,
+    /// How long the last good list stays in force without a good fetch, from `refresh_seconds`
+    /// to 7 days. Default 300.
+    #[serde(default = "default_max_stale_seconds")]
+    pub(super) max_stale_seconds: u64,
+    /// Past `max_stale_seconds`: refuse tokens and API keys, or serve the last good list.
+    /// Default `refuse`.
+    #[serde(default)]
+    pub(super) when_stale: WhenStale,
+}
+
+pub(super) fn default_revocation_path() -> String {
+    "/revoked.json".into()
+}
+
+pub(super) fn default_refresh_seconds() -> u64 {
+    30
+}
+
+pub(super) fn default_timeout_ms() -> u64 {
+    2000
+}
+
+pub(super) fn default_max_stale_seconds() -> u64 {
+    300
+}
+
+/// The hidden login form (`<mount>/login`, `<mount>/logout`) and its signed session cookie.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Login"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogin {
+    /// Where the form lives; devgate answers every path under it. Default `/.devgate`, no
+    /// trailing `/`.
+    #[serde(default = "default_mount")]
+    pub(super) mount: String,
+    /// Sensitive: htpasswd lines (bcrypt only), inline. Exactly one of `users` and `users_env`.
+    pub(super) users: Option<String>,
+    /// The Wasm VM environment variable holding the htpasswd lines. Exactly one of `users` and
+    /// `users_env`.
+    pub(super) users_env: Option<String>,
+    /// The session cookie's name; must differ from `tokens.cookie`. Default `devgate_session`.
+    #[serde(default = "default_session_cookie")]
+    pub(super) cookie: String,
+    /// Session lifetime in seconds, 60 to 30 days. Default 28800 (8 h).
+    #[serde(default = "default_session_seconds")]
+    pub(super) session_seconds: u64,
+    /// CIDRs the form and session cookies work from (elsewhere 403). Absent: any socket peer.
+    pub(super) allow_from: Option<Vec<String>>,
+    /// Mark the cookie `Secure` even on plain-HTTP listeners. Default false.
+    #[serde(default)]
+    pub(super) secure_cookie: bool,
+    /// Highest bcrypt cost accepted in the users, 4 to 12. Default 10.
+    #[serde(default = "default_max_cost")]
+    pub(super) max_cost: u32,
+    /// Failed logins per peer before the form answers 429, 1 to 1000. Default 5.
+    #[serde(default = "default_max_failures")]
+    pub(super) max_failures: u32,
+    /// The window failures are counted in, 1 to 86400 seconds. Default 300.
+    #[serde(default = "default_failure_window")]
+    pub(super) failure_window_seconds: u64,
+    /// Password verifies the form may run per minute, shared by all workers of the Envoy
+    /// process, whatever the number of addresses; beyond it the form answers 429 without
+    /// bcrypt. 1 to 60000. Default 120 (2 a second: at bcrypt cost 10 about a fifth of one
+    /// worker).
+    #[serde(default = "default_verifies_per_minute")]
+    pub(super) verifies_per_minute: u32,
+    /// Verifies allowed back to back when the budget is full, 1 to 1000. Default 3 (a worker
+    /// stalls at most that many verifies in a row: ~0.27 s at cost 10).
+    #[serde(default = "default_verify_burst")]
+    pub(super) verify_burst: u32,
+    /// Bind each session to the address it logged in from (`cip`). Default false.
+    #[serde(default)]
+    pub(super) bind_peer: bool,
+    /// Clock skew tolerated on the session token, at most 300 seconds. Default 30.
+    #[serde(default = "default_leeway")]
+    pub(super) leeway_seconds: u64,
+}
+
+pub(super) fn default_mount() -> String {
+    "/.devgate".into()
+}
+
+pub(super) fn default_session_cookie() -> String {
+    "devgate_session".into()
+}
+
+pub(super) fn default_session_seconds() -> u64 {
+    8 * 3600
+}
+
+pub(super) fn default_max_cost() -> u32 {
+    DEFAULT_MAX_COST
+}
+
+pub(super) fn default_max_failures() -> u32 {
+    5
+}
+
+pub(super) fn default_failure_window() -> u64 {
+    300
+}
+
+pub(super) fn default_verifies_per_minute() -> u32 {
+    120
+}
+
+pub(super) fn default_verify_burst() -> u32 {
+    3
+}
+
+/// API keys: routes, revoked key ids and the headers devgate sets for the application.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Api"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    /// The API routes, at least one. Required.
+    pub(super) routes: Vec<RawApiRoute>,
+    /// API key ids answered with 401 `revoked`. Default `[]`.
+    #[serde(default)]
+    pub(super) revoked: Vec<String>,
+    /// Header names devgate sets for the application on API routes.
+    #[serde(default)]
+    pub(super) headers: RawApiHeaders,
+    /// Remove the key from the query string and `X-Api-Key` before the upstream. Default true.
+    #[serde(default = "default_true")]
+    pub(super) strip_key: bool,
+    /// CIDRs whose API traffic is marked `count: false` (internal). Default `[]`.
+    #[serde(default)]
+    pub(super) internal_from: Vec<String>,
+    /// Clock skew tolerated on API key expiry, at most 300 seconds. Default 30.
+    #[serde(default = "default_leeway")]
+    pub(super) leeway_seconds: u64,
+}
+
+/// An API route: a path prefix, the product it belongs to and its mode.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiRoute"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApiRoute {
+    /// The path prefix. Required.
+    pub(super) prefix: String,
+    /// Upper-case HTTP methods the route applies to (at least one). Absent: every method.
+    pub(super) methods: Option<Vec<String>>,
+    /// The product a key must carry for this route. Required.
+    pub(super) product: String,
+    /// What keys may do on this route. Default `read_write`.
+    #[serde(default)]
+    pub(super) mode: Mode,
+}
+
+/// Header names devgate sets for the application on API routes (client copies are stripped).
+#[derive(Deserialize, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiHeaders"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApiHeaders {
+    /// The key's organization. Default `x-devgate-organization`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-organization")))]
+    pub(super) organization: Option<String>,
+    /// The key's project. Default `x-devgate-project`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-project")))]
+    pub(super) project: Option<String>,
+    /// The key's kind (public or private). Default `x-devgate-key-kind`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-key-kind")))]
+    pub(super) kind: Option<String>,
+    /// The key's id. Default `x-devgate-key-id`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-key-id")))]
+    pub(super) key_id: Option<String>,
+    /// `true`, or `false` for `internal_from` traffic. Default `x-devgate-count`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-count")))]
+    pub(super) count: Option<String>,
+}
+
+/// A signing key: an id and exactly one of `secret` or `secret_env`.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Key"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    /// The key id tokens and API keys name (`kid`), 1-64 of `[A-Za-z0-9._-]`. Required.
+    pub(super) id: String,
+    /// Secret: the key inline, base64url, at least 32 bytes. Prefer `secret_env`.
+    pub(super) secret: Option<String>,
+    /// The Wasm VM environment variable holding the base64url secret (Envoy
+    /// `vm_config.environment_variables`), so the config carries no secret.
+    pub(super) secret_env: Option<String>,
+}
+
+pub(super) fn default_true() -> bool {
+    true
+}
+
+pub(super) fn default_cookie() -> Option<String> {
+    Some("devgate_token".into())
+}
+
+pub(super) fn default_leeway() -> u64 {
+    30
+}
+
+/// Signed developer tokens (HS256), presented as a Bearer header or a cookie.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Tokens"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokens {
+    /// Accept `Authorization: Bearer <token>`. Default true.
+    #[serde(default = "default_true")]
+    pub(super) bearer: bool,
+    /// Accept the token in this cookie; `null` turns cookies off. Default `devgate_token`.
+    #[serde(default = "default_cookie")]
+    pub(super) cookie: Option<String>,
+    /// CIDRs a token is honoured from (socket peers). Absent: any peer.
+    pub(super) allow_from: Option<Vec<String>>,
+    /// Require tokens bound to the peer IP (`cip` claim). Default false.
+    #[serde(default)]
+    pub(super) bind_peer: bool,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, at most 300 seconds. Default 30.
+    #[serde(default = "default_leeway")]
+    pub(super) leeway_seconds: u64,
+    /// Remove devgate's credential before the upstream. Default true.
+    #[serde(default = "default_true")]
+    pub(super) strip_credential: bool,
+}
+
+/// Who is a developer by socket address.
+#[derive(Deserialize, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Network"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNetwork {
+    /// IPs and CIDRs whose socket peers are developers. Default `["127.0.0.0/8", "::1"]`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = ["127.0.0.0/8", "::1"])))]
+    pub(super) allow: Option<Vec<String>>,
+    /// IPs and CIDRs that are never developers, even inside `allow`. Default `[]`.
+    #[serde(default)]
+    pub(super) deny: Vec<String>,
+    /// Use the address Envoy took from `X-Forwarded-For` as the peer. Default false.
+    #[serde(default)]
+    pub(super) trust_forwarded: bool,
+}
+
+/// A protect item: a prefix string, or an object with `prefix` and `methods`.
+pub(super) enum RawRule {
+    Prefix(String),
+    Rule(RawRuleObject),
+}
+
+// Hand-written instead of `#[serde(untagged)]`: an untagged enum buffers the value and reports
+// only "did not match any variant", losing the name of an unknown field inside the object.
+impl<'de> Deserialize<'de> for RawRule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawRule;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path prefix string or an object with prefix and methods")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawRule, E> {
+                Ok(RawRule::Prefix(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawRule, A::Error> {
+                RawRuleObject::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawRule::Rule)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// Hand-written like its Deserialize: a prefix string, or the object form.
+#[cfg(not(target_arch = "wasm32"))]
+impl schemars::JsonSchema for RawRule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Rule".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A protect rule: a path prefix (every method), or an object with \
+                            `prefix` and `methods`.",
+            "anyOf": [
+                {"type": "string", "description": "A path prefix such as `/_debug/`."},
+                generator.subschema_for::<RawRuleObject>(),
+            ],
+        })
+    }
+}
+
+/// A protect rule limited to some methods.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "RuleObject"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRuleObject {
+    /// The path prefix. Required.
+    pub(super) prefix: String,
+    /// Upper-case HTTP methods (at least one); `GET` covers `HEAD`. Absent: every method.
+    pub(super) methods: Option<Vec<String>>,
+}

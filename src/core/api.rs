@@ -1,0 +1,152 @@
+//! API routes: the API key of a request, its placement, products, referers, networks and the
+//! endpoint-mode table, and the headers that pass the project reference on.
+
+use super::*;
+
+/// Where an API key was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum KeyPlace {
+    QueryKey,
+    QueryPrivateKey,
+    Header,
+}
+
+/// Reads are GET, HEAD and OPTIONS; every other method (unknown ones too) is a write.
+pub(super) fn is_read(method: &[u8]) -> bool {
+    matches!(method, b"GET" | b"HEAD" | b"OPTIONS")
+}
+
+pub(super) fn need_write(key: &ApiKey) -> Result<(), Reason> {
+    match (key.kind, key.write) {
+        (KeyKind::Public, _) => Err(Reason::PrivateKeyRequired),
+        (KeyKind::Private, false) => Err(Reason::WriteNeeded),
+        (KeyKind::Private, true) => Ok(()),
+    }
+}
+
+/// The endpoint-mode table (README, "API keys").
+pub fn mode_allows(mode: Mode, method: &[u8], key: &ApiKey) -> Result<(), Reason> {
+    match mode {
+        Mode::ReadWrite if is_read(method) => Ok(()),
+        Mode::ReadWrite => need_write(key),
+        Mode::ReadOnly if is_read(method) || method == b"POST" => Ok(()),
+        Mode::ReadOnly => Err(Reason::MethodNotAllowed),
+        Mode::WriteOnly => need_write(key),
+    }
+}
+
+/// Checks the API key of a request on an API route, decided as `method`: the key's kind and
+/// the edits that pass the project reference on and take the key out.
+pub(super) fn api_key(
+    api: &ApiPolicy,
+    route: &ApiRoute,
+    method: &[u8],
+    ctx: &Ctx<'_, '_>,
+) -> Result<(KeyKind, Edits), Reason> {
+    let req = ctx.req;
+    let mut edits = Edits::default();
+    let raw_path = req.header(b":path").unwrap_or_default();
+    let (_, query) = query::split(raw_path);
+    let mut found: Vec<(KeyPlace, Vec<u8>)> = query
+        .map(|q| query::find(q, &["key", "private_key"]))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, v)| {
+            let place = if name == "key" {
+                KeyPlace::QueryKey
+            } else {
+                KeyPlace::QueryPrivateKey
+            };
+            (place, v)
+        })
+        .collect();
+    // Every spelling (case, `_` for `-`) is the same header to some upstream, so every spelling
+    // is read as a credential and removed.
+    let spellings = headers::spellings_present(req.headers, &[&api.key_header]);
+    for (_, v) in req
+        .headers
+        .iter()
+        .filter(|(n, _)| api.key_header.is_spelling(n))
+    {
+        // Envoy joins repeated headers with ','; a key never contains one.
+        for part in v
+            .split(|&b| b == b',')
+            .filter(|p| !p.trim_ascii().is_empty())
+        {
+            found.push((KeyPlace::Header, part.trim_ascii().to_vec()));
+        }
+    }
+    if api.strip_key {
+        if let Some(stripped) = query::remove(raw_path, &["key", "private_key"]) {
+            edits.set.push((":path".to_string(), stripped));
+        }
+        edits.remove.extend(spellings.iter().map(|n| n.to_vec()));
+    }
+    let (place, text) = match found.as_slice() {
+        [] => return Err(Reason::NoCredential),
+        [one] => one,
+        _ => return Err(Reason::AmbiguousCredential),
+    };
+    let key = apikey::verify(text, &api.keys, req.now, api.leeway).map_err(Reason::Token)?;
+    let placed_right = match key.kind {
+        KeyKind::Public => *place == KeyPlace::QueryKey,
+        KeyKind::Private => *place != KeyPlace::QueryKey,
+    };
+    if !placed_right {
+        return Err(Reason::KeyMisplaced);
+    }
+    if api.revoked.contains(&key.id) {
+        return Err(Reason::Revoked);
+    }
+    if let Some(r) = ctx.revocation {
+        if r.refuse {
+            return Err(Reason::RevocationStale);
+        }
+        if r.key_revoked(&key.id) {
+            return Err(Reason::Revoked);
+        }
+    }
+    if !key.products.contains(&route.product) {
+        return Err(Reason::WrongProduct);
+    }
+    let peer_ip = ctx.peer_ip;
+    match key.kind {
+        KeyKind::Public if !key.referers.is_empty() => {
+            // Every page header the browser sent must name an allowed host, and one must exist.
+            let pages: Vec<Option<String>> = req
+                .headers
+                .iter()
+                .filter(|(n, _)| *n == b"origin" || *n == b"referer")
+                .map(|(_, v)| apikey::page_host(v))
+                .collect();
+            let ok = !pages.is_empty()
+                && pages.iter().all(|h| {
+                    h.as_deref()
+                        .is_some_and(|h| apikey::referer_allowed(&key.referers, h))
+                });
+            if !ok {
+                return Err(Reason::RefererDenied);
+            }
+        }
+        KeyKind::Private if !apikey::ip_allowed(&key, peer_ip) => {
+            return Err(Reason::NetworkDenied)
+        }
+        _ => {}
+    }
+    mode_allows(route.mode, method, &key)?;
+
+    let h = &api.headers;
+    let internal = peer_ip.is_some_and(|ip| api.internal_from.contains(ip));
+    for (name, value) in [
+        (&h.organization, key.org.as_str()),
+        (&h.project, key.project.as_str()),
+        (&h.kind, key.kind.as_str()),
+        (&h.key_id, key.id.as_str()),
+        (&h.count, if internal { "false" } else { "true" }),
+    ] {
+        edits
+            .set
+            .push((name.as_str().to_string(), value.as_bytes().to_vec()));
+    }
+    Ok((key.kind, edits))
+}

@@ -1,0 +1,220 @@
+//! The decision itself: a request under every method it may run as, one answer.
+
+use super::*;
+
+/// Decides one request.
+pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
+    decide_with(policy, req, None)
+}
+
+/// [`decide`] with the revocation list's state (`None`: no `revocation` configured).
+///
+/// The request is decided under its wire method and under every method an upstream framework
+/// may execute it as ([`method::candidates`]: override headers, `_method`, form POSTs); the
+/// first refusal wins, the wire method's first. Otherwise the wire method's answer (its edits)
+/// goes on. A request with no override is decided once.
+pub fn decide_with(
+    policy: &Policy,
+    req: &Request<'_>,
+    revocation: Option<Revocation<'_>>,
+) -> Decision {
+    let canonical = match req.header(b":path").map(path::canonicalize) {
+        Some(Ok(c)) => c,
+        Some(Err(_)) | None => return deny(Reason::BadPath, policy),
+    };
+    // The login mount is devgate's own: answered locally, whatever the rules say.
+    if let Some(ep) = policy
+        .login
+        .as_ref()
+        .and_then(|l| session::endpoint(l, &canonical))
+    {
+        return Decision::Login(ep);
+    }
+    let ctx = Ctx::new(policy, req, canonical, revocation);
+    let wire = req.header(b":method").unwrap_or_default();
+    let decision = decide_as(&ctx, wire);
+    if !matches!(decision, Decision::Allow { .. }) {
+        return decision;
+    }
+    for method in method::candidates(policy, req, wire) {
+        let other = decide_as(&ctx, &method);
+        if matches!(other, Decision::Deny { .. }) {
+            return other;
+        }
+    }
+    decision
+}
+
+/// What every check of one request reads, derived once from the facts (the peer is parsed
+/// and judged here only, the path canonicalised once), whatever the number of methods the
+/// request is decided under.
+pub(super) struct Ctx<'r, 'a> {
+    pub(super) policy: &'r Policy,
+    pub(super) req: &'r Request<'a>,
+    /// The canonical path the rules match.
+    canonical: Vec<u8>,
+    /// What `network` says of the peer.
+    pub(super) verdict: NetVerdict,
+    /// The peer's address where the policy lets it be used (a socket address, or a forwarded
+    /// one under `network.trust_forwarded`).
+    pub(super) peer_ip: Option<IpAddr>,
+    /// The revocation list's state (`None`: no `revocation` configured).
+    pub(super) revocation: Option<Revocation<'r>>,
+}
+
+impl<'r, 'a> Ctx<'r, 'a> {
+    fn new(
+        policy: &'r Policy,
+        req: &'r Request<'a>,
+        canonical: Vec<u8>,
+        revocation: Option<Revocation<'r>>,
+    ) -> Self {
+        let peer = net::parse_peer(req.peer.unwrap_or_default());
+        Ctx {
+            policy,
+            req,
+            canonical,
+            verdict: policy.net.verdict(peer),
+            peer_ip: policy.net.peer_ip(peer).ok(),
+            revocation,
+        }
+    }
+}
+
+/// Decides the request as if its method were `method`.
+fn decide_as(ctx: &Ctx<'_, '_>, method: &[u8]) -> Decision {
+    let (policy, req) = (ctx.policy, ctx.req);
+    let route = policy.route(method, &ctx.canonical);
+    let protected = route == Some(RuleKind::Protect);
+
+    let verdict = ctx.verdict;
+    let by_network = match verdict {
+        NetVerdict::Developer(ip) => Some(Identity {
+            name: net::ip_text(ip),
+            source: Source::Network,
+        }),
+        NetVerdict::Denied
+        | NetVerdict::NotAllowed
+        | NetVerdict::Forwarded
+        | NetVerdict::Unknown => None,
+    };
+
+    let mut edits = Edits::default();
+    // A token names a person, so it is preferred to the address; a bad one never locks out a
+    // developer the network rule already admits, and never admits anyone by itself.
+    let mut refusal = Reason::NoCredential;
+    let mut identity = None;
+    let mut expired = false;
+    let session = match &policy.login {
+        Some(login) => match session_cookie(login, ctx) {
+            Ok(SessionCookie::Expired) => {
+                expired = true;
+                Ok(None)
+            }
+            Ok(SessionCookie::Absent) => Ok(None),
+            Ok(SessionCookie::Checked(verdict)) => Ok(Some(verdict)),
+            Err(reason) => Err(reason),
+        },
+        None => Ok(None),
+    };
+    let token = match &policy.tokens {
+        Some(tokens) => find_credential(tokens, req).map(|c| c.map(|c| (tokens, c))),
+        None => Ok(None),
+    };
+    match (session, token) {
+        (Err(reason), _) | (_, Err(reason)) => {
+            // Whatever the pieces were, none of them goes upstream.
+            if let Some(tokens) = &policy.tokens {
+                strip_all_credentials(tokens, req, &mut edits);
+            }
+            refusal = reason;
+        }
+        (Ok(Some(_)), Ok(Some(_))) => {
+            if let Some(tokens) = &policy.tokens {
+                strip_all_credentials(tokens, req, &mut edits);
+            }
+            refusal = Reason::AmbiguousCredential;
+        }
+        (Ok(Some(session)), Ok(None)) => match session {
+            Ok(id) => identity = Some(id),
+            Err(reason) => refusal = reason,
+        },
+        (Ok(None), Ok(Some((tokens, cred)))) => {
+            let (verdict, ours) = check_token(tokens, cred, ctx);
+            match verdict {
+                Ok(id) => identity = Some(id),
+                Err(reason) => refusal = reason,
+            }
+            strip_credential(tokens, cred, ours, &mut edits);
+        }
+        (Ok(None), Ok(None)) => {}
+    }
+    // `network.deny` means "never a developer from there" (DevAuth's deny list): no token or
+    // session makes one either. Credentials are still stripped above; API keys, which name an
+    // application rather than a developer, are checked below as for anyone.
+    let identity = if verdict == NetVerdict::Denied {
+        refusal = Reason::NetworkDenied;
+        None
+    } else {
+        identity.or(by_network)
+    };
+
+    // An expired session is cleared, on whatever answer the request gets.
+    let mut response_headers = Vec::new();
+    if let (true, Some(login)) = (expired, &policy.login) {
+        if let Ok(clear) = login::clear_session_cookie(&login.cookie, login.secure_cookie) {
+            response_headers.push(("set-cookie", clear));
+        }
+    }
+    let deny = |reason: Reason| {
+        let mut d = deny(reason, policy);
+        if let Decision::Deny { response, .. } = &mut d {
+            response.headers.extend(response_headers.iter().cloned());
+        }
+        d
+    };
+
+    if identity.is_none() && protected {
+        return deny(refusal);
+    }
+
+    let mut identity_headers = vec![&policy.header];
+    let mut admitted_key = None;
+    if let Some(api) = &policy.api {
+        let h = &api.headers;
+        identity_headers.extend([&h.organization, &h.project, &h.kind, &h.key_id, &h.count]);
+        let route = match route {
+            Some(RuleKind::Api(i)) => api.routes.get(i),
+            _ => None,
+        };
+        if let Some(route) = route {
+            let (kind, api_edits) = match api_key(api, route, method, ctx) {
+                Ok(admitted) => admitted,
+                Err(reason) => return deny(reason),
+            };
+            admitted_key = Some(kind);
+            edits.remove.extend(api_edits.remove);
+            edits.set.extend(api_edits.set);
+        }
+    }
+
+    // Client copies are removed first, so the sets below are the only values upstream.
+    let stripped: Vec<Vec<u8>> = headers::spellings_present(req.headers, &identity_headers)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    strip_cookies(policy, req, &mut edits);
+    edits.remove.splice(0..0, stripped);
+    if let Some(id) = &identity {
+        edits.set.push((
+            policy.header.as_str().to_string(),
+            id.name.clone().into_bytes(),
+        ));
+    }
+    Decision::Allow {
+        identity,
+        api_key: admitted_key,
+        edits,
+        response_headers,
+    }
+}

@@ -1,0 +1,107 @@
+//! Edits: keeping devgate's credentials and headers from reaching the upstream (headers and
+//! trailers).
+
+use super::*;
+
+/// Removes `Authorization` (devgate's Bearer token travels there).
+pub(super) fn strip_bearer(edits: &mut Edits) {
+    edits.remove.push(b"authorization".to_vec());
+}
+
+/// devgate's own cookies, as the upstream must never see them: the token cookie (unless
+/// `tokens.strip_credential` is off) and the session cookie.
+pub(super) fn own_cookies(policy: &Policy) -> [&str; 2] {
+    let token = policy
+        .tokens
+        .as_ref()
+        .filter(|t| t.strip_credential)
+        .and_then(|t| t.cookie.as_deref());
+    let session = policy.login.as_ref().map(|l| l.cookie.as_str());
+    [token.unwrap_or_default(), session.unwrap_or_default()]
+}
+
+/// Rewrites the `Cookie` headers without devgate's own cookies in any spelling an upstream may
+/// read as them ([`cookie::scrub`]: also after a comma, any case, percent-encoded, ...), keeping
+/// every other cookie. Runs on every allowed request, whether or not devgate found a credential;
+/// a header without such a spelling costs a scan and no allocation.
+pub(super) fn strip_cookies(policy: &Policy, req: &Request<'_>, edits: &mut Edits) {
+    let names = own_cookies(policy);
+    if names.iter().all(|n| n.is_empty()) {
+        return;
+    }
+    let cookies = || {
+        req.headers
+            .iter()
+            .filter(|(n, _)| *n == b"cookie")
+            .map(|(_, v)| *v)
+    };
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    let mut rewritten = false;
+    for (i, v) in cookies().enumerate() {
+        match (cookie::scrub(v, &names), rewritten) {
+            (Some(s), false) => {
+                // The headers before the first one with a devgate cookie stay as they were.
+                rewritten = true;
+                kept.extend(cookies().take(i).map(<[u8]>::to_vec));
+                kept.push(s);
+            }
+            (Some(s), true) => kept.push(s),
+            (None, true) => kept.push(v.to_vec()),
+            (None, false) => {}
+        }
+    }
+    if !rewritten {
+        return;
+    }
+    kept.retain(|v| !v.is_empty());
+    edits.remove.push(b"cookie".to_vec());
+    if !kept.is_empty() {
+        edits
+            .set
+            .push(("cookie".to_string(), kept.join(&b"; "[..])));
+    }
+}
+
+/// Header edits that keep devgate's Bearer credential from reaching the upstream (its cookie
+/// goes in [`strip_cookies`], with every other spelling of it).
+pub(super) fn strip_credential(
+    tokens: &TokenPolicy,
+    cred: Credential<'_>,
+    ours: bool,
+    edits: &mut Edits,
+) {
+    if tokens.strip_credential && cred.source == Source::Bearer && ours {
+        strip_bearer(edits);
+    }
+}
+
+/// On an ambiguous request: removes every place a devgate Bearer credential can be (its
+/// cookies go in [`strip_cookies`]).
+pub(super) fn strip_all_credentials(tokens: &TokenPolicy, req: &Request<'_>, edits: &mut Edits) {
+    if tokens.strip_credential
+        && tokens.bearer
+        && req.headers.iter().any(|(n, _)| *n == b"authorization")
+    {
+        strip_bearer(edits);
+    }
+}
+
+/// The request trailers to remove before the upstream: every spelling of the identity header,
+/// of the API headers devgate sets and of the API key header, as the host holds them. HTTP/2
+/// and chunked HTTP/1.1 requests can carry "headers" after the body, and upstreams that merge
+/// trailers into headers would read these as devgate's. Empty (no allocation) when none.
+pub fn trailer_removals<'a>(policy: &Policy, trailers: &[(&'a [u8], &'a [u8])]) -> Vec<&'a [u8]> {
+    let mut names = vec![&policy.header];
+    if let Some(api) = &policy.api {
+        let h = &api.headers;
+        names.extend([
+            &h.organization,
+            &h.project,
+            &h.kind,
+            &h.key_id,
+            &h.count,
+            &api.key_header,
+        ]);
+    }
+    headers::spellings_present(trailers, &names)
+}

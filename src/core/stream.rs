@@ -1,0 +1,731 @@
+//! One HTTP stream, step by step: the host hands each step's facts to a [`Stream`] it owns and
+//! performs the [`Plan`] it gets back. Every decision a host would otherwise make is here: the
+//! request's plan, the login flow across the body, what to do with trailers, and what the
+//! upstream's response becomes.
+//!
+//! Facts a step may not need are read through [`Facts`] and [`ResponseFacts`], only when the
+//! policy needs them: the clock only for tokens, API keys and the login; TLS state only under
+//! the login mount; the response's headers only when the cheap `www-authenticate` probe hits.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use crate::core::budget;
+use crate::core::counters::{Admission, Counter};
+use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
+use crate::core::headers;
+use crate::core::login::{self, Attempts, Page, MAX_BODY};
+use crate::core::net;
+use crate::core::plan::{Audit, Note, Plan, Reply};
+use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
+use crate::core::revocation::Worker;
+use crate::core::session::{self, Checked, Endpoint, LoginRequest, Outcome, Step, Store};
+use crate::core::shared::{self, SharedStore};
+use crate::core::{decide_with, Decision, Request, Response};
+
+/// The body of `POST <mount>/login` being collected, and what its finish step needs. `Send`:
+/// a host may run [`finish_login`] off its worker thread.
+#[derive(Debug)]
+pub struct PendingLogin {
+    peer: IpAddr,
+    tls: bool,
+    body: Vec<u8>,
+}
+
+/// What the response step needs from the request step.
+#[derive(Debug)]
+struct After {
+    /// Headers to add to the response (a `Set-Cookie` clearing an expired session).
+    add: Vec<(&'static str, String)>,
+    /// Translate an upstream 401 with devgate's challenge.
+    translate: bool,
+    /// devgate sent a developer with the request.
+    had_identity: bool,
+    /// The request's `:path` as it went upstream, for `back` (only kept in `login` mode).
+    raw_path: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+enum State {
+    /// Nothing more to do for this stream.
+    #[default]
+    Done,
+    /// Collecting a login body.
+    Login(PendingLogin),
+    /// The request went upstream and its response needs a look.
+    After(After),
+}
+
+/// What the host does with request body chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// Let them through untouched; do not read them.
+    Pass,
+    /// Read each chunk, drop it from the stream, and hand it to [`Stream::on_request_body`].
+    Collect,
+}
+
+/// One HTTP stream's state. Owned by the host, one per stream.
+#[derive(Debug, Default)]
+pub struct Stream {
+    state: State,
+}
+
+impl Stream {
+    pub fn new() -> Stream {
+        Stream::default()
+    }
+
+    /// The request headers step.
+    pub fn on_request_headers<H: Facts + SharedStore>(
+        &mut self,
+        policy: &Policy,
+        req: RequestHeaders<'_>,
+        revocation: &mut Worker,
+        host: &H,
+    ) -> Plan {
+        let request = Request {
+            peer: req.peer,
+            headers: req.headers,
+            // Only tokens, API keys and sessions look at the clock: skip the host call otherwise.
+            now: if policy.tokens.is_some() || policy.api.is_some() || policy.login.is_some() {
+                host.now()
+            } else {
+                0
+            },
+        };
+        let view = revocation.view(policy, request.now, host);
+        let decision = decide_with(policy, &request, view);
+        match decision {
+            Decision::Allow {
+                identity,
+                api_key,
+                edits,
+                response_headers,
+            } => {
+                let translate = policy.upstream_challenge != UpstreamChallenge::Pass;
+                if translate || !response_headers.is_empty() {
+                    // `back` is the path as it goes upstream (an API key already taken out).
+                    let raw_path = if policy.upstream_challenge == UpstreamChallenge::Login {
+                        edits
+                            .set
+                            .iter()
+                            .find(|(n, _)| n == ":path")
+                            .map(|(_, v)| v.as_slice())
+                            .or_else(|| request.header(b":path"))
+                            .unwrap_or_default()
+                            .to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    self.state = State::After(After {
+                        add: response_headers,
+                        translate,
+                        had_identity: identity.is_some(),
+                        raw_path,
+                    });
+                }
+                let source = identity.as_ref().map(|id| id.source);
+                Plan {
+                    remove: edits.remove,
+                    set: edits.set,
+                    counter: Some(Counter::Allowed(Admission::of(api_key, source))),
+                    audit: Some(Audit::Allow(api_key, source)),
+                    ..Plan::default()
+                }
+            }
+            Decision::Deny { reason, response } => {
+                let Response {
+                    status,
+                    headers,
+                    body,
+                } = response;
+                let mut details = String::with_capacity(8 + reason.code().len());
+                details.push_str("devgate_");
+                details.push_str(reason.code());
+                Plan {
+                    remove: scrub_identity(policy, req.headers),
+                    counter: Some(Counter::Denied(reason)),
+                    audit: Some(Audit::Deny(reason)),
+                    note: Some(Note::Denied { status, reason }),
+                    reply: Some(Reply {
+                        status,
+                        headers,
+                        body: Cow::Borrowed(body),
+                        details: Cow::Owned(details),
+                    }),
+                    ..Plan::default()
+                }
+            }
+            Decision::Login(endpoint) => {
+                let mut plan = self.login_headers(policy, endpoint, &request, req, host);
+                let mut remove = scrub_identity(policy, req.headers);
+                remove.append(&mut plan.remove);
+                plan.remove = remove;
+                plan
+            }
+        }
+    }
+
+    /// The headers step of a request under the login mount (identity copies are scrubbed by
+    /// the caller, before these removals).
+    fn login_headers<H: Facts + SharedStore>(
+        &mut self,
+        policy: &Policy,
+        endpoint: Endpoint,
+        request: &Request<'_>,
+        req: RequestHeaders<'_>,
+        host: &H,
+    ) -> Plan {
+        let Some(login) = &policy.login else {
+            return Plan::refuse("login_not_configured");
+        };
+        let method = request.header(b":method").unwrap_or_default();
+        // A peer in `network.deny` has no usable address here: the form refuses it (403).
+        let peer = policy
+            .net
+            .undenied_ip(net::parse_peer(request.peer.unwrap_or_default()))
+            .ok();
+        let attempts = match (session::needs_attempts(endpoint, method), peer) {
+            (true, Some(ip)) => match read_attempts(host, &login::rate_key(ip)) {
+                Ok((attempts, _)) => attempts,
+                Err(_) => return Plan::refuse("shared_data_unavailable"),
+            },
+            _ => None,
+        };
+        let tls = endpoint != Endpoint::Other && host.tls();
+        let login_request = LoginRequest {
+            endpoint,
+            headers: request.headers,
+            peer,
+            tls,
+            attempts,
+            now: request.now,
+        };
+        match session::start(login, &login_request) {
+            Step::Respond(outcome, page) => login_answer(outcome, page),
+            Step::ReadBody => {
+                let Some(peer) = peer else {
+                    return Plan::refuse("login_without_peer");
+                };
+                if req.end_of_stream {
+                    let pending = PendingLogin {
+                        peer,
+                        tls,
+                        body: Vec::new(),
+                    };
+                    return finish_login(login, pending, host);
+                }
+                // A paused Wasm filter is never handed the body (Envoy turns a paused
+                // `on_http_request_headers` into StopAllIteration), so the headers go on to
+                // the next filter and devgate keeps the body itself, chunk by chunk, handing
+                // on empty chunks. The shipped configs put Envoy's buffer filter after devgate
+                // on the login route, so the router never sees the request; without it the
+                // upstream gets these scrubbed headers, no body, then a reset.
+                self.state = State::Login(PendingLogin {
+                    peer,
+                    tls,
+                    body: Vec::with_capacity(512),
+                });
+                Plan {
+                    remove: vec![
+                        b"cookie".to_vec(),
+                        b"authorization".to_vec(),
+                        b"proxy-authorization".to_vec(),
+                    ],
+                    ..Plan::default()
+                }
+            }
+        }
+    }
+
+    /// What the host does with the request body's chunks.
+    pub fn body_plan(&self) -> BodyPlan {
+        match self.state {
+            State::Login(_) => BodyPlan::Collect,
+            State::Done | State::After(_) => BodyPlan::Pass,
+        }
+    }
+
+    /// A chunk of the request body (only under [`BodyPlan::Collect`]); `end`: the last one.
+    pub fn on_request_body<H: Facts + SharedStore>(
+        &mut self,
+        policy: &Policy,
+        chunk: &[u8],
+        end: bool,
+        host: &H,
+    ) -> Plan {
+        let State::Login(pending) = &mut self.state else {
+            return Plan::default();
+        };
+        if pending.body.len().saturating_add(chunk.len()) > MAX_BODY {
+            self.state = State::Done;
+            return login_answer(Outcome::TooLarge, session::too_large());
+        }
+        pending.body.extend_from_slice(chunk);
+        if end {
+            self.finish(policy, host)
+        } else {
+            Plan::default()
+        }
+    }
+
+    /// The request trailers step. A login body followed by trailers ended with its last data
+    /// frame, and devgate answers the request itself. Trailers of a forwarded request lose every
+    /// spelling of the headers devgate sets ([`crate::core::trailer_removals`]): the plan's
+    /// removals apply to the trailers.
+    pub fn on_request_trailers<H: Facts + SharedStore>(
+        &mut self,
+        policy: &Policy,
+        trailers: &[(&[u8], &[u8])],
+        host: &H,
+    ) -> Plan {
+        match self.state {
+            State::Login(_) => self.finish(policy, host),
+            State::Done | State::After(_) => Plan {
+                remove: crate::core::trailer_removals(policy, trailers)
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+                ..Plan::default()
+            },
+        }
+    }
+
+    fn finish<H: Facts + SharedStore>(&mut self, policy: &Policy, host: &H) -> Plan {
+        let (State::Login(pending), Some(login)) = (std::mem::take(&mut self.state), &policy.login)
+        else {
+            return Plan::refuse("login_state_lost");
+        };
+        finish_login(login, pending, host)
+    }
+
+    /// The response headers step.
+    pub fn on_response_headers<R: ResponseFacts>(&mut self, policy: &Policy, resp: &R) -> Plan {
+        match std::mem::take(&mut self.state) {
+            State::Done => Plan::default(),
+            // A login POST whose headers reached an upstream that answered before devgate had
+            // the whole form: nothing holds the login route (see README, "Login"). The form's
+            // body never went on; the upstream's answer does not go out either.
+            State::Login(_) => Plan {
+                note: Some(Note::LoginUnbuffered),
+                ..Plan::refuse("login_unbuffered")
+            },
+            State::After(after) => respond_after(policy, after, resp),
+        }
+    }
+}
+
+/// The response step of a request that went upstream.
+fn respond_after<R: ResponseFacts>(policy: &Policy, after: After, resp: &R) -> Plan {
+    let mut plan = Plan {
+        add_response: after.add,
+        ..Plan::default()
+    };
+    // Only a response with a challenge can need translating, and almost every response has no
+    // `WWW-Authenticate`: asking for an absent header is the cheapest read a host has. The
+    // whole map, status included, is read only when the header is there.
+    if !after.translate || !resp.has_header(b"www-authenticate") {
+        return plan;
+    }
+    let translated = resp.with_headers(|pairs| {
+        let status = pairs
+            .iter()
+            .find(|(n, _)| *n == b":status")
+            .map(|(_, v)| *v)
+            .unwrap_or_default();
+        let www: Vec<&[u8]> = pairs
+            .iter()
+            .filter(|(n, _)| *n == b"www-authenticate")
+            .map(|(_, v)| *v)
+            .collect();
+        session::translate_challenge(policy, status, &www, after.had_identity, &after.raw_path)
+    });
+    let Some(Some((challenge, mut page))) = translated else {
+        return plan;
+    };
+    // The reply replaces the upstream's response: carry the headers meant for it (the
+    // expired session's clearing Set-Cookie) into the reply.
+    page.headers.append(&mut plan.add_response);
+    plan.counter = Some(Counter::Challenge(challenge));
+    plan.reply = Some(page_reply(
+        page,
+        Cow::Borrowed("devgate_upstream_challenge"),
+    ));
+    plan
+}
+
+/// The finish step of `POST <mount>/login`, with the whole body: a function of the policy, the
+/// collected body, the clock and the shared store only, so a host may run it (bcrypt) off its
+/// worker thread.
+pub fn finish_login<H: Facts + SharedStore + ?Sized>(
+    login: &LoginPolicy,
+    pending: PendingLogin,
+    host: &H,
+) -> Plan {
+    let now_ms = host.now_ms();
+    let now = now_ms / 1000;
+    let shared = host;
+    let key = login::rate_key(pending.peer);
+    let Ok((attempts, _)) = read_attempts(shared, &key) else {
+        return Plan::refuse("shared_data_unavailable");
+    };
+    let (outcome, page, store) = match session::finish(login, &pending.body, attempts, now) {
+        Checked::Respond(outcome, page, store) => (outcome, page, store),
+        // Right before bcrypt: one verify from the process's budget, or 429 without it.
+        Checked::Verify(form) => {
+            let taken = shared::try_update(shared, budget::KEY, |prev| {
+                let prev = prev.and_then(budget::decode);
+                budget::take(prev, now_ms, login.verify_budget)
+                    .map(|next| budget::encode(next).to_vec())
+            });
+            match taken {
+                Ok(Ok(())) => session::verify(login, &form, pending.peer, pending.tls, now),
+                Ok(Err(retry_after)) => session::over_budget(retry_after),
+                // A verify that cannot be counted would let the budget go unmetered.
+                Err(_) => return Plan::refuse("shared_data_unavailable"),
+            }
+        }
+    };
+    match store {
+        Store::Nothing => {}
+        Store::Failure => {
+            // A failure that cannot be counted would let guessing go unmetered.
+            let counted = shared::update(shared, &key, |prev| {
+                let prev = prev.and_then(Attempts::from_bytes);
+                login::record_failure(prev, now, login.failure_window)
+                    .to_bytes()
+                    .to_vec()
+            });
+            if counted.is_err() {
+                return Plan::refuse("shared_data_unavailable");
+            }
+        }
+        Store::Clear => {
+            let _ = shared.set(&key, Attempts::CLEARED, 0);
+        }
+    }
+    let mut plan = login_answer(outcome, page);
+    if outcome == Outcome::Succeeded {
+        plan.note = Some(Note::LoginSucceeded);
+    }
+    plan
+}
+
+/// The answer to a request under the login mount, counted and audited by its outcome.
+fn login_answer(outcome: Outcome, page: Page) -> Plan {
+    let code = outcome.code();
+    let mut details = String::with_capacity(14 + code.len());
+    details.push_str("devgate_login_");
+    details.push_str(code);
+    Plan {
+        counter: Some(Counter::Login(outcome)),
+        audit: Some(Audit::Login(outcome)),
+        reply: Some(page_reply(page, Cow::Owned(details))),
+        ..Plan::default()
+    }
+}
+
+fn page_reply(page: Page, details: Cow<'static, str>) -> Reply {
+    Reply {
+        status: page.status,
+        headers: page.headers,
+        body: Cow::Owned(page.body),
+        details,
+    }
+}
+
+/// Every client-sent spelling of the identity header, for a request devgate answers itself:
+/// an access log's `%REQ(x-wsgiorg-developer-user)%` then only ever shows a name devgate set.
+fn scrub_identity(policy: &Policy, headers: &[(&[u8], &[u8])]) -> Vec<Vec<u8>> {
+    headers::spellings_present(headers, &[&policy.header])
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// The peer's failed-login record and its version.
+fn read_attempts<S: SharedStore + ?Sized>(
+    shared: &S,
+    key: &str,
+) -> Result<(Option<Attempts>, u32), shared::Unavailable> {
+    let (value, cas) = shared.get(key)?;
+    Ok((value.as_deref().and_then(Attempts::from_bytes), cas))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_policy;
+    use crate::core::counters::Challenge;
+    use crate::core::plan::Audit;
+    use crate::core::shared::MemoryStore;
+    use crate::core::Reason;
+
+    /// Password: correct horse (cost 5).
+    const ALICE: &str = "alice:$2y$05$WBNRJBi.4c8ilvNVGxxUCOTTVPsWRpkAqpvHW2izxuA1HtxO/eNdK";
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY";
+    const NOW_MS: u64 = 1_700_000_000_000;
+
+    /// A host in memory that counts the lazy reads it was asked for.
+    #[derive(Default)]
+    struct Fake {
+        store: MemoryStore,
+        clock_reads: std::cell::Cell<u32>,
+        tls_reads: std::cell::Cell<u32>,
+        response: Vec<(&'static [u8], &'static [u8])>,
+        full_reads: std::cell::Cell<u32>,
+    }
+
+    impl Facts for Fake {
+        fn now_ms(&self) -> u64 {
+            self.clock_reads.set(self.clock_reads.get() + 1);
+            NOW_MS
+        }
+        fn tls(&self) -> bool {
+            self.tls_reads.set(self.tls_reads.get() + 1);
+            false
+        }
+    }
+
+    impl SharedStore for Fake {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), shared::Unavailable> {
+            self.store.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, shared::Unavailable> {
+            self.store.set(key, value, cas)
+        }
+    }
+
+    impl ResponseFacts for Fake {
+        fn has_header(&self, name: &[u8]) -> bool {
+            self.response.iter().any(|(n, _)| *n == name)
+        }
+        fn with_headers<R>(&self, f: impl FnOnce(&[(&[u8], &[u8])]) -> R) -> Option<R> {
+            self.full_reads.set(self.full_reads.get() + 1);
+            let pairs: Vec<(&[u8], &[u8])> = self.response.to_vec();
+            Some(f(&pairs))
+        }
+    }
+
+    fn headers_step(
+        stream: &mut Stream,
+        policy: &Policy,
+        host: &Fake,
+        peer: &str,
+        headers: &[(&[u8], &[u8])],
+        end_of_stream: bool,
+    ) -> Plan {
+        let req = RequestHeaders {
+            peer: Some(peer.as_bytes()),
+            headers,
+            end_of_stream,
+        };
+        stream.on_request_headers(policy, req, &mut Worker::default(), host)
+    }
+
+    fn login_policy(extra: &str) -> Policy {
+        let json = format!(
+            r#"{{"keys": [{{"id": "k1", "secret": "{KEY}"}}], "protect": ["/_debug/"]
+                 {extra}, "login": {{"users": "{ALICE}", "allow_from": ["127.0.0.0/8"]}}}}"#
+        );
+        parse_policy(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_allowed_request_is_counted_and_audited_by_the_core_and_needs_no_clock() {
+        let policy = parse_policy(br#"{"protect": ["/_debug/"]}"#).unwrap();
+        let host = Fake::default();
+        let mut s = Stream::new();
+        let h: [(&[u8], &[u8]); 3] = [
+            (b":method", b"GET"),
+            (b":path", b"/_debug/"),
+            (b"X-Wsgiorg-Developer-User", b"mallory"),
+        ];
+        let plan = headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, true);
+        assert_eq!(
+            plan.counter,
+            Some(Counter::Allowed(Admission::Source(
+                crate::core::Source::Network
+            )))
+        );
+        assert_eq!(
+            plan.audit.map(Audit::value).as_deref(),
+            Some("allow:network")
+        );
+        assert!(plan.remove.contains(&b"X-Wsgiorg-Developer-User".to_vec()));
+        assert!(plan.reply.is_none());
+        assert_eq!(
+            host.clock_reads.get(),
+            0,
+            "no tokens, keys or login: no clock"
+        );
+        assert_eq!(s.body_plan(), BodyPlan::Pass);
+    }
+
+    #[test]
+    fn a_denied_request_is_answered_with_its_reason_in_the_details() {
+        let policy = parse_policy(br#"{"protect": ["/_debug/"]}"#).unwrap();
+        let host = Fake::default();
+        let h: [(&[u8], &[u8]); 3] = [
+            (b":method", b"GET"),
+            (b":path", b"/_debug/"),
+            (b"x_wsgiorg_developer_user", b"mallory"),
+        ];
+        let plan = headers_step(&mut Stream::new(), &policy, &host, "192.0.2.1:5", &h, true);
+        let reply = plan.reply.clone().unwrap();
+        assert_eq!(
+            (reply.status, reply.details.as_ref()),
+            (401, "devgate_no_credential")
+        );
+        assert_eq!(plan.counter, Some(Counter::Denied(Reason::NoCredential)));
+        assert_eq!(plan.remove, vec![b"x_wsgiorg_developer_user".to_vec()]);
+    }
+
+    #[test]
+    fn login_post_collects_the_body_then_verifies_within_the_budget() {
+        let policy = login_policy("");
+        let host = Fake::default();
+        let mut s = Stream::new();
+        let h: [(&[u8], &[u8]); 6] = [
+            (b":method", b"POST"),
+            (b":path", b"/.devgate/login"),
+            (b":authority", b"localhost"),
+            (b"origin", b"http://localhost"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"cookie", b"devgate_session=x"),
+        ];
+        let plan = headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
+        assert!(plan.reply.is_none());
+        for name in ["cookie", "authorization", "proxy-authorization"] {
+            assert!(plan.remove.contains(&name.as_bytes().to_vec()), "{name}");
+        }
+        assert_eq!(host.tls_reads.get(), 1, "TLS state is read under the mount");
+        assert_eq!(s.body_plan(), BodyPlan::Collect);
+        assert_eq!(
+            s.on_request_body(&policy, b"username=alice&", false, &host),
+            Plan::default()
+        );
+        let plan = s.on_request_body(&policy, b"password=correct+horse", true, &host);
+        let reply = plan.reply.unwrap();
+        assert_eq!(
+            (reply.status, reply.details.as_ref()),
+            (303, "devgate_login_succeeded")
+        );
+        assert_eq!(plan.counter, Some(Counter::Login(Outcome::Succeeded)));
+        assert_eq!(plan.note, Some(Note::LoginSucceeded));
+        assert_eq!(s.body_plan(), BodyPlan::Pass);
+        // The verify was taken from the shared budget.
+        assert!(host.store.get(budget::KEY).unwrap().0.is_some());
+    }
+
+    #[test]
+    fn login_body_over_the_cap_is_413_and_trailers_finish_the_form() {
+        let policy = login_policy("");
+        let host = Fake::default();
+        let h: [(&[u8], &[u8]); 5] = [
+            (b":method", b"POST"),
+            (b":path", b"/.devgate/login"),
+            (b":authority", b"localhost"),
+            (b"origin", b"http://localhost"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+        ];
+        let mut s = Stream::new();
+        headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
+        let plan = s.on_request_body(&policy, &vec![b'a'; MAX_BODY + 1], false, &host);
+        assert_eq!(plan.counter, Some(Counter::Login(Outcome::TooLarge)));
+        let mut s = Stream::new();
+        headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
+        s.on_request_body(&policy, b"username=alice&password=wrong", false, &host);
+        let plan = s.on_request_trailers(&policy, &[], &host);
+        assert_eq!(plan.counter, Some(Counter::Login(Outcome::Failed)));
+        // The failure was counted for the peer.
+        let key = login::rate_key("127.0.0.1".parse().unwrap());
+        assert!(host.store.get(&key).unwrap().0.is_some());
+    }
+
+    #[test]
+    fn login_post_that_reaches_the_upstream_is_refused_at_the_response() {
+        let policy = login_policy("");
+        let host = Fake::default();
+        let h: [(&[u8], &[u8]); 5] = [
+            (b":method", b"POST"),
+            (b":path", b"/.devgate/login"),
+            (b":authority", b"localhost"),
+            (b"origin", b"http://localhost"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+        ];
+        let mut s = Stream::new();
+        headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
+        let plan = s.on_response_headers(&policy, &host);
+        assert_eq!(plan.counter, Some(Counter::InternalError));
+        assert_eq!(plan.note, Some(Note::LoginUnbuffered));
+        assert_eq!(plan.reply.map(|r| r.status), Some(500));
+    }
+
+    #[test]
+    fn upstream_challenge_reads_the_response_only_when_the_probe_hits() {
+        let policy = login_policy(r#", "upstream_challenge": "login""#);
+        let mut host = Fake::default();
+        let h: [(&[u8], &[u8]); 2] = [(b":method", b"GET"), (b":path", b"/app?x=1")];
+        let mut s = Stream::new();
+        headers_step(&mut s, &policy, &host, "192.0.2.1:5", &h, true);
+        // No WWW-Authenticate: nothing read beyond the probe.
+        host.response = vec![(b":status", b"401")];
+        assert_eq!(s.on_response_headers(&policy, &host), Plan::default());
+        assert_eq!(host.full_reads.get(), 0);
+        let mut s = Stream::new();
+        headers_step(&mut s, &policy, &host, "192.0.2.1:5", &h, true);
+        host.response = vec![
+            (b":status", b"401"),
+            (b"www-authenticate", b"x-wsgiorg.developer_user"),
+        ];
+        let plan = s.on_response_headers(&policy, &host);
+        assert_eq!(host.full_reads.get(), 1);
+        assert_eq!(plan.counter, Some(Counter::Challenge(Challenge::Login)));
+        let reply = plan.reply.unwrap();
+        assert_eq!(reply.status, 303);
+        assert!(reply
+            .headers
+            .contains(&("location", "/.devgate/login?back=/app%3Fx%3D1".to_string())));
+    }
+
+    #[test]
+    fn refused_plans_carry_the_identity_scrub() {
+        // The login mount with a shared store that fails: a 500, and still no identity copy.
+        struct Broken;
+        impl Facts for Broken {
+            fn now_ms(&self) -> u64 {
+                NOW_MS
+            }
+            fn tls(&self) -> bool {
+                false
+            }
+        }
+        impl SharedStore for Broken {
+            fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, u32), shared::Unavailable> {
+                Err(shared::Unavailable)
+            }
+            fn set(&self, _: &str, _: &[u8], _: u32) -> Result<bool, shared::Unavailable> {
+                Err(shared::Unavailable)
+            }
+        }
+        let policy = login_policy("");
+        let h: [(&[u8], &[u8]); 6] = [
+            (b":method", b"POST"),
+            (b":path", b"/.devgate/login"),
+            (b":authority", b"localhost"),
+            (b"origin", b"http://localhost"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"x-wsgiorg-developer-user", b"mallory"),
+        ];
+        let req = RequestHeaders {
+            peer: Some(b"127.0.0.1:5"),
+            headers: &h,
+            end_of_stream: false,
+        };
+        let plan = Stream::new().on_request_headers(&policy, req, &mut Worker::default(), &Broken);
+        assert_eq!(plan.counter, Some(Counter::InternalError));
+        assert_eq!(plan.remove, vec![b"x-wsgiorg-developer-user".to_vec()]);
+    }
+}
