@@ -255,18 +255,42 @@ impl Stream {
         end: bool,
         host: &H,
     ) -> Plan {
+        match self.collect_body(chunk, end) {
+            Collected::Plan(plan) => plan,
+            Collected::Finish(pending) => finish_with(policy, pending, host),
+        }
+    }
+
+    /// [`Stream::on_request_body`] for a host that runs the finish step (bcrypt) off its worker
+    /// thread: the whole form comes back as [`Collected::Finish`], for [`finish_login`].
+    pub fn collect_body(&mut self, chunk: &[u8], end: bool) -> Collected {
         let State::Login(pending) = &mut self.state else {
-            return Plan::default();
+            return Collected::Plan(Plan::default());
         };
         if pending.body.len().saturating_add(chunk.len()) > MAX_BODY {
             self.state = State::Done;
-            return login_answer(Outcome::TooLarge, session::too_large());
+            return Collected::Plan(login_answer(Outcome::TooLarge, session::too_large()));
         }
         pending.body.extend_from_slice(chunk);
-        if end {
-            self.finish(policy, host)
-        } else {
-            Plan::default()
+        if !end {
+            return Collected::Plan(Plan::default());
+        }
+        match std::mem::take(&mut self.state) {
+            State::Login(pending) => Collected::Finish(pending),
+            _ => Collected::Plan(Plan::refuse("login_state_lost")),
+        }
+    }
+
+    /// The login form being collected, taken whole: its body ended (trailers came) and a host
+    /// that runs the finish step off its worker thread hands it to [`finish_login`]. `None`: no
+    /// form is being collected.
+    pub fn take_login(&mut self) -> Option<PendingLogin> {
+        match std::mem::take(&mut self.state) {
+            State::Login(pending) => Some(pending),
+            other => {
+                self.state = other;
+                None
+            }
         }
     }
 
@@ -293,11 +317,10 @@ impl Stream {
     }
 
     fn finish<H: Facts + SharedStore>(&mut self, policy: &Policy, host: &H) -> Plan {
-        let (State::Login(pending), Some(login)) = (std::mem::take(&mut self.state), &policy.login)
-        else {
+        let State::Login(pending) = std::mem::take(&mut self.state) else {
             return Plan::refuse("login_state_lost");
         };
-        finish_login(login, pending, host)
+        finish_with(policy, pending, host)
     }
 
     /// The response headers step.
@@ -353,6 +376,27 @@ fn respond_after<R: ResponseFacts>(policy: &Policy, after: After, resp: &R) -> P
         Cow::Borrowed("devgate_upstream_challenge"),
     ));
     plan
+}
+
+/// What [`Stream::collect_body`] asks of the host.
+#[derive(Debug)]
+pub enum Collected {
+    /// Perform this plan now.
+    Plan(Plan),
+    /// The whole form is in: run [`finish_with`] (on any thread) and perform its plan.
+    Finish(PendingLogin),
+}
+
+/// [`finish_login`] under `policy`'s login mount (a refusal if the policy has none).
+pub fn finish_with<H: Facts + SharedStore + ?Sized>(
+    policy: &Policy,
+    pending: PendingLogin,
+    host: &H,
+) -> Plan {
+    match &policy.login {
+        Some(login) => finish_login(login, pending, host),
+        None => Plan::refuse("login_not_configured"),
+    }
 }
 
 /// The finish step of `POST <mount>/login`, with the whole body: a function of the policy, the
@@ -642,6 +686,39 @@ mod tests {
         // The failure was counted for the peer.
         let key = login::rate_key("127.0.0.1".parse().unwrap());
         assert!(host.store.get(&key).unwrap().0.is_some());
+    }
+
+    #[test]
+    fn collected_login_form_finishes_on_another_thread_like_the_inline_step() {
+        let policy = login_policy("");
+        let host = Fake::default();
+        let h: [(&[u8], &[u8]); 5] = [
+            (b":method", b"POST"),
+            (b":path", b"/.devgate/login"),
+            (b":authority", b"localhost"),
+            (b"origin", b"http://localhost"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+        ];
+        let mut s = Stream::new();
+        headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
+        assert!(matches!(
+            s.collect_body(b"username=alice&", false),
+            Collected::Plan(p) if p == Plan::default()
+        ));
+        let Collected::Finish(pending) = s.collect_body(b"password=correct+horse", true) else {
+            panic!("the whole form comes back to the host");
+        };
+        assert_eq!(s.body_plan(), BodyPlan::Pass);
+        let plan = std::thread::spawn(move || finish_with(&policy, pending, &Fake::default()))
+            .join()
+            .unwrap();
+        assert_eq!(plan.counter, Some(Counter::Login(Outcome::Succeeded)));
+        // Trailers end a form the same way: taken whole, once.
+        let policy = login_policy("");
+        let mut s = Stream::new();
+        headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
+        assert!(s.take_login().is_some());
+        assert!(s.take_login().is_none());
     }
 
     #[test]
