@@ -8,7 +8,7 @@ mod native;
 
 /// The bounded worker pool of the native module (bcrypt off Envoy's workers). Std only and
 /// host-independent: compiled natively with or without `native-module`, so that `make unit` tests it.
-// Only the test build uses it until the plan's bcrypt step does.
-#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+// Without `native-module` (the unit tests' build) only its tests use it.
+#[cfg_attr(not(feature = "native-module"), allow(dead_code))]
 #[path = "native/pool.rs"]
 pub(crate) mod pool;

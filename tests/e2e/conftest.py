@@ -25,8 +25,6 @@ from harness import HarnessError  # noqa: E402
 # against the Wasm build for now: file name -> reason, or "file::test" -> reason. Each is skipped with
 # its reason under DEVGATE_HOST=native (`make e2e-native`); the goal state is this table empty.
 NATIVE_NOT_YET = {
-    "test_login.py": "login form not in the native module yet (refused at load: `login`)",
-    "test_browser.py": "login form not in the native module yet (refused at load: `login`)",
     "test_revocation.py": "revocation list fetch not in the native module yet (refused at load: `revocation`)",
     "test_faults.py": "Wasm traps and VM reloads; the native panic policy is tests/e2e/test_native_faults.py",
     "test_oci_image.py": "the OCI image carries devgate.wasm for Istio; the native module has none",
@@ -35,7 +33,7 @@ NATIVE_NOT_YET = {
     "test_demo_config.py": "checks the shipped envoy.yaml (Wasm); envoy/envoy-native.yaml is checked in test_native_abi.py",
     "test_harness.py::test_render_bootstrap_shapes": "asserts the Wasm filter's bootstrap shape",
     "test_tls.py::test_login_refuses_http_origin_on_tls_listener":
-        "login form not in the native module yet (refused at load: `login`; envoy-native-tls.yaml has none)",
+        "envoy-native-tls.yaml has no login form yet (its users and key would come from Envoy's process environment)",
     "test_tokens.py::test_config_reload_without_restart_or_dropped_requests":
         "rotates keys through the Wasm VM's environment; the native module reads Envoy's process environment",
     "test_observability.py::test_counters_exact_in_admin_stats":

@@ -45,6 +45,8 @@ HOST = os.environ.get("DEVGATE_HOST") or "wasm"
 if HOST not in HOSTS:
     raise RuntimeError(f"DEVGATE_HOST={HOST!r}: expected one of {HOSTS}")
 NATIVE = HOST == "native"
+# The admin stats namespace of devgate's counters: `<STATS>.devgate.*`.
+STATS = "dynamicmodulescustom" if NATIVE else "wasmcustom"
 # Bootstrap key (never sent to Envoy) carrying environment variables for Envoy's process: the native
 # module reads `secret_env` / `users_env` from the process, not from a Wasm VM's environment.
 PROCESS_ENV_KEY = "__devgate_process_env"

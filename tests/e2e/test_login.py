@@ -30,7 +30,7 @@ import pytest
 
 import harness
 from harness import IDENTITY_HEADER as H
-from harness import Response
+from harness import STATS, Response
 
 DEV = "127.0.0.1"
 PEER = "127.0.0.5"
@@ -462,10 +462,10 @@ def test_denied_address_cannot_become_a_developer_by_form_session_or_token(gate)
     assert upstream_names(gw.request("GET", PROTECTED, [("Cookie", session_cookie(r))], source=peer)) == ["alice"]
     assert upstream_names(gw.request("GET", PROTECTED, [("Authorization", bearer)], source=peer)) == ["alice"]
     assert upstream_names(gw.request("GET", PROTECTED, source=peer)) == [peer]
-    counts = gw.counters(r"wasmcustom\.devgate\.(login|requests\.denied)\.")
-    assert counts["wasmcustom.devgate.login.network_denied"] == 2
-    assert counts["wasmcustom.devgate.requests.denied.network_denied"] == 3
-    assert counts["wasmcustom.devgate.login.succeeded"] == 1
+    counts = gw.counters(rf"{STATS}\.devgate\.(login|requests\.denied)\.")
+    assert counts[f"{STATS}.devgate.login.network_denied"] == 2
+    assert counts[f"{STATS}.devgate.requests.denied.network_denied"] == 3
+    assert counts[f"{STATS}.devgate.login.succeeded"] == 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -513,10 +513,10 @@ def test_rate_limit_is_shared_by_the_workers(two_workers):
         assert not r.header_all("set-cookie")
     # Another address is not affected.
     assert post_login(two_workers, "127.0.0.9", "bob", PASSWORDS["bob"]).status == 303
-    counts = two_workers.counters(r"wasmcustom\.devgate\.login\.")
-    assert counts["wasmcustom.devgate.login.failed"] == 4
-    assert counts["wasmcustom.devgate.login.rate_limited"] == 6 + extra
-    assert counts["wasmcustom.devgate.login.succeeded"] == 1
+    counts = two_workers.counters(rf"{STATS}\.devgate\.login\.")
+    assert counts[f"{STATS}.devgate.login.failed"] == 4
+    assert counts[f"{STATS}.devgate.login.rate_limited"] == 6 + extra
+    assert counts[f"{STATS}.devgate.login.succeeded"] == 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -570,9 +570,9 @@ def test_login_flood_stays_within_the_verify_budget(gate):
         t.join()
     elapsed = time.monotonic() - start
 
-    counts = gw.counters(r"wasmcustom\.devgate\.login\.")
-    verifies = counts["wasmcustom.devgate.login.failed"] + counts["wasmcustom.devgate.login.succeeded"]
-    refused = counts["wasmcustom.devgate.login.over_budget"]
+    counts = gw.counters(rf"{STATS}\.devgate\.login\.")
+    verifies = counts[f"{STATS}.devgate.login.failed"] + counts[f"{STATS}.devgate.login.succeeded"]
+    refused = counts[f"{STATS}.devgate.login.over_budget"]
     lat = sorted(latencies)
     p50, p99 = lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000
     print(f"flood: {sum(statuses.values())} attempts in {elapsed:.1f} s, {verifies} verified, "
@@ -582,9 +582,9 @@ def test_login_flood_stays_within_the_verify_budget(gate):
     assert verifies >= burst, counts  # ...and the budget was used, not refused outright
     # ...every other attempt was answered 429 without bcrypt, none was charged to its address...
     assert set(statuses) <= {401, 429}, statuses
-    assert statuses.get(401, 0) == counts["wasmcustom.devgate.login.failed"]
+    assert statuses.get(401, 0) == counts[f"{STATS}.devgate.login.failed"]
     assert statuses.get(429, 0) == refused > verifies, (statuses, counts)
-    assert counts["wasmcustom.devgate.login.rate_limited"] == 0
+    assert counts[f"{STATS}.devgate.login.rate_limited"] == 0
     # ...and the steady client was served throughout.
     assert steady_statuses and set(steady_statuses) == {200}, steady_statuses
     assert not gw.wasm_problems()

@@ -116,8 +116,6 @@ def test_native_abi_version_is_pinned(module_path, upstream, tmp_path):
 
 
 @pytest.mark.parametrize("field, config", [
-    ("login", {"login": {"users": "developer:$2y$10$o4wkLoGCpQibBTqQlnxjVeCzQqBudwpKUZsORMMjhAAt2PTjpacXW"},
-               "keys": [{"id": "k", "secret": "ZGV2Z2F0ZSBkZW1vIGtleSAtIG5vdCBhIHNlY3JldCEhIQ"}]}),
     ("revocation", {"revocation": {"cluster": "demo_upstream", "path": "/revoked"},
                     "keys": [{"id": "k", "secret": "ZGV2Z2F0ZSBkZW1vIGtleSAtIG5vdCBhIHNlY3JldCEhIQ"}],
                     "tokens": {}}),

@@ -21,6 +21,7 @@ import pytest
 import harness
 from conftest import call_or_fail
 from harness import IDENTITY_HEADER as H
+from harness import STATS
 
 DEV4 = "127.0.0.1"
 DEV6 = "::1"
@@ -243,8 +244,8 @@ def test_login_refuses_http_origin_on_tls_listener(tls_gate, ctx, certs):
         (f"localhost:{port}", [("Origin", f"https://localhost:{port}")], 303),
         (f"localhost:{port}", [("Referer", f"https://localhost:{port}{LOGIN}")], 303),
     ]
-    csrf = "wasmcustom.devgate.login.csrf"
-    before = tls_gate.counters(r"wasmcustom\.devgate\.login\.csrf$").get(csrf, 0)
+    csrf = f"{STATS}.devgate.login.csrf"
+    before = tls_gate.counters(rf"{STATS}\.devgate\.login\.csrf$").get(csrf, 0)
     for host, headers, status in cases:
         if status == 303:
             time.sleep(0.5)  # the shipped config's verify budget: 3 at once, then 2 a second
@@ -276,7 +277,7 @@ def test_login_refuses_http_origin_on_tls_listener(tls_gate, ctx, certs):
     out = curl(f"https://localhost:{port}", DEMO_LOGIN)
     assert out.startswith("HTTP/2 303") and "set-cookie: devgate_session=" in out and "; Secure" in out, out
     refused = sum(1 for _, _, status in cases if status == 403) + 1
-    assert tls_gate.counters(r"wasmcustom\.devgate\.login\.csrf$")[csrf] == before + refused
+    assert tls_gate.counters(rf"{STATS}\.devgate\.login\.csrf$")[csrf] == before + refused
 
 
 # --------------------------------------------------------------------------------------------------

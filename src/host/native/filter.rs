@@ -3,15 +3,16 @@
 //! gets back in the order every host uses (removals, sets, response headers, counter, audit,
 //! log, reply). It holds no policy branch.
 //!
-//! What this host cannot carry out yet (the login form's body, the revocation fetch: Envoy
-//! callbacks not bound here) it refuses at load with a message naming the field, so that no
+//! The login form's finish step (bcrypt) runs on a bounded pool of threads, and the request is
+//! resumed on its worker through Envoy's scheduler. What this host cannot carry out yet (the
+//! revocation fetch) it refuses at load with a message naming the field, so that no
 //! configuration half-works.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::abi::{log, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel};
+use super::abi::{log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel};
 use crate::config::load;
 use crate::core::counters::Counter;
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
@@ -19,27 +20,31 @@ use crate::core::plan::{Level, Note, Plan};
 use crate::core::policy::Policy;
 use crate::core::revocation::Worker;
 use crate::core::shared::{SharedStore, Unavailable};
-use crate::core::stream::Stream as CoreStream;
+use crate::core::stream::{finish_with, BodyPlan, Collected, PendingLogin, Stream as CoreStream};
+use crate::host::pool::Pool;
 
 /// The filter state key of the audit value: the wasm build's, so that an access log
 /// (`%FILTER_STATE(wasm.devgate_decision:PLAIN)%`) reads the same with either build.
 const DECISION_KEY: &str = "wasm.devgate_decision";
 
+/// The scheduler event that resumes a stream whose login form was checked on the pool (not the
+/// test build's event, 1).
+const LOGIN_FINISHED: u64 = 2;
+
+/// Threads of a configuration's login pool (each runs one bcrypt check at a time). The core's
+/// verify budget meters how many checks the process starts; the pool bounds how many run at once.
+const LOGIN_THREADS: usize = 2;
+/// Checks waiting for a thread; one more is refused at once (the core's internal refusal, 500).
+const LOGIN_QUEUE: usize = 64;
+
 /// Configuration this host cannot carry out yet: the field and why. Refused at load.
 fn unsupported(policy: &Policy) -> Option<(&'static str, &'static str)> {
-    if policy.login.is_some() {
-        return Some((
-            "login",
-            "the login form is not in the native module yet (use the wasm build)",
-        ));
-    }
     if policy.revocation.is_some() {
         return Some((
             "revocation",
             "the revocation list fetch is not in the native module yet (use the wasm build)",
         ));
     }
-    // `upstream_challenge: login` (the other gap) needs the login form, refused above.
     None
 }
 
@@ -59,6 +64,8 @@ pub struct Config {
     policy: Policy,
     /// Counter ids at [`Counter::slot`].
     ids: Vec<Option<usize>>,
+    /// Where login forms are checked (bcrypt), off the workers: only with a `login` section.
+    login_pool: Option<Pool>,
     /// Test build only (`filter_name: devgate-noop`, the `native_noop` benchmark): every request
     /// goes on untouched, so that the module's fixed cost can be measured apart from devgate's
     /// work.
@@ -96,6 +103,7 @@ impl Config {
             return load(b"{}").0.map(|policy| Config {
                 policy,
                 ids: Vec::new(),
+                login_pool: None,
                 noop: true,
                 test,
             });
@@ -119,9 +127,23 @@ impl Config {
             log_note(note);
         }
         let policy = policy?;
+        let login_pool = match policy.login {
+            None => None,
+            Some(_) => match Pool::new("devgate-login", LOGIN_THREADS, LOGIN_QUEUE) {
+                Ok(pool) => Some(pool),
+                Err(_) => {
+                    log(
+                        LogLevel::Error,
+                        "devgate: configuration rejected: login: the login threads did not start",
+                    );
+                    return None;
+                }
+            },
+        };
         Some(Config {
             policy,
             ids,
+            login_pool,
             #[cfg(feature = "test-hooks")]
             noop: false,
             #[cfg(feature = "test-hooks")]
@@ -152,12 +174,27 @@ struct Envoy<'h> {
 
 impl Facts for Envoy<'_> {
     fn now_ms(&self) -> u64 {
+        Process.now_ms()
+    }
+
+    /// The downstream connection's TLS version attribute: present only over TLS.
+    fn tls(&self) -> bool {
+        self.host.tls_version().is_some()
+    }
+}
+
+/// The facts of a login form's finish step on a pool thread: the clock and the shared store.
+/// (The TLS fact travels in the [`PendingLogin`], read on the worker.)
+struct Process;
+
+impl Facts for Process {
+    fn now_ms(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
-    /// Only read under the login mount, which this host refuses at load: never TLS here.
+    /// Never read by the finish step (the form carries it); a stream's is [`Envoy::tls`].
     fn tls(&self) -> bool {
         false
     }
@@ -179,6 +216,16 @@ impl ResponseFacts for Envoy<'_> {
 }
 
 impl SharedStore for Envoy<'_> {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), Unavailable> {
+        Process.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, Unavailable> {
+        Process.set(key, value, cas)
+    }
+}
+
+impl SharedStore for Process {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), Unavailable> {
         let map = store().lock().map_err(|_| Unavailable)?;
         Ok(match map.get(key) {
@@ -207,6 +254,9 @@ pub struct Stream {
     core: CoreStream,
     /// The last step went on (bodies and trailers of an answered request stop).
     proceeds: bool,
+    /// The plan of this stream's login form, written by the pool thread that checked it and
+    /// taken on the worker when the scheduler brings [`LOGIN_FINISHED`].
+    finished: Option<Arc<Mutex<Option<Plan>>>>,
     /// Test build only: the test hook this request asked for.
     #[cfg(feature = "test-hooks")]
     pub(super) test: super::testhooks::StreamTest,
@@ -218,6 +268,7 @@ impl Stream {
             config,
             core: CoreStream::new(),
             proceeds: false,
+            finished: None,
             #[cfg(feature = "test-hooks")]
             test: super::testhooks::StreamTest::default(),
         }
@@ -229,27 +280,104 @@ impl Stream {
         &self.config
     }
 
-    /// A request body chunk: passes once the request went on; held after devgate answered. (The
-    /// login form's body step comes here.)
+    /// A request body chunk: passes once the request went on; held after devgate answered.
+    /// Under the core's [`BodyPlan::Collect`] (a login form), each chunk is read, dropped from
+    /// the stream and handed to the core, as the Wasm build does; the whole form is checked on
+    /// the login pool.
     pub fn request_body(&mut self, host: &mut Host, end_of_stream: bool) -> BodyStatus {
         #[cfg(feature = "test-hooks")]
         if let Some(status) = super::testhooks::request_body(self, host, end_of_stream) {
             return status;
         }
-        let _ = (host, end_of_stream);
-        if self.proceeds {
+        if self.core.body_plan() == BodyPlan::Pass {
+            return if self.proceeds {
+                BodyStatus::Continue
+            } else {
+                BodyStatus::Stop
+            };
+        }
+        // Never buffered by this filter's status, so this call's chunks are the new data only.
+        let chunks = host.body_chunks(Body::ReceivedRequest);
+        let size: usize = chunks.iter().map(|c| c.len()).sum();
+        let last = chunks.len().saturating_sub(1);
+        let mut collected = Collected::Plan(Plan::default());
+        for (i, chunk) in chunks.iter().enumerate() {
+            collected = self.core.collect_body(chunk, end_of_stream && i == last);
+            if !matches!(&collected, Collected::Plan(p) if *p == Plan::default()) {
+                break;
+            }
+        }
+        if chunks.is_empty() && end_of_stream {
+            collected = self.core.collect_body(b"", true);
+        }
+        if size > 0 && !host.drain_body(Body::ReceivedRequest, size) {
+            self.refuse(host, "body_edit_failed");
+            return BodyStatus::Stop;
+        }
+        let proceeds = match collected {
+            Collected::Plan(plan) => self.perform(host, plan, HeaderMap::RequestHeader),
+            Collected::Finish(pending) => self.finish_login(host, pending),
+        };
+        self.proceeds = proceeds;
+        if proceeds {
             BodyStatus::Continue
         } else {
             BodyStatus::Stop
         }
     }
 
-    /// An event this stream scheduled ([`super::abi::Scheduler`]), on its worker. The shipped
-    /// build schedules none yet (off-thread bcrypt comes here).
+    /// Checks a whole login form on the login pool; the request waits (`false`) until
+    /// [`Stream::scheduled`] performs the plan. A pool that cannot take it is the core's refusal.
+    fn finish_login(&mut self, host: &mut Host, pending: PendingLogin) -> bool {
+        let Some(pool) = self.config.login_pool.as_ref() else {
+            return self.refuse(host, "login_pool_missing");
+        };
+        let Some(scheduler) = host.scheduler() else {
+            return self.refuse(host, "scheduler_unavailable");
+        };
+        let slot = Arc::new(Mutex::new(None));
+        let out = Arc::clone(&slot);
+        let config = Arc::clone(&self.config);
+        let job = move || {
+            // A panic (a bug) still resumes the request, with the core's refusal: never a
+            // request left hanging, never one let through.
+            let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                finish_with(&config.policy, pending, &Process)
+            }))
+            .unwrap_or_else(|_| Plan::refuse("login_check_panicked"));
+            if let Ok(mut out) = out.lock() {
+                *out = Some(plan);
+            }
+            scheduler.commit(LOGIN_FINISHED);
+            // `scheduler` is dropped (deleted) here, on the pool's thread.
+        };
+        if pool.submit(job).is_err() {
+            return self.refuse(host, "login_pool_full");
+        }
+        self.finished = Some(slot);
+        false
+    }
+
+    /// An event this stream scheduled ([`super::abi::Scheduler`]), on its worker: a login form
+    /// checked on the pool, whose plan is performed here (and the request resumed if it goes on).
     pub fn scheduled(&mut self, host: &mut Host, event_id: u64) {
         #[cfg(feature = "test-hooks")]
         super::testhooks::scheduled(self, host, event_id);
-        let _ = (host, event_id);
+        if event_id != LOGIN_FINISHED {
+            return;
+        }
+        let Some(slot) = self.finished.take() else {
+            return;
+        };
+        let plan = slot.lock().ok().and_then(|mut p| p.take());
+        let Some(plan) = plan else {
+            self.refuse(host, "login_result_lost");
+            return;
+        };
+        self.proceeds = self.perform(host, plan, HeaderMap::RequestHeader);
+        if self.proceeds {
+            host.continue_decoding();
+        }
     }
 
     /// The answer to an HTTP call this stream started (`None`: it failed). The shipped build
@@ -328,6 +456,11 @@ impl Stream {
     /// Request trailers of a request that goes on: the core names what must not reach the
     /// upstream. `true`: continue.
     pub fn request_trailers(&mut self, host: &mut Host) -> bool {
+        // A login form followed by trailers ended with its last data frame.
+        if let Some(pending) = self.core.take_login() {
+            self.proceeds = self.finish_login(host, pending);
+            return self.proceeds;
+        }
         let config = Arc::clone(&self.config);
         let core = &mut self.core;
         let h: &Host = host;
@@ -364,9 +497,9 @@ impl Stream {
                 return self.refuse(host, "header_edit_failed");
             }
         }
-        if !plan.add_response.is_empty() {
-            // Only sessions ask for response headers, and login is refused at load.
-            return self.refuse(host, "response_phase_unsupported");
+        for (name, value) in &plan.add_response {
+            // As in the Wasm build: a response header that cannot be added changes no decision.
+            let _ = host.add_header(HeaderMap::ResponseHeader, name.as_bytes(), value.as_bytes());
         }
         if let Some(counter) = plan.counter {
             self.config.count(host, counter);
