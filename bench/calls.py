@@ -199,6 +199,9 @@ def markdown(meta: dict, jobs: list, results: dict) -> str:
         added = {job["name"]: {"added_instructions": per(job["name"]) - base}
                  for job in jobs if job["kind"] == "variant" and per(job["name"]) is not None}
         lines += bench.goals_markdown(added, "added_instructions", "instructions/req")
+        lines += bench.side_by_side_markdown(
+            {k: {"x": per(k), **v} for k, v in added.items()},
+            lambda x: f"{x['x']:,.0f} ({x['added_instructions']:+,.0f})")
     lines += ["", "Variants: as in bench/out/results.md (bench/run.py); `make bench` measures their speed."]
     return "\n".join(lines) + "\n"
 

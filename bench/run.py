@@ -251,6 +251,38 @@ def goals_markdown(summary: dict, added_key: str, unit: str) -> list[str]:
             "| variant | × baseline | added work vs anchor |", "|---|---|---|"] + rows
 
 
+# Each devgate path as (what, Wasm variant, native variant); the anchors beside them.
+PATHS = [
+    ("network developer", "devgate_network", "native_network"),
+    ("Bearer token", "devgate_bearer", "native_bearer"),
+    ("cookie token", "devgate_cookie", "native_cookie"),
+    ("private API key", "devgate_api_key", "native_api_key"),
+    ("401 (answered without the upstream)", "devgate_deny", "native_deny"),
+]
+ANCHORS = [
+    ("no filter (the baseline)", "baseline", "baseline"),
+    ("no-op filter: empty proxy-wasm (Wasm column), devgate-noop (native column)", "empty_wasm", "native_noop"),
+    ("Envoy `basic_auth` (anchor, no devgate)", "basic_auth", "basic_auth"),
+    ("Envoy `jwt_authn`, same HS256 token (anchor, no devgate)", "jwt_authn", "jwt_authn"),
+]
+
+
+def side_by_side_markdown(summary: dict, cell) -> list[str]:
+    """Both builds per path in one table, with the anchors, from this run's `summary`
+    (`cell(x)` formats one variant's figures; a variant not in this run shows a dash)."""
+    rows = []
+    for what, wasm, native in ANCHORS + PATHS:
+        if wasm not in summary and native not in summary:
+            continue
+        shown = [cell(summary[v]) if v in summary else "–" for v in (wasm, native)]
+        bold = "" if (wasm, native) in [(w, n) for _, w, n in ANCHORS] else "**"
+        rows.append(f"| {bold}{what}{bold} | {shown[0]} | {shown[1]} |")
+    if not rows:
+        return []
+    return ["", "Both builds side by side, this run:", "",
+            "| path | Wasm (`devgate.wasm`) | native (`libdevgate.so`) |", "|---|---:|---:|"] + rows
+
+
 # --------------------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------------------
@@ -816,6 +848,8 @@ def markdown(meta: dict, vs: list[Variant], summary: dict, broken: dict) -> str:
     if warnings:
         lines += ["", "Warnings:", ""] + [f"- {w}" for w in warnings]
     lines += goals_markdown(summary, "added_cpu_us_per_req", "µs/req")
+    lines += side_by_side_markdown(
+        summary, lambda x: f"{fmt(x['ratio'], '.3f')} × no filter, {fmt(x['added_cpu_us_per_req'], '+.1f')} µs/req")
     lines += [
         "",
         "How to read it: req/s, p50 and p99 are medians over the rounds. × baseline is the median over the "
