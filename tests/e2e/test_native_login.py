@@ -120,6 +120,59 @@ def _abandon(envoy, body: str, n: int) -> None:
             sock.close()
 
 
+def test_native_login_flood_beyond_the_pool_is_refused_at_once_never_let_through(one_worker):
+    """More forms in flight than the pool's threads and waiting places (bcrypt cost 12, the budget and
+    the lockout opened): the overflow gets the core's internal refusal (500 `devgate_internal`,
+    counted as `requests.denied.internal_error`, logged `login_pool_full`) at once and no session;
+    every form the pool took is answered as its password deserves; Envoy serves plain requests all
+    along and stays up."""
+    n = POOL_THREADS + POOL_QUEUE + 24
+    before = one_worker.counters(INTERNAL_ERROR).get(INTERNAL_ERROR, 0)
+    results: list = [None] * n
+    go = threading.Event()
+
+    def login(i: int) -> None:
+        body = RIGHT if i % 2 == 0 else WRONG
+        go.wait()
+        t0 = time.perf_counter()
+        r = one_worker.request("POST", LOGIN, FORM, source=PEER, body=body, timeout=120)
+        results[i] = (i % 2 == 0, r, time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    go.set()
+    time.sleep(0.5)  # the pool is full and busy
+    t0 = time.perf_counter()
+    plain = one_worker.request("GET", "/", source="127.0.0.1")
+    plain_s = time.perf_counter() - t0
+    for t in threads:
+        t.join(timeout=180)
+    assert all(r is not None for r in results), "a login got no answer"
+    refused = [(right, r, d) for right, r, d in results if r.status == 500]
+    checked = [(right, r, d) for right, r, d in results if r.status != 500]
+    assert len(refused) >= n - (POOL_THREADS + POOL_QUEUE) - 8, (len(refused), len(checked))
+    assert len(checked) >= POOL_THREADS + POOL_QUEUE, (len(refused), len(checked))
+    for right, r, _ in refused:
+        assert r.details == "devgate_internal" and r.header("set-cookie") is None, r.summary()
+        assert not r.from_upstream, r.summary()
+    for right, r, _ in checked:
+        # Only a verified password gets a session; a wrong one never does.
+        assert r.status == (303 if right else 401), r.summary()
+        assert (r.header("set-cookie") is not None) == right, r.summary()
+    slowest_checked = max(d for _, _, d in checked)
+    slowest_refused = max(d for _, _, d in refused)
+    assert slowest_checked > 2.0, slowest_checked  # the pool really was busy for a while
+    assert slowest_refused < slowest_checked / 4, (slowest_refused, slowest_checked)
+    after = one_worker.counters(INTERNAL_ERROR).get(INTERNAL_ERROR, 0)
+    assert after - before == len(refused), (before, after, len(refused))
+    assert one_worker.log_text().count("request refused: login_pool_full") >= len(refused)
+    assert plain.status == 200 and plain.from_upstream, plain.summary()
+    assert plain_s < slowest_checked / 4, (plain_s, slowest_checked)
+    assert one_worker.alive()
+    assert not CRASH.findall(one_worker.log_text())
+
+
 def test_native_login_client_gone_while_on_the_pool_is_not_checked_and_envoy_stays_up(
         tmp_path_factory, upstream, wasm):
     """Clients that reset their connection while their forms wait on the pool: Envoy stays up, the
