@@ -447,7 +447,8 @@ extern "C" {
 
     /// *Bound, test build only.* From any thread: makes Envoy call
     /// `on_http_filter_scheduled(event_id)` on the filter's worker, or nothing if the stream has
-    /// ended by then (Envoy holds the filter weakly).
+    /// ended by then (Envoy holds the filter weakly). The worker's dispatcher is held by
+    /// reference: committed only while the stream exists (see `RawScheduler`).
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
         scheduler: SchedulerPtr,
@@ -543,36 +544,84 @@ pub struct CalloutAnswer<'a> {
     pub body: &'a [&'a [u8]],
 }
 
-/// A filter's scheduler ([`Host::scheduler`]): moves to any thread, commits events that Envoy
-/// delivers to `on_http_filter_scheduled` on the stream's worker, and is freed when dropped.
-#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
-pub struct Scheduler {
-    ptr: SchedulerPtr,
-}
+/// Envoy's scheduler for one filter (`scheduler_new`), deleted when dropped. Reached only through
+/// [`Scheduler`] (the stream's) and [`Resumer`] (a pool job's).
+///
+/// The contract, from Envoy 1.40's `DynamicModuleHttpFilterScheduler`
+/// (`source/extensions/filters/http/dynamic_modules/filter.h` and `abi_impl.cc`): the object holds
+/// the filter by `weak_ptr` and the stream's worker `Event::Dispatcher` *by reference*; `commit`
+/// posts a closure to that dispatcher (which locks the weak pointer on the worker, and calls
+/// `on_http_filter_scheduled` only if the filter still exists); `delete` is a plain C++ `delete`
+/// (a weak pointer released: any thread). So a commit after the stream ended is harmless, but a
+/// commit after the worker's dispatcher is gone (Envoy shutting down) would use freed memory.
+/// What devgate adds: a commit happens only while the stream's [`Scheduler`] exists (see there).
+struct RawScheduler(SchedulerPtr);
 
-// SAFETY: Envoy's contract for `envoy_dynamic_module_type_http_filter_scheduler_module_ptr`:
-// commit and delete may be called from any thread (1.40: the scheduler holds the filter by
-// `weak_ptr` and posts to the worker's dispatcher; delete is a plain `delete`). `Scheduler` has no
-// `&self` method that is not thread-safe, and is not `Sync` (one owner at a time). What it does not
-// cover: the dispatcher itself is held by reference, so a commit must not come after Envoy has
-// torn its workers down. Pool jobs are short (one bcrypt check), which makes that a shutdown-only
-// race; not yet proven absent (open point for the plan's bcrypt step).
-unsafe impl Send for Scheduler {}
+// SAFETY: per the contract above, Envoy's scheduler may be committed to and deleted from any
+// thread; nothing in it is tied to the thread that made it. `RawScheduler` is only ever reached
+// under the lock of a `Revocable`, one thread at a time.
+unsafe impl Send for RawScheduler {}
 
-#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
-impl Scheduler {
-    /// Asks Envoy to call the stream's `scheduled` hook with `event_id` on its worker (nothing
-    /// happens if the stream has ended by then).
-    pub fn commit(&self, event_id: u64) {
-        // SAFETY: a live scheduler (freed only in `drop`).
-        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.ptr, event_id) }
+impl Drop for RawScheduler {
+    fn drop(&mut self) {
+        // SAFETY: made by `scheduler_new`, freed exactly once, here (any thread: see above).
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0) }
     }
 }
 
-impl Drop for Scheduler {
-    fn drop(&mut self) {
-        // SAFETY: made by `scheduler_new`, freed exactly once, here.
-        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.ptr) }
+/// A stream's scheduler ([`Host::scheduler`]). It must live in the stream's state, so that it is
+/// dropped, on the stream's worker, when Envoy destroys the stream (`on_http_filter_destroy`) at
+/// the latest; it is not `Send`, so it cannot leave the worker. It hands out [`Resumer`]s, which
+/// other threads use to commit, and its drop withdraws Envoy's scheduler from them (waiting for a
+/// commit in progress) and deletes it. Hence a commit only ever happens while the stream exists,
+/// that is while its worker and the worker's dispatcher do: never into a deleted scheduler, never
+/// into a dispatcher Envoy has torn down, whatever the order in which a job finishes, the client
+/// goes away and Envoy shuts down.
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+pub struct Scheduler {
+    owner: crate::host::pool::Revocable<RawScheduler>,
+    /// Not `Send`: dropped on the stream's worker.
+    _worker: std::marker::PhantomData<*const ()>,
+}
+
+/// A [`Scheduler`]'s other end, for a pool job: commits events while the stream exists, and
+/// nothing once it has gone.
+pub struct Resumer {
+    access: crate::host::pool::Access<RawScheduler>,
+}
+
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+impl Scheduler {
+    /// A handle for another thread to resume the stream with.
+    pub fn resumer(&self) -> Resumer {
+        Resumer {
+            access: self.owner.access(),
+        }
+    }
+}
+
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+impl Resumer {
+    /// Asks Envoy to call the stream's `scheduled` hook with `event_id` on its worker. `false`:
+    /// the stream has gone, nothing was committed (nothing would have run anyway).
+    pub fn commit(&self, event_id: u64) -> bool {
+        self.access
+            .with(|raw| {
+                // SAFETY: a live scheduler (deleted only once withdrawn, and withdrawn only after
+                // this closure returns); the stream's `Scheduler` exists (that is what `with`
+                // guarantees), so the filter has not been destroyed and its worker's dispatcher,
+                // which the commit posts to, is alive.
+                unsafe {
+                    envoy_dynamic_module_callback_http_filter_scheduler_commit(raw.0, event_id)
+                }
+            })
+            .is_some()
+    }
+
+    /// Whether the stream still exists (it may end right after): work for a stream that has
+    /// gone can be skipped.
+    pub fn live(&self) -> bool {
+        self.access.live()
     }
 }
 
@@ -801,7 +850,10 @@ impl Host {
     pub fn scheduler(&self) -> Option<Scheduler> {
         // SAFETY: live filter pointer, on the stream's worker (inside a hook).
         let ptr = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr) };
-        (!ptr.is_null()).then_some(Scheduler { ptr })
+        (!ptr.is_null()).then(|| Scheduler {
+            owner: crate::host::pool::revocable(RawScheduler(ptr)).0,
+            _worker: std::marker::PhantomData,
+        })
     }
 
     /// Resumes the request a hook stopped.

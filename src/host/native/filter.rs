@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::abi::{log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel};
+use super::abi::{log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler};
 use crate::config::load;
 use crate::core::counters::Counter;
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
@@ -61,7 +61,10 @@ pub enum BodyStatus {
 
 /// One accepted configuration, shared by every stream it creates (on any worker).
 pub struct Config {
-    policy: Policy,
+    /// Shared with the login checks on the pool, which hold the policy and not the configuration:
+    /// the configuration (and its pool, whose drop waits for the pool's threads) is therefore
+    /// always dropped by Envoy's `config_destroy` or a stream's end, never by a pool thread.
+    policy: Arc<Policy>,
     /// Counter ids at [`Counter::slot`].
     ids: Vec<Option<usize>>,
     /// Where login forms are checked (bcrypt), off the workers: only with a `login` section.
@@ -101,7 +104,7 @@ impl Config {
             log(LogLevel::Warn, "devgate: test build: noop configuration");
             let test = super::testhooks::ConfigTest::new(host)?;
             return load(b"{}").0.map(|policy| Config {
-                policy,
+                policy: Arc::new(policy),
                 ids: Vec::new(),
                 login_pool: None,
                 noop: true,
@@ -141,7 +144,7 @@ impl Config {
             },
         };
         Some(Config {
-            policy,
+            policy: Arc::new(policy),
             ids,
             login_pool,
             #[cfg(feature = "test-hooks")]
@@ -248,15 +251,26 @@ impl SharedStore for Process {
     }
 }
 
+/// A login form being checked on the pool, as its stream holds it.
+struct OnPool {
+    /// Brings the stream back to its worker ([`LOGIN_FINISHED`]). Dropped with the stream at the
+    /// latest (Envoy destroyed it: client gone, Envoy shutting down), which withdraws it from the
+    /// pool's job: a check that ends later commits nothing (see [`Scheduler`]).
+    _scheduler: Scheduler,
+    /// The plan, written by the pool thread that checked the form before it commits, taken on
+    /// the worker when the scheduler brings [`LOGIN_FINISHED`].
+    plan: Arc<Mutex<Option<Plan>>>,
+}
+
 /// One HTTP stream.
 pub struct Stream {
+    /// This stream's login form while it is on the pool. First, so dropped first: its scheduler
+    /// is withdrawn from the pool before anything else of the stream goes.
+    on_pool: Option<OnPool>,
     config: Arc<Config>,
     core: CoreStream,
     /// The last step went on (bodies and trailers of an answered request stop).
     proceeds: bool,
-    /// The plan of this stream's login form, written by the pool thread that checked it and
-    /// taken on the worker when the scheduler brings [`LOGIN_FINISHED`].
-    finished: Option<Arc<Mutex<Option<Plan>>>>,
     /// Test build only: the test hook this request asked for.
     #[cfg(feature = "test-hooks")]
     pub(super) test: super::testhooks::StreamTest,
@@ -265,10 +279,10 @@ pub struct Stream {
 impl Stream {
     pub fn new(config: Arc<Config>) -> Stream {
         Stream {
+            on_pool: None,
             config,
             core: CoreStream::new(),
             proceeds: false,
-            finished: None,
             #[cfg(feature = "test-hooks")]
             test: super::testhooks::StreamTest::default(),
         }
@@ -335,26 +349,36 @@ impl Stream {
         let Some(scheduler) = host.scheduler() else {
             return self.refuse(host, "scheduler_unavailable");
         };
-        let slot = Arc::new(Mutex::new(None));
-        let out = Arc::clone(&slot);
-        let config = Arc::clone(&self.config);
+        let resumer = scheduler.resumer();
+        let plan = Arc::new(Mutex::new(None));
+        let out = Arc::clone(&plan);
+        let policy = Arc::clone(&self.config.policy);
         let job = move || {
+            // The stream has gone (its client left, or Envoy is shutting down) while the form
+            // waited: nobody can read the answer, so the form is not checked (no verify spent, no
+            // failure counted) and the pool moves on.
+            if !resumer.live() {
+                return;
+            }
             // A panic (a bug) still resumes the request, with the core's refusal: never a
             // request left hanging, never one let through.
             let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                finish_with(&config.policy, pending, &Process)
+                finish_with(&policy, pending, &Process)
             }))
             .unwrap_or_else(|_| Plan::refuse("login_check_panicked"));
             if let Ok(mut out) = out.lock() {
                 *out = Some(plan);
             }
-            scheduler.commit(LOGIN_FINISHED);
-            // `scheduler` is dropped (deleted) here, on the pool's thread.
+            // Nothing if the stream went meanwhile.
+            resumer.commit(LOGIN_FINISHED);
         };
         if pool.submit(job).is_err() {
             return self.refuse(host, "login_pool_full");
         }
-        self.finished = Some(slot);
+        self.on_pool = Some(OnPool {
+            _scheduler: scheduler,
+            plan,
+        });
         false
     }
 
@@ -366,10 +390,11 @@ impl Stream {
         if event_id != LOGIN_FINISHED {
             return;
         }
-        let Some(slot) = self.finished.take() else {
+        // The scheduler is deleted here, on the worker, once this is dropped.
+        let Some(on_pool) = self.on_pool.take() else {
             return;
         };
-        let plan = slot.lock().ok().and_then(|mut p| p.take());
+        let plan = on_pool.plan.lock().ok().and_then(|mut p| p.take());
         let Some(plan) = plan else {
             self.refuse(host, "login_result_lost");
             return;

@@ -1,4 +1,5 @@
-//! A bounded pool of worker threads for work that must not run on Envoy's workers.
+//! A bounded pool of worker threads for work that must not run on Envoy's workers, and the
+//! handoff ([`revocable`]) by which such work reaches back to a stream that may be gone.
 //!
 //! What it is for: a bcrypt verification takes tens of milliseconds of CPU. On an Envoy worker it
 //! would stall every other stream of that worker for as long; the native module instead hands it
@@ -9,21 +10,26 @@
 //! * `threads` workers, started when the pool is made (a thread that cannot be started refuses
 //!   the pool, so the configuration that needs it is refused);
 //! * at most `queue` jobs waiting: [`Pool::submit`] never blocks and never grows the queue; when
-//!   it is full it returns [`Refused::Full`] and the caller answers the request itself (a 503),
-//!   so a flood of logins costs bounded memory and bounded threads;
+//!   it is full it returns [`Refused::Full`] and the caller answers the request itself (the core's
+//!   internal refusal, a 500), so a flood of logins costs bounded memory and bounded threads;
 //! * a job that panics is dropped and its worker goes on (the pool never shrinks); a job must
-//!   therefore report its outcome itself, whatever happens inside it (see the native test hooks);
-//! * dropping the pool closes the queue: workers finish the job in hand and the jobs already
-//!   queued, then exit. Nothing waits for them (the thread that drops the pool is Envoy's main
-//!   thread, which must not block).
+//!   therefore report its outcome itself, whatever happens inside it;
+//! * dropping the pool closes it: jobs still waiting are dropped without running, the jobs in
+//!   hand finish, and the drop returns only once every worker thread has exited. That is what
+//!   makes unloading the module safe: Envoy drops the configuration (and with it the pool) before
+//!   it `dlclose`s the library, so no thread of the pool is still running the library's code when
+//!   its pages go. The price: the thread that drops the pool (Envoy's main thread, at shutdown or
+//!   when a configuration is replaced) waits for the jobs in hand, at most one each (one bcrypt
+//!   check at the highest accepted cost: about half a second).
 //!
 //! Std only, no `unsafe`, no policy: it runs closures. Host-independent, so it is compiled and
 //! unit-tested natively without the `native-module` feature too.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
 
 /// One unit of work.
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -39,27 +45,41 @@ pub enum Refused {
 
 /// A fixed set of threads behind a bounded queue.
 pub struct Pool {
-    queue: SyncSender<Job>,
+    /// `None` once the pool is closing (in `drop`).
+    queue: Option<SyncSender<Job>>,
+    /// Set before the queue closes: a worker drops, unrun, any job it receives after it.
+    closing: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Pool {
     /// Starts `threads` workers (at least one) named `<name>-<i>`, with room for `queue` waiting
-    /// jobs (0: a job is only taken when a worker is idle). An error if a thread cannot start.
+    /// jobs (0: a job is only taken when a worker is idle). An error if a thread cannot start
+    /// (the threads already started are stopped and joined first).
     pub fn new(name: &str, threads: usize, queue: usize) -> std::io::Result<Pool> {
         let (tx, rx) = sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
+        let mut pool = Pool {
+            queue: Some(tx),
+            closing: Arc::new(AtomicBool::new(false)),
+            workers: Vec::with_capacity(threads.max(1)),
+        };
         for i in 0..threads.max(1) {
-            let rx = Arc::clone(&rx);
-            thread::Builder::new()
+            let (rx, closing) = (Arc::clone(&rx), Arc::clone(&pool.closing));
+            let worker = thread::Builder::new()
                 .name(format!("{name}-{i}"))
-                .spawn(move || work(&rx))?;
+                .spawn(move || work(&rx, &closing))?; // `pool` dropped: started threads joined
+            pool.workers.push(worker);
         }
-        Ok(Pool { queue: tx })
+        Ok(pool)
     }
 
     /// Queues `job` for a worker, or refuses it at once (never blocks).
     pub fn submit(&self, job: impl FnOnce() + Send + 'static) -> Result<(), Refused> {
-        match self.queue.try_send(Box::new(job)) {
+        let Some(queue) = &self.queue else {
+            return Err(Refused::Stopped);
+        };
+        match queue.try_send(Box::new(job)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(Refused::Full),
             Err(TrySendError::Disconnected(_)) => Err(Refused::Stopped),
@@ -67,20 +87,106 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    /// Closes the pool and waits for its threads: see the module's rules.
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        drop(self.queue.take()); // workers blocked on an empty queue wake up and exit
+        let me = thread::current().id();
+        for worker in self.workers.drain(..) {
+            // A pool dropped by one of its own jobs cannot wait for that thread (it would wait
+            // for itself); that thread is in the library's code anyway. No caller does this: the
+            // jobs of the native module never own their pool.
+            if worker.thread().id() != me {
+                let _ = worker.join(); // a worker never panics (jobs are caught)
+            }
+        }
+    }
+}
+
 /// A worker: takes jobs until the pool is dropped and the queue is empty.
-fn work(rx: &Mutex<Receiver<Job>>) {
+fn work(rx: &Mutex<Receiver<Job>>, closing: &AtomicBool) {
     loop {
         // The lock is held only while waiting for the next job, never while running one. A
         // poisoned lock cannot happen (nothing panics while holding it), but is not fatal either.
-        let next = match rx.lock() {
-            Ok(guard) => guard.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
-        };
+        let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(job) = next else {
             return; // the pool was dropped and the queue is drained
         };
+        if closing.load(Ordering::SeqCst) {
+            // Closing: waiting jobs are dropped unrun (their captures released, here).
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
+            continue;
+        }
         // A panicking job is dropped; the worker lives on. (The panic hook logs where.)
         let _ = catch_unwind(AssertUnwindSafe(job));
+    }
+}
+
+/// A value that its owner ([`Revocable`]) can withdraw from other threads ([`Access`]) at any
+/// time, with a guarantee the two sides can build on: once [`Revocable`] has been dropped, no
+/// [`Access::with`] runs, and none is still running (the drop waits for the one in progress).
+///
+/// The native module keeps Envoy's scheduler in it: the stream owns the [`Revocable`] and drops
+/// it when Envoy destroys the stream, and a pool job commits through its [`Access`] only inside
+/// `with`, so a commit can never reach a scheduler (and the worker dispatcher it points at) of a
+/// stream that is gone. The value is dropped by the owner's drop, on the owner's thread, after the
+/// lock is released. (A leaked owner leaks the value, still reachable: the guarantee rests on the
+/// owner being dropped, which is why the native module keeps it in the stream's state.)
+pub fn revocable<T: Send>(value: T) -> (Revocable<T>, Access<T>) {
+    let shared = Arc::new(Mutex::new(Some(value)));
+    (
+        Revocable {
+            shared: Arc::clone(&shared),
+        },
+        Access { shared },
+    )
+}
+
+/// The owning side of [`revocable`]: dropping it withdraws the value.
+pub struct Revocable<T> {
+    shared: Arc<Mutex<Option<T>>>,
+}
+
+/// The other side of [`revocable`]: uses the value while its owner still holds it. `Send` (for a
+/// `Send` value): it is what a pool job carries.
+pub struct Access<T> {
+    shared: Arc<Mutex<Option<T>>>,
+}
+
+/// The lock, whether or not a `with` closure panicked while holding it (the value is still
+/// whole: `with` only lends it by shared reference).
+fn held<T>(shared: &Mutex<Option<T>>) -> MutexGuard<'_, Option<T>> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<T> Revocable<T> {
+    /// Another access to the value.
+    pub fn access(&self) -> Access<T> {
+        Access {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T> Drop for Revocable<T> {
+    fn drop(&mut self) {
+        // Waits for a `with` in progress; from here on every `with` finds nothing.
+        let value = held(&self.shared).take();
+        drop(value); // after the lock: the value's own drop may take time
+    }
+}
+
+impl<T> Access<T> {
+    /// Runs `f` with the value, holding the lock (so the owner's drop waits for `f`), if the owner
+    /// has not withdrawn it; `None` if it has. Keep `f` short: the owner's thread may be waiting.
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        held(&self.shared).as_ref().map(f)
+    }
+
+    /// Whether the owner still holds the value (it may withdraw it right after).
+    pub fn live(&self) -> bool {
+        held(&self.shared).is_some()
     }
 }
 
@@ -218,29 +324,132 @@ mod tests {
         assert_eq!(rx.recv_timeout(WAIT).unwrap(), 7);
     }
 
+    /// What makes unloading the library safe: the drop returns only after the job in hand has
+    /// finished and its thread has exited (its thread-locals destroyed), and a job still waiting
+    /// is dropped without running.
     #[test]
-    fn dropping_the_pool_lets_queued_jobs_finish_and_stops_the_workers() {
-        let alive = Arc::new(());
-        let (tx, rx) = channel();
-        {
-            let pool = Pool::new("t-drop", 2, 8).unwrap();
-            for i in 0..4 {
-                let (tx, alive) = (tx.clone(), Arc::clone(&alive));
-                pool.submit(move || {
-                    let _keep = alive;
-                    thread::sleep(Duration::from_millis(10));
-                    tx.send(i).unwrap();
-                })
-                .unwrap();
+    fn dropping_the_pool_waits_for_the_job_in_hand_and_its_thread_and_drops_waiting_jobs() {
+        struct OnThreadExit(Arc<AtomicUsize>);
+        impl Drop for OnThreadExit {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
             }
         }
-        let mut got: Vec<i32> = (0..4).map(|_| rx.recv_timeout(WAIT).unwrap()).collect();
-        got.sort_unstable();
-        assert_eq!(got, vec![0, 1, 2, 3]);
-        let deadline = Instant::now() + WAIT;
-        while Arc::strong_count(&alive) > 1 && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
+        thread_local! {
+            static EXIT: std::cell::RefCell<Option<OnThreadExit>> = const { std::cell::RefCell::new(None) };
         }
-        assert_eq!(Arc::strong_count(&alive), 1);
+        let finished = Arc::new(AtomicUsize::new(0));
+        let exited = Arc::new(AtomicUsize::new(0));
+        let waiting_ran = Arc::new(AtomicUsize::new(0));
+        let captured = Arc::new(());
+        let (started_tx, started_rx) = channel::<()>();
+        let pool = Pool::new("t-drop", 1, 4).unwrap();
+        let (f, e) = (Arc::clone(&finished), Arc::clone(&exited));
+        pool.submit(move || {
+            EXIT.with(|x| *x.borrow_mut() = Some(OnThreadExit(e)));
+            started_tx.send(()).unwrap();
+            thread::sleep(Duration::from_millis(150));
+            f.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        started_rx.recv_timeout(WAIT).unwrap();
+        for _ in 0..3 {
+            let (ran, keep) = (Arc::clone(&waiting_ran), Arc::clone(&captured));
+            pool.submit(move || {
+                let _keep = keep;
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        }
+        let t0 = Instant::now();
+        drop(pool);
+        assert!(
+            t0.elapsed() >= Duration::from_millis(50),
+            "drop did not wait"
+        );
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "the job in hand finished first"
+        );
+        assert_eq!(exited.load(Ordering::SeqCst), 1, "its thread had exited");
+        assert_eq!(
+            waiting_ran.load(Ordering::SeqCst),
+            0,
+            "waiting jobs never run"
+        );
+        assert_eq!(Arc::strong_count(&captured), 1, "and were dropped");
+    }
+
+    #[test]
+    fn a_dropped_pool_with_idle_workers_returns_at_once() {
+        let pool = Pool::new("t-idle", 2, 2).unwrap();
+        let t0 = Instant::now();
+        drop(pool);
+        assert!(t0.elapsed() < WAIT);
+    }
+
+    #[test]
+    fn access_reaches_the_value_while_owned_and_never_after() {
+        let (owner, access) = revocable(41);
+        assert_eq!(access.with(|v| v + 1), Some(42));
+        assert!(access.live());
+        let other = owner.access();
+        drop(owner);
+        assert_eq!(access.with(|v| v + 1), None);
+        assert_eq!(other.with(|v| v + 1), None);
+        assert!(!access.live());
+    }
+
+    /// The ordering a commit into Envoy's scheduler relies on: the stream's drop (the owner's)
+    /// waits for a commit in progress, and no commit starts after it.
+    #[test]
+    fn dropping_the_owner_waits_for_a_use_in_progress() {
+        let (owner, access) = revocable(());
+        let (entered_tx, entered_rx) = channel::<()>();
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = Arc::clone(&done);
+        let user = thread::spawn(move || {
+            let used = access.with(|()| {
+                entered_tx.send(()).unwrap();
+                thread::sleep(Duration::from_millis(150));
+                d.fetch_add(1, Ordering::SeqCst);
+            });
+            (used.is_some(), access)
+        });
+        entered_rx.recv_timeout(WAIT).unwrap();
+        drop(owner);
+        assert_eq!(done.load(Ordering::SeqCst), 1, "the drop returned mid-use");
+        let (used, access) = user.join().unwrap();
+        assert!(used);
+        assert_eq!(access.with(|()| ()), None);
+    }
+
+    #[test]
+    fn the_value_is_dropped_once_by_the_owner_on_its_thread() {
+        struct Value(Arc<Mutex<Vec<thread::ThreadId>>>);
+        impl Drop for Value {
+            fn drop(&mut self) {
+                self.0.lock().unwrap().push(thread::current().id());
+            }
+        }
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        let (owner, access) = revocable(Value(Arc::clone(&drops)));
+        let elsewhere = thread::spawn(move || access.with(|_| ()).is_some());
+        assert!(elsewhere.join().unwrap());
+        drop(owner);
+        assert_eq!(*drops.lock().unwrap(), vec![thread::current().id()]);
+    }
+
+    #[test]
+    fn a_leaked_owner_leaks_its_value_never_frees_it_twice() {
+        let drops = Arc::new(());
+        let (owner, access) = revocable(Arc::clone(&drops));
+        std::mem::forget(owner);
+        assert_eq!(access.with(|_| ()), Some(()));
+        drop(access);
+        // The leaked owner still holds the shared cell: the value is never used after it, and
+        // never freed twice (leaked with it).
+        assert_eq!(Arc::strong_count(&drops), 2);
     }
 }

@@ -20,7 +20,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::abi::{counting, log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel};
+use super::abi::{
+    counting, log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler,
+};
 use super::filter::{BodyStatus, Stream};
 use crate::host::pool::Pool;
 
@@ -74,6 +76,8 @@ pub struct StreamTest {
     add_response_header: bool,
     /// `callout`: the id of the call in flight.
     callout: Option<u64>,
+    /// `defer`: the scheduler of the job in hand (withdrawn from it when the stream ends).
+    deferred: Option<Scheduler>,
 }
 
 /// A test command, parsed from the request (owned: it outlives the header views).
@@ -139,13 +143,16 @@ pub fn after_allow(cmd: Command, s: &mut Stream, host: &mut Host) -> bool {
             let Some(scheduler) = host.scheduler() else {
                 return s.refuse(host, "scheduler_unavailable");
             };
+            let resumer = scheduler.resumer();
             let job = move || {
                 std::thread::sleep(Duration::from_millis(ms));
-                scheduler.commit(RESUME);
-                // `scheduler` is dropped (deleted) here, on the pool's thread.
+                resumer.commit(RESUME);
             };
             match s.config().test.pool.submit(job) {
-                Ok(()) => false,
+                Ok(()) => {
+                    s.test.deferred = Some(scheduler);
+                    false
+                }
                 Err(_) => answer(host, 503, "devgate_test_pool_full"),
             }
         }
@@ -226,6 +233,7 @@ pub fn scheduled(s: &mut Stream, host: &mut Host, event_id: u64) {
     if event_id != RESUME {
         return;
     }
+    s.test.deferred = None;
     if host.set_header(
         HeaderMap::RequestHeader,
         b"x-devgate-test-deferred",
