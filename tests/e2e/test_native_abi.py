@@ -251,3 +251,49 @@ def test_native_revocation_fetcher_runs_on_the_config_scheduler(upstream, tmp_pa
     assert envoy.proc.returncode == 0, envoy.log_text()[-3000:]
     lines = [line for line in envoy.log_text().splitlines() if harness.is_devgate_log_line(line)]
     assert any("revocation fetcher stopped" in line for line in lines), envoy.log_text()[-3000:]
+
+
+def test_native_config_swap_joins_the_old_fetcher_and_envoy_keeps_serving(upstream, tmp_path):
+    """A configuration destroyed while Envoy runs (an LDS update replaces the filter chain; the old
+    one drains in a second): config_destroy stops and joins the old ticker, whose scheduler is
+    deleted after its last commit, while Envoy stays up and the new configuration's fetcher takes
+    over. A commit into a deleted scheduler, or a ticker left running into a freed configuration,
+    would be a use after free here."""
+    from test_revocation import RevocationService, config, status, wait_for
+    from test_tokens import TOKENS_ENV, mint
+
+    service = RevocationService()
+    lds = tmp_path / "lds.json"
+    boot, listener = harness.render_lds_bootstrap(
+        lds, upstream_port=upstream.port, plugin_config=config(max_stale=30), env=TOKENS_ENV,
+        wasm=harness.native_path())
+    boot["static_resources"]["clusters"].append({
+        "name": "revocation", "type": "STATIC", "connect_timeout": "0.5s",
+        "load_assignment": {"cluster_name": "revocation", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": service.port}}}}]}]},
+    })
+    harness.write_lds(lds, listener, version="one")
+    envoy = harness.start_envoy(boot, tmp_path / "envoy", log_level="info",
+                                extra_args=("--drain-time-s", "1", "--drain-strategy", "immediate"))
+    revoked = mint("alice", jti="t-revoked")
+
+    def stopped_lines() -> int:
+        return sum("revocation fetcher stopped" in line for line in envoy.log_text().splitlines())
+
+    try:
+        wait_for(lambda: status(envoy, revoked) == (401, "devgate_revoked"), "the first list")
+        assert stopped_lines() == 0
+        harness.write_lds(lds, harness.set_plugin_config(listener, config(max_stale=20)),
+                          version="two")
+        wait_for(stopped_lines, "the old configuration's fetcher to stop", timeout=10)
+        assert stopped_lines() == 1, envoy.log_text()[-3000:]
+        hits = service.hits
+        time.sleep(2.5)
+        assert envoy.alive()
+        assert service.hits > hits, "the new configuration does not fetch"
+        assert status(envoy, revoked) == (401, "devgate_revoked")
+        assert status(envoy, mint("bob", jti="t-fine"))[0] == 200
+    finally:
+        envoy.stop()
+        service.stop()
+    assert envoy.proc.returncode == 0, envoy.log_text()[-3000:]
