@@ -142,6 +142,9 @@ pub fn is_stale(fetched_at: Option<u64>, now: u64, max_stale: u64) -> bool {
 pub const LIST_KEY: &str = "devgate.revocation.list";
 /// Shared-data key of the time of the last fetch attempt: one worker fetches per period.
 pub const LEASE_KEY: &str = "devgate.revocation.lease";
+/// The gauge a host sets from [`TickPlan::degraded`] and [`Report::degraded`]: 1 while the list is
+/// stale. Both hosts define it under this name.
+pub const DEGRADED_GAUGE: &str = "devgate.revocation.degraded";
 /// How often a worker runs [`Worker::on_tick`] when `revocation` is configured: pick up the
 /// list another worker fetched, and fetch when due.
 pub const TICK_SECONDS: u64 = 1;

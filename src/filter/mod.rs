@@ -68,7 +68,7 @@ impl Stats {
                 }
                 ids
             },
-            degraded: host::define_gauge("devgate.revocation.degraded").ok(),
+            degraded: host::define_gauge(revocation::DEGRADED_GAUGE).ok(),
             missing_logged: Cell::new(false),
         }
     }

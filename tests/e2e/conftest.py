@@ -25,7 +25,6 @@ from harness import HarnessError  # noqa: E402
 # against the Wasm build for now: file name -> reason, or "file::test" -> reason. Each is skipped with
 # its reason under DEVGATE_HOST=native (`make e2e-native`); the goal state is this table empty.
 NATIVE_NOT_YET = {
-    "test_revocation.py": "revocation list fetch not in the native module yet (refused at load: `revocation`)",
     "test_faults.py": "Wasm traps and VM reloads; the native panic policy is tests/e2e/test_native_faults.py",
     "test_oci_image.py": "the OCI image carries devgate.wasm for Istio; the native module has none",
     "test_manifests.py::test_manifests_pin_the_image_built_from_this_source":

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,14 @@ REQUIRED_HOOKS = ["envoy_dynamic_module_on_program_init"] + [
         "http_stream_complete", "http_stream_reset", "scheduled",
         "downstream_above_write_buffer_high_watermark", "downstream_below_write_buffer_low_watermark",
     )
+]
+
+# Hooks Envoy 1.40 treats as optional, which devgate relies on: without them Envoy would accept the
+# filter and silently never tick the revocation fetcher nor deliver its list (it looks them up by
+# name and skips the call when absent).
+OPTIONAL_HOOKS_USED = [
+    "envoy_dynamic_module_on_http_filter_config_scheduled",
+    "envoy_dynamic_module_on_http_filter_config_http_callout_done",
 ]
 
 
@@ -99,6 +108,8 @@ def test_native_exports_every_required_hook(module_path):
     defined = dynamic_symbols(module_path, "--defined-only")
     missing = [h for h in REQUIRED_HOOKS if h not in defined]
     assert not missing, f"hooks Envoy 1.40 requires, not exported: {missing}"
+    missing = [h for h in OPTIONAL_HOOKS_USED if h not in defined]
+    assert not missing, f"optional hooks the revocation fetcher needs, not exported: {missing}"
 
 
 def test_native_abi_version_is_pinned(module_path, upstream, tmp_path):
@@ -113,20 +124,6 @@ def test_native_abi_version_is_pinned(module_path, upstream, tmp_path):
     envoy = harness.start_envoy(cfg, tmp_path, log_level="info")
     envoy.stop()  # flushes --log-path
     assert f"Dynamic module ABI version {abi} matched" in envoy.log_text(), envoy.log_text()[-3000:]
-
-
-@pytest.mark.parametrize("field, config", [
-    ("revocation", {"revocation": {"cluster": "demo_upstream", "path": "/revoked"},
-                    "keys": [{"id": "k", "secret": "ZGV2Z2F0ZSBkZW1vIGtleSAtIG5vdCBhIHNlY3JldCEhIQ"}],
-                    "tokens": {}}),
-])
-def test_native_refuses_what_it_cannot_carry_out(refused, field, config):
-    """A configuration the native module cannot carry out yet is refused at load, naming the field,
-    never accepted to half-work."""
-    result = refused(config)
-    assert not result.ready, f"Envoy accepted {field} on the native module; a request got: {result.probe!r}"
-    lines = [line for line in result.log.splitlines() if harness.is_devgate_log_line(line)]
-    assert any("configuration rejected" in line and f"{field}:" in line for line in lines), result.log[-3000:]
 
 
 def test_native_refuses_bad_config_and_logs_the_field(refused):
@@ -227,3 +224,76 @@ def test_native_shipped_config_runs_the_demo(upstream, tmp_path):
         assert six.status == 200 and harness.upstream_identity(six) == [(H, "::1")], six.summary()
     finally:
         envoy.stop()
+
+
+def test_native_revocation_fetcher_runs_on_the_config_scheduler(upstream, tmp_path):
+    """The configuration-level bindings: config_scheduler_new/commit (from the ticker thread) and
+    on_http_filter_config_scheduled on the main thread, config_http_callout and its done hook,
+    config_increment_counter. With no request at all, the list is fetched about once a second (so
+    from the configuration, not from a stream), once per period for two workers. On shutdown
+    config_destroy stops and joins the ticker (its log line), which deletes the scheduler after its
+    last commit, and Envoy exits cleanly."""
+    from test_revocation import RevocationService, config, start
+
+    service = RevocationService()
+    envoy = start(tmp_path, upstream, harness.native_path(), service, config(), workers=2)
+    try:
+        time.sleep(3.5)
+        ok = envoy.counters(r"dynamicmodulescustom\.devgate\.revocation\.fetch_ok$")
+        fetched = ok.get("dynamicmodulescustom.devgate.revocation.fetch_ok", 0)
+        assert fetched >= 2 and service.hits >= 2, (fetched, service.hits)
+        assert service.hits <= fetched + 1, (fetched, service.hits)
+        degraded = envoy.counters(r"dynamicmodulescustom\.devgate\.revocation\.degraded$")
+        assert degraded == {"dynamicmodulescustom.devgate.revocation.degraded": 0}, degraded
+    finally:
+        envoy.stop()
+        service.stop()
+    assert envoy.proc.returncode == 0, envoy.log_text()[-3000:]
+    lines = [line for line in envoy.log_text().splitlines() if harness.is_devgate_log_line(line)]
+    assert any("revocation fetcher stopped" in line for line in lines), envoy.log_text()[-3000:]
+
+
+def test_native_config_swap_joins_the_old_fetcher_and_envoy_keeps_serving(upstream, tmp_path):
+    """A configuration destroyed while Envoy runs (an LDS update replaces the filter chain; the old
+    one drains in a second): config_destroy stops and joins the old ticker, whose scheduler is
+    deleted after its last commit, while Envoy stays up and the new configuration's fetcher takes
+    over. A commit into a deleted scheduler, or a ticker left running into a freed configuration,
+    would be a use after free here."""
+    from test_revocation import RevocationService, config, status, wait_for
+    from test_tokens import TOKENS_ENV, mint
+
+    service = RevocationService()
+    lds = tmp_path / "lds.json"
+    boot, listener = harness.render_lds_bootstrap(
+        lds, upstream_port=upstream.port, plugin_config=config(max_stale=30), env=TOKENS_ENV,
+        wasm=harness.native_path())
+    boot["static_resources"]["clusters"].append({
+        "name": "revocation", "type": "STATIC", "connect_timeout": "0.5s",
+        "load_assignment": {"cluster_name": "revocation", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": service.port}}}}]}]},
+    })
+    harness.write_lds(lds, listener, version="one")
+    envoy = harness.start_envoy(boot, tmp_path / "envoy", log_level="info",
+                                extra_args=("--drain-time-s", "1", "--drain-strategy", "immediate"))
+    revoked = mint("alice", jti="t-revoked")
+
+    def stopped_lines() -> int:
+        return sum("revocation fetcher stopped" in line for line in envoy.log_text().splitlines())
+
+    try:
+        wait_for(lambda: status(envoy, revoked) == (401, "devgate_revoked"), "the first list")
+        assert stopped_lines() == 0
+        harness.write_lds(lds, harness.set_plugin_config(listener, config(max_stale=20)),
+                          version="two")
+        wait_for(stopped_lines, "the old configuration's fetcher to stop", timeout=10)
+        assert stopped_lines() == 1, envoy.log_text()[-3000:]
+        hits = service.hits
+        time.sleep(2.5)
+        assert envoy.alive()
+        assert service.hits > hits, "the new configuration does not fetch"
+        assert status(envoy, revoked) == (401, "devgate_revoked")
+        assert status(envoy, mint("bob", jti="t-fine"))[0] == 200
+    finally:
+        envoy.stop()
+        service.stop()
+    assert envoy.proc.returncode == 0, envoy.log_text()[-3000:]

@@ -5,6 +5,12 @@ A small revocation service runs in this process (a thread); each test moves it t
 (serving a list, 500, a malformed body, stopped, serving again) and checks what devgate answers
 in each. devgate's tick is one second and refresh_seconds is 1 here, so each phase waits a few
 seconds for devgate to notice.
+
+Both builds run every test here (DEVGATE_HOST). The Wasm build fetches from each worker's root
+context, one worker per period winning a lease in shared data; the native module fetches from
+Envoy's main thread (one fetcher per configuration, on the configuration's scheduler) and each
+worker thread reads the list from the process store. Counters and the gauge are the same names
+under each build's namespace (`harness.STATS`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import time
 import pytest
 
 import harness
-from test_tokens import TOKENS_ENV, bearer, mint
+from test_api_keys import mint_key, write_key_file
+from test_tokens import K1, TOKENS_ENV, bearer, mint
 
 OUTSIDER = "127.0.0.77"
 DEV = "127.0.0.1"
@@ -97,12 +104,15 @@ def wait_for(fn, what: str, timeout: float = 8.0):
     pytest.fail(f"timed out waiting for {what}; last: {last!r}")
 
 
+S = harness.STATS  # wasmcustom (Wasm) or dynamicmodulescustom (native)
+
+
 def counters(envoy) -> dict:
-    return envoy.counters(r"wasmcustom\.devgate\.revocation\.")
+    return envoy.counters(rf"{S}\.devgate\.revocation\.")
 
 
 def gauge(envoy) -> int | None:
-    return envoy.counters(r"wasmcustom\.devgate\.revocation\.degraded$").get("wasmcustom.devgate.revocation.degraded")
+    return envoy.counters(rf"{S}\.devgate\.revocation\.degraded$").get(f"{S}.devgate.revocation.degraded")
 
 
 def test_revocation_phases(tmp_path, upstream, wasm):
@@ -128,9 +138,9 @@ def test_revocation_phases(tmp_path, upstream, wasm):
 
         # Phase 3: a 500 and then a malformed body never replace the good list.
         for bad_status, bad_body in [(500, b"oops"), (200, b'{"tokens": "not a list"}'), (200, b"[]")]:
-            failed_before = counters(envoy).get("wasmcustom.devgate.revocation.fetch_failed", 0)
+            failed_before = counters(envoy).get(f"{S}.devgate.revocation.fetch_failed", 0)
             service.status, service.body = bad_status, bad_body
-            wait_for(lambda: counters(envoy).get("wasmcustom.devgate.revocation.fetch_failed", 0) > failed_before,
+            wait_for(lambda: counters(envoy).get(f"{S}.devgate.revocation.fetch_failed", 0) > failed_before,
                      f"a failed fetch ({bad_status})")
             assert status(envoy, later) == (401, "devgate_revoked")
             assert status(envoy, fine)[0] == 200
@@ -151,7 +161,7 @@ def test_revocation_phases(tmp_path, upstream, wasm):
         wait_for(lambda: gauge(envoy) == 0, "the degraded gauge back to 0")
         # One fetch per period for the process, not one per worker (2 workers, refresh 1 s).
         c = counters(envoy)
-        fetches = c["wasmcustom.devgate.revocation.fetch_ok"] + c["wasmcustom.devgate.revocation.fetch_failed"]
+        fetches = c[f"{S}.devgate.revocation.fetch_ok"] + c[f"{S}.devgate.revocation.fetch_failed"]
         assert service.hits <= fetches + 1
         assert not envoy.wasm_problems()
     finally:
@@ -187,3 +197,49 @@ def test_before_any_list_tokens_are_refused(tmp_path, upstream, wasm):
         assert status(envoy, mint("bob", jti="t-fine")) == (401, "devgate_revocation_stale")
     finally:
         envoy.stop()
+
+
+def worker_connections(envoy) -> dict[str, int]:
+    """Connections each Envoy worker accepted so far: `listener.<address>.worker_<n>.downstream_cx_total`."""
+    out: dict[str, int] = {}
+    for name, value in envoy.counters(r"^listener\..*\.worker_[0-9]+\.downstream_cx_total$").items():
+        worker = name.rsplit(".", 2)[-2]
+        out[worker] = out.get(worker, 0) + value
+    return out
+
+
+def test_revoked_key_refused_on_every_connection_of_both_workers(tmp_path, upstream, wasm):
+    """Two workers, many connections: one fetch per period for the process, and the list it brings
+    is what every worker decides with. A revoked API key and a revoked token are refused on every
+    connection, whichever worker accepted it, and a key not on the list is served on every one."""
+    keyfile = write_key_file(tmp_path / "k1.key", K1)
+    gone = mint_key(keyfile, "private", id="sk-gone")
+    fine = mint_key(keyfile, "private", id="sk-fine")
+    service = RevocationService()
+    service.body = b'{"keys": ["sk-gone"], "tokens": ["t-revoked"]}'
+    cfg = {**config(max_stale=30), "api": {"routes": [{"prefix": "/v1/maps", "product": "maps"}]}}
+    envoy = start(tmp_path, upstream, wasm, service, cfg, workers=2)
+    revoked = mint("alice", jti="t-revoked")
+
+    def key_status(key) -> tuple[int, str | None]:
+        r = envoy.request("GET", "/v1/maps/tile", [("X-Api-Key", key.text)], source=OUTSIDER)
+        return r.status, r.details
+
+    try:
+        wait_for(lambda: key_status(gone) == (401, "devgate_revoked"), "the first list")
+        before = worker_connections(envoy)
+        answers = []
+        for _ in range(40):  # one fresh connection per request
+            answers.append(("gone", key_status(gone)))
+            answers.append(("fine", key_status(fine)[0]))
+            answers.append(("token", status(envoy, revoked)))
+        after = worker_connections(envoy)
+        used = {w: after.get(w, 0) - before.get(w, 0) for w in after}
+        assert len(used) == 2 and all(n > 0 for n in used.values()), f"both workers should take connections: {used}"
+        wrong = [a for a in answers if a not in (("gone", (401, "devgate_revoked")), ("fine", 200),
+                                                 ("token", (401, "devgate_revoked")))]
+        assert not wrong, wrong[:5]
+        assert not envoy.wasm_problems()
+    finally:
+        envoy.stop()
+        service.stop()

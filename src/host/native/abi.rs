@@ -10,7 +10,7 @@
 //!    (`tests/e2e/test_native_abi.py`), and every callback marked *used* below is exercised by an
 //!    end-to-end test in that Envoy, because a wrong signature is otherwise silent. Callbacks
 //!    marked *bound, test build only* are for the plan's steps still to come (login body,
-//!    revocation fetch, off-thread bcrypt, the session's response header): the shipped build does
+//!    off-thread bcrypt, the session's response header): the shipped build does
 //!    not call (so does not import) them yet, and the test build's hooks (`test-hooks`,
 //!    `testhooks.rs`) exercise each in Envoy (`tests/e2e/test_native_bindings.py`). *Declared*:
 //!    bound, called by nothing.
@@ -56,6 +56,10 @@ type ConfigModulePtr = *const c_void;
 /// `envoy_dynamic_module_type_http_filter_scheduler_module_ptr`: made by `scheduler_new` for one
 /// filter, owned by devgate ([`Scheduler`]), freed with `scheduler_delete`.
 type SchedulerPtr = *mut c_void;
+/// `envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr`: made by
+/// `config_scheduler_new` for one filter configuration, owned by devgate ([`ConfigScheduler`]),
+/// freed with `config_scheduler_delete`.
+type ConfigSchedulerPtr = *mut c_void;
 
 /// `envoy_dynamic_module_type_envoy_buffer`: memory owned by Envoy.
 #[repr(C)]
@@ -387,9 +391,9 @@ extern "C" {
         value: u64,
     ) -> u32;
 
-    /// *Bound, test build only* (for `devgate.revocation.degraded`). Defines a gauge, as
-    /// `define_counter` (main thread, `config_new`). Confirmed by `test_native_gauge_is_set`.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    /// *Used* (`devgate.revocation.degraded`). Defines a gauge, as `define_counter` (main
+    /// thread, `config_new`). Confirmed by `test_native_gauge_is_set` and
+    /// `test_revocation_phases`.
     fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
         config: ConfigEnvoyPtr,
         name: ModuleBuffer,
@@ -465,7 +469,8 @@ extern "C" {
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
 
-    /// *Bound, test build only* (for the revocation list). Starts an HTTP call to
+    /// *Bound, test build only* (the revocation list is fetched by the configuration-level call
+    /// below, with no stream involved). Starts an HTTP call to
     /// `cluster_name`; the answer comes to `on_http_filter_http_callout_done` on the filter's
     /// worker with the id written to `callout_id_out`. `headers` must include `:method`, `:path`
     /// and `host`; Envoy copies headers and body. Returns the init result (0 success; then no
@@ -480,6 +485,71 @@ extern "C" {
         body: ModuleBuffer,
         timeout_milliseconds: u64,
     ) -> u32;
+
+    /// *Used* (the revocation fetcher's clock). A scheduler for a filter configuration, made on the
+    /// main thread (in `config_new`: Envoy already holds the configuration in a `shared_ptr` then,
+    /// and the scheduler keeps a `weak_ptr` to it and a reference to the main dispatcher). devgate
+    /// owns it and frees it with `config_scheduler_delete`. Confirmed by
+    /// `test_native_revocation_fetcher_runs_on_the_config_scheduler`.
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config: ConfigEnvoyPtr,
+    ) -> ConfigSchedulerPtr;
+
+    /// *Used.* From any thread: posts to Envoy's main dispatcher a call of
+    /// `on_http_filter_config_scheduled(event_id)`, which Envoy skips if the configuration is gone
+    /// by then (the `weak_ptr` no longer locks). Must not follow `config_scheduler_delete`.
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: ConfigSchedulerPtr,
+        event_id: u64,
+    );
+
+    /// *Used.* Frees a configuration scheduler (a plain `delete`; any thread), after its last
+    /// commit. Confirmed by `test_native_config_swap_joins_the_old_fetcher_and_envoy_keeps_serving`
+    /// (a configuration replaced at run time: its ticker joined, its scheduler deleted, Envoy up).
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+        scheduler: ConfigSchedulerPtr,
+    );
+
+    /// *Used* (the revocation list fetch). The configuration-level twin of `http_callout`, on the
+    /// main thread: starts an HTTP call to `cluster_name` through the main thread's cluster manager;
+    /// the answer comes to `on_http_filter_config_http_callout_done` on the main thread with the id
+    /// written to `callout_id_out`. Envoy copies headers and body. Returns the init result (0
+    /// success; otherwise no `done` call comes; a call that completes inline also reports a
+    /// failure here). Pending calls are cancelled when the configuration is destroyed. Confirmed by
+    /// `test_revocation_phases` (a list fetched, a 500, a malformed body, a refused connection).
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config: ConfigEnvoyPtr,
+        callout_id_out: *mut u64,
+        cluster_name: ModuleBuffer,
+        headers: *const ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_milliseconds: u64,
+    ) -> u32;
+
+    /// *Used.* Adds `value` to counter `id` (from `define_counter` on this configuration) with no
+    /// stream at hand: the same arguments as `http_filter_increment_counter`, the configuration
+    /// pointer first (read from the 1.40 binary's code: `id` in the second register, the label
+    /// count in the fourth, `value` in the fifth). Confirmed by `test_revocation_phases`
+    /// (`revocation.fetch_ok|fetch_failed`).
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: ConfigEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+
+    /// *Used.* Sets gauge `id` (from `define_gauge` on this configuration), as
+    /// `http_filter_set_gauge` with the configuration pointer first. Confirmed by
+    /// `test_revocation_phases` (`devgate.revocation.degraded` 1, then 0).
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        config: ConfigEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -493,12 +563,87 @@ pub fn log(level: LogLevel, message: &str) {
     unsafe { envoy_dynamic_module_callback_log(level as u32, ModuleBuffer::of(message.as_bytes())) }
 }
 
-/// The filter configuration, during `config_new` only: defines metrics.
+/// The filter configuration, on Envoy's main thread, for the duration of one configuration hook
+/// (`config_new`: defines metrics and makes the scheduler; `config_scheduled` and
+/// `config_http_callout_done`: counts, sets the gauge, starts HTTP calls).
 pub struct ConfigHost {
     ptr: ConfigEnvoyPtr,
 }
 
 impl ConfigHost {
+    /// Adds one to counter `id` (defined on this configuration). Failing to count never changes
+    /// a decision.
+    pub fn increment(&self, id: usize) {
+        // SAFETY: `ptr` is the configuration pointer of this hook; `id` came from
+        // `define_counter` on it; no labels (NULL, 0).
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.ptr,
+                id,
+                std::ptr::null(),
+                0,
+                1,
+            )
+        };
+    }
+
+    /// Sets gauge `id` (defined on this configuration) to `value`.
+    pub fn set_gauge(&self, id: usize, value: u64) {
+        // SAFETY: as `increment`, for a gauge id from `define_gauge`.
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_set_gauge(
+                self.ptr,
+                id,
+                std::ptr::null(),
+                0,
+                value,
+            )
+        };
+    }
+
+    /// A scheduler that runs `on_http_filter_config_scheduled` on the main thread, committed from
+    /// any thread (`config_new` only: see the declaration).
+    pub fn scheduler(&self) -> Option<ConfigScheduler> {
+        // SAFETY: `ptr` is the configuration pointer `config_new` was given, on the main thread.
+        let ptr =
+            unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.ptr) };
+        (!ptr.is_null()).then_some(ConfigScheduler { ptr })
+    }
+
+    /// Starts an HTTP call to `cluster` (`headers` with `:method`, `:path`, `:authority`) from
+    /// the configuration, on the main thread; its answer comes to `Config::callout_done`.
+    /// `Err(init result)` when Envoy refused to start it (no answer will come).
+    pub fn http_callout<'h>(
+        &self,
+        cluster: &str,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let hs = ModuleHeaders::<8>::of(headers);
+        let hs = hs.as_slice();
+        let mut id = 0u64;
+        // SAFETY: the configuration pointer of this main-thread hook; `id` is a valid out-pointer;
+        // the cluster name, `hs` and every buffer it points to, and `body` outlive the call (Envoy
+        // copies them).
+        let rc = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.ptr,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                hs.as_ptr(),
+                hs.len(),
+                ModuleBuffer::of(body),
+                timeout_ms,
+            )
+        };
+        if rc == CALLOUT_INIT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(rc)
+        }
+    }
+
     /// Defines a counter; `None` if Envoy refused it (counting then does nothing).
     pub fn define_counter(&self, name: &str) -> Option<usize> {
         let mut id = 0usize;
@@ -517,7 +662,6 @@ impl ConfigHost {
     }
 
     /// Defines a gauge; `None` if Envoy refused it.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     pub fn define_gauge(&self, name: &str) -> Option<usize> {
         let mut id = 0usize;
         // SAFETY: as `define_counter`.
@@ -534,9 +678,9 @@ impl ConfigHost {
     }
 }
 
-/// The answer to an HTTP callout, as views valid during `on_http_filter_http_callout_done`.
+/// The answer to an HTTP callout, as views valid during `on_http_filter_http_callout_done` (or
+/// its configuration-level twin).
 #[derive(Clone, Copy)]
-#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 pub struct CalloutAnswer<'a> {
     /// The response headers, `:status` included.
     pub headers: &'a [(&'a [u8], &'a [u8])],
@@ -622,6 +766,37 @@ impl Resumer {
     /// gone can be skipped.
     pub fn live(&self) -> bool {
         self.access.live()
+    }
+}
+
+/// A filter configuration's scheduler ([`ConfigHost::scheduler`]): moves to any thread, commits
+/// events that Envoy delivers to `on_http_filter_config_scheduled` on the main thread, and is
+/// freed when dropped. Its owner (the revocation ticker thread) drops it only after its last
+/// commit, and `config_destroy` joins that thread, so no commit follows the delete or the
+/// configuration's end.
+pub struct ConfigScheduler {
+    ptr: ConfigSchedulerPtr,
+}
+
+// SAFETY: Envoy's contract for the configuration scheduler: `commit` posts to the main dispatcher
+// (thread-safe) and `delete` is a plain `delete`, both from any thread. Not `Sync`: one owner.
+unsafe impl Send for ConfigScheduler {}
+
+impl ConfigScheduler {
+    /// Asks Envoy to call the configuration's `scheduled` hook with `event_id` on the main thread
+    /// (nothing happens if the configuration has been destroyed by then).
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: a live scheduler (freed only in `drop`).
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.ptr, event_id)
+        }
+    }
+}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: made by `config_scheduler_new`, freed exactly once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.ptr) }
     }
 }
 
@@ -1071,9 +1246,92 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(c: ConfigModulePtr) {
     if !c.is_null() {
         // SAFETY: `c` came from `Arc::into_raw` in `config_new`; this releases that reference
-        // (streams hold their own).
-        drop(unsafe { Arc::from_raw(c.cast::<Config>()) });
+        // (streams and login checks hold their own).
+        let config = unsafe { Arc::from_raw(c.cast::<Config>()) };
+        // The configuration's own thread (the revocation ticker) is stopped and joined here, not
+        // when the last reference goes: that may be later, and its scheduler must not outlive
+        // Envoy's configuration.
+        guard_void("config_destroy", || config.stop());
+        drop(config);
     }
+}
+
+/// # Safety
+/// `c` is NULL or a pointer `config_new` returned that `config_destroy` has not released.
+unsafe fn config<'a>(c: ConfigModulePtr) -> Option<&'a Config> {
+    // SAFETY: per the contract above, the `Arc<Config>` that `config_new` leaked, alive until
+    // `config_destroy`; shared, so only `&` is handed out.
+    unsafe { c.cast::<Config>().as_ref() }
+}
+
+/// An event committed through the configuration's [`ConfigScheduler`], on the main thread: the
+/// revocation fetcher's tick. Envoy passes NULL as `c` if the event comes before `config_new`
+/// returned.
+///
+/// # Safety
+/// Envoy's live configuration pointer and devgate's (NULL or from `config_new`).
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy: ConfigEnvoyPtr,
+    c: ConfigModulePtr,
+    event_id: u64,
+) {
+    // SAFETY: see `config`.
+    let Some(config) = (unsafe { config(c) }) else {
+        return;
+    };
+    let host = ConfigHost { ptr: config_envoy };
+    guard_void("config_scheduled", || config.scheduled(&host, event_id));
+}
+
+/// The answer to a configuration's [`ConfigHost::http_callout`], on the main thread, handed to
+/// `Config::callout_done` as views (`None` when the call failed: reset, timeout, too large).
+///
+/// # Safety
+/// As `config_scheduled`; `headers` and `body_chunks` point to `headers_size` and
+/// `body_chunks_size` entries valid for this call (or are NULL).
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    config_envoy: ConfigEnvoyPtr,
+    c: ConfigModulePtr,
+    callout_id: u64,
+    result: u32,
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
+) {
+    // SAFETY: see `config`.
+    let Some(config) = (unsafe { config(c) }) else {
+        return;
+    };
+    let host = ConfigHost { ptr: config_envoy };
+    let hs: &[EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
+        &[]
+    } else {
+        // SAFETY: per this function's contract.
+        unsafe { std::slice::from_raw_parts(headers, headers_size) }
+    };
+    let bs: &[EnvoyBuffer] = if body_chunks.is_null() || body_chunks_size == 0 {
+        &[]
+    } else {
+        // SAFETY: per this function's contract.
+        unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
+    };
+    guard_void("config_http_callout_done", || {
+        let answer = (result == CALLOUT_SUCCESS).then(|| {
+            // SAFETY: views valid for this call (the contract above); they do not outlive it.
+            let headers: Vec<(&[u8], &[u8])> = hs.iter().map(|x| unsafe { x.views() }).collect();
+            // SAFETY: as above.
+            let body: Vec<&[u8]> = bs.iter().map(|x| unsafe { x.bytes() }).collect();
+            (headers, body)
+        });
+        let answer = answer
+            .as_ref()
+            .map(|(headers, body)| CalloutAnswer { headers, body });
+        config.callout_done(&host, callout_id, answer);
+    });
 }
 
 /// A new stream. NULL makes Envoy close the stream (fail closed).

@@ -4,15 +4,15 @@
 //! log, reply). It holds no policy branch.
 //!
 //! The login form's finish step (bcrypt) runs on a bounded pool of threads, and the request is
-//! resumed on its worker through Envoy's scheduler. What this host cannot carry out yet (the
-//! revocation fetch) it refuses at load with a message naming the field, so that no
-//! configuration half-works.
+//! resumed on its worker through Envoy's scheduler. The revocation list is fetched from Envoy's
+//! main thread through the configuration's scheduler and HTTP call (`revocation.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::abi::{log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler};
+use super::revocation::{self, Fetcher};
 use crate::config::load;
 use crate::core::counters::Counter;
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
@@ -37,17 +37,6 @@ const LOGIN_THREADS: usize = 2;
 /// Checks waiting for a thread; one more is refused at once (the core's internal refusal, 500).
 const LOGIN_QUEUE: usize = 64;
 
-/// Configuration this host cannot carry out yet: the field and why. Refused at load.
-fn unsupported(policy: &Policy) -> Option<(&'static str, &'static str)> {
-    if policy.revocation.is_some() {
-        return Some((
-            "revocation",
-            "the revocation list fetch is not in the native module yet (use the wasm build)",
-        ));
-    }
-    None
-}
-
 /// What to do with a request body chunk (the binding layer maps it to Envoy's status).
 #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 pub enum BodyStatus {
@@ -69,6 +58,8 @@ pub struct Config {
     ids: Vec<Option<usize>>,
     /// Where login forms are checked (bcrypt), off the workers: only with a `login` section.
     login_pool: Option<Pool>,
+    /// The revocation list's fetcher: only with a `revocation` section.
+    revocation: Option<Fetcher>,
     /// Test build only (`filter_name: devgate-noop`, the `native_noop` benchmark): every request
     /// goes on untouched, so that the module's fixed cost can be measured apart from devgate's
     /// work.
@@ -82,7 +73,7 @@ pub struct Config {
 /// Writes a core note as one log line. Debug notes (one per refused request) are not written:
 /// this binding has no cheap "is debug on" query, and formatting and passing a line per refusal
 /// would cost every refused request; the counter and the audit value carry the same code.
-fn log_note(note: &Note) {
+pub(super) fn log_note(note: &Note) {
     let level = match note.level() {
         Level::Debug => return,
         Level::Info => LogLevel::Info,
@@ -107,6 +98,7 @@ impl Config {
                 policy: Arc::new(policy),
                 ids: Vec::new(),
                 login_pool: None,
+                revocation: None,
                 noop: true,
                 test,
             });
@@ -118,13 +110,6 @@ impl Config {
             }
         }
         let (policy, report) = load(raw);
-        if let Some((field, why)) = policy.as_ref().and_then(unsupported) {
-            log(
-                LogLevel::Error,
-                &format!("devgate: configuration rejected: {field}: {why}"),
-            );
-            return None;
-        }
         // No stream exists at load: the configure counter has no filter to count through.
         if let Some(note) = &report.note {
             log_note(note);
@@ -143,10 +128,21 @@ impl Config {
                 }
             },
         };
+        let revocation = match Fetcher::start(host, &policy) {
+            Ok(fetcher) => fetcher,
+            Err(why) => {
+                log(
+                    LogLevel::Error,
+                    &format!("devgate: configuration rejected: revocation: {why}"),
+                );
+                return None;
+            }
+        };
         Some(Config {
             policy: Arc::new(policy),
             ids,
             login_pool,
+            revocation,
             #[cfg(feature = "test-hooks")]
             noop: false,
             #[cfg(feature = "test-hooks")]
@@ -186,9 +182,10 @@ impl Facts for Envoy<'_> {
     }
 }
 
-/// The facts of a login form's finish step on a pool thread: the clock and the shared store.
-/// (The TLS fact travels in the [`PendingLogin`], read on the worker.)
-struct Process;
+/// The facts of a login form's finish step on a pool thread, and of the revocation fetcher on the
+/// main thread: the clock and the shared store. (The TLS fact travels in the [`PendingLogin`],
+/// read on the worker.)
+pub(super) struct Process;
 
 impl Facts for Process {
     fn now_ms(&self) -> u64 {
@@ -406,7 +403,7 @@ impl Stream {
     }
 
     /// The answer to an HTTP call this stream started (`None`: it failed). The shipped build
-    /// starts none yet (the revocation list fetch comes here).
+    /// starts none (the revocation list is fetched by the configuration: [`Config::callout_done`]).
     pub fn callout_done(&mut self, host: &mut Host, id: u64, answer: Option<CalloutAnswer<'_>>) {
         #[cfg(feature = "test-hooks")]
         super::testhooks::callout_done(self, host, id, answer);
@@ -447,15 +444,15 @@ impl Stream {
                 headers,
                 end_of_stream,
             };
-            // `revocation` is refused at load: there is no list to share between workers.
-            let mut worker = Worker::default();
+            // This worker thread's copy of the revocation list (revocation.rs).
+            let decide = |worker: &mut Worker| {
+                core.on_request_headers(&config.policy, req, worker, &Envoy { host: h })
+            };
             #[cfg(not(feature = "test-hooks"))]
-            let plan =
-                core.on_request_headers(&config.policy, req, &mut worker, &Envoy { host: h });
+            let plan = revocation::with_worker(&config.policy, decide);
             #[cfg(feature = "test-hooks")]
-            let plan = super::testhooks::in_core(|| {
-                core.on_request_headers(&config.policy, req, &mut worker, &Envoy { host: h })
-            });
+            let plan =
+                super::testhooks::in_core(|| revocation::with_worker(&config.policy, decide));
             #[cfg(feature = "test-hooks")]
             let plan = (plan, super::testhooks::Command::of(headers));
             plan
@@ -575,5 +572,30 @@ impl Stream {
             );
         }
         false
+    }
+}
+
+/// The configuration's own work, on Envoy's main thread (the revocation fetcher, revocation.rs).
+impl Config {
+    /// An event of the configuration's scheduler: the fetcher's tick.
+    pub fn scheduled(&self, host: &ConfigHost, event_id: u64) {
+        if let (Some(fetcher), revocation::TICK) = (&self.revocation, event_id) {
+            fetcher.tick(host, &self.policy, &self.ids);
+        }
+    }
+
+    /// The answer to the configuration's HTTP call (the only one it makes: the list fetch).
+    pub fn callout_done(&self, host: &ConfigHost, _id: u64, answer: Option<CalloutAnswer<'_>>) {
+        if let Some(fetcher) = &self.revocation {
+            fetcher.fetched(host, &self.ids, answer);
+        }
+    }
+
+    /// Stops the configuration's thread (`config_destroy`; the login pool stops with the last
+    /// reference, as its jobs hold one).
+    pub fn stop(&self) {
+        if let Some(fetcher) = &self.revocation {
+            fetcher.stop();
+        }
     }
 }

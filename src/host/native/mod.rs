@@ -16,5 +16,6 @@
 
 mod abi;
 mod filter;
+mod revocation;
 #[cfg(feature = "test-hooks")]
 mod testhooks;

@@ -1,0 +1,236 @@
+//! The revocation list in the native host: the core's [`Worker`] driven by Envoy's main thread,
+//! and each worker thread's copy of the list. No policy here: when to fetch, what a fetch's
+//! answer means, when the list is stale and what a request sees of it are the core's
+//! (`core::revocation`); this file only carries out its [`TickPlan`](crate::core::revocation::TickPlan)s
+//! and [`Report`]s, as `src/filter/mod.rs` does with proxy-wasm's root context.
+//!
+//! # Design
+//!
+//! * **One fetcher per accepted configuration, on the main thread.** A small ticker thread owned by
+//!   the configuration commits the configuration's scheduler every
+//!   [`tick_seconds`](crate::core::revocation::tick_seconds); Envoy runs
+//!   `on_http_filter_config_scheduled` on its main thread, where the fetcher's `Worker` ticks (the
+//!   lease in the process store makes one fetch per period for the process, as with Wasm's
+//!   workers) and starts the configuration-level HTTP call; its answer comes back to the main
+//!   thread, to [`Worker::on_fetched`], which stores a good list in the process store.
+//! * **The list every worker thread reads.** The process store (`filter.rs`, a locked map) is the
+//!   native form of proxy-wasm shared data: the list is written there once per fetch. Each Envoy
+//!   worker thread keeps its own `Worker` (a thread-local, so a request takes no lock) and a
+//!   process-wide generation tells it when a fetch has finished: the next request on that thread
+//!   starts from a fresh `Worker`, whose first view reads the stored list. Between fetches a
+//!   request costs no lock and no copy.
+//! * **Stopping.** `config_destroy` stops the ticker and joins it before it returns. The ticker owns
+//!   the scheduler and drops (deletes) it as its last act, so there is never a commit into a
+//!   deleted scheduler, and none after Envoy's configuration is gone.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::abi::{log, CalloutAnswer, ConfigHost, ConfigScheduler, LogLevel};
+use super::filter::{log_note, Process};
+use crate::core::plan::Report;
+use crate::core::policy::Policy;
+use crate::core::revocation::{tick_seconds, Worker, DEGRADED_GAUGE};
+
+/// The configuration scheduler's event: the fetcher's tick.
+pub const TICK: u64 = 1;
+
+/// Bumped each time a fetch has finished (its list, if good, is in the process store).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This worker thread's copy of the list, and the generation it was made in.
+    static WORKER: Cell<Option<(u64, Worker)>> = const { Cell::new(None) };
+}
+
+/// Runs `f` (a request's decision) with this thread's revocation `Worker`: a fresh one after a
+/// fetch has finished, so that its first view reads the list from the process store. A policy
+/// without `revocation` gets an empty one (the core never consults it).
+pub fn with_worker<R>(policy: &Policy, f: impl FnOnce(&mut Worker) -> R) -> R {
+    if tick_seconds(policy).is_none() {
+        return f(&mut Worker::default());
+    }
+    let generation = GENERATION.load(Ordering::Acquire);
+    let mut worker = match WORKER.try_with(Cell::take).ok().flatten() {
+        Some((g, w)) if g == generation => w,
+        _ => Worker::default(),
+    };
+    let out = f(&mut worker);
+    let _ = WORKER.try_with(|w| w.set(Some((generation, worker))));
+    out
+}
+
+/// A configuration's revocation fetcher (only with `revocation` configured).
+pub struct Fetcher {
+    /// The fetcher's `Worker`: its lease, its pending call, its view of staleness. Only the main
+    /// thread's hooks lock it.
+    worker: Mutex<Worker>,
+    /// `devgate.revocation.degraded`.
+    degraded: Option<usize>,
+    /// The thread that commits the scheduler every tick; `None` once stopped.
+    ticker: Mutex<Option<Ticker>>,
+}
+
+impl Fetcher {
+    /// For a policy with `revocation` (`config_new`, main thread): defines the degraded gauge and
+    /// starts the ticker. `Ok(None)`: nothing to fetch. `Err(why)`: the configuration must be
+    /// refused (no list would ever come).
+    pub fn start(host: &ConfigHost, policy: &Policy) -> Result<Option<Fetcher>, &'static str> {
+        let Some(seconds) = tick_seconds(policy) else {
+            return Ok(None);
+        };
+        let scheduler = host
+            .scheduler()
+            .ok_or("Envoy gave no configuration scheduler")?;
+        let ticker = Ticker::start(scheduler, Duration::from_secs(seconds))
+            .map_err(|_| "the revocation thread did not start")?;
+        Ok(Some(Fetcher {
+            worker: Mutex::new(Worker::default()),
+            degraded: host.define_gauge(DEGRADED_GAUGE),
+            ticker: Mutex::new(Some(ticker)),
+        }))
+    }
+
+    /// Stops and joins the ticker (`config_destroy`). Idempotent.
+    pub fn stop(&self) {
+        let ticker = self
+            .ticker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(ticker);
+    }
+
+    /// A tick (main thread): the core's tick plan carried out, the fetch started if it asks for
+    /// one.
+    pub fn tick(&self, host: &ConfigHost, policy: &Policy, ids: &[Option<usize>]) {
+        let Ok(mut worker) = self.worker.lock() else {
+            return;
+        };
+        let tick = worker.on_tick(policy, &Process);
+        self.perform(
+            host,
+            ids,
+            Report {
+                degraded: tick.degraded,
+                ..Report::default()
+            },
+        );
+        let Some(fetch) = tick.fetch else {
+            return;
+        };
+        let started = host
+            .http_callout(
+                fetch.cluster,
+                fetch.headers.iter().map(|(n, v)| (*n, v.as_bytes())),
+                b"",
+                fetch.timeout_ms,
+            )
+            .is_ok();
+        let report = worker.fetch_started(started, policy);
+        self.perform(host, ids, report);
+    }
+
+    /// The fetch's answer (main thread; `None`: no response): handed to the core, then every
+    /// worker thread told to read the store again.
+    pub fn fetched(
+        &self,
+        host: &ConfigHost,
+        ids: &[Option<usize>],
+        answer: Option<CalloutAnswer<'_>>,
+    ) {
+        let Ok(mut worker) = self.worker.lock() else {
+            return;
+        };
+        let status = answer.and_then(|a| {
+            a.headers
+                .iter()
+                .find(|(n, _)| *n == b":status")
+                .map(|(_, v)| *v)
+        });
+        let size = answer.map_or(0, |a| a.body.iter().map(|c| c.len()).sum());
+        let report = worker.on_fetched(
+            status,
+            size,
+            |size| {
+                let mut body = Vec::with_capacity(size);
+                for chunk in answer.map_or(&[][..], |a| a.body) {
+                    body.extend_from_slice(chunk);
+                }
+                Some(body)
+            },
+            &Process,
+        );
+        GENERATION.fetch_add(1, Ordering::Release);
+        self.perform(host, ids, report);
+    }
+
+    /// Performs a worker-level report: its counter, the gauge, its log line.
+    fn perform(&self, host: &ConfigHost, ids: &[Option<usize>], report: Report) {
+        if let Some(Some(id)) = report.counter.and_then(|c| ids.get(c.slot())) {
+            host.increment(*id);
+        }
+        if let (Some(on), Some(id)) = (report.degraded, self.degraded) {
+            host.set_gauge(id, u64::from(on));
+        }
+        if let Some(note) = &report.note {
+            log_note(note);
+        }
+    }
+}
+
+/// The ticker: a thread that commits the configuration scheduler every period until stopped.
+struct Ticker {
+    /// `true`: stop. Guarded by the mutex, signalled through the condvar.
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(scheduler: ConfigScheduler, period: Duration) -> std::io::Result<Ticker> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("devgate-revocation".into())
+            .spawn(move || {
+                let (lock, wake) = &*signal;
+                let mut stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                loop {
+                    stopped = match wake.wait_timeout_while(stopped, period, |s| !*s) {
+                        Ok((guard, _)) => guard,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    };
+                    if *stopped {
+                        break;
+                    }
+                    scheduler.commit(TICK);
+                }
+                drop(stopped);
+                // The scheduler is deleted here, on this thread, after its last commit.
+                drop(scheduler);
+            })?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    /// Stops the thread and waits for it: when this returns, the scheduler is deleted and no
+    /// commit can come.
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.stop;
+        *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                log(LogLevel::Error, "devgate: the revocation ticker panicked");
+            }
+        }
+        log(LogLevel::Info, "devgate: revocation fetcher stopped");
+    }
+}
