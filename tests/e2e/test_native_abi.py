@@ -87,6 +87,30 @@ def module_path() -> Path:
 TEST_BUILD = Path(os.environ.get("DEVGATE_FAULT_NATIVE") or REPO / "target/fault-native/native/libdevgate.so")
 
 
+def abi_labels() -> dict[str, str]:
+    """Each callback declared in src/host/native/abi.rs -> the label its comment starts with
+    (`used`, `bound, test build only`, `declared`)."""
+    text = (REPO / "src" / "host" / "native" / "abi.rs").read_text()
+    labels = {}
+    for m in re.finditer(r"((?:^ *///.*\n)+)(?:^ *#\[.*\]\n)*^ *fn (envoy_dynamic_module_callback_\w+)\(", text, re.M):
+        label = re.search(r"\*(Used|Bound, test build only|Declared)\b", m.group(1))
+        labels[m.group(2)] = label.group(1).lower() if label else "unlabelled"
+    return labels
+
+
+def test_native_abi_labels_match_what_the_shipped_build_imports(module_path):
+    """abi.rs labels each callback *Used* (the shipped build calls it) or *Bound, test build only*
+    (only the test hooks do): the label must say which, so a reader of the binding layer knows what
+    the shipped module really relies on (two labels went stale once, when the login form shipped)."""
+    labels = abi_labels()
+    assert labels, "no callback declarations found in src/host/native/abi.rs"
+    imported = {s for s in dynamic_symbols(module_path, "--undefined-only")
+                if s.startswith("envoy_dynamic_module_callback_")}
+    wrong = {name: label for name, label in labels.items() if (name in imported) != (label == "used")}
+    assert not wrong, f"abi.rs labels that disagree with the shipped build's imports: {wrong}"
+    assert imported <= set(labels), f"imported but not declared in abi.rs: {imported - set(labels)}"
+
+
 @pytest.mark.parametrize("build", ["shipped", "test"])
 def test_native_imports_exist_in_pinned_envoy(module_path, build):
     """The shipped module, and the test build, which also imports the callbacks its test hooks

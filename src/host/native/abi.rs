@@ -9,9 +9,8 @@
 //!    every symbol the module imports is checked to exist in the pinned Envoy
 //!    (`tests/e2e/test_native_abi.py`), and every callback marked *used* below is exercised by an
 //!    end-to-end test in that Envoy, because a wrong signature is otherwise silent. Callbacks
-//!    marked *bound, test build only* are for the plan's steps still to come (login body,
-//!    off-thread bcrypt, the session's response header): the shipped build does
-//!    not call (so does not import) them yet, and the test build's hooks (`test-hooks`,
+//!    marked *bound, test build only* (the per-stream gauge and HTTP call) are not called by the
+//!    shipped build (so not imported by it); the test build's hooks (`test-hooks`,
 //!    `testhooks.rs`) exercise each in Envoy (`tests/e2e/test_native_bindings.py`). *Declared*:
 //!    bound, called by nothing.
 //! 2. [`Host`] and [`ConfigHost`]: safe handles. Views into Envoy's memory borrow the handle, and
@@ -318,11 +317,10 @@ extern "C" {
         value: ModuleBuffer,
     ) -> bool;
 
-    /// *Bound, test build only* (for the plan: an expired session's clearing `Set-Cookie` in the
+    /// *Used* (for the plan: an expired session's clearing `Set-Cookie` in the
     /// response). Appends a value to `key` in map `header_type`, keeping the others; Envoy copies
     /// both; invalidates views. Confirmed by `test_native_add_header_appends_a_value` (a second
     /// request value next to the client's, and a response header).
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_add_header(
         filter: FilterEnvoyPtr,
         header_type: u32,
@@ -413,60 +411,53 @@ extern "C" {
         value: u64,
     ) -> u32;
 
-    /// *Bound, test build only* (for the login form). Number of chunks of body `body_type` (see
+    /// *Used* (for the login form). Number of chunks of body `body_type` (see
     /// [`Body`]); 0 when there is none. Confirmed by `test_native_body_read_and_drain`.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_get_body_chunks_size(
         filter: FilterEnvoyPtr,
         body_type: u32,
     ) -> usize;
 
-    /// *Bound, test build only.* Fills `result_buffer_vector` (room for `get_body_chunks_size`
+    /// *Used.* Fills `result_buffer_vector` (room for `get_body_chunks_size`
     /// entries) with views of the chunks of body `body_type`, valid until the hook returns or the
     /// body changes. Confirmed by `test_native_body_read_and_drain`.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_get_body_chunks(
         filter: FilterEnvoyPtr,
         body_type: u32,
         result_buffer_vector: *mut EnvoyBuffer,
     ) -> bool;
 
-    /// *Bound, test build only.* Drops the first `number_of_bytes` of body `body_type`; `false`
+    /// *Used.* Drops the first `number_of_bytes` of body `body_type`; `false`
     /// when there is no such body. Invalidates chunk views. Confirmed by
     /// `test_native_body_read_and_drain` (the upstream receives the rest).
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_drain_body(
         filter: FilterEnvoyPtr,
         body_type: u32,
         number_of_bytes: usize,
     ) -> bool;
 
-    /// *Bound, test build only* (for off-thread bcrypt). A scheduler for this filter, made on
+    /// *Used* (for off-thread bcrypt). A scheduler for this filter, made on
     /// its worker in a hook, usable from any thread; devgate owns it and must `scheduler_delete`
     /// it (once, from any thread). Confirmed by `test_native_defer_through_pool_and_scheduler`.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_scheduler_new(
         filter: FilterEnvoyPtr,
     ) -> SchedulerPtr;
 
-    /// *Bound, test build only.* From any thread: makes Envoy call
+    /// *Used.* From any thread: makes Envoy call
     /// `on_http_filter_scheduled(event_id)` on the filter's worker, or nothing if the stream has
     /// ended by then (Envoy holds the filter weakly). The worker's dispatcher is held by
     /// reference: committed only while the stream exists (see `RawScheduler`).
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
         scheduler: SchedulerPtr,
         event_id: u64,
     );
 
-    /// *Bound, test build only.* Frees a scheduler (any thread, after its last commit).
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    /// *Used.* Frees a scheduler (any thread, after its last commit).
     fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: SchedulerPtr);
 
-    /// *Bound, test build only.* Resumes a request a hook stopped (worker thread: from
+    /// *Used.* Resumes a request a hook stopped (worker thread: from
     /// `on_http_filter_scheduled` or `on_http_filter_http_callout_done`). Confirmed by
     /// `test_native_defer_through_pool_and_scheduler` and `test_native_http_callout`.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
 
     /// *Bound, test build only* (the revocation list is fetched by the configuration-level call
