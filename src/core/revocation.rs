@@ -185,6 +185,12 @@ pub struct TickPlan<'p> {
 impl Worker {
     /// Takes another worker's fetch: a newer entry in shared data (a malformed one is ignored).
     fn load_shared<S: SharedStore + ?Sized>(&mut self, shared: &S) {
+        // Unchanged since this worker decoded it: no copy. While the list is stale every
+        // request asks, so the list (up to MAX_LIST_BYTES) must not be copied per request where
+        // the host can say its version alone.
+        if shared.version(LIST_KEY) == Ok(self.cas) {
+            return;
+        }
         if let Ok((Some(stored), cas)) = shared.get(LIST_KEY) {
             if cas != self.cas {
                 if let Some((at, list)) = decode_stored(&stored) {
@@ -405,6 +411,58 @@ mod tests {
         ) -> Result<bool, crate::core::shared::Unavailable> {
             self.store.set(key, value, cas)
         }
+    }
+
+    /// A store that counts how often a value is copied out of it.
+    #[derive(Default)]
+    struct Counting {
+        store: crate::core::shared::MemoryStore,
+        copies: std::cell::Cell<usize>,
+    }
+
+    impl SharedStore for Counting {
+        fn get(
+            &self,
+            key: &str,
+        ) -> Result<(Option<Vec<u8>>, u32), crate::core::shared::Unavailable> {
+            self.copies.set(self.copies.get() + 1);
+            self.store.get(key)
+        }
+        fn set(
+            &self,
+            key: &str,
+            value: &[u8],
+            cas: u32,
+        ) -> Result<bool, crate::core::shared::Unavailable> {
+            self.store.set(key, value, cas)
+        }
+        fn version(&self, key: &str) -> Result<u32, crate::core::shared::Unavailable> {
+            self.store.version(key)
+        }
+    }
+
+    #[test]
+    fn a_stale_list_is_not_copied_again_on_every_request() {
+        let policy = revocation_policy("serve");
+        let store = Counting::default();
+        let stored = encode_stored(1_000, br#"{"keys": ["k-1"]}"#);
+        assert_eq!(store.set(LIST_KEY, &stored, 0), Ok(true));
+        let mut w = Worker::default();
+        // Past max_stale_seconds: every request's view asks the store.
+        for now in 2_000..2_100 {
+            let view = w.view(&policy, now, &store).unwrap();
+            assert!(view.key_revoked("k-1"));
+        }
+        assert_eq!(
+            store.copies.get(),
+            1,
+            "copied once, when it was new to the worker"
+        );
+        // A newer list is read at the next request.
+        let newer = encode_stored(2_100, br#"{"keys": ["k-2"]}"#);
+        assert_eq!(store.set(LIST_KEY, &newer, 0), Ok(true));
+        assert!(w.view(&policy, 2_101, &store).unwrap().key_revoked("k-2"));
+        assert_eq!(store.copies.get(), 2);
     }
 
     fn revocation_policy(when_stale: &str) -> Policy {

@@ -13,6 +13,12 @@ pub trait SharedStore {
     /// Stores `value` if the entry is still at version `cas` (0: whatever it is). `Ok(false)`:
     /// another worker wrote it first.
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, Unavailable>;
+    /// The version of the entry under `key` (0: never set): what a reader that keeps its own
+    /// decoded copy asks before copying the value again. A native host answers it without
+    /// copying; proxy-wasm has no such call, so the default reads the value too.
+    fn version(&self, key: &str) -> Result<u32, Unavailable> {
+        self.get(key).map(|(_, cas)| cas)
+    }
 }
 
 /// How often [`update`] re-reads an entry another worker keeps changing before it gives up.
@@ -76,6 +82,11 @@ impl SharedStore for MemoryStore {
             (value.to_vec(), current.wrapping_add(1).max(1)),
         );
         Ok(true)
+    }
+
+    fn version(&self, key: &str) -> Result<u32, Unavailable> {
+        let entries = self.entries.try_borrow().map_err(|_| Unavailable)?;
+        Ok(entries.get(key).map_or(0, |(_, cas)| *cas))
     }
 }
 

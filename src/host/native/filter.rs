@@ -223,6 +223,10 @@ impl SharedStore for Envoy<'_> {
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, Unavailable> {
         Process.set(key, value, cas)
     }
+
+    fn version(&self, key: &str) -> Result<u32, Unavailable> {
+        Process.version(key)
+    }
 }
 
 impl SharedStore for Process {
@@ -245,6 +249,11 @@ impl SharedStore for Process {
             (value.to_vec(), current.wrapping_add(1).max(1)),
         );
         Ok(true)
+    }
+
+    fn version(&self, key: &str) -> Result<u32, Unavailable> {
+        let map = store().lock().map_err(|_| Unavailable)?;
+        Ok(map.get(key).map_or(0, |(_, cas)| *cas))
     }
 }
 
