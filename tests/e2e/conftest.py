@@ -36,14 +36,6 @@ NATIVE_NOT_YET = {
         "envoy-native-tls.yaml has no login form yet (its users and key would come from Envoy's process environment)",
     "test_tokens.py::test_config_reload_without_restart_or_dropped_requests":
         "rotates keys through the Wasm VM's environment; the native module reads Envoy's process environment",
-    "test_observability.py::test_counters_exact_in_admin_stats":
-        "native counters are dynamicmodulescustom.devgate.*, without the login and config counters yet",
-    "test_observability.py::test_config_accepted_counts_every_configure_call":
-        "devgate.config.accepted|rejected not counted by the native module yet",
-    "test_observability.py::test_prometheus_names": "expects the wasmcustom namespace and the login counters",
-    "test_observability.py::test_prometheus_labels_with_stats_tags": "expects the wasmcustom namespace",
-    "test_observability.py::test_config_counters_across_live_updates":
-        "devgate.config.accepted|rejected not counted by the native module yet",
 }
 # Tests of the native module only, skipped when the suite runs the Wasm build.
 NATIVE_ONLY = ("test_native_",)

@@ -377,6 +377,20 @@ extern "C" {
         counter_id_ptr: *mut usize,
     ) -> u32;
 
+    /// *Used.* Adds `value` to counter `id`, defined by `define_counter` on this same
+    /// configuration, from `config_new` itself (main thread), before or without any stream: how
+    /// `devgate.config.accepted|rejected` are counted, a refused configuration included (its
+    /// counter is the same named stat as the running configuration's, so the count outlives the
+    /// refused object). No labels (NULL, 0). Confirmed by
+    /// `test_config_counters_across_live_updates` (DEVGATE_HOST=native).
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: ConfigEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+
     /// *Used.* Adds `value` to counter `id` (defined on the configuration that made this filter).
     /// Confirmed by `test_native_counts_decisions`.
     fn envoy_dynamic_module_callback_http_filter_increment_counter(
@@ -492,7 +506,8 @@ pub fn log(level: LogLevel, message: &str) {
     unsafe { envoy_dynamic_module_callback_log(level as u32, ModuleBuffer::of(message.as_bytes())) }
 }
 
-/// The filter configuration, during `config_new` only: defines metrics.
+/// The filter configuration, during `config_new` only: defines metrics and counts the
+/// configuration's own outcome.
 pub struct ConfigHost {
     ptr: ConfigEnvoyPtr,
 }
@@ -513,6 +528,22 @@ impl ConfigHost {
             )
         };
         (rc == METRICS_SUCCESS).then_some(id)
+    }
+
+    /// Adds one to counter `id` (from [`ConfigHost::define_counter`] on this configuration).
+    /// Failing to count changes nothing.
+    pub fn increment(&self, id: usize) {
+        // SAFETY: `ptr` is the config pointer Envoy passed to this `config_new`; `id` came from
+        // `define_counter` on it; no labels (NULL, 0).
+        let _ = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.ptr,
+                id,
+                std::ptr::null(),
+                0,
+                1,
+            )
+        };
     }
 
     /// Defines a gauge; `None` if Envoy refused it.

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::abi::{log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel};
 use crate::config::load;
-use crate::core::counters::Counter;
+use crate::core::counters::{ConfigOutcome, Counter};
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
 use crate::core::plan::{Level, Note, Plan};
 use crate::core::policy::Policy;
@@ -114,19 +114,32 @@ impl Config {
                 *slot = host.define_counter(&counter.name());
             }
         }
+        // `devgate.config.accepted|rejected`, counted on this configuration's own counters from
+        // here (there is no stream yet). A refused configuration's object is destroyed, but its
+        // counter is the same named stat as the running configuration's, which keeps the count:
+        // the Wasm build's semantics, one count per configure call.
+        let outcome = |counter: Option<Counter>| {
+            if let Some(Some(id)) = counter.and_then(|c| ids.get(c.slot())) {
+                host.increment(*id);
+            }
+        };
+        let rejected = Some(Counter::Config(ConfigOutcome::Rejected));
         let (policy, report) = load(raw);
         if let Some((field, why)) = policy.as_ref().and_then(unsupported) {
             log(
                 LogLevel::Error,
                 &format!("devgate: configuration rejected: {field}: {why}"),
             );
+            outcome(rejected);
             return None;
         }
-        // No stream exists at load: the configure counter has no filter to count through.
-        if let Some(note) = &report.note {
-            log_note(note);
-        }
-        let policy = policy?;
+        let Some(policy) = policy else {
+            outcome(report.counter);
+            if let Some(note) = &report.note {
+                log_note(note);
+            }
+            return None;
+        };
         let login_pool = match policy.login {
             None => None,
             Some(_) => match Pool::new("devgate-login", LOGIN_THREADS, LOGIN_QUEUE) {
@@ -136,10 +149,18 @@ impl Config {
                         LogLevel::Error,
                         "devgate: configuration rejected: login: the login threads did not start",
                     );
+                    outcome(rejected);
                     return None;
                 }
             },
         };
+        #[cfg(feature = "test-hooks")]
+        let test = super::testhooks::ConfigTest::new(host)?;
+        // Accepted: counted and logged once the configuration will run.
+        outcome(report.counter);
+        if let Some(note) = &report.note {
+            log_note(note);
+        }
         Some(Config {
             policy,
             ids,
@@ -147,7 +168,7 @@ impl Config {
             #[cfg(feature = "test-hooks")]
             noop: false,
             #[cfg(feature = "test-hooks")]
-            test: super::testhooks::ConfigTest::new(host)?,
+            test,
         })
     }
 
