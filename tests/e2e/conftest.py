@@ -34,8 +34,6 @@ NATIVE_NOT_YET = {
     "test_harness.py::test_render_bootstrap_shapes": "asserts the Wasm filter's bootstrap shape",
     "test_tls.py::test_login_refuses_http_origin_on_tls_listener":
         "envoy-native-tls.yaml has no login form yet (its users and key would come from Envoy's process environment)",
-    "test_tokens.py::test_config_reload_without_restart_or_dropped_requests":
-        "rotates keys through the Wasm VM's environment; the native module reads Envoy's process environment",
 }
 # Tests of the native module only, skipped when the suite runs the Wasm build.
 NATIVE_ONLY = ("test_native_",)
