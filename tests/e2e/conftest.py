@@ -32,8 +32,6 @@ NATIVE_NOT_YET = {
         "the pinned OCI image carries devgate.wasm; the native module has none",
     "test_demo_config.py": "checks the shipped envoy.yaml (Wasm); envoy/envoy-native.yaml is checked in test_native_abi.py",
     "test_harness.py::test_render_bootstrap_shapes": "asserts the Wasm filter's bootstrap shape",
-    "test_tls.py::test_login_refuses_http_origin_on_tls_listener":
-        "envoy-native-tls.yaml has no login form yet (its users and key would come from Envoy's process environment)",
 }
 # Tests of the native module only, skipped when the suite runs the Wasm build.
 NATIVE_ONLY = ("test_native_",)
