@@ -45,11 +45,12 @@ export DEVGATE_FAULT_NATIVE := $(abspath $(FAULT_NATIVE))
 fault-native:
 	$(CARGO) build --profile native --lib --features native-module,fault-injection,test-hooks --target-dir target/fault-native
 
-## run-native: like run, with libdevgate.so in Envoy's dynamic-modules filter (envoy/envoy-native.yaml)
+## run-native: like run, with libdevgate.so in Envoy's dynamic-modules filter (envoy/envoy-native.yaml;
+## the login form's users and key from envoy/demo.env, put into Envoy's environment)
 run-native: build-native venv
 	$(PY) tests/run_demo.py --native
 
-## run-native-tls: like run-tls, with libdevgate.so (envoy/envoy-native-tls.yaml)
+## run-native-tls: like run-tls, with libdevgate.so (envoy/envoy-native-tls.yaml, envoy/demo.env)
 .PHONY: run-native-tls
 run-native-tls: build-native venv certs
 	$(PY) tests/run_demo.py --native --tls

@@ -9,7 +9,9 @@ Extra arguments go to Envoy (e.g. `-l debug`).
 the certificate from `make certs` (target/certs/).
 
 `--native` (`make run-native`): envoy/envoy-native.yaml instead, with devgate as the native dynamic
-module target/native/libdevgate.so (`make build-native`); the same demo without the login form.
+module target/native/libdevgate.so (`make build-native`); the same demo, login form included. The
+native module reads the login users and session key from Envoy's process environment: this script
+puts envoy/demo.env's variables there (the values envoy.yaml gives the Wasm VM).
 `--native --tls` (`make run-native-tls`): envoy/envoy-native-tls.yaml, the native demo over TLS.
 
 Environment: DEVGATE_ENVOY (the envoy binary; default .venv/bin/envoy),
@@ -37,6 +39,18 @@ ADMIN = ("127.0.0.1", 9901)
 CONFIG = Path("envoy/envoy.yaml")
 LISTEN = 10000
 CERTS = Path("target/certs")  # what envoy-tls.yaml loads, repo-relative
+DEMO_ENV = Path("envoy/demo.env")  # the native demos' users and key (Envoy's environment), repo-relative
+
+
+def demo_env() -> dict[str, str]:
+    """envoy/demo.env: `NAME='value'` lines (comments and blank lines skipped)."""
+    out = {}
+    for line in DEMO_ENV.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            out[name] = value.strip("'")
+    return out
 
 
 def try_text(tls: bool) -> str:
@@ -147,7 +161,9 @@ def main(argv: list[str]) -> int:
             *argv,
         ]
         print("run_demo: " + " ".join(cmd), flush=True)
-        envoy = subprocess.Popen(cmd, start_new_session=True)
+        # Native: the login users and session key from envoy/demo.env, in Envoy's own environment.
+        env = {**os.environ, **demo_env()} if native else None
+        envoy = subprocess.Popen(cmd, start_new_session=True, env=env)
 
         deadline = time.monotonic() + 60
         while not envoy_live():

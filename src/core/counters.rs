@@ -2,7 +2,8 @@
 //! lists that declare the codes ([`Reason::all`], [`Outcome::ALL`], [`Source::ALL`],
 //! [`KeyKind::ALL`] and the small enums here), so a code can never lack its counter.
 //!
-//! Envoy lists the counters under `wasmcustom.devgate.*`: `requests.allowed.<what>`,
+//! Envoy lists the counters under `wasmcustom.devgate.*` (Wasm build) or
+//! `dynamicmodulescustom.devgate.*` (native module): `requests.allowed.<what>`,
 //! `requests.denied.<reason>` (and `internal_error`), `login.<outcome>`,
 //! `upstream_challenge.<forbid|login>`, `revocation.<fetch_ok|fetch_failed>`,
 //! `config.<accepted|rejected>`, and `counter_missing`, which counts bumps of a counter the host
@@ -397,7 +398,17 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let mut out = String::from(
+        // How Envoy 1.40 names them: admin /stats keeps the namespace; /stats/prometheus drops
+        // the Wasm extension's (a registered custom namespace) but keeps the dynamic-modules one,
+        // with Envoy's `envoy_` prefix (tests/e2e/test_observability.py checks both).
+        let example = Counter::Denied(Reason::Token(TokenError::Expired)).name();
+        let prom = example.replace('.', "_");
+        let mut out = format!(
+            "Names: admin `/stats` lists `wasmcustom.{example}` (Wasm build) or \
+             `dynamicmodulescustom.{example}` (native module); `/stats/prometheus` exports \
+             `{prom}` (Wasm) or `envoy_dynamicmodulescustom_{prom}` (native).\n\n"
+        );
+        out.push_str(
             "| counter (`wasmcustom.devgate.` in Wasm, `dynamicmodulescustom.devgate.` native) | codes |\n|---|---|\n",
         );
         for (group, list) in &groups {

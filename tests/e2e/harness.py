@@ -859,8 +859,30 @@ SHIPPED_WASM_LINE = "filename: target/wasm32-wasip1/release/devgate.wasm"
 SHIPPED_NATIVE_LINE = "filename: target/native/libdevgate.so"
 CERTS = REPO / "target" / "certs"
 # With DEVGATE_HOST=native, a test of a shipped demo config runs its native twin: the same listener
-# and HCM with the dynamic-modules filter (and, for now, no login form).
+# and HCM with the dynamic-modules filter, started with shipped_env() in Envoy's environment.
 NATIVE_SHIPPED = {"envoy.yaml": "envoy-native.yaml", "envoy-tls.yaml": "envoy-native-tls.yaml"}
+
+
+# The native demos' login users and session key: Envoy's process environment, as `make run-native`
+# sets it (the Wasm demos carry the same values in their VM's environment).
+DEMO_ENV = REPO / "envoy" / "demo.env"
+
+
+def demo_env() -> dict:
+    """envoy/demo.env (`NAME='value'` lines) as a dict."""
+    out = {}
+    for line in DEMO_ENV.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            out[name] = value.strip("'")
+    return out
+
+
+def shipped_env() -> dict | None:
+    """What Envoy's process environment must add for a shipped demo config with this host: the
+    native demos read their login users and key from it (envoy/demo.env); None for Wasm."""
+    return demo_env() if NATIVE else None
 
 
 def shipped_name(name: str) -> str:

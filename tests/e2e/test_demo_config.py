@@ -1,5 +1,7 @@
 """envoy/envoy.yaml, the config `make run` uses: its security settings, and the file itself running
-(with its fixed ports swapped for free ones and the .wasm path made absolute)."""
+(with its fixed ports swapped for free ones and the .wasm path made absolute). With DEVGATE_HOST=native,
+the same for envoy/envoy-native.yaml (`make run-native`), started as run_demo.py starts it: with
+envoy/demo.env in Envoy's environment."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import harness
 from conftest import call_or_fail
 from harness import IDENTITY_HEADER as H
 
-DEMO = harness.REPO / "envoy" / "envoy.yaml"
-WASM_LINE = "filename: target/wasm32-wasip1/release/devgate.wasm"
+DEMO = harness.REPO / "envoy" / harness.shipped_name("envoy.yaml")
+WASM_LINE = harness.SHIPPED_NATIVE_LINE if harness.NATIVE else harness.SHIPPED_WASM_LINE
 # The first line of the demo's plugin configuration (the login settings follow on the next lines).
 PLUGIN_LINE = '{"network": {"allow": ["127.0.0.1", "::1"]}, "protect": ["/_debug/"], "public": ["/healthz"],'
 
@@ -29,13 +31,20 @@ def yaml_lines() -> list[str]:
 def test_never_fails_open():
     content = "\n".join(yaml_lines()).lower()
     assert "fail_open" not in content
+    if harness.NATIVE:
+        # No VM to reload: a panic is answered 500 in the hook (tests/e2e/test_native_faults.py).
+        assert "failure_policy" not in content
+        return
     assert re.search(r"^\s*failure_policy: FAIL_RELOAD$", "\n".join(yaml_lines()), re.M)
 
 
 def test_v8_and_local_wasm():
     lines = "\n".join(yaml_lines())
-    assert "runtime: envoy.wasm.runtime.v8" in lines
     assert WASM_LINE in lines
+    if harness.NATIVE:
+        assert "envoy.filters.http.dynamic_modules" in lines and "envoy.filters.http.wasm" not in lines
+    else:
+        assert "runtime: envoy.wasm.runtime.v8" in lines
 
 
 def test_hcm_settings_match_the_harness_shipped_preset():
@@ -43,7 +52,7 @@ def test_hcm_settings_match_the_harness_shipped_preset():
     lines = "\n".join(yaml_lines())
     for key, value in harness.SHIPPED_HCM.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
-        assert re.search(rf"^\s*{key}: {re.escape(text)}$", lines, re.M), f"envoy.yaml does not set {key}: {text}"
+        assert re.search(rf"^\s*{key}: {re.escape(text)}$", lines, re.M), f"{DEMO.name} does not set {key}: {text}"
 
 
 def test_everything_binds_loopback():
@@ -65,14 +74,15 @@ def demo_config(upstream_port: int, wasm, plugin_config: str | None = None) -> s
     if plugin_config is not None:
         replacements.append((PLUGIN_LINE, plugin_config, 1))
     for old, new, count in replacements:
-        assert text.count(old) == count, f"envoy.yaml changed shape: expected {count} x {old!r}"
+        assert text.count(old) == count, f"{DEMO.name} changed shape: expected {count} x {old!r}"
         text = text.replace(old, new)
     return text
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, upstream, wasm):
-    envoy = call_or_fail(harness.start_envoy, demo_config(upstream.port, wasm), tmp_path_factory.mktemp("demo"))
+    envoy = call_or_fail(harness.start_envoy, demo_config(upstream.port, wasm), tmp_path_factory.mktemp("demo"),
+                         env=harness.shipped_env())
     yield envoy
     envoy.stop()
 
@@ -113,7 +123,8 @@ def test_demo_readme_session(demo):
 def test_demo_narrowed_as_run_demo_suggests(tmp_path_factory, upstream, wasm):
     """The narrowed allow list run_demo.py prints gives an outsider a 401 challenge on /_debug/."""
     narrowed = '{"network": {"allow": ["127.0.0.1/32"]}, "protect": ["/_debug/"], "public": ["/healthz"],'
-    envoy = call_or_fail(harness.start_envoy, demo_config(upstream.port, wasm, narrowed), tmp_path_factory.mktemp("demo"))
+    envoy = call_or_fail(harness.start_envoy, demo_config(upstream.port, wasm, narrowed), tmp_path_factory.mktemp("demo"),
+                         env=harness.shipped_env())
     try:
         r = envoy.request("GET", "/_debug/", source="127.0.0.77")
         assert r.status == 401 and r.header("www-authenticate") == "x-wsgiorg.developer_user", r.summary()

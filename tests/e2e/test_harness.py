@@ -56,6 +56,17 @@ def test_render_bootstrap_shapes():
     assert "additional_addresses" not in listener
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     assert hcm["use_remote_address"] is False and "normalize_path" not in hcm
+    assert hcm["http_filters"][-1]["name"] == "envoy.filters.http.router"
+    if harness.NATIVE:
+        # The dynamic-modules filter; `env` goes to Envoy's process environment (start_envoy).
+        native = hcm["http_filters"][0]
+        assert native["name"] == "envoy.filters.http.dynamic_modules"
+        typed = native["typed_config"]
+        assert typed["dynamic_module_config"]["module"]["local"]["filename"] == "/nonexistent/devgate.wasm"
+        assert typed["filter_name"] == "devgate"
+        assert typed["filter_config"]["value"] == '{"protect": ["/x/"]}'
+        assert cfg[harness.PROCESS_ENV_KEY] == {"DEVGATE_KEY_K0": "c2VjcmV0"}
+        return
     wasm = hcm["http_filters"][0]["typed_config"]["config"]
     assert wasm["failure_policy"] == "FAIL_RELOAD"
     assert wasm["vm_config"]["runtime"] == "envoy.wasm.runtime.v8"

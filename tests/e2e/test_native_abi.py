@@ -226,7 +226,8 @@ def test_native_upstream_challenge_forbid(gate):
 
 
 def test_native_shipped_config_runs_the_demo(upstream, tmp_path):
-    """envoy/envoy-native.yaml, as shipped (free ports, absolute .so path): the demo's answers."""
+    """envoy/envoy-native.yaml, as shipped (free ports, absolute .so path, envoy/demo.env in Envoy's
+    environment as `make run-native` sets it): the demo's answers."""
     text = (REPO / "envoy" / "envoy-native.yaml").read_text()
     for old, new, count in [
         ("port_value: 9901", "port_value: 0", 1),
@@ -236,7 +237,7 @@ def test_native_shipped_config_runs_the_demo(upstream, tmp_path):
     ]:
         assert text.count(old) == count, f"envoy-native.yaml changed shape: {old!r}"
         text = text.replace(old, new)
-    envoy = harness.start_envoy(text, tmp_path)
+    envoy = harness.start_envoy(text, tmp_path, env=harness.demo_env())
     try:
         dev = envoy.request("GET", "/_debug/vars", [(H, "evil"), ("x_wsgiorg_developer_user", "evil")], source=DEV)
         assert dev.status == 200 and harness.upstream_identity(dev) == [(H, DEV)], dev.summary()
@@ -246,6 +247,9 @@ def test_native_shipped_config_runs_the_demo(upstream, tmp_path):
         assert anon.status == 200 and harness.upstream_identity(anon) == [], anon.summary()
         six = envoy.request("GET", "/_debug/", source="::1")
         assert six.status == 200 and harness.upstream_identity(six) == [(H, "::1")], six.summary()
+        # The login form, its users and key from Envoy's environment (envoy/demo.env).
+        form = envoy.request("GET", "/.devgate/login", source=DEV)
+        assert form.status == 200 and not form.from_upstream and b"<form" in form.body, form.summary()
     finally:
         envoy.stop()
 

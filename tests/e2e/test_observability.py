@@ -1,11 +1,13 @@
 """What operators see: devgate's Envoy counters (admin /stats and /stats/prometheus) and its access log
 fields, after a scripted mix of requests whose every outcome is known in advance.
 
-The counters (src/filter/mod.rs `Stats`, defined at configure time, so they exist at zero):
-  wasmcustom.devgate.requests.allowed.<network|bearer|cookie|public_key|private_key|anonymous>
-  wasmcustom.devgate.requests.denied.<reason>   every code of `Reason::all()`, plus internal_error
-  wasmcustom.devgate.config.<accepted|rejected>
-  wasmcustom.devgate.counter_missing             bumps of a counter the host did not define (0)
+The counters (src/core/counters.rs `Counter::all`, defined at configure time, so they exist at zero),
+under `wasmcustom.` with the Wasm build and `dynamicmodulescustom.` with the native module
+(DEVGATE_HOST=native; harness.STATS):
+  <ns>.devgate.requests.allowed.<network|bearer|cookie|public_key|private_key|anonymous>
+  <ns>.devgate.requests.denied.<reason>   every code of `Reason::all()`, plus internal_error
+  <ns>.devgate.config.<accepted|rejected>
+  <ns>.devgate.counter_missing             bumps of a counter the host did not define (0)
 
 The access log fields:
   %FILTER_STATE(wasm.devgate_decision:PLAIN)%   the one property devgate sets:
@@ -60,7 +62,9 @@ LOGIN_OUTCOMES = [
 ]
 CHALLENGE_OUTCOMES = ["forbid", "login"]
 REVOCATION_OUTCOMES = ["fetch_ok", "fetch_failed"]
-PREFIX = "wasmcustom.devgate."
+# The namespace Envoy gives devgate's stats: `wasmcustom` (Wasm) or `dynamicmodulescustom` (native).
+NS = harness.STATS
+PREFIX = f"{NS}.devgate."
 ALL_COUNTERS = sorted(
     [f"{PREFIX}requests.allowed.{c}" for c in ALLOWED]
     + [f"{PREFIX}requests.denied.{c}" for c in DENIED]
@@ -70,13 +74,16 @@ ALL_COUNTERS = sorted(
     + [f"{PREFIX}revocation.{c}" for c in REVOCATION_OUTCOMES]
     + [f"{PREFIX}counter_missing"]
 )
-# Gauges: 1 while the revocation list is stale (always defined; 0 without `revocation`).
-ALL_GAUGES = [f"{PREFIX}revocation.degraded"]
+# Gauges: 1 while the revocation list is stale (always defined; 0 without `revocation`). The native
+# module refuses `revocation` at load and defines no gauge yet.
+ALL_GAUGES = [] if harness.NATIVE else [f"{PREFIX}revocation.degraded"]
 
-# Envoy 1.40 calls devgate's on_configure twice on the main thread (once for the plugin's base VM, once
-# for the main thread's own instance) and once per worker thread; the harness runs one worker. Each
-# call logs one "configuration accepted|rejected" line, which the tests count too.
-CONFIGURE_CALLS = 2 + 1
+# Wasm: Envoy 1.40 calls devgate's on_configure twice on the main thread (once for the plugin's base VM,
+# once for the main thread's own instance) and once per worker thread; the harness runs one worker.
+# Native: Envoy calls the module's config_new once per filter configuration, on the main thread (the
+# workers share that configuration). Each call logs one "configuration accepted|rejected" line, which
+# the tests count too.
+CONFIGURE_CALLS = 1 if harness.NATIVE else 2 + 1
 
 
 def b64u(data: bytes) -> str:
@@ -363,7 +370,7 @@ def test_every_request_got_what_the_script_says(run):
 
 def test_counters_exact_in_admin_stats(run):
     """Every counter devgate defines is listed (zeros included), each with exactly the script's count;
-    nothing else is under wasmcustom.devgate."""
+    nothing else is under <ns>.devgate."""
     stats = run.envoy.counters("devgate")
     ours = {k: v for k, v in stats.items() if k.startswith(PREFIX) and k not in ALL_GAUGES}
     assert sorted(ours) == ALL_COUNTERS, sorted(set(ours) ^ set(ALL_COUNTERS))
@@ -376,6 +383,8 @@ def test_counters_exact_in_admin_stats(run):
     # the allow and deny counters add up to the requests devgate saw (all but Envoy's own refusal)
     seen = sum(v for k, v in ours.items() if ".requests." in k)
     assert seen == len([r for r in run.reqs if r.decision != NO]) == len(run.reqs) - 1
+    if harness.NATIVE:
+        return  # the rest is about the Wasm VM
     # Envoy's own counters for the plugin's VM: no reload, so no trap
     assert {k: v for k, v in stats.items() if k.startswith("wasm.devgate.vm_reload")} == {
         "wasm.devgate.vm_reload": 0, "wasm.devgate.vm_reload_backoff": 0,
@@ -388,8 +397,17 @@ def test_config_accepted_counts_every_configure_call(run):
         time.sleep(0.05)
     assert config_log_lines(run.envoy, "accepted") == CONFIGURE_CALLS
     assert config_log_lines(run.envoy, "rejected") == 0
-    stats = run.envoy.counters(r"^wasmcustom\.devgate\.config\.")
+    stats = run.envoy.counters(rf"^{NS}\.devgate\.config\.")
     assert stats == {f"{PREFIX}config.accepted": CONFIGURE_CALLS, f"{PREFIX}config.rejected": 0}
+
+
+# The Prometheus name of a devgate stat: `wasmcustom` is dropped (a registered custom namespace);
+# `dynamicmodulescustom` is kept, with Envoy's `envoy_` prefix (Envoy 1.40 does not register it).
+PROM = "envoy_dynamicmodulescustom_" if harness.NATIVE else ""
+
+
+def prom_name(stat: str) -> str:
+    return PROM + stat.removeprefix(f"{NS}.").replace(".", "_")
 
 
 PROM_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
@@ -426,26 +444,37 @@ def test_prometheus_names(run):
     stats for the plugin's VM keep the usual form: `wasm.devgate.vm_reload` ->
     `envoy_wasm_devgate_vm_reload{} 0`. To get one metric with the code as a label instead, configure
     tag extraction (test_prometheus_labels_with_stats_tags).
+
+    The native module's `dynamicmodulescustom` is NOT a registered custom namespace in Envoy 1.40: its
+    names keep the namespace and get the `envoy_` prefix like Envoy's own stats (PROM, below):
+
+        dynamicmodulescustom.devgate.requests.allowed.network
+            ->  envoy_dynamicmodulescustom_devgate_requests_allowed_network{} 7
     """
     samples, types = prometheus(run.envoy)
     want = expected_counts(run.reqs)
-    ours = {k: v for k, v in samples.items() if k[0].startswith("devgate_")}
-    assert ours.pop(("devgate_revocation_degraded", "")) == 0.0
-    assert types["devgate_revocation_degraded"] == "gauge"
-    expected = {(name.removeprefix("wasmcustom.").replace(".", "_"), ""): float(v) for name, v in want.items()}
+    ours = {k: v for k, v in samples.items() if k[0].startswith(PROM + "devgate_")}
+    for gauge in ALL_GAUGES:
+        assert ours.pop((prom_name(gauge), "")) == 0.0
+        assert types[prom_name(gauge)] == "gauge"
+    expected = {(prom_name(name), ""): float(v) for name, v in want.items()}
     assert ours == expected, sorted(set(ours.items()) ^ set(expected.items()))
     for name, _ in expected:
         assert types.get(name) == "counter", name
-    assert not [k for k in samples if "wasmcustom" in k[0]]
-    assert samples[("envoy_wasm_devgate_vm_reload", "")] == 0
+    if harness.NATIVE:
+        assert not [k for k in samples if k[0].startswith("devgate_")]
+    else:
+        assert not [k for k in samples if NS in k[0]]
+        assert samples[("envoy_wasm_devgate_vm_reload", "")] == 0
 
 
+# With the native module the regexes name its namespace: `^dynamicmodulescustom\\.devgate\\...`.
 TAGS = [
-    {"tag_name": "devgate_allowed", "regex": r"^wasmcustom\.devgate\.requests\.allowed(\.(\w+))$"},
-    {"tag_name": "devgate_reason", "regex": r"^wasmcustom\.devgate\.requests\.denied(\.(\w+))$"},
-    {"tag_name": "devgate_outcome", "regex": r"^wasmcustom\.devgate\.config(\.(\w+))$"},
-    {"tag_name": "devgate_login", "regex": r"^wasmcustom\.devgate\.login(\.(\w+))$"},
-    {"tag_name": "devgate_translation", "regex": r"^wasmcustom\.devgate\.upstream_challenge(\.(\w+))$"},
+    {"tag_name": "devgate_allowed", "regex": rf"^{NS}\.devgate\.requests\.allowed(\.(\w+))$"},
+    {"tag_name": "devgate_reason", "regex": rf"^{NS}\.devgate\.requests\.denied(\.(\w+))$"},
+    {"tag_name": "devgate_outcome", "regex": rf"^{NS}\.devgate\.config(\.(\w+))$"},
+    {"tag_name": "devgate_login", "regex": rf"^{NS}\.devgate\.login(\.(\w+))$"},
+    {"tag_name": "devgate_translation", "regex": rf"^{NS}\.devgate\.upstream_challenge(\.(\w+))$"},
 ]
 
 
@@ -470,6 +499,8 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
         devgate_requests_denied{devgate_reason="no_credential"} 2
         devgate_config{devgate_outcome="accepted"} 3
 
+    (native: the same with the regexes on `dynamicmodulescustom` and each name prefixed
+    `envoy_dynamicmodulescustom_`, see test_prometheus_names.)
     Admin /stats (text and JSON) keeps the full dotted names either way.
     """
     cfg = harness.render_bootstrap(upstream_port=upstream.port, plugin_config=CONFIG, env=ENV, wasm=wasm)
@@ -481,25 +512,26 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
         for _ in range(2):
             assert envoy.request("GET", "/_debug/", source=OUTSIDER).status == 401
         samples, types = prometheus(envoy)
-        ours = {k: v for k, v in samples.items() if k[0].startswith("devgate_")}
-        expected = {("devgate_requests_allowed", f'devgate_allowed="{c}"'): 0.0 for c in ALLOWED}
-        expected.update({("devgate_requests_denied", f'devgate_reason="{c}"'): 0.0 for c in DENIED})
-        expected.update({("devgate_config", f'devgate_outcome="{c}"'): 0.0 for c in CONFIG_OUTCOMES})
-        expected.update({("devgate_login", f'devgate_login="{c}"'): 0.0 for c in LOGIN_OUTCOMES})
+        ours = {k: v for k, v in samples.items() if k[0].startswith(PROM + "devgate_")}
+        expected = {(PROM + "devgate_requests_allowed", f'devgate_allowed="{c}"'): 0.0 for c in ALLOWED}
+        expected.update({(PROM + "devgate_requests_denied", f'devgate_reason="{c}"'): 0.0 for c in DENIED})
+        expected.update({(PROM + "devgate_config", f'devgate_outcome="{c}"'): 0.0 for c in CONFIG_OUTCOMES})
+        expected.update({(PROM + "devgate_login", f'devgate_login="{c}"'): 0.0 for c in LOGIN_OUTCOMES})
         expected.update(
-            {("devgate_upstream_challenge", f'devgate_translation="{c}"'): 0.0 for c in CHALLENGE_OUTCOMES}
+            {(PROM + "devgate_upstream_challenge", f'devgate_translation="{c}"'): 0.0 for c in CHALLENGE_OUTCOMES}
         )
-        expected.update({(f"devgate_revocation_{c}", ""): 0.0 for c in REVOCATION_OUTCOMES})
-        expected[("devgate_counter_missing", "")] = 0.0
-        expected[("devgate_revocation_degraded", "")] = 0.0
-        expected[("devgate_requests_allowed", 'devgate_allowed="network"')] = 1
-        expected[("devgate_requests_allowed", 'devgate_allowed="anonymous"')] = 1
-        expected[("devgate_requests_denied", 'devgate_reason="no_credential"')] = 2
-        expected[("devgate_config", 'devgate_outcome="accepted"')] = CONFIGURE_CALLS
+        expected.update({(f"{PROM}devgate_revocation_{c}", ""): 0.0 for c in REVOCATION_OUTCOMES})
+        expected[(PROM + "devgate_counter_missing", "")] = 0.0
+        for gauge in ALL_GAUGES:
+            expected[(prom_name(gauge), "")] = 0.0
+        expected[(PROM + "devgate_requests_allowed", 'devgate_allowed="network"')] = 1
+        expected[(PROM + "devgate_requests_allowed", 'devgate_allowed="anonymous"')] = 1
+        expected[(PROM + "devgate_requests_denied", 'devgate_reason="no_credential"')] = 2
+        expected[(PROM + "devgate_config", 'devgate_outcome="accepted"')] = CONFIGURE_CALLS
         assert ours == expected, sorted(set(ours.items()) ^ set(expected.items()))
         for name in ("devgate_requests_allowed", "devgate_requests_denied", "devgate_config"):
-            assert types[name] == "counter"
-        stats = envoy.counters(r"^wasmcustom\.devgate\.")
+            assert types[PROM + name] == "counter"
+        stats = envoy.counters(rf"^{NS}\.devgate\.")
         assert sorted(stats) == sorted(ALL_COUNTERS + ALL_GAUGES)
         assert stats[f"{PREFIX}requests.denied.no_credential"] == 2
         assert envoy.wasm_problems() == []
@@ -599,7 +631,7 @@ def test_config_counters_across_live_updates(tmp_path, upstream, wasm):
     harness.write_lds(lds, listener, version="first")
     envoy = call_or_fail(harness.start_envoy, boot, tmp_path / "envoy", log_level="info",
                          extra_args=harness.FAST_FLUSH)
-    config = r"^(wasmcustom\.devgate\.config\.|listener_manager\.lds\.update_(success|rejected)$)"
+    config = rf"^({NS}\.devgate\.config\.|listener_manager\.lds\.update_(success|rejected)$)"
     try:
         assert envoy.counters(config) == {
             f"{PREFIX}config.accepted": CONFIGURE_CALLS, f"{PREFIX}config.rejected": 0,
@@ -622,8 +654,11 @@ def test_config_counters_across_live_updates(tmp_path, upstream, wasm):
         assert envoy.request("GET", "/_debug/", source=OUTSIDER).status == 200
         wait_for(lambda: config_log_lines(envoy, "accepted") == 2 * CONFIGURE_CALLS, "the accepted log lines")
         assert config_log_lines(envoy, "rejected") == 1
-        # Envoy reports the refusal as a "VM failed" line; that one, once, and no reload or trap
         problems = envoy.wasm_problems()
-        assert len(problems) == 1 and "Failed to configure base Wasm plugin" in problems[0], problems
+        if harness.NATIVE:
+            assert problems == [], problems
+        else:
+            # Envoy reports the refusal as a "VM failed" line; that one, once, and no reload or trap
+            assert len(problems) == 1 and "Failed to configure base Wasm plugin" in problems[0], problems
     finally:
         envoy.stop()

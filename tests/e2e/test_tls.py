@@ -74,7 +74,8 @@ def ctx(certs) -> ssl.SSLContext:
 def start_shipped(name, listen_port, upstream, wasm, tmp_path_factory, replace=()):
     text = call_or_fail(harness.shipped_config, name, upstream_port=upstream.port, wasm=wasm,
                         listen_port=listen_port, replace=replace)
-    return call_or_fail(harness.start_envoy, text, tmp_path_factory.mktemp(name.replace(".", "-")))
+    return call_or_fail(harness.start_envoy, text, tmp_path_factory.mktemp(name.replace(".", "-")),
+                        env=harness.shipped_env())
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +122,11 @@ def test_tls_config_shares_everything_below_the_listener_with_envoy_yaml(plain_n
 @pytest.mark.parametrize("plain_name, tls_name", [("envoy.yaml", "envoy-tls.yaml"),
                                                   ("envoy-native.yaml", "envoy-native-tls.yaml")])
 def test_check_config_reads_the_tls_config(plain_name, tls_name):
-    r = call_or_fail(harness.run_cli, "check-config", str(harness.REPO / "envoy" / tls_name))
+    # The native demos' users and key come from the process environment (envoy/demo.env).
+    env = harness.demo_env() if "native" in tls_name else None
+    r = call_or_fail(harness.run_cli, "check-config", str(harness.REPO / "envoy" / tls_name), env=env)
     assert r.returncode == 0, r.stdout + r.stderr
-    plain = call_or_fail(harness.run_cli, "check-config", str(harness.REPO / "envoy" / plain_name))
+    plain = call_or_fail(harness.run_cli, "check-config", str(harness.REPO / "envoy" / plain_name), env=env)
     assert r.stdout.replace(tls_name, plain_name) == plain.stdout
 
 
@@ -220,7 +223,7 @@ def test_http2_over_tls(tls_gate, certs, source, status, identity):
 # --------------------------------------------------------------------------------------------------
 
 LOGIN = "/.devgate/login"
-DEMO_LOGIN = "username=developer&password=let-me-in"  # the shipped demo user (envoy-tls.yaml)
+DEMO_LOGIN = "username=developer&password=let-me-in"  # the shipped demo user (envoy-tls.yaml, envoy/demo.env)
 LOGIN_PEER = "127.0.0.12"  # inside login.allow_from, not a developer by address
 
 

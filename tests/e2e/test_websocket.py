@@ -38,7 +38,7 @@ SPOOF = [
 def ws_gate(upstream, wasm, tmp_path_factory):
     """envoy/envoy.yaml as shipped, on free ports."""
     text = call_or_fail(harness.shipped_config, "envoy.yaml", upstream_port=upstream.port, wasm=wasm, listen_port=10000)
-    envoy = call_or_fail(harness.start_envoy, text, tmp_path_factory.mktemp("ws"))
+    envoy = call_or_fail(harness.start_envoy, text, tmp_path_factory.mktemp("ws"), env=harness.shipped_env())
     yield envoy
     envoy.stop()
 
@@ -51,7 +51,7 @@ def wss_gate(upstream, wasm, tmp_path_factory):
             pytest.fail(f"no {harness.CERTS / name}: run `make certs`", pytrace=False)
     text = call_or_fail(harness.shipped_config, "envoy-tls.yaml", upstream_port=upstream.port, wasm=wasm,
                         listen_port=10443)
-    envoy = call_or_fail(harness.start_envoy, text, tmp_path_factory.mktemp("wss"))
+    envoy = call_or_fail(harness.start_envoy, text, tmp_path_factory.mktemp("wss"), env=harness.shipped_env())
     yield envoy
     envoy.stop()
 

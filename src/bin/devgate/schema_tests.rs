@@ -86,15 +86,43 @@ struct Shipped {
     env: HashMap<String, String>,
 }
 
-/// The plugin configurations shipped in the repository: every envoy/*.yaml,
-/// envoy/bench/*.yaml and envoy/istio/wasmplugin.yaml (as check-config finds them), and the
-/// JSON examples of docs/config.md, each with the environment its deployment gives it (the VM's
-/// own, then the examples' `secret_env` and `users_env` variables). envoy/bench/reference.yaml
-/// is left out: it loads the benchmark's reference filter (bench/reference-filter), whose
-/// configuration is not devgate's.
+/// The shipped files with a devgate configuration: envoy/SHIPPED, the list tests/cli.rs reads too.
+fn shipped_files(root: &Path) -> Vec<String> {
+    std::fs::read_to_string(root.join("envoy/SHIPPED"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// envoy/demo.env: `NAME='value'` lines, the native demos' process environment.
+fn demo_env(root: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(root.join("envoy/demo.env"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (name, value) = l.split_once('=').unwrap();
+            let value = value
+                .strip_prefix('\'')
+                .unwrap()
+                .strip_suffix('\'')
+                .unwrap();
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// The plugin configurations shipped in the repository: every file of envoy/SHIPPED (as
+/// check-config finds them) and the JSON examples of docs/config.md, each with the environment
+/// its deployment gives it (the VM's own, envoy/demo.env for the native demos, then the
+/// examples' `secret_env` and `users_env` variables).
 fn shipped_configs() -> Vec<Shipped> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let deployment: HashMap<String, String> = [
+    let mut deployment: HashMap<String, String> = [
         ("DEVGATE_K1", EXAMPLE_SECRET),
         ("DEVGATE_K2", EXAMPLE_SECRET),
         ("DEVGATE_USERS", EXAMPLE_USERS),
@@ -102,31 +130,20 @@ fn shipped_configs() -> Vec<Shipped> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let mut files = Vec::new();
-    for dir in ["envoy", "envoy/bench"] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "yaml")
-                && !path.ends_with("envoy/bench/reference.yaml")
-            {
-                files.push(path);
-            }
-        }
-    }
-    files.push(root.join("envoy/istio/wasmplugin.yaml"));
-    files.push(root.join("envoy/gateway/envoyextensionpolicy.yaml"));
-    files.sort();
+    deployment.extend(demo_env(root));
     let mut configs = Vec::new();
-    for file in files {
+    for file in shipped_files(root) {
         // bench/run.py fills the templates' {{DEVGATE_KEY}} with a fresh key.
-        let text = std::fs::read_to_string(&file)
+        let text = std::fs::read_to_string(root.join(&file))
             .unwrap()
             .replace("{{DEVGATE_KEY}}", EXAMPLE_SECRET);
-        for plugin in envoy_yaml::plugin_configs(&text).unwrap() {
+        let found = envoy_yaml::plugin_configs(&text).unwrap();
+        assert!(!found.is_empty(), "{file}: no devgate configuration");
+        for plugin in found {
             let mut env = deployment.clone();
             env.extend(plugin.env);
             configs.push(Shipped {
-                name: format!("{}: {}", file.display(), plugin.location),
+                name: format!("{file}: {}", plugin.location),
                 json: plugin.json,
                 env,
             });
@@ -143,27 +160,66 @@ fn shipped_configs() -> Vec<Shipped> {
     configs
 }
 
+/// envoy/SHIPPED is complete: every YAML under envoy/ that holds a devgate configuration is listed
+/// (a file that is not, like the bench's other contenders and its reference filter, holds none).
+#[test]
+fn every_shipped_devgate_config_is_listed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let listed = shipped_files(root);
+    let mut dirs = vec![root.join("envoy")];
+    let mut unlisted = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if path.extension().is_none_or(|e| e != "yaml") || listed.contains(&rel) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let ours = envoy_yaml::plugin_configs(&text)
+                .unwrap_or_default()
+                .into_iter()
+                .any(|p| p.location.contains("\"devgate\""));
+            if ours {
+                unlisted.push(rel);
+            }
+        }
+    }
+    assert!(unlisted.is_empty(), "add to envoy/SHIPPED: {unlisted:?}");
+    for must in ["envoy/envoy.yaml", "envoy/envoy-native-tls.yaml"] {
+        assert!(listed.iter().any(|f| f == must), "{must}");
+    }
+}
+
+/// The native demos read from Envoy's process environment (envoy/demo.env) what the Wasm demo's
+/// VM gets in envoy/envoy.yaml: the same users and session key, so both demos behave alike.
+#[test]
+fn native_demo_environment_is_the_wasm_demos() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("envoy/envoy.yaml")).unwrap();
+    let plugins = envoy_yaml::plugin_configs(&text).unwrap();
+    let [wasm] = plugins.as_slice() else {
+        panic!("envoy.yaml: one devgate plugin expected")
+    };
+    let demo = demo_env(root);
+    assert_eq!(demo.len(), 2, "{:?}", demo.keys());
+    for (name, value) in &demo {
+        assert_eq!(wasm.env.get(name), Some(value), "{name}");
+    }
+}
+
 #[test]
 fn every_example_config_matches_the_schema_and_the_parser() {
     let validator = Validator::new(&devgate::config::json_schema());
     let configs = shipped_configs();
-    let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
-    for must in [
-        "envoy/envoy.yaml",
-        "envoy/envoy-tls.yaml",
-        "envoy/bench/devgate_network.yaml",
-        "envoy/bench/devgate_tokens.yaml",
-        "envoy/bench/devgate_api.yaml",
-        "envoy/istio/wasmplugin.yaml",
-        "envoy/gateway/envoyextensionpolicy.yaml: EnvoyExtensionPolicy",
-        "envoy/envoy-native.yaml: Envoy dynamic module",
-        "docs/config.md example 0",
-    ] {
-        assert!(
-            names.iter().any(|n| n.contains(must)),
-            "{must} not found in {names:?}"
-        );
-    }
+    assert!(
+        configs.iter().any(|c| c.name == "docs/config.md example 0"),
+        "docs/config.md has no JSON example"
+    );
     let mut sections = std::collections::BTreeSet::new();
     for c in &configs {
         let value: Value =

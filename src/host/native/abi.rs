@@ -521,8 +521,11 @@ extern "C" {
     /// *Used.* Adds `value` to counter `id` (from `define_counter` on this configuration) with no
     /// stream at hand: the same arguments as `http_filter_increment_counter`, the configuration
     /// pointer first (read from the 1.40 binary's code: `id` in the second register, the label
-    /// count in the fourth, `value` in the fifth). Confirmed by `test_revocation_phases`
-    /// (`revocation.fetch_ok|fetch_failed`).
+    /// count in the fourth, `value` in the fifth). From `config_new` too, before or without any
+    /// stream: `devgate.config.accepted|rejected`, a refused configuration included (its counter
+    /// is the same named stat as the running configuration's, so the count outlives the refused
+    /// object). Confirmed by `test_revocation_phases` (`revocation.fetch_ok|fetch_failed`) and
+    /// `test_config_counters_across_live_updates` (DEVGATE_HOST=native).
     fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
         config: ConfigEnvoyPtr,
         id: usize,
@@ -555,8 +558,9 @@ pub fn log(level: LogLevel, message: &str) {
 }
 
 /// The filter configuration, on Envoy's main thread, for the duration of one configuration hook
-/// (`config_new`: defines metrics and makes the scheduler; `config_scheduled` and
-/// `config_http_callout_done`: counts, sets the gauge, starts HTTP calls).
+/// (`config_new`: defines metrics, counts the configuration's own outcome and makes the
+/// scheduler; `config_scheduled` and `config_http_callout_done`: counts, sets the gauge, starts
+/// HTTP calls).
 pub struct ConfigHost {
     ptr: ConfigEnvoyPtr,
 }

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::abi::{log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler};
 use super::revocation::{self, Fetcher};
 use crate::config::load;
-use crate::core::counters::Counter;
+use crate::core::counters::{ConfigOutcome, Counter};
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
 use crate::core::plan::{Level, Note, Plan};
 use crate::core::policy::Policy;
@@ -109,12 +109,24 @@ impl Config {
                 *slot = host.define_counter(&counter.name());
             }
         }
+        // `devgate.config.accepted|rejected`, counted on this configuration's own counters from
+        // here (there is no stream yet). A refused configuration's object is destroyed, but its
+        // counter is the same named stat as the running configuration's, which keeps the count:
+        // the Wasm build's semantics, one count per configure call.
+        let outcome = |counter: Option<Counter>| {
+            if let Some(Some(id)) = counter.and_then(|c| ids.get(c.slot())) {
+                host.increment(*id);
+            }
+        };
+        let rejected = Some(Counter::Config(ConfigOutcome::Rejected));
         let (policy, report) = load(raw);
-        // No stream exists at load: the configure counter has no filter to count through.
-        if let Some(note) = &report.note {
-            log_note(note);
-        }
-        let policy = policy?;
+        let Some(policy) = policy else {
+            outcome(report.counter);
+            if let Some(note) = &report.note {
+                log_note(note);
+            }
+            return None;
+        };
         let login_pool = match policy.login {
             None => None,
             Some(_) => match Pool::new("devgate-login", LOGIN_THREADS, LOGIN_QUEUE) {
@@ -124,6 +136,7 @@ impl Config {
                         LogLevel::Error,
                         "devgate: configuration rejected: login: the login threads did not start",
                     );
+                    outcome(rejected);
                     return None;
                 }
             },
@@ -135,9 +148,17 @@ impl Config {
                     LogLevel::Error,
                     &format!("devgate: configuration rejected: revocation: {why}"),
                 );
+                outcome(rejected);
                 return None;
             }
         };
+        #[cfg(feature = "test-hooks")]
+        let test = super::testhooks::ConfigTest::new(host)?;
+        // Accepted: counted and logged once the configuration will run.
+        outcome(report.counter);
+        if let Some(note) = &report.note {
+            log_note(note);
+        }
         Some(Config {
             policy: Arc::new(policy),
             ids,
@@ -146,7 +167,7 @@ impl Config {
             #[cfg(feature = "test-hooks")]
             noop: false,
             #[cfg(feature = "test-hooks")]
-            test: super::testhooks::ConfigTest::new(host)?,
+            test,
         })
     }
 
