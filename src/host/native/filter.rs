@@ -256,7 +256,7 @@ pub struct Stream {
     proceeds: bool,
     /// The plan of this stream's login form, written by the pool thread that checked it and
     /// taken on the worker when the scheduler brings [`LOGIN_FINISHED`].
-    finished: Option<Arc<Mutex<Option<Plan>>>>,
+    finished: Option<Arc<Mutex<Option<Plan<'static>>>>>,
     /// Test build only: the test hook this request asked for.
     #[cfg(feature = "test-hooks")]
     pub(super) test: super::testhooks::StreamTest,
@@ -486,7 +486,7 @@ impl Stream {
     }
 
     /// Performs a plan; `true`: continue.
-    fn perform(&mut self, host: &mut Host, plan: Plan, map: HeaderMap) -> bool {
+    fn perform(&mut self, host: &mut Host, plan: Plan<'_>, map: HeaderMap) -> bool {
         for name in &plan.remove {
             if !host.remove_header(map, name) {
                 return self.refuse(host, "header_edit_failed");
