@@ -1,6 +1,8 @@
 //! API routes: the API key of a request, its placement, products, referers, networks and the
 //! endpoint-mode table, and the headers that pass the project reference on.
 
+use std::borrow::Cow;
+
 use super::*;
 
 /// Where an API key was found.
@@ -37,12 +39,12 @@ pub fn mode_allows(mode: Mode, method: &[u8], key: &ApiKey) -> Result<(), Reason
 
 /// Checks the API key of a request on an API route, decided as `method`: the key's kind and
 /// the edits that pass the project reference on and take the key out.
-pub(super) fn api_key(
-    api: &ApiPolicy,
+pub(super) fn api_key<'p>(
+    api: &'p ApiPolicy,
     route: &ApiRoute,
     method: &[u8],
-    ctx: &Ctx<'_, '_>,
-) -> Result<(KeyKind, Edits), Reason> {
+    ctx: &Ctx<'_, '_, '_>,
+) -> Result<(KeyKind, Edits<'p>), Reason> {
     let req = ctx.req;
     let mut edits = Edits::default();
     let raw_path = req.header(b":path").unwrap_or_default();
@@ -78,9 +80,11 @@ pub(super) fn api_key(
     }
     if api.strip_key {
         if let Some(stripped) = query::remove(raw_path, &["key", "private_key"]) {
-            edits.set.push((":path".to_string(), stripped));
+            edits.set.push((":path", stripped));
         }
-        edits.remove.extend(spellings.iter().map(|n| n.to_vec()));
+        edits
+            .remove
+            .extend(spellings.iter().map(|n| Cow::Owned(n.to_vec())));
     }
     let (place, text) = match found.as_slice() {
         [] => return Err(Reason::NoCredential),
@@ -144,9 +148,7 @@ pub(super) fn api_key(
         (&h.key_id, key.id.as_str()),
         (&h.count, if internal { "false" } else { "true" }),
     ] {
-        edits
-            .set
-            .push((name.as_str().to_string(), value.as_bytes().to_vec()));
+        edits.set.push((name.as_str(), value.as_bytes().to_vec()));
     }
     Ok((key.kind, edits))
 }

@@ -87,7 +87,8 @@ where
 /// The `(name, value)` pairs of one `Cookie` header value, in order, parsed as described in
 /// the module documentation (trimmed, quotes removed, pairs without `=` skipped).
 pub fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    header.split(|&b| b == b';').filter_map(|pair| {
+    pieces(header, b';', b';').filter_map(|piece| {
+        let pair = piece.strip_suffix(b";").unwrap_or(piece);
         let mut parts = trim(pair).splitn(2, |&b| b == b'=');
         let name = trim(parts.next()?);
         let value = unquote(trim(parts.next()?));
@@ -146,19 +147,20 @@ fn hex_digit(b: u8) -> Option<u8> {
 pub fn scrub(header: &[u8], names: &[&str]) -> Option<Vec<u8>> {
     // One pass until the first part to remove; only then is anything written, starting over
     // with the (short) parts before it.
-    let mut chunks = header.split_inclusive(|&b| b == b';' || b == b',');
+    let mut chunks = pieces(header, b';', b',');
     let mut before = 0;
     for chunk in chunks.by_ref() {
         if is_one_of(part_of(chunk).0, names) {
             let mut out = Rewrite {
-                out: Vec::with_capacity(header.len()),
+                out: Vec::new(),
+                room: header.len(),
                 semicolon: false,
             };
             let head = header.get(..before).unwrap_or_default();
-            for c in head.split_inclusive(|&b| b == b';' || b == b',') {
+            for c in pieces(head, b';', b',') {
                 out.push(c, names);
             }
-            out.push(chunk, names);
+            out.skip(chunk);
             for c in chunks {
                 out.push(c, names);
             }
@@ -167,6 +169,43 @@ pub fn scrub(header: &[u8], names: &[&str]) -> Option<Vec<u8>> {
         before += chunk.len();
     }
     None
+}
+
+/// The pieces of `s` each ended by `a` or `b` (kept), the last one by the end of `s`: what
+/// `split_inclusive` yields, with the separators looked for eight bytes at a time (a `Cookie`
+/// header is mostly token values, long runs without one).
+fn pieces(mut s: &[u8], a: u8, b: u8) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if s.is_empty() {
+            return None;
+        }
+        let end = find_either(s, a, b).map_or(s.len(), |i| i + 1);
+        let (piece, rest) = s.split_at_checked(end)?;
+        s = rest;
+        Some(piece)
+    })
+}
+
+/// The position of the first `a` or `b` in `s`.
+fn find_either(s: &[u8], a: u8, b: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Whether a byte of `v` is zero (exact: no false positive for "any").
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let (wa, wb) = (ONES * u64::from(a), ONES * u64::from(b));
+    let mut at = 0;
+    for word in s.chunks_exact(8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let v = u64::from_ne_bytes(bytes);
+        if zero_byte(v ^ wa) || zero_byte(v ^ wb) {
+            break;
+        }
+        at += 8;
+    }
+    let tail = s.get(at..)?;
+    tail.iter().position(|&c| c == a || c == b).map(|i| at + i)
 }
 
 /// A `;`- or `,`-terminated chunk of a header value: the trimmed part and its separator (0 for
@@ -179,17 +218,26 @@ fn part_of(chunk: &[u8]) -> (&[u8], u8) {
 }
 
 /// The value [`scrub`] writes: kept parts joined with `"; "` when a `;` stood anywhere between
-/// them in the original, else `", "`.
+/// them in the original, else `", "`. Allocated (once, `room` bytes) only when a part is kept:
+/// a header that held only devgate's cookie costs none.
 struct Rewrite {
     out: Vec<u8>,
+    room: usize,
     semicolon: bool,
 }
 
 impl Rewrite {
+    /// A chunk known to be removed: only its separator counts.
+    fn skip(&mut self, chunk: &[u8]) {
+        self.semicolon |= part_of(chunk).1 == b';';
+    }
+
     fn push(&mut self, chunk: &[u8], names: &[&str]) {
         let (part, sep) = part_of(chunk);
         if !part.is_empty() && !is_one_of(part, names) {
-            if !self.out.is_empty() {
+            if self.out.is_empty() {
+                self.out.reserve_exact(self.room);
+            } else {
                 self.out
                     .extend_from_slice(if self.semicolon { b"; " } else { b", " });
             }
@@ -210,9 +258,12 @@ fn is_one_of(part: &[u8], names: &[&str]) -> bool {
     // Without an escape the folded name is as long as the written one: most names are ruled out
     // by their length before any folding.
     let escaped = bare.contains(&b'%');
-    names
-        .iter()
-        .any(|n| !n.is_empty() && (escaped || bare.len() == n.len()) && is_spelling(name, n))
+    // The name exactly as devgate writes it (the common case) needs no folding.
+    names.iter().any(|n| {
+        !n.is_empty()
+            && (name == n.as_bytes()
+                || ((escaped || bare.len() == n.len()) && is_spelling(name, n)))
+    })
 }
 
 /// The name of a `name=value` part; `None` without `=`.
@@ -434,6 +485,49 @@ pub fn clear_cookie(name: &str, attrs: &CookieAttrs<'_>) -> Result<String, Cooki
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pieces_are_split_inclusive_at_either_separator_at_any_offset() {
+        let mut inputs: Vec<Vec<u8>> = ["", ";", ",", "a", "a;", ";a", "a;b", "a,b;c", ";;,,"]
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        // Separators at every position of words before, across and after eight-byte words.
+        for len in 0..40 {
+            for at in 0..len {
+                for sep in [b';', b','] {
+                    let mut v = vec![b'x'; len];
+                    if let Some(b) = v.get_mut(at) {
+                        *b = sep;
+                    }
+                    inputs.push(v);
+                }
+            }
+        }
+        inputs.push(
+            b"devgate_token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln; theme=dark, x=1".to_vec(),
+        );
+        inputs.push(vec![
+            0x80,
+            0xff,
+            b';',
+            0x00,
+            0x3b ^ 0x80,
+            b',',
+            0x7f,
+            0x01,
+            0xbb,
+            0xac,
+        ]);
+        for v in &inputs {
+            let want: Vec<&[u8]> = v.split_inclusive(|&b| b == b';' || b == b',').collect();
+            let got: Vec<&[u8]> = pieces(v, b';', b',').collect();
+            assert_eq!(got, want, "{v:?}");
+            let want: Vec<&[u8]> = v.split_inclusive(|&b| b == b';').collect();
+            let got: Vec<&[u8]> = pieces(v, b';', b';').collect();
+            assert_eq!(got, want, "{v:?}");
+        }
+    }
 
     fn find<'a>(headers: &[&'a str], name: &str) -> CookieLookup<'a> {
         find_cookie(headers.iter().map(|h| h.as_bytes()), name)

@@ -116,7 +116,7 @@ pub(super) fn admit(
 pub(super) fn check_token(
     tokens: &TokenPolicy,
     cred: Credential<'_>,
-    ctx: &Ctx<'_, '_>,
+    ctx: &Ctx<'_, '_, '_>,
 ) -> (Result<Identity, Reason>, bool) {
     let (peer_ip, revocation, now) = (ctx.peer_ip, ctx.revocation, ctx.req.now);
     let mut expect = Expect::developer(tokens.leeway);
@@ -160,7 +160,7 @@ pub(super) enum SessionCookie {
 /// Looks for the session cookie and checks it. `Err` when it cannot be read one way only.
 pub(super) fn session_cookie(
     login: &LoginPolicy,
-    ctx: &Ctx<'_, '_>,
+    ctx: &Ctx<'_, '_, '_>,
 ) -> Result<SessionCookie, Reason> {
     let req = ctx.req;
     let values = req

@@ -1,9 +1,11 @@
 //! The decision itself: a request under every method it may run as, one answer.
 
+use std::borrow::Cow;
+
 use super::*;
 
 /// Decides one request.
-pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
+pub fn decide<'p>(policy: &'p Policy, req: &Request<'_>) -> Decision<'p> {
     decide_with(policy, req, None)
 }
 
@@ -13,12 +15,12 @@ pub fn decide(policy: &Policy, req: &Request<'_>) -> Decision {
 /// may execute it as ([`method::candidates`]: override headers, `_method`, form POSTs); the
 /// first refusal wins, the wire method's first. Otherwise the wire method's answer (its edits)
 /// goes on. A request with no override is decided once.
-pub fn decide_with(
-    policy: &Policy,
+pub fn decide_with<'p>(
+    policy: &'p Policy,
     req: &Request<'_>,
     revocation: Option<Revocation<'_>>,
-) -> Decision {
-    let canonical = match req.header(b":path").map(path::canonicalize) {
+) -> Decision<'p> {
+    let canonical = match req.header(b":path").map(path::canonical) {
         Some(Ok(c)) => c,
         Some(Err(_)) | None => return deny(Reason::BadPath, policy),
     };
@@ -47,12 +49,12 @@ pub fn decide_with(
 
 /// What every check of one request reads, derived once from the facts (the peer is parsed
 /// and judged here only, the path canonicalised once), whatever the number of methods the
-/// request is decided under.
-pub(super) struct Ctx<'r, 'a> {
-    pub(super) policy: &'r Policy,
+/// request is decided under. `'p`: the policy, which the decision's edits borrow names from.
+pub(super) struct Ctx<'p, 'r, 'a> {
+    pub(super) policy: &'p Policy,
     pub(super) req: &'r Request<'a>,
-    /// The canonical path the rules match.
-    canonical: Vec<u8>,
+    /// The canonical path the rules match (the raw one when it is canonical already).
+    canonical: Cow<'a, [u8]>,
     /// What `network` says of the peer.
     pub(super) verdict: NetVerdict,
     /// The peer's address where the policy lets it be used (a socket address, or a forwarded
@@ -62,11 +64,11 @@ pub(super) struct Ctx<'r, 'a> {
     pub(super) revocation: Option<Revocation<'r>>,
 }
 
-impl<'r, 'a> Ctx<'r, 'a> {
+impl<'p, 'r, 'a> Ctx<'p, 'r, 'a> {
     fn new(
-        policy: &'r Policy,
+        policy: &'p Policy,
         req: &'r Request<'a>,
-        canonical: Vec<u8>,
+        canonical: Cow<'a, [u8]>,
         revocation: Option<Revocation<'r>>,
     ) -> Self {
         let peer = net::parse_peer(req.peer.unwrap_or_default());
@@ -82,7 +84,7 @@ impl<'r, 'a> Ctx<'r, 'a> {
 }
 
 /// Decides the request as if its method were `method`.
-fn decide_as(ctx: &Ctx<'_, '_>, method: &[u8]) -> Decision {
+fn decide_as<'p>(ctx: &Ctx<'p, '_, '_>, method: &[u8]) -> Decision<'p> {
     let (policy, req) = (ctx.policy, ctx.req);
     let route = policy.route(method, &ctx.canonical);
     let protected = route == Some(RuleKind::Protect);
@@ -163,7 +165,7 @@ fn decide_as(ctx: &Ctx<'_, '_>, method: &[u8]) -> Decision {
     let mut response_headers = Vec::new();
     if let (true, Some(login)) = (expired, &policy.login) {
         if let Ok(clear) = login::clear_session_cookie(&login.cookie, login.secure_cookie) {
-            response_headers.push(("set-cookie", clear));
+            response_headers.push(("set-cookie", Cow::Owned(clear)));
         }
     }
     let deny = |reason: Reason| {
@@ -178,11 +180,8 @@ fn decide_as(ctx: &Ctx<'_, '_>, method: &[u8]) -> Decision {
         return deny(refusal);
     }
 
-    let mut identity_headers = vec![&policy.header];
     let mut admitted_key = None;
     if let Some(api) = &policy.api {
-        let h = &api.headers;
-        identity_headers.extend([&h.organization, &h.project, &h.kind, &h.key_id, &h.count]);
         let route = match route {
             Some(RuleKind::Api(i)) => api.routes.get(i),
             _ => None,
@@ -199,17 +198,34 @@ fn decide_as(ctx: &Ctx<'_, '_>, method: &[u8]) -> Decision {
     }
 
     // Client copies are removed first, so the sets below are the only values upstream.
-    let stripped: Vec<Vec<u8>> = headers::spellings_present(req.headers, &identity_headers)
-        .into_iter()
-        .map(<[u8]>::to_vec)
-        .collect();
+    let only = [&policy.header];
+    let with_api;
+    let identity_headers: &[&headers::HeaderName] = match &policy.api {
+        Some(api) => {
+            let h = &api.headers;
+            with_api = [
+                &policy.header,
+                &h.organization,
+                &h.project,
+                &h.kind,
+                &h.key_id,
+                &h.count,
+            ];
+            &with_api
+        }
+        None => &only,
+    };
+    let stripped = headers::spellings_present(req.headers, identity_headers);
+    if !stripped.is_empty() {
+        edits
+            .remove
+            .splice(0..0, stripped.into_iter().map(|n| Cow::Owned(n.to_vec())));
+    }
     strip_cookies(policy, req, &mut edits);
-    edits.remove.splice(0..0, stripped);
     if let Some(id) = &identity {
-        edits.set.push((
-            policy.header.as_str().to_string(),
-            id.name.clone().into_bytes(),
-        ));
+        edits
+            .set
+            .push((policy.header.as_str(), id.name.clone().into_bytes()));
     }
     Decision::Allow {
         identity,

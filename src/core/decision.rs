@@ -1,6 +1,10 @@
 //! The decision's vocabulary: the request facts, sources, identities, reasons (their codes),
 //! edits, and the one deny path that builds every refusal.
 
+use std::borrow::Cow;
+
+use crate::core::plan::ResponseHeaders;
+
 use super::*;
 
 /// The facts of one request, as the host gave them.
@@ -186,32 +190,33 @@ impl Reason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: ResponseHeaders,
     pub body: &'static str,
 }
 
-/// Header changes to make before the request goes upstream.
+/// Header changes to make before the request goes upstream. Names devgate knows (its own, or
+/// the policy's `'p`) are borrowed; only a client's spelling and the values are owned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Edits {
+pub struct Edits<'p> {
     /// Header names to remove (every value), exactly as the host holds them.
-    pub remove: Vec<Vec<u8>>,
+    pub remove: Vec<Cow<'p, [u8]>>,
     /// Headers to set (replacing any value), after the removals.
-    pub set: Vec<(String, Vec<u8>)>,
+    pub set: Vec<(&'p str, Vec<u8>)>,
 }
 
-/// What to do with a request.
+/// What to do with a request (`'p`: the policy it was decided under).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum Decision<'p> {
     /// Forward it, after the edits; `identity` is `None` for an anonymous request on an
     /// unprotected path.
     Allow {
         identity: Option<Identity>,
         /// The kind of API key the request was admitted with, on an API route.
         api_key: Option<KeyKind>,
-        edits: Edits,
+        edits: Edits<'p>,
         /// Headers to add to the upstream's response (a `Set-Cookie` clearing an expired
         /// session).
-        response_headers: Vec<(&'static str, String)>,
+        response_headers: ResponseHeaders,
     },
     /// Answer locally.
     Deny { reason: Reason, response: Response },
@@ -220,9 +225,9 @@ pub enum Decision {
 }
 
 /// The one place a deny response is built: generic bodies, nothing about why.
-pub(super) fn deny(reason: Reason, policy: &Policy) -> Decision {
-    let no_store = ("cache-control", "no-store".to_string());
-    let text = ("content-type", "text/plain; charset=utf-8".to_string());
+pub(super) fn deny(reason: Reason, policy: &Policy) -> Decision<'static> {
+    let no_store = ("cache-control", Cow::Borrowed("no-store"));
+    let text = ("content-type", Cow::Borrowed("text/plain; charset=utf-8"));
     let response = match reason {
         Reason::BadPath => Response {
             status: 400,
@@ -238,7 +243,10 @@ pub(super) fn deny(reason: Reason, policy: &Policy) -> Decision {
             Unauthenticated::Challenge => Response {
                 status: 401,
                 headers: vec![
-                    ("www-authenticate", "x-wsgiorg.developer_user".to_string()),
+                    (
+                        "www-authenticate",
+                        Cow::Borrowed("x-wsgiorg.developer_user"),
+                    ),
                     text,
                     no_store,
                 ],

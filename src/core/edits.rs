@@ -1,11 +1,13 @@
 //! Edits: keeping devgate's credentials and headers from reaching the upstream (headers and
 //! trailers).
 
+use std::borrow::Cow;
+
 use super::*;
 
 /// Removes `Authorization` (devgate's Bearer token travels there).
-pub(super) fn strip_bearer(edits: &mut Edits) {
-    edits.remove.push(b"authorization".to_vec());
+pub(super) fn strip_bearer(edits: &mut Edits<'_>) {
+    edits.remove.push(Cow::Borrowed(b"authorization"));
 }
 
 /// devgate's own cookies, as the upstream must never see them: the token cookie (unless
@@ -24,7 +26,7 @@ pub(super) fn own_cookies(policy: &Policy) -> [&str; 2] {
 /// read as them ([`cookie::scrub`]: also after a comma, any case, percent-encoded, ...), keeping
 /// every other cookie. Runs on every allowed request, whether or not devgate found a credential;
 /// a header without such a spelling costs a scan and no allocation.
-pub(super) fn strip_cookies(policy: &Policy, req: &Request<'_>, edits: &mut Edits) {
+pub(super) fn strip_cookies(policy: &Policy, req: &Request<'_>, edits: &mut Edits<'_>) {
     let names = own_cookies(policy);
     if names.iter().all(|n| n.is_empty()) {
         return;
@@ -35,6 +37,16 @@ pub(super) fn strip_cookies(policy: &Policy, req: &Request<'_>, edits: &mut Edit
             .filter(|(n, _)| *n == b"cookie")
             .map(|(_, v)| *v)
     };
+    // One `Cookie` header (HTTP/1.1 always): its rewrite is the new value, nothing to join.
+    if let (Some(only), None) = (cookies().next(), cookies().nth(1)) {
+        if let Some(s) = cookie::scrub(only, &names) {
+            edits.remove.push(Cow::Borrowed(b"cookie"));
+            if !s.is_empty() {
+                edits.set.push(("cookie", s));
+            }
+        }
+        return;
+    }
     let mut kept: Vec<Vec<u8>> = Vec::new();
     let mut rewritten = false;
     for (i, v) in cookies().enumerate() {
@@ -54,11 +66,9 @@ pub(super) fn strip_cookies(policy: &Policy, req: &Request<'_>, edits: &mut Edit
         return;
     }
     kept.retain(|v| !v.is_empty());
-    edits.remove.push(b"cookie".to_vec());
+    edits.remove.push(Cow::Borrowed(b"cookie"));
     if !kept.is_empty() {
-        edits
-            .set
-            .push(("cookie".to_string(), kept.join(&b"; "[..])));
+        edits.set.push(("cookie", kept.join(&b"; "[..])));
     }
 }
 
@@ -68,7 +78,7 @@ pub(super) fn strip_credential(
     tokens: &TokenPolicy,
     cred: Credential<'_>,
     ours: bool,
-    edits: &mut Edits,
+    edits: &mut Edits<'_>,
 ) {
     if tokens.strip_credential && cred.source == Source::Bearer && ours {
         strip_bearer(edits);
@@ -77,7 +87,11 @@ pub(super) fn strip_credential(
 
 /// On an ambiguous request: removes every place a devgate Bearer credential can be (its
 /// cookies go in [`strip_cookies`]).
-pub(super) fn strip_all_credentials(tokens: &TokenPolicy, req: &Request<'_>, edits: &mut Edits) {
+pub(super) fn strip_all_credentials(
+    tokens: &TokenPolicy,
+    req: &Request<'_>,
+    edits: &mut Edits<'_>,
+) {
     if tokens.strip_credential
         && tokens.bearer
         && req.headers.iter().any(|(n, _)| *n == b"authorization")

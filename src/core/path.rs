@@ -22,6 +22,8 @@
 //!
 //! The canonical path is only used for matching; the request goes upstream unchanged.
 
+use std::borrow::Cow;
+
 use super::query::hex_digit;
 
 /// Why a path was refused.
@@ -93,6 +95,46 @@ fn push_segment(out: &mut Vec<u8>, seg: &[u8]) {
             _ => out.push(b),
         }
     }
+}
+
+/// [`canonicalize`], borrowing the raw path when it is canonical already (the common case:
+/// then no copy is made). A path is taken as it is only when canonicalising could not change
+/// it: `/`-separated segments of letters, digits, `-`, `_`, `~` and `.` (never a segment's last
+/// byte, which rules out `.`, `..` and trailing dots), no empty segment but a final one (the
+/// trailing slash), and no query or fragment. Anything else goes through [`canonicalize`].
+pub fn canonical(raw: &[u8]) -> Result<Cow<'_, [u8]>, PathError> {
+    if is_canonical(raw) {
+        Ok(Cow::Borrowed(raw))
+    } else {
+        canonicalize(raw).map(Cow::Owned)
+    }
+}
+
+fn is_canonical(raw: &[u8]) -> bool {
+    let Some(rest) = raw.strip_prefix(b"/") else {
+        return false;
+    };
+    if rest.is_empty() {
+        return raw.len() <= MAX_PATH_LEN;
+    }
+    let mut segments = rest.split(|&b| b == b'/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        let ok = match seg.last() {
+            // Only the final segment may be empty (the trailing slash), and only after another.
+            None => last,
+            Some(&end) => {
+                end != b'.'
+                    && seg.iter().all(|&b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~' | b'.')
+                    })
+            }
+        };
+        if !ok {
+            return false;
+        }
+    }
+    raw.len() <= MAX_PATH_LEN
 }
 
 /// The canonical path of a raw `:path` value (bytes as the client sent them).
@@ -202,6 +244,58 @@ impl Prefix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn already_canonical_paths_are_borrowed_and_read_as_canonicalize_reads_them() {
+        for raw in [
+            "/",
+            "/a",
+            "/a/",
+            "/_debug/",
+            "/_debug/vars",
+            "/a.b/c-d_e~f",
+            "/v1/x.json",
+            "/a.",
+            "/a/.",
+            "/a/..",
+            "/a/../b",
+            "//",
+            "//a",
+            "/a//b",
+            "/a/./b",
+            "/a..",
+            "/a%2Fb",
+            "/a;x",
+            "/a\\b",
+            "/a?q=1",
+            "/a#f",
+            "/a b",
+            "/.x",
+            "/x./",
+            "a",
+            "",
+            "/a/b/../../..",
+            "/%2e%2e/",
+            "/A/B",
+            "/a~/",
+            "/a/b/",
+        ] {
+            let full = canonicalize(raw.as_bytes());
+            let fast = canonical(raw.as_bytes());
+            assert_eq!(
+                fast.as_deref().map_err(|e| *e),
+                full.as_deref().map_err(|e| *e),
+                "{raw:?}"
+            );
+            if let Ok(Cow::Borrowed(b)) = fast {
+                assert_eq!(b, raw.as_bytes(), "{raw:?}");
+            }
+        }
+        assert!(matches!(canonical(b"/_debug/vars"), Ok(Cow::Borrowed(_))));
+        assert!(matches!(canonical(b"/a/../b"), Ok(Cow::Owned(_))));
+        let long = [b"/".as_slice(), &vec![b'a'; MAX_PATH_LEN]].concat();
+        assert!(canonical(&long).is_err());
+    }
 
     fn canon(s: &str) -> Result<String, PathError> {
         canonicalize(s.as_bytes()).map(|v| String::from_utf8(v).unwrap())

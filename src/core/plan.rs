@@ -8,17 +8,22 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 
 use crate::core::apikey::KeyKind;
 use crate::core::counters::{self, Counter};
 use crate::core::session::Outcome;
 use crate::core::{Reason, Source};
 
+/// Headers of a response devgate sends or adds to: names are devgate's, values are its own
+/// constants (borrowed) or made for the request (a cookie, a location, a retry delay).
+pub type ResponseHeaders = Vec<(&'static str, Cow<'static, str>)>;
+
 /// A response devgate sends itself, replacing the request (or the upstream's response).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: ResponseHeaders,
     pub body: Cow<'static, str>,
     /// Envoy's response code details (`%RESPONSE_CODE_DETAILS%`): `devgate_<reason>`,
     /// `devgate_login_<outcome>`, `devgate_upstream_challenge`, `devgate_internal`.
@@ -42,14 +47,80 @@ pub enum Audit {
 }
 
 impl Audit {
-    /// The property's value. Static for allowed requests: no allocation on the common path.
+    /// The property's value: generated once per process from the code lists, then borrowed,
+    /// so that no answer allocates for it.
     pub fn value(self) -> Cow<'static, str> {
         match self {
             Audit::Allow(key, source) => Cow::Borrowed(counters::allow_value(key, source)),
-            Audit::Deny(reason) => Cow::Owned(join("deny:", reason.code())),
+            Audit::Deny(reason) => {
+                static VALUES: OnceLock<Vec<String>> = OnceLock::new();
+                by_reason(&VALUES, "deny:", reason)
+            }
             Audit::InternalError => Cow::Borrowed("deny:internal_error"),
-            Audit::Login(outcome) => Cow::Owned(join("login:", outcome.code())),
+            Audit::Login(outcome) => {
+                static VALUES: OnceLock<Vec<String>> = OnceLock::new();
+                by_outcome(&VALUES, "login:", outcome)
+            }
         }
+    }
+}
+
+/// The response code details of a refusal: `devgate_<reason>`.
+pub fn deny_details(reason: Reason) -> Cow<'static, str> {
+    static DETAILS: OnceLock<Vec<String>> = OnceLock::new();
+    by_reason(&DETAILS, "devgate_", reason)
+}
+
+/// The response code details of an answer under the login mount: `devgate_login_<outcome>`.
+pub fn login_details(outcome: Outcome) -> Cow<'static, str> {
+    static DETAILS: OnceLock<Vec<String>> = OnceLock::new();
+    by_outcome(&DETAILS, "devgate_login_", outcome)
+}
+
+/// `prefix` and the reason's code, from `table` (built from [`Reason::all`] at the first use,
+/// in [`Reason::slot`] order).
+fn by_reason(
+    table: &'static OnceLock<Vec<String>>,
+    prefix: &str,
+    reason: Reason,
+) -> Cow<'static, str> {
+    let values = table.get_or_init(|| {
+        let mut values = vec![String::new(); Reason::COUNT];
+        for r in Reason::all() {
+            if let Some(v) = values.get_mut(r.slot()) {
+                *v = join(prefix, r.code());
+            }
+        }
+        values
+    });
+    borrowed_or_joined(values.get(reason.slot()), prefix, reason.code())
+}
+
+/// `prefix` and the outcome's code, from `table` (built from [`Outcome::ALL`] at the first use).
+fn by_outcome(
+    table: &'static OnceLock<Vec<String>>,
+    prefix: &str,
+    outcome: Outcome,
+) -> Cow<'static, str> {
+    let values = table.get_or_init(|| {
+        Outcome::ALL
+            .iter()
+            .map(|o| join(prefix, o.code()))
+            .collect()
+    });
+    let slot = Outcome::ALL.iter().position(|o| *o == outcome);
+    borrowed_or_joined(slot.and_then(|i| values.get(i)), prefix, outcome.code())
+}
+
+/// The generated value; built on the spot should a list ever miss one.
+fn borrowed_or_joined(
+    value: Option<&'static String>,
+    prefix: &str,
+    code: &str,
+) -> Cow<'static, str> {
+    match value {
+        Some(v) if !v.is_empty() => Cow::Borrowed(v.as_str()),
+        _ => Cow::Owned(join(prefix, code)),
     }
 }
 
@@ -136,15 +207,18 @@ impl fmt::Display for Note {
 }
 
 /// What to do at one step of a stream. Empty (the default) means "continue, change nothing".
+/// `'p` is the policy the step was decided under: header names devgate knows (its own, the
+/// policy's) are borrowed, so a plan owns only what the request made (a client's spelling of a
+/// header to remove, the values it sets).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct Plan<'p> {
     /// Header names to remove (every value), exactly as the host holds them, from the map the
     /// step is about (request headers, or request trailers).
-    pub remove: Vec<Vec<u8>>,
+    pub remove: Vec<Cow<'p, [u8]>>,
     /// Headers to set (replacing any value), after the removals.
-    pub set: Vec<(String, Vec<u8>)>,
+    pub set: Vec<(&'p str, Vec<u8>)>,
     /// Headers to add to the upstream's response (response step only).
-    pub add_response: Vec<(&'static str, String)>,
+    pub add_response: ResponseHeaders,
     pub counter: Option<Counter>,
     /// The `devgate_decision` property.
     pub audit: Option<Audit>,
@@ -153,11 +227,11 @@ pub struct Plan {
     pub reply: Option<Reply>,
 }
 
-impl Plan {
+impl Plan<'_> {
     /// The plan for a step the host could not complete (`what` names it, for the log): a
     /// generic 500, counted and audited as `internal_error`. No request passes a broken step.
     /// A host performs it without further checks: if even the reply fails, nothing goes on.
-    pub fn refuse(what: &'static str) -> Plan {
+    pub fn refuse(what: &'static str) -> Plan<'static> {
         Plan {
             counter: Some(Counter::InternalError),
             audit: Some(Audit::InternalError),
@@ -165,8 +239,8 @@ impl Plan {
             reply: Some(Reply {
                 status: 500,
                 headers: vec![
-                    ("content-type", "text/plain; charset=utf-8".to_string()),
-                    ("cache-control", "no-store".to_string()),
+                    ("content-type", Cow::Borrowed("text/plain; charset=utf-8")),
+                    ("cache-control", Cow::Borrowed("no-store")),
                 ],
                 body: Cow::Borrowed("Internal Server Error\n"),
                 details: Cow::Borrowed("devgate_internal"),
@@ -206,6 +280,28 @@ mod tests {
             "deny:no_credential"
         );
         assert_eq!(Audit::Login(Outcome::Csrf).value(), "login:csrf");
+    }
+
+    #[test]
+    fn every_refusal_and_login_answer_has_its_generated_value_and_details() {
+        for reason in Reason::all() {
+            let code = reason.code();
+            let value = Audit::Deny(reason).value();
+            assert!(matches!(value, Cow::Borrowed(_)), "{code}");
+            assert_eq!(value, format!("deny:{code}"));
+            let details = deny_details(reason);
+            assert!(matches!(details, Cow::Borrowed(_)), "{code}");
+            assert_eq!(details, format!("devgate_{code}"));
+        }
+        for outcome in Outcome::ALL {
+            let code = outcome.code();
+            let value = Audit::Login(outcome).value();
+            assert!(matches!(value, Cow::Borrowed(_)), "{code}");
+            assert_eq!(value, format!("login:{code}"));
+            let details = login_details(outcome);
+            assert!(matches!(details, Cow::Borrowed(_)), "{code}");
+            assert_eq!(details, format!("devgate_login_{code}"));
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //!    spent, [`over_budget`] (429) without bcrypt. The [`Store`] says what to write back to the
 //!    failure counter.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::core::counters::Challenge;
@@ -181,7 +182,7 @@ fn secure(login: &LoginPolicy, tls: bool) -> bool {
 
 fn method_not_allowed(allow: &str) -> Step {
     let mut page = login::text_page(405, "Method Not Allowed\n");
-    page.headers.push(("allow", allow.to_string()));
+    page.headers.push(("allow", Cow::Owned(allow.to_string())));
     Step::Respond(Outcome::MethodNotAllowed, page)
 }
 
@@ -213,7 +214,7 @@ pub fn start(login: &LoginPolicy, req: &LoginRequest<'_>) -> Step {
             b"GET" | b"HEAD" | b"POST" => {
                 let mut page = login::redirect("/");
                 match login::clear_session_cookie(&login.cookie, secure(login, req.tls)) {
-                    Ok(cookie) => page.headers.push(("set-cookie", cookie)),
+                    Ok(cookie) => page.headers.push(("set-cookie", Cow::Owned(cookie))),
                     Err(_) => {
                         return Step::Respond(
                             Outcome::Internal,
@@ -355,7 +356,7 @@ pub fn verify(
     match login::session_cookie(&login.cookie, &token, login.session_seconds, secure) {
         Ok(cookie) => {
             let mut page = login::redirect(&back);
-            page.headers.push(("set-cookie", cookie));
+            page.headers.push(("set-cookie", Cow::Owned(cookie)));
             (Outcome::Succeeded, page, Store::Clear)
         }
         Err(_) => (

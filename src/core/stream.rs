@@ -16,7 +16,7 @@ use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
 use crate::core::headers;
 use crate::core::login::{self, Attempts, Page, MAX_BODY};
 use crate::core::net;
-use crate::core::plan::{Audit, Note, Plan, Reply};
+use crate::core::plan::{deny_details, login_details, Audit, Note, Plan, Reply, ResponseHeaders};
 use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::revocation::Worker;
 use crate::core::session::{self, Checked, Endpoint, LoginRequest, Outcome, Step, Store};
@@ -36,7 +36,7 @@ pub struct PendingLogin {
 #[derive(Debug)]
 struct After {
     /// Headers to add to the response (a `Set-Cookie` clearing an expired session).
-    add: Vec<(&'static str, String)>,
+    add: ResponseHeaders,
     /// Translate an upstream 401 with devgate's challenge.
     translate: bool,
     /// devgate sent a developer with the request.
@@ -77,13 +77,13 @@ impl Stream {
     }
 
     /// The request headers step.
-    pub fn on_request_headers<H: Facts + SharedStore>(
+    pub fn on_request_headers<'p, H: Facts + SharedStore>(
         &mut self,
-        policy: &Policy,
+        policy: &'p Policy,
         req: RequestHeaders<'_>,
         revocation: &mut Worker,
         host: &H,
-    ) -> Plan {
+    ) -> Plan<'p> {
         let request = Request {
             peer: req.peer,
             headers: req.headers,
@@ -110,7 +110,7 @@ impl Stream {
                         edits
                             .set
                             .iter()
-                            .find(|(n, _)| n == ":path")
+                            .find(|(n, _)| *n == ":path")
                             .map(|(_, v)| v.as_slice())
                             .or_else(|| request.header(b":path"))
                             .unwrap_or_default()
@@ -140,9 +140,6 @@ impl Stream {
                     headers,
                     body,
                 } = response;
-                let mut details = String::with_capacity(8 + reason.code().len());
-                details.push_str("devgate_");
-                details.push_str(reason.code());
                 Plan {
                     remove: scrub_identity(policy, req.headers),
                     counter: Some(Counter::Denied(reason)),
@@ -152,7 +149,7 @@ impl Stream {
                         status,
                         headers,
                         body: Cow::Borrowed(body),
-                        details: Cow::Owned(details),
+                        details: deny_details(reason),
                     }),
                     ..Plan::default()
                 }
@@ -176,7 +173,7 @@ impl Stream {
         request: &Request<'_>,
         req: RequestHeaders<'_>,
         host: &H,
-    ) -> Plan {
+    ) -> Plan<'static> {
         let Some(login) = &policy.login else {
             return Plan::refuse("login_not_configured");
         };
@@ -229,9 +226,9 @@ impl Stream {
                 });
                 Plan {
                     remove: vec![
-                        b"cookie".to_vec(),
-                        b"authorization".to_vec(),
-                        b"proxy-authorization".to_vec(),
+                        Cow::Borrowed(b"cookie".as_slice()),
+                        Cow::Borrowed(b"authorization".as_slice()),
+                        Cow::Borrowed(b"proxy-authorization".as_slice()),
                     ],
                     ..Plan::default()
                 }
@@ -254,7 +251,7 @@ impl Stream {
         chunk: &[u8],
         end: bool,
         host: &H,
-    ) -> Plan {
+    ) -> Plan<'static> {
         match self.collect_body(chunk, end) {
             Collected::Plan(plan) => plan,
             Collected::Finish(pending) => finish_with(policy, pending, host),
@@ -303,20 +300,20 @@ impl Stream {
         policy: &Policy,
         trailers: &[(&[u8], &[u8])],
         host: &H,
-    ) -> Plan {
+    ) -> Plan<'static> {
         match self.state {
             State::Login(_) => self.finish(policy, host),
             State::Done | State::After(_) => Plan {
                 remove: crate::core::trailer_removals(policy, trailers)
                     .into_iter()
-                    .map(<[u8]>::to_vec)
+                    .map(|n| Cow::Owned(n.to_vec()))
                     .collect(),
                 ..Plan::default()
             },
         }
     }
 
-    fn finish<H: Facts + SharedStore>(&mut self, policy: &Policy, host: &H) -> Plan {
+    fn finish<H: Facts + SharedStore>(&mut self, policy: &Policy, host: &H) -> Plan<'static> {
         let State::Login(pending) = std::mem::take(&mut self.state) else {
             return Plan::refuse("login_state_lost");
         };
@@ -324,7 +321,11 @@ impl Stream {
     }
 
     /// The response headers step.
-    pub fn on_response_headers<R: ResponseFacts>(&mut self, policy: &Policy, resp: &R) -> Plan {
+    pub fn on_response_headers<R: ResponseFacts>(
+        &mut self,
+        policy: &Policy,
+        resp: &R,
+    ) -> Plan<'static> {
         match std::mem::take(&mut self.state) {
             State::Done => Plan::default(),
             // A login POST whose headers reached an upstream that answered before devgate had
@@ -340,7 +341,7 @@ impl Stream {
 }
 
 /// The response step of a request that went upstream.
-fn respond_after<R: ResponseFacts>(policy: &Policy, after: After, resp: &R) -> Plan {
+fn respond_after<R: ResponseFacts>(policy: &Policy, after: After, resp: &R) -> Plan<'static> {
     let mut plan = Plan {
         add_response: after.add,
         ..Plan::default()
@@ -382,7 +383,7 @@ fn respond_after<R: ResponseFacts>(policy: &Policy, after: After, resp: &R) -> P
 #[derive(Debug)]
 pub enum Collected {
     /// Perform this plan now.
-    Plan(Plan),
+    Plan(Plan<'static>),
     /// The whole form is in: run [`finish_with`] (on any thread) and perform its plan.
     Finish(PendingLogin),
 }
@@ -392,7 +393,7 @@ pub fn finish_with<H: Facts + SharedStore + ?Sized>(
     policy: &Policy,
     pending: PendingLogin,
     host: &H,
-) -> Plan {
+) -> Plan<'static> {
     match &policy.login {
         Some(login) => finish_login(login, pending, host),
         None => Plan::refuse("login_not_configured"),
@@ -406,7 +407,7 @@ pub fn finish_login<H: Facts + SharedStore + ?Sized>(
     login: &LoginPolicy,
     pending: PendingLogin,
     host: &H,
-) -> Plan {
+) -> Plan<'static> {
     let now_ms = host.now_ms();
     let now = now_ms / 1000;
     let shared = host;
@@ -457,15 +458,11 @@ pub fn finish_login<H: Facts + SharedStore + ?Sized>(
 }
 
 /// The answer to a request under the login mount, counted and audited by its outcome.
-fn login_answer(outcome: Outcome, page: Page) -> Plan {
-    let code = outcome.code();
-    let mut details = String::with_capacity(14 + code.len());
-    details.push_str("devgate_login_");
-    details.push_str(code);
+fn login_answer(outcome: Outcome, page: Page) -> Plan<'static> {
     Plan {
         counter: Some(Counter::Login(outcome)),
         audit: Some(Audit::Login(outcome)),
-        reply: Some(page_reply(page, Cow::Owned(details))),
+        reply: Some(page_reply(page, login_details(outcome))),
         ..Plan::default()
     }
 }
@@ -481,10 +478,10 @@ fn page_reply(page: Page, details: Cow<'static, str>) -> Reply {
 
 /// Every client-sent spelling of the identity header, for a request devgate answers itself:
 /// an access log's `%REQ(x-wsgiorg-developer-user)%` then only ever shows a name devgate set.
-fn scrub_identity(policy: &Policy, headers: &[(&[u8], &[u8])]) -> Vec<Vec<u8>> {
+fn scrub_identity(policy: &Policy, headers: &[(&[u8], &[u8])]) -> Vec<Cow<'static, [u8]>> {
     headers::spellings_present(headers, &[&policy.header])
         .into_iter()
-        .map(<[u8]>::to_vec)
+        .map(|n| Cow::Owned(n.to_vec()))
         .collect()
 }
 
@@ -552,14 +549,14 @@ mod tests {
         }
     }
 
-    fn headers_step(
+    fn headers_step<'p>(
         stream: &mut Stream,
-        policy: &Policy,
+        policy: &'p Policy,
         host: &Fake,
         peer: &str,
         headers: &[(&[u8], &[u8])],
         end_of_stream: bool,
-    ) -> Plan {
+    ) -> Plan<'p> {
         let req = RequestHeaders {
             peer: Some(peer.as_bytes()),
             headers,
@@ -597,7 +594,9 @@ mod tests {
             plan.audit.map(Audit::value).as_deref(),
             Some("allow:network")
         );
-        assert!(plan.remove.contains(&b"X-Wsgiorg-Developer-User".to_vec()));
+        assert!(plan
+            .remove
+            .contains(&Cow::Borrowed(b"X-Wsgiorg-Developer-User")));
         assert!(plan.reply.is_none());
         assert_eq!(
             host.clock_reads.get(),
@@ -642,7 +641,10 @@ mod tests {
         let plan = headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
         assert!(plan.reply.is_none());
         for name in ["cookie", "authorization", "proxy-authorization"] {
-            assert!(plan.remove.contains(&name.as_bytes().to_vec()), "{name}");
+            assert!(
+                plan.remove.contains(&Cow::Borrowed(name.as_bytes())),
+                "{name}"
+            );
         }
         assert_eq!(host.tls_reads.get(), 1, "TLS state is read under the mount");
         assert_eq!(s.body_plan(), BodyPlan::Collect);
@@ -764,7 +766,7 @@ mod tests {
         assert_eq!(reply.status, 303);
         assert!(reply
             .headers
-            .contains(&("location", "/.devgate/login?back=/app%3Fx%3D1".to_string())));
+            .contains(&("location", "/.devgate/login?back=/app%3Fx%3D1".into())));
     }
 
     #[test]

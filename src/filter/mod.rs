@@ -213,7 +213,7 @@ enum Map {
 impl Http {
     /// Performs a plan, in the one order every host uses: removals, sets, response headers,
     /// counter, audit, log, then the reply or "continue".
-    fn perform(&self, plan: Plan, map: Map) -> Action {
+    fn perform(&self, plan: Plan<'_>, map: Map) -> Action {
         for name in &plan.remove {
             let removed = match map {
                 Map::RequestHeaders => host::remove_request_header(name),

@@ -204,11 +204,18 @@ def token_gate(upstream, tmp_path_factory):
     envoy.stop()
 
 
-def test_native_request_path_allocates_nothing_in_the_glue(gate, token_gate):
-    """Once a worker is warm, the native glue allocates nothing per request on these paths: stream
-    state comes from a per-worker free list, headers are read into stack storage and local replies
-    are built on the stack. What remains is the core's (its plan: identity, edits, reply, a
-    denial's audit value), reported here for the record."""
+# The core's allocations per request on each path, as its plan needs them (issue #17). Pinned both
+# ways: a new allocation fails here, and so does one taken away without lowering the pin.
+#   network: the address as text (the identity), its copy in the set edit (the decision keeps the
+#            identity by name), the set list
+#   bearer, cookie: the token's decoded payload, its `sub` (the identity), its copy in the set edit,
+#                   the removal list (`authorization`, `cookie`: borrowed names) and the set list
+#   deny: the reply's header list (its values, body, details and audit value are static)
+CORE_ALLOCATIONS = {"network": 3, "bearer": 5, "cookie": 5, "deny": 1}
+
+
+def path_allocations(gate, token_gate) -> dict:
+    """(glue, core) allocations per request on each path, once per worker warm."""
     tokens, token = token_gate
     cases = {
         "network": (gate, lambda: gate.request("GET", "/", [], source=DEV)),
@@ -216,13 +223,28 @@ def test_native_request_path_allocates_nothing_in_the_glue(gate, token_gate):
         "cookie": (tokens, lambda: tokens.request("GET", "/", [("cookie", f"devgate_token={token}")], source=DEV)),
         "deny": (tokens, lambda: tokens.request("GET", "/", [], source=DEV)),
     }
-    seen = {}
-    for name, (envoy, send) in cases.items():
-        glue, core = per_request(envoy, send)
-        seen[name] = (glue, core)
+    seen = {name: per_request(envoy, send) for name, (envoy, send) in cases.items()}
     print("allocations per request (glue, core):", seen)
+    return seen
+
+
+def test_native_request_path_allocates_nothing_in_the_glue(gate, token_gate):
+    """Once a worker is warm, the native glue allocates nothing per request on these paths: stream
+    state comes from a per-worker free list, headers are read into stack storage and local replies
+    are built on the stack."""
+    seen = path_allocations(gate, token_gate)
     for name, (glue, _core) in seen.items():
         assert glue == 0, f"{name}: the glue allocates {glue} times per request ({seen})"
+
+
+def test_native_core_allocations_per_request_stay_what_the_plan_needs(gate, token_gate):
+    """The core's own allocations per request (its decision and plan), pinned per path: the JWS
+    header and signature are decoded on the stack and read without copies, names devgate knows are
+    borrowed from the policy, an already canonical path is not copied, audit values and response
+    details are generated once per process. What remains is listed at CORE_ALLOCATIONS."""
+    seen = path_allocations(gate, token_gate)
+    core = {name: c for name, (_glue, c) in seen.items()}
+    assert core == CORE_ALLOCATIONS, f"core allocations per request changed: {core} (pinned {CORE_ALLOCATIONS})"
 
 
 def test_native_shipped_build_has_no_test_hooks():

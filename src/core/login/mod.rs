@@ -58,6 +58,7 @@ use std::net::IpAddr;
 
 use crate::core::cookie::{self, CookieAttrs, CookieError, SameSite};
 use crate::core::net::normalize_ip;
+use crate::core::plan::ResponseHeaders;
 use crate::core::query::{self, hex_digit, split_pair};
 use crate::core::token::{Claims, Purpose};
 
@@ -77,7 +78,7 @@ pub const LOGIN_FAILED: &str = "Login failed.";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: ResponseHeaders,
     pub body: String,
 }
 
@@ -87,7 +88,7 @@ impl Page {
         self.headers
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 

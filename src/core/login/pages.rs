@@ -1,5 +1,7 @@
 //! The pages devgate writes: the form, redirects, plain answers, 429.
 
+use std::borrow::Cow;
+
 use super::*;
 
 /// The page's only style sheet, inline; the CSP allows exactly this text by hash.
@@ -38,14 +40,14 @@ pub(super) fn html_escape(text: &str) -> String {
 }
 
 /// The headers every devgate page carries.
-pub(super) fn page_headers(content_type: Option<&str>) -> Vec<(&'static str, String)> {
+pub(super) fn page_headers(content_type: Option<&'static str>) -> ResponseHeaders {
     let mut headers = Vec::with_capacity(8);
     if let Some(ct) = content_type {
-        headers.push(("content-type", ct.to_string()));
+        headers.push(("content-type", Cow::Borrowed(ct)));
     }
-    headers.push(("cache-control", "no-store".to_string()));
-    headers.push(("referrer-policy", "same-origin".to_string()));
-    headers.push(("x-content-type-options", "nosniff".to_string()));
+    headers.push(("cache-control", Cow::Borrowed("no-store")));
+    headers.push(("referrer-policy", Cow::Borrowed("same-origin")));
+    headers.push(("x-content-type-options", Cow::Borrowed("nosniff")));
     headers
 }
 
@@ -92,10 +94,13 @@ maxlength=\"{MAX_FIELD}\" required>\n\
         back = html_escape(&safe_back(back)),
     );
     let mut headers = page_headers(Some("text/html; charset=utf-8"));
-    headers.push(("content-security-policy", LOGIN_CSP.to_string()));
-    headers.push(("x-frame-options", "DENY".to_string()));
+    headers.push(("content-security-policy", Cow::Borrowed(LOGIN_CSP)));
+    headers.push(("x-frame-options", Cow::Borrowed("DENY")));
     let status = if error {
-        headers.push(("www-authenticate", "x-wsgiorg.developer_user".to_string()));
+        headers.push((
+            "www-authenticate",
+            Cow::Borrowed("x-wsgiorg.developer_user"),
+        ));
         401
     } else {
         200
@@ -109,7 +114,7 @@ maxlength=\"{MAX_FIELD}\" required>\n\
 
 /// `303 See Other` to [`safe_back`]`(location)`, not cached. The glue adds `set-cookie`.
 pub fn redirect(location: &str) -> Page {
-    let mut headers = vec![("location", safe_back(location))];
+    let mut headers = vec![("location", Cow::Owned(safe_back(location)))];
     headers.extend(page_headers(None));
     Page {
         status: 303,
@@ -131,7 +136,7 @@ pub fn text_page(status: u16, body: &str) -> Page {
 /// `429 Too Many Requests` with `Retry-After`, for [`Verdict::Limited`].
 pub fn too_many_attempts(retry_after: u64) -> Page {
     let mut headers = page_headers(Some("text/plain; charset=utf-8"));
-    headers.push(("retry-after", retry_after.to_string()));
+    headers.push(("retry-after", Cow::Owned(retry_after.to_string())));
     Page {
         status: 429,
         headers,

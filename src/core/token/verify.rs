@@ -72,10 +72,7 @@ pub fn authenticate(token: &[u8], keys: &KeySet, domain: &[u8]) -> Result<Vec<u8
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLong);
     }
-    if !token
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    if !token.iter().all(|&b| is_token_byte(b)) {
         return Err(TokenError::Malformed);
     }
     let mut segments = token.split(|&b| b == b'.');
@@ -95,14 +92,14 @@ pub fn authenticate(token: &[u8], keys: &KeySet, domain: &[u8]) -> Result<Vec<u8
     if header_b64.len() > MAX_HEADER_B64_LEN {
         return Err(TokenError::Malformed);
     }
-    let header_json = URL_SAFE_NO_PAD
-        .decode(header_b64)
-        .map_err(|_| TokenError::Malformed)?;
+    // The header and the signature are short and bounded: decoded on the stack.
+    let mut header_buf = [0u8; MAX_HEADER_LEN + 3];
+    let header_json = decode_into(header_b64, &mut header_buf).ok_or(TokenError::Malformed)?;
     if header_json.len() > MAX_HEADER_LEN {
         return Err(TokenError::Malformed);
     }
-    let header: RawHeader =
-        serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+    let header: RawHeader<'_> =
+        serde_json::from_slice(header_json).map_err(|_| TokenError::Malformed)?;
     if !header.alg.as_ref().is_some_and(|alg| alg.is(ALG)) {
         return Err(TokenError::UnsupportedAlg);
     }
@@ -120,16 +117,15 @@ pub fn authenticate(token: &[u8], keys: &KeySet, domain: &[u8]) -> Result<Vec<u8
     let signing_input = token
         .get(..header_b64.len() + 1 + payload_b64.len())
         .ok_or(TokenError::Malformed)?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(sig_b64)
-        .map_err(|_| TokenError::BadSignature)?;
+    let mut signature_buf = [0u8; MAC_LEN + 3];
+    let signature = decode_into(sig_b64, &mut signature_buf).ok_or(TokenError::BadSignature)?;
     if signature.len() != MAC_LEN {
         return Err(TokenError::BadSignature);
     }
     let mut mac = key.secret.mac();
     mac.update(domain);
     mac.update(signing_input);
-    mac.verify_slice(&signature)
+    mac.verify_slice(signature)
         .map_err(|_| TokenError::BadSignature)?;
 
     // Only now: the payload.
@@ -143,7 +139,11 @@ pub fn authenticate(token: &[u8], keys: &KeySet, domain: &[u8]) -> Result<Vec<u8
     Ok(payload_json)
 }
 
-pub(super) fn check(raw: RawClaims, expect: &Expect<'_>, now: u64) -> Result<Claims, TokenError> {
+pub(super) fn check(
+    raw: RawClaims<'_>,
+    expect: &Expect<'_>,
+    now: u64,
+) -> Result<Claims, TokenError> {
     let purpose = Purpose::parse(&raw.dgp).ok_or(TokenError::WrongPurpose)?;
     if purpose != expect.purpose {
         return Err(TokenError::WrongPurpose);
@@ -183,4 +183,53 @@ pub(super) fn check(raw: RawClaims, expect: &Expect<'_>, now: u64) -> Result<Cla
         nbf: raw.nbf,
         exp: raw.exp,
     })
+}
+
+/// The bytes a compact token is made of (base64url and `.`), by value: one load per byte on
+/// the check every token gets before anything else.
+const TOKEN_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut rest: &mut [bool] = &mut table;
+    let mut b: u8 = 0;
+    while let Some((slot, tail)) = rest.split_first_mut() {
+        *slot = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+        rest = tail;
+        b = b.wrapping_add(1);
+    }
+    table
+};
+
+fn is_token_byte(b: u8) -> bool {
+    TOKEN_BYTE.get(usize::from(b)) == Some(&true)
+}
+
+/// Decodes base64url (unpadded) into `buf`: the decoded bytes, or `None` when the input is not
+/// base64url or does not fit (then it is longer than anything read this way).
+fn decode_into<'b>(b64: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    if base64::decoded_len_estimate(b64.len()) > buf.len() {
+        return None;
+    }
+    let n = URL_SAFE_NO_PAD.decode_slice(b64, buf).ok()?;
+    buf.get(..n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bytes_are_exactly_base64url_and_the_dot() {
+        for b in 0..=u8::MAX {
+            let want = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+            assert_eq!(is_token_byte(b), want, "{b:#04x}");
+        }
+    }
+
+    #[test]
+    fn stack_decoding_refuses_what_does_not_fit() {
+        let mut buf = [0u8; 4];
+        assert_eq!(decode_into(b"YWJj", &mut buf), Some(&b"abc"[..]));
+        assert_eq!(decode_into(b"YWJjZGVm", &mut buf), None);
+        assert_eq!(decode_into(b"Y!", &mut buf), None);
+    }
 }

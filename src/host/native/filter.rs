@@ -286,7 +286,7 @@ struct OnPool {
     _scheduler: Scheduler,
     /// The plan, written by the pool thread that checked the form before it commits, taken on
     /// the worker when the scheduler brings [`LOGIN_FINISHED`].
-    plan: Arc<Mutex<Option<Plan>>>,
+    plan: Arc<Mutex<Option<Plan<'static>>>>,
 }
 
 /// One HTTP stream.
@@ -538,7 +538,7 @@ impl Stream {
     }
 
     /// Performs a plan; `true`: continue.
-    fn perform(&mut self, host: &mut Host, plan: Plan, map: HeaderMap) -> bool {
+    fn perform(&mut self, host: &mut Host, plan: Plan<'_>, map: HeaderMap) -> bool {
         for name in &plan.remove {
             if !host.remove_header(map, name) {
                 return self.refuse(host, "header_edit_failed");
