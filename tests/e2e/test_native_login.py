@@ -53,7 +53,7 @@ def one_worker(tmp_path_factory, upstream, wasm):
         env=ENV,
         wasm=wasm,
     )
-    envoy = harness.start_envoy(cfg, tmp_path_factory.mktemp("native-login"), extra_args=("--concurrency", "1"))
+    envoy = harness.start_envoy(cfg, tmp_path_factory.mktemp("native-login"), extra_args=("--concurrency", "1", *harness.FAST_FLUSH))
     yield envoy
     envoy.stop()
 
@@ -166,6 +166,12 @@ def test_native_login_flood_beyond_the_pool_is_refused_at_once_never_let_through
     assert slowest_refused < slowest_checked / 4, (slowest_refused, slowest_checked)
     after = one_worker.counters(INTERNAL_ERROR).get(INTERNAL_ERROR, 0)
     assert after - before == len(refused), (before, after, len(refused))
+    # Read the log once Envoy has flushed it (FAST_FLUSH: every 100 ms; on a quiet machine the
+    # flood ends sooner than the default 10 s flush, which once left the log empty here).
+    deadline = time.monotonic() + 5
+    while one_worker.log_text().count("request refused: login_pool_full") < len(refused) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert one_worker.log_text().count("request refused: login_pool_full") >= len(refused)
     assert plain.status == 200 and plain.from_upstream, plain.summary()
     assert plain_s < slowest_checked / 4, (plain_s, slowest_checked)
