@@ -55,8 +55,8 @@ run-native: build-native venv
 run-native-tls: build-native venv certs
 	$(PY) tests/run_demo.py --native --tls
 
-## e2e-native: the e2e suite against libdevgate.so (DEVGATE_HOST=native); tests of features the
-## native module does not carry out yet are skipped with the reason (tests/e2e/conftest.py)
+## e2e-native: the e2e suite against libdevgate.so (DEVGATE_HOST=native); only tests of Wasm-only
+## mechanisms (VM traps, the OCI image) are skipped, with the reason (tests/e2e/conftest.py WASM_ONLY)
 e2e-native: build-native fault-native venv cli certs
 	DEVGATE_HOST=native $(PYTEST) -q tests/e2e
 

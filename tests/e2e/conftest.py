@@ -22,11 +22,11 @@ from harness import HarnessError  # noqa: E402
 
 
 # Tests that run only against the Wasm build: file name -> reason, or "file::test" -> reason. Each is
-# skipped with its reason under DEVGATE_HOST=native (`make e2e-native`). An entry is either a feature
-# the native module does not carry out yet (to be removed when it does) or a genuinely Wasm-only
-# mechanism (VM traps and reloads, the OCI image Istio loads), whose native counterpart, if any, the
-# reason names. Everything else runs on both hosts.
-NATIVE_NOT_YET = {
+# skipped with its reason under DEVGATE_HOST=native (`make e2e-native`). Only a genuinely Wasm-only
+# mechanism belongs here (VM traps and reloads, the OCI image Istio loads), with its native
+# counterpart, if any, named in the reason; a feature the native module lacked was listed here
+# until it landed. Everything else runs on both hosts.
+WASM_ONLY = {
     "test_faults.py": "Wasm traps and VM reloads; the native panic policy is tests/e2e/test_native_faults.py",
     "test_oci_image.py": "the OCI image carries devgate.wasm for Istio; the native module has none",
     "test_manifests.py::test_manifests_pin_the_image_built_from_this_source":
@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         file = item.path.name
         if harness.NATIVE:
-            reason = NATIVE_NOT_YET.get(f"{file}::{item.originalname}") or NATIVE_NOT_YET.get(file)
+            reason = WASM_ONLY.get(f"{file}::{item.originalname}") or WASM_ONLY.get(file)
             if reason:
                 item.add_marker(pytest.mark.skip(reason=f"native host: {reason}"))
         elif file.startswith(NATIVE_ONLY):
