@@ -71,11 +71,20 @@ fn check_pairs(header: &[u8]) {
     }
 }
 
+/// `p` without the whitespace an upstream's cookie parser may skip: SP, HTAB, LF, VT, FF, CR
+/// (C's `isspace`, Python's `\s`), written out here independently of the code under test.
+fn trim_space(p: &[u8]) -> &[u8] {
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let start = p.iter().position(|b| !space(b)).unwrap_or(p.len());
+    let end = p.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
+    &p[start..end]
+}
+
 /// The trimmed, non-empty `;`/`,`-separated parts of a header value.
 fn parts(header: &[u8]) -> Vec<&[u8]> {
     header
         .split(|&b| b == b';' || b == b',')
-        .map(|p| p.trim_ascii())
+        .map(|p| trim_space(p))
         .filter(|p| !p.is_empty())
         .collect()
 }
