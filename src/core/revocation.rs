@@ -381,10 +381,12 @@ mod tests {
         assert!(!is_stale(Some(200), 100, 100));
     }
 
-    /// A host with a clock and a store in memory.
+    /// A host with a clock and a store in memory, counting how often a value is copied out.
+    #[derive(Default)]
     struct Host {
         now: u64,
         store: crate::core::shared::MemoryStore,
+        copies: std::cell::Cell<usize>,
     }
 
     impl Facts for Host {
@@ -397,30 +399,6 @@ mod tests {
     }
 
     impl SharedStore for Host {
-        fn get(
-            &self,
-            key: &str,
-        ) -> Result<(Option<Vec<u8>>, u32), crate::core::shared::Unavailable> {
-            self.store.get(key)
-        }
-        fn set(
-            &self,
-            key: &str,
-            value: &[u8],
-            cas: u32,
-        ) -> Result<bool, crate::core::shared::Unavailable> {
-            self.store.set(key, value, cas)
-        }
-    }
-
-    /// A store that counts how often a value is copied out of it.
-    #[derive(Default)]
-    struct Counting {
-        store: crate::core::shared::MemoryStore,
-        copies: std::cell::Cell<usize>,
-    }
-
-    impl SharedStore for Counting {
         fn get(
             &self,
             key: &str,
@@ -444,7 +422,7 @@ mod tests {
     #[test]
     fn a_stale_list_is_not_copied_again_on_every_request() {
         let policy = revocation_policy("serve");
-        let store = Counting::default();
+        let store = Host::default();
         let stored = encode_stored(1_000, br#"{"keys": ["k-1"]}"#);
         assert_eq!(store.set(LIST_KEY, &stored, 0), Ok(true));
         let mut w = Worker::default();
@@ -479,7 +457,7 @@ mod tests {
         let policy = revocation_policy("refuse");
         let host = Host {
             now: 1_000,
-            store: Default::default(),
+            ..Host::default()
         };
         let (mut a, mut b) = (Worker::default(), Worker::default());
         let tick = a.on_tick(&policy, &host);
@@ -508,6 +486,7 @@ mod tests {
         let later = Host {
             now: 1_031,
             store: host.store,
+            ..Host::default()
         };
         assert!(b.on_tick(&policy, &later).fetch.is_some());
     }
@@ -516,7 +495,7 @@ mod tests {
     fn a_failed_fetch_keeps_the_last_good_list_and_staleness_follows_when_stale() {
         let host = Host {
             now: 1_000,
-            store: Default::default(),
+            ..Host::default()
         };
         let policy = revocation_policy("refuse");
         let mut w = Worker::default();

@@ -503,6 +503,15 @@ mod tests {
     use crate::core::shared::MemoryStore;
     use crate::core::Reason;
 
+    /// A same-origin login form POST from a browser on the plain listener.
+    const LOGIN_POST: [(&[u8], &[u8]); 5] = [
+        (b":method", b"POST"),
+        (b":path", b"/.devgate/login"),
+        (b":authority", b"localhost"),
+        (b"origin", b"http://localhost"),
+        (b"content-type", b"application/x-www-form-urlencoded"),
+    ];
+
     /// Password: correct horse (cost 5).
     const ALICE: &str = "alice:$2y$05$WBNRJBi.4c8ilvNVGxxUCOTTVPsWRpkAqpvHW2izxuA1HtxO/eNdK";
     const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY";
@@ -669,13 +678,7 @@ mod tests {
     fn login_body_over_the_cap_is_413_and_trailers_finish_the_form() {
         let policy = login_policy("");
         let host = Fake::default();
-        let h: [(&[u8], &[u8]); 5] = [
-            (b":method", b"POST"),
-            (b":path", b"/.devgate/login"),
-            (b":authority", b"localhost"),
-            (b"origin", b"http://localhost"),
-            (b"content-type", b"application/x-www-form-urlencoded"),
-        ];
+        let h = LOGIN_POST;
         let mut s = Stream::new();
         headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
         let plan = s.on_request_body(&policy, &vec![b'a'; MAX_BODY + 1], false, &host);
@@ -694,13 +697,7 @@ mod tests {
     fn collected_login_form_finishes_on_another_thread_like_the_inline_step() {
         let policy = login_policy("");
         let host = Fake::default();
-        let h: [(&[u8], &[u8]); 5] = [
-            (b":method", b"POST"),
-            (b":path", b"/.devgate/login"),
-            (b":authority", b"localhost"),
-            (b"origin", b"http://localhost"),
-            (b"content-type", b"application/x-www-form-urlencoded"),
-        ];
+        let h = LOGIN_POST;
         let mut s = Stream::new();
         headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
         assert!(matches!(
@@ -727,13 +724,7 @@ mod tests {
     fn login_post_that_reaches_the_upstream_is_refused_at_the_response() {
         let policy = login_policy("");
         let host = Fake::default();
-        let h: [(&[u8], &[u8]); 5] = [
-            (b":method", b"POST"),
-            (b":path", b"/.devgate/login"),
-            (b":authority", b"localhost"),
-            (b"origin", b"http://localhost"),
-            (b"content-type", b"application/x-www-form-urlencoded"),
-        ];
+        let h = LOGIN_POST;
         let mut s = Stream::new();
         headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
         let plan = s.on_response_headers(&policy, &host);
