@@ -42,10 +42,11 @@ CERTS = Path("target/certs")  # what envoy-tls.yaml loads, repo-relative
 DEMO_ENV = Path("envoy/demo.env")  # the native demos' users and key (Envoy's environment), repo-relative
 
 
-def demo_env() -> dict[str, str]:
-    """envoy/demo.env: `NAME='value'` lines (comments and blank lines skipped)."""
+def demo_env(path: Path = DEMO_ENV) -> dict[str, str]:
+    """envoy/demo.env: `NAME='value'` lines (comments and blank lines skipped). The e2e harness
+    reads the file with this function too."""
     out = {}
-    for line in DEMO_ENV.read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             name, _, value = line.partition("=")

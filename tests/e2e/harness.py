@@ -869,14 +869,13 @@ DEMO_ENV = REPO / "envoy" / "demo.env"
 
 
 def demo_env() -> dict:
-    """envoy/demo.env (`NAME='value'` lines) as a dict."""
-    out = {}
-    for line in DEMO_ENV.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            out[name] = value.strip("'")
-    return out
+    """envoy/demo.env as a dict, parsed as `make run-native` parses it (tests/run_demo.py)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        import run_demo
+    finally:
+        sys.path.pop(0)
+    return run_demo.demo_env(DEMO_ENV)
 
 
 def shipped_env() -> dict | None:

@@ -43,17 +43,7 @@ INTERNAL_ERROR = f"{harness.STATS}.devgate.requests.denied.internal_error"
 
 @pytest.fixture(scope="module")
 def one_worker(tmp_path_factory, upstream, wasm):
-    cfg = harness.render_bootstrap(
-        upstream_port=upstream.port,
-        plugin_config={
-            "network": {"allow": ["127.0.0.1"]},
-            "keys": [{"id": "k1", "secret_env": "DEVGATE_E2E_NATIVE_KEY"}],
-            "login": OPEN_LOGIN,
-        },
-        env=ENV,
-        wasm=wasm,
-    )
-    envoy = harness.start_envoy(cfg, tmp_path_factory.mktemp("native-login"), extra_args=("--concurrency", "1", *harness.FAST_FLUSH))
+    envoy = _login_envoy(tmp_path_factory, upstream, wasm, "native-login")
     yield envoy
     envoy.stop()
 
@@ -97,7 +87,9 @@ def _login_envoy(tmp_path_factory, upstream, wasm, name: str):
         env=ENV,
         wasm=wasm,
     )
-    return harness.start_envoy(cfg, tmp_path_factory.mktemp(name), extra_args=("--concurrency", "1"))
+    # One worker; the log flushed every 100 ms, so a test can read it while Envoy runs.
+    return harness.start_envoy(cfg, tmp_path_factory.mktemp(name),
+                               extra_args=("--concurrency", "1", *harness.FAST_FLUSH))
 
 
 def _abandon(envoy, body: str, n: int) -> None:
