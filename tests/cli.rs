@@ -12,6 +12,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+/// envoy/SHIPPED and envoy/demo.env, parsed as src/bin/devgate/schema_tests.rs parses them.
+#[path = "common/repo_files.rs"]
+mod repo_files;
+
 const BIN: &str = env!("CARGO_BIN_EXE_devgate");
 
 /// A fresh directory under Cargo's per-target temporary directory.
@@ -562,25 +566,6 @@ const EXAMPLE_SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 /// htpasswd for the examples' `users_env` (bcrypt cost 5).
 const EXAMPLE_USERS: &str = "alice:$2y$05$WBNRJBi.4c8ilvNVGxxUCOTTVPsWRpkAqpvHW2izxuA1HtxO/eNdK";
 
-/// `NAME='value'` lines of a repository file (envoy/demo.env), comments and blanks skipped.
-fn env_file(path: &std::path::Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (name, value) = l.split_once('=').unwrap();
-            let value = value
-                .strip_prefix('\'')
-                .unwrap()
-                .strip_suffix('\'')
-                .unwrap();
-            (name.to_owned(), value.to_owned())
-        })
-        .collect()
-}
-
 /// check-config with the environment the examples expect from their deployment: Istio's
 /// `valueFrom: HOST` variables, docs/config.md's `secret_env`s and the native demos' process
 /// environment (envoy/demo.env).
@@ -591,7 +576,7 @@ fn check_example(path: &str) -> Output {
         .env("DEVGATE_K1", EXAMPLE_SECRET)
         .env("DEVGATE_K2", EXAMPLE_SECRET)
         .env("DEVGATE_USERS", EXAMPLE_USERS)
-        .envs(env_file(&root.join("envoy/demo.env")))
+        .envs(repo_files::demo_env(root))
         .output()
         .unwrap()
 }
@@ -602,13 +587,11 @@ fn check_example(path: &str) -> Output {
 fn check_config_accepts_every_example() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = scratch("examples");
-    let list = std::fs::read_to_string(root.join("envoy/SHIPPED")).unwrap();
-    let files: Vec<&str> = list
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    assert!(files.contains(&"envoy/envoy-native.yaml"), "{files:?}");
+    let files = repo_files::shipped_files(root);
+    assert!(
+        files.iter().any(|f| f == "envoy/envoy-native.yaml"),
+        "{files:?}"
+    );
     for (i, file) in files.iter().enumerate() {
         // bench/run.py fills the templates' {{DEVGATE_KEY}} with a fresh key.
         let text = std::fs::read_to_string(root.join(file))

@@ -86,34 +86,14 @@ struct Shipped {
     env: HashMap<String, String>,
 }
 
-/// The shipped files with a devgate configuration: envoy/SHIPPED, the list tests/cli.rs reads too.
-fn shipped_files(root: &Path) -> Vec<String> {
-    std::fs::read_to_string(root.join("envoy/SHIPPED"))
-        .unwrap()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
-}
+/// envoy/SHIPPED and envoy/demo.env, parsed as tests/cli.rs parses them.
+#[path = "../../../tests/common/repo_files.rs"]
+mod repo_files;
+use repo_files::shipped_files;
 
-/// envoy/demo.env: `NAME='value'` lines, the native demos' process environment.
+/// envoy/demo.env: the native demos' process environment.
 fn demo_env(root: &Path) -> HashMap<String, String> {
-    std::fs::read_to_string(root.join("envoy/demo.env"))
-        .unwrap()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (name, value) = l.split_once('=').unwrap();
-            let value = value
-                .strip_prefix('\'')
-                .unwrap()
-                .strip_suffix('\'')
-                .unwrap();
-            (name.to_owned(), value.to_owned())
-        })
-        .collect()
+    repo_files::demo_env(root).into_iter().collect()
 }
 
 /// The plugin configurations shipped in the repository: every file of envoy/SHIPPED (as
