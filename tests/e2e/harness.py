@@ -348,6 +348,62 @@ FAST_FLUSH = ("--file-flush-interval-msec", "100")
 
 
 # --------------------------------------------------------------------------------------------------
+# HTTP/2 client
+# --------------------------------------------------------------------------------------------------
+
+
+def h2_request(port: int, method: str, path: str, headers: list, *, source: str, body: bytes | None = None,
+               trailers: list | None = None, validate: bool = True) -> tuple[int, bytes]:
+    """One HTTP/2 request (prior knowledge, cleartext) with the `h2` client (an HTTP/2 stack nobody
+    here wrote): `headers` after the pseudo-headers, then `body` and `trailers` when given ->
+    (status, body). `validate=False` turns the client's own header checks off, so a byte Envoy
+    must judge reaches Envoy. A reset stream or a connection closed before the answer ends raises
+    HarnessError."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(REQUEST_TIMEOUT)
+    try:
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", port))
+        config = h2.config.H2Configuration(client_side=True, validate_outbound_headers=validate,
+                                           normalize_outbound_headers=validate)
+        conn = h2.connection.H2Connection(config=config)
+        conn.initiate_connection()
+        sid = conn.get_next_available_stream_id()
+        pseudo = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "devgate.test")]
+        ends_here = body is None and trailers is None
+        conn.send_headers(sid, pseudo + list(headers), end_stream=ends_here)
+        if body is not None:
+            conn.send_data(sid, body, end_stream=trailers is None)
+        if trailers is not None:
+            conn.send_headers(sid, trailers, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        status, data = 0, b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise HarnessError("connection closed before the response ended")
+            for ev in conn.receive_data(chunk):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status = int(dict(ev.headers)[b":status"])
+                elif isinstance(ev, h2.events.DataReceived):
+                    data += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamReset):
+                    raise HarnessError(f"stream reset: {ev.error_code!r}")
+                elif isinstance(ev, h2.events.ConnectionTerminated):
+                    raise HarnessError(f"connection terminated: {ev.error_code!r}")
+                elif isinstance(ev, h2.events.StreamEnded):
+                    return status, data
+            sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+
+
+# --------------------------------------------------------------------------------------------------
 # Raw HTTP/1.1 client
 # --------------------------------------------------------------------------------------------------
 

@@ -13,11 +13,6 @@ Peers: 127.0.0.1 is the only network developer; 127.0.0.77 is the outsider.
 
 from __future__ import annotations
 
-import socket
-
-import h2.config  # an HTTP/2 client nobody here wrote (tests/requirements.txt)
-import h2.connection
-import h2.events
 import pytest
 
 import harness
@@ -65,40 +60,8 @@ def envoy(tmp_path_factory, upstream, wasm):
 
 def h2_post(port: int, path: str, trailers: list, *, source: str, body: bytes = b"payload") -> tuple[int, bytes]:
     """One HTTP/2 (prior knowledge, cleartext) POST with `trailers` after the body -> (status, body)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(harness.REQUEST_TIMEOUT)
-    try:
-        sock.bind((source, 0))
-        sock.connect(("127.0.0.1", port))
-        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
-        conn.initiate_connection()
-        sid = conn.get_next_available_stream_id()
-        conn.send_headers(
-            sid,
-            [(":method", "POST"), (":path", path), (":scheme", "http"), (":authority", "devgate.test"),
-             ("content-type", "application/octet-stream")],
-        )
-        conn.send_data(sid, body)
-        conn.send_headers(sid, trailers, end_stream=True)
-        sock.sendall(conn.data_to_send())
-        status, data = 0, b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise harness.HarnessError("connection closed before the response ended")
-            for ev in conn.receive_data(chunk):
-                if isinstance(ev, h2.events.ResponseReceived):
-                    status = int(dict(ev.headers)[b":status"])
-                elif isinstance(ev, h2.events.DataReceived):
-                    data += ev.data
-                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                elif isinstance(ev, h2.events.StreamReset):
-                    raise harness.HarnessError(f"stream reset: {ev.error_code!r}")
-                elif isinstance(ev, h2.events.StreamEnded):
-                    return status, data
-            sock.sendall(conn.data_to_send())
-    finally:
-        sock.close()
+    return harness.h2_request(port, "POST", path, [("content-type", "application/octet-stream")],
+                              source=source, body=body, trailers=trailers)
 
 
 def echoed(status: int, body: bytes) -> harness.Echo:
