@@ -4,7 +4,7 @@
 //! # Reading: [`find_cookie`]
 //!
 //! Every `Cookie` header value is read the way user agents write them (RFC 6265 §4.2, §5.4):
-//! `name=value` pairs separated by `;`, each pair trimmed of spaces and tabs; the name is
+//! `name=value` pairs separated by `;`, each pair trimmed of ASCII whitespace (space, tab, CR, LF, VT, FF); the name is
 //! everything before the first `=`, the value everything after it; a value wrapped in double
 //! quotes has them removed. Pairs without `=` are ignored. Names compare byte for byte
 //! (cookie names are case-sensitive). Commas are not separators: a cookie found only after a
@@ -99,7 +99,7 @@ pub fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 /// Whether `written`, a cookie name as a client wrote it, is a spelling of `ours` that some
 /// upstream parser reads as `ours`. Both sides are folded the same way:
 ///
-/// - surrounding spaces and tabs are dropped (every parser trims);
+/// - surrounding ASCII whitespace is dropped (space, tab, CR, LF, VT, FF: every parser trims);
 /// - one leading `$` is dropped (RFC 2965 writes attributes as `$Path`; a lenient parser may
 ///   take `$devgate_token` for the cookie);
 /// - `%XX` escapes are decoded (PHP decodes cookie names; a malformed escape is kept);
