@@ -118,7 +118,14 @@ impl Config {
                 host.increment(*id);
             }
         };
-        let rejected = Some(Counter::Config(ConfigOutcome::Rejected));
+        // What this host could not set up for a valid policy: logged with the field, counted.
+        let reject = |why: &str| {
+            log(
+                LogLevel::Error,
+                &format!("devgate: configuration rejected: {why}"),
+            );
+            outcome(Some(Counter::Config(ConfigOutcome::Rejected)));
+        };
         let (policy, report) = load(raw);
         let Some(policy) = policy else {
             outcome(report.counter);
@@ -132,11 +139,7 @@ impl Config {
             Some(_) => match Pool::new("devgate-login", LOGIN_THREADS, LOGIN_QUEUE) {
                 Ok(pool) => Some(pool),
                 Err(_) => {
-                    log(
-                        LogLevel::Error,
-                        "devgate: configuration rejected: login: the login threads did not start",
-                    );
-                    outcome(rejected);
+                    reject("login: the login threads did not start");
                     return None;
                 }
             },
@@ -144,11 +147,7 @@ impl Config {
         let revocation = match Fetcher::start(host, &policy) {
             Ok(fetcher) => fetcher,
             Err(why) => {
-                log(
-                    LogLevel::Error,
-                    &format!("devgate: configuration rejected: revocation: {why}"),
-                );
-                outcome(rejected);
+                reject(&format!("revocation: {why}"));
                 return None;
             }
         };
