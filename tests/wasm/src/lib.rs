@@ -47,7 +47,7 @@ use wasmtime::{
     AsContextMut, Caller, Config, Engine, Extern, ExternType, Instance, Linker, Module, Store,
 };
 
-mod abi;
+mod codes;
 mod error;
 mod headers;
 mod host;
@@ -60,7 +60,7 @@ mod shared;
 mod state;
 mod wasi;
 
-pub use abi::*;
+pub use codes::*;
 pub use error::*;
 pub use headers::*;
 pub use host::*;

@@ -951,7 +951,7 @@ fn key_secrets_can_come_from_the_vm_environment() -> HostResult<()> {
 
 #[test]
 fn host_buffers_of_every_size_are_read_whole_and_freed() -> HostResult<()> {
-    // src/filter/host.rs `take` rebuilds every buffer the host hands back (header maps, header
+    // src/host/wasm/bindings.rs `take` rebuilds every buffer the host hands back (header maps, header
     // values, properties) as the boxed slice the SDK's allocator leaked. Sizes 0 (a NULL pointer)
     // to a few KiB, odd and even, must come back byte for byte, and freeing them must neither
     // corrupt the allocator (a trap) nor leak (memory that keeps growing).

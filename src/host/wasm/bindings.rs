@@ -10,7 +10,7 @@
 
 use core::ptr::{null, null_mut};
 
-use crate::abi::serialize_pairs;
+use super::map::serialize_pairs;
 
 /// `MapType::HttpRequestHeaders` of the ABI.
 const REQUEST_HEADERS: u32 = 0;
@@ -138,7 +138,7 @@ fn take(data: *mut u8, size: usize) -> Vec<u8> {
     unsafe { Box::from_raw(slice) }.into_vec()
 }
 
-/// All request headers, serialized as the ABI does (see [`crate::abi::parse_pairs`]).
+/// All request headers, serialized as the ABI does (see [`super::map::parse_pairs`]).
 pub fn request_header_pairs() -> Result<Vec<u8>, HostError> {
     map_pairs(REQUEST_HEADERS)
 }
@@ -449,7 +449,7 @@ impl crate::core::facts::ResponseFacts for Wasm {
 
     fn with_headers<R>(&self, f: impl FnOnce(&[(&[u8], &[u8])]) -> R) -> Option<R> {
         let buf = response_header_pairs().ok()?;
-        let pairs = crate::abi::parse_pairs(&buf)?;
+        let pairs = super::map::parse_pairs(&buf)?;
         Some(f(&pairs))
     }
 }

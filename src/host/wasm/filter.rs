@@ -1,10 +1,8 @@
 //! The Wasm host: the only code that names `proxy_wasm`. An interpreter of the core's plans:
-//! each callback gathers the facts the core asks for ([`host::Wasm`] reads the lazy ones),
+//! each callback gathers the facts the core asks for ([`Wasm`] reads the lazy ones),
 //! hands them to the core ([`Stream`], [`Worker`]) and performs the [`Plan`] or [`Report`] it
 //! gets back, in one fixed order. It holds no policy branch. A step it cannot complete (a host
 //! call failed) ends in the core's refusal, a local 500, never in a forwarded request.
-
-mod host;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -13,7 +11,8 @@ use std::time::Duration;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::abi::parse_pairs;
+use super::bindings::{self, Wasm};
+use super::map::parse_pairs;
 use crate::config::load;
 use crate::core::counters::Counter;
 use crate::core::facts::RequestHeaders;
@@ -21,7 +20,6 @@ use crate::core::plan::{Level, Note, Plan, Report};
 use crate::core::policy::Policy;
 use crate::core::revocation::{self, Worker};
 use crate::core::stream::{BodyPlan, Stream};
-use host::Wasm;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -63,12 +61,12 @@ impl Stats {
                 let mut ids = vec![None; Counter::COUNT];
                 for counter in Counter::all() {
                     if let Some(slot) = ids.get_mut(counter.slot()) {
-                        *slot = host::define_counter(&counter.name()).ok();
+                        *slot = bindings::define_counter(&counter.name()).ok();
                     }
                 }
                 ids
             },
-            degraded: host::define_gauge(revocation::DEGRADED_GAUGE).ok(),
+            degraded: bindings::define_gauge(revocation::DEGRADED_GAUGE).ok(),
             missing_logged: Cell::new(false),
         }
     }
@@ -81,14 +79,14 @@ impl Stats {
     /// logged once and counted in `devgate.counter_missing`.
     fn bump(&self, counter: Counter) {
         if let Some(Some(id)) = self.ids.get(counter.slot()) {
-            host::increment(*id);
+            bindings::increment(*id);
             return;
         }
         if !self.missing_logged.replace(true) {
             log::warn!("devgate: counter {} is not defined", counter.name());
         }
         if let Some(Some(id)) = self.ids.get(Counter::Missing.slot()) {
-            host::increment(*id);
+            bindings::increment(*id);
         }
     }
 
@@ -98,7 +96,7 @@ impl Stats {
             self.bump(counter);
         }
         if let (Some(on), Some(id)) = (report.degraded, self.degraded) {
-            host::record(id, u64::from(on));
+            bindings::record(id, u64::from(on));
         }
         if let Some(note) = report.note {
             log_note(&note);
@@ -122,11 +120,11 @@ impl Context for Root {
         let Ok(mut worker) = self.revocation.try_borrow_mut() else {
             return;
         };
-        let status = host::http_call_status();
+        let status = bindings::http_call_status();
         let report = worker.on_fetched(
             status.as_deref(),
             body_size,
-            |size| host::http_call_body(size).ok(),
+            |size| bindings::http_call_body(size).ok(),
             &Wasm,
         );
         self.stats.report(report);
@@ -216,8 +214,8 @@ impl Http {
     fn perform(&self, plan: Plan<'_>, map: Map) -> Action {
         for name in &plan.remove {
             let removed = match map {
-                Map::RequestHeaders => host::remove_request_header(name),
-                Map::RequestTrailers => host::remove_request_trailer(name),
+                Map::RequestHeaders => bindings::remove_request_header(name),
+                Map::RequestTrailers => bindings::remove_request_trailer(name),
             };
             if removed.is_err() {
                 return self.refuse("header_edit_failed");
@@ -225,22 +223,22 @@ impl Http {
         }
         for (name, value) in &plan.set {
             let set = match map {
-                Map::RequestHeaders => host::set_request_header(name.as_bytes(), value),
+                Map::RequestHeaders => bindings::set_request_header(name.as_bytes(), value),
                 // The core never sets a trailer; one it did could not be carried out here.
-                Map::RequestTrailers => Err(host::HostError(u32::MAX)),
+                Map::RequestTrailers => Err(bindings::HostError(u32::MAX)),
             };
             if set.is_err() {
                 return self.refuse("header_edit_failed");
             }
         }
         for (name, value) in &plan.add_response {
-            let _ = host::add_response_header(name.as_bytes(), value.as_bytes());
+            let _ = bindings::add_response_header(name.as_bytes(), value.as_bytes());
         }
         if let Some(counter) = plan.counter {
             self.stats.bump(counter);
         }
         if let Some(audit) = plan.audit {
-            let _ = host::set_property("devgate_decision", audit.value().as_bytes());
+            let _ = bindings::set_property("devgate_decision", audit.value().as_bytes());
         }
         if let Some(note) = &plan.note {
             log_note(note);
@@ -253,7 +251,7 @@ impl Http {
             .iter()
             .map(|(n, v)| (*n, v.as_bytes()))
             .collect();
-        match host::send_local_response(
+        match bindings::send_local_response(
             reply.status,
             &reply.details,
             &headers,
@@ -275,7 +273,7 @@ impl Http {
             self.stats.bump(counter);
         }
         if let Some(audit) = plan.audit {
-            let _ = host::set_property("devgate_decision", audit.value().as_bytes());
+            let _ = bindings::set_property("devgate_decision", audit.value().as_bytes());
         }
         if let Some(reply) = plan.reply {
             let headers: Vec<(&str, &[u8])> = reply
@@ -283,7 +281,7 @@ impl Http {
                 .iter()
                 .map(|(n, v)| (*n, v.as_bytes()))
                 .collect();
-            let _ = host::send_local_response(
+            let _ = bindings::send_local_response(
                 reply.status,
                 &reply.details,
                 &headers,
@@ -299,7 +297,7 @@ impl HttpContext for Http {
         let Some(policy) = self.policy.as_deref() else {
             return self.refuse("not_configured");
         };
-        let Ok(buf) = host::request_header_pairs() else {
+        let Ok(buf) = bindings::request_header_pairs() else {
             return self.refuse("headers_unavailable");
         };
         let Some(headers) = parse_pairs(&buf) else {
@@ -313,7 +311,7 @@ impl HttpContext for Http {
             // A Wasm trap, as a bug would cause one (tests only; see Cargo.toml).
             core::arch::wasm32::unreachable();
         }
-        let Ok(peer) = host::property_encoded(b"source\0address\0") else {
+        let Ok(peer) = bindings::property_encoded(b"source\0address\0") else {
             return self.refuse("peer_unavailable");
         };
         let Ok(mut worker) = self.revocation.try_borrow_mut() else {
@@ -339,10 +337,10 @@ impl HttpContext for Http {
             return self.refuse("not_configured");
         };
         // Never buffered by devgate's Action, so this is the current chunk only.
-        let Ok(chunk) = host::request_body(body_size) else {
+        let Ok(chunk) = bindings::request_body(body_size) else {
             return self.refuse("body_unavailable");
         };
-        if host::drop_request_body(body_size).is_err() {
+        if bindings::drop_request_body(body_size).is_err() {
             return self.refuse("body_edit_failed");
         }
         let plan = self
@@ -355,7 +353,7 @@ impl HttpContext for Http {
         let Some(policy) = self.policy.as_deref() else {
             return self.refuse("not_configured");
         };
-        let Ok(buf) = host::request_trailer_pairs() else {
+        let Ok(buf) = bindings::request_trailer_pairs() else {
             return self.refuse("trailers_unavailable");
         };
         let Some(trailers) = parse_pairs(&buf) else {

@@ -718,7 +718,7 @@ impl Drop for RawScheduler {
 /// goes away and Envoy shuts down.
 #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 pub struct Scheduler {
-    owner: crate::host::pool::Revocable<RawScheduler>,
+    owner: crate::host::native::pool::Revocable<RawScheduler>,
     /// Not `Send`: dropped on the stream's worker.
     _worker: std::marker::PhantomData<*const ()>,
 }
@@ -726,7 +726,7 @@ pub struct Scheduler {
 /// A [`Scheduler`]'s other end, for a pool job: commits events while the stream exists, and
 /// nothing once it has gone.
 pub struct Resumer {
-    access: crate::host::pool::Access<RawScheduler>,
+    access: crate::host::native::pool::Access<RawScheduler>,
 }
 
 #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
@@ -1021,7 +1021,7 @@ impl Host {
         // SAFETY: live filter pointer, on the stream's worker (inside a hook).
         let ptr = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr) };
         (!ptr.is_null()).then(|| Scheduler {
-            owner: crate::host::pool::revocable(RawScheduler(ptr)).0,
+            owner: crate::host::native::pool::revocable(RawScheduler(ptr)).0,
             _worker: std::marker::PhantomData,
         })
     }
