@@ -20,6 +20,7 @@ use crate::core::policy::{
     ApiHeaders, ApiPolicy, ApiRoute, LoginPolicy, Mode, Policy, RevocationPolicy, Rule, RuleKind,
     TokenPolicy, Unauthenticated, UpstreamChallenge, WhenStale,
 };
+use crate::core::revocation::source_keys;
 use crate::core::token::{Key, KeyError, KeySet, Secret};
 
 /// Largest plugin configuration accepted (bytes).
@@ -107,6 +108,7 @@ fn revocation_policy(raw: RawRevocation) -> Result<RevocationPolicy, ConfigError
         ));
     }
     Ok(RevocationPolicy {
+        keys: source_keys(&raw.cluster, &authority, &raw.path),
         cluster: raw.cluster,
         authority,
         path: raw.path,
