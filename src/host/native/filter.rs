@@ -7,16 +7,17 @@
 //! resumed on its worker through Envoy's scheduler. The revocation list is fetched from Envoy's
 //! main thread through the configuration's scheduler and HTTP call (`revocation.rs`).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::bindings::{log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler};
+use super::bindings::{
+    log, Body, BodyStatus, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler,
+};
+use super::process::{log_note, Process};
 use super::revocation::{self, Fetcher};
 use crate::config::load;
 use crate::core::counters::{ConfigOutcome, Counter};
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
-use crate::core::plan::{Level, Note, Plan};
+use crate::core::plan::Plan;
 use crate::core::policy::Policy;
 use crate::core::revocation::Worker;
 use crate::core::shared::{SharedStore, Unavailable};
@@ -36,17 +37,6 @@ const LOGIN_FINISHED: u64 = 2;
 const LOGIN_THREADS: usize = 2;
 /// Checks waiting for a thread; one more is refused at once (the core's internal refusal, 500).
 const LOGIN_QUEUE: usize = 64;
-
-/// What to do with a request body chunk (the binding layer maps it to Envoy's status).
-#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
-pub enum BodyStatus {
-    /// Pass it on (and resume a request whose headers were held).
-    Continue,
-    /// Hold it, with what came before, until the end of the body.
-    StopAndBuffer,
-    /// Hold it without buffering (an answered request).
-    Stop,
-}
 
 /// One accepted configuration, shared by every stream it creates (on any worker).
 pub struct Config {
@@ -68,19 +58,6 @@ pub struct Config {
     /// Test build only: what the test hooks need (src/host/native/testhooks.rs).
     #[cfg(feature = "test-hooks")]
     pub(super) test: super::testhooks::ConfigTest,
-}
-
-/// Writes a core note as one log line. Debug notes (one per refused request) are not written:
-/// this binding has no cheap "is debug on" query, and formatting and passing a line per refusal
-/// would cost every refused request; the counter and the audit value carry the same code.
-pub(super) fn log_note(note: &Note) {
-    let level = match note.level() {
-        Level::Debug => return,
-        Level::Info => LogLevel::Info,
-        Level::Warn => LogLevel::Warn,
-        Level::Error => LogLevel::Error,
-    };
-    log(level, &note.to_string());
 }
 
 impl Config {
@@ -177,15 +154,6 @@ impl Config {
     }
 }
 
-/// Values and their compare-and-swap versions, by key.
-type Entries = HashMap<String, (Vec<u8>, u32)>;
-
-/// State shared by every worker of the process: the native form of proxy-wasm shared data.
-fn store() -> &'static Mutex<Entries> {
-    static STORE: std::sync::OnceLock<Mutex<Entries>> = std::sync::OnceLock::new();
-    STORE.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
 /// The lazily read facts and the shared store, as the core reads them from this host.
 struct Envoy<'h> {
     host: &'h Host,
@@ -199,24 +167,6 @@ impl Facts for Envoy<'_> {
     /// The downstream connection's TLS version attribute: present only over TLS.
     fn tls(&self) -> bool {
         self.host.tls_version().is_some()
-    }
-}
-
-/// The facts of a login form's finish step on a pool thread, and of the revocation fetcher on the
-/// main thread: the clock and the shared store. (The TLS fact travels in the [`PendingLogin`],
-/// read on the worker.)
-pub(super) struct Process;
-
-impl Facts for Process {
-    fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    /// Never read by the finish step (the form carries it); a stream's is [`Envoy::tls`].
-    fn tls(&self) -> bool {
-        false
     }
 }
 
@@ -246,34 +196,6 @@ impl SharedStore for Envoy<'_> {
 
     fn version(&self, key: &str) -> Result<u32, Unavailable> {
         Process.version(key)
-    }
-}
-
-impl SharedStore for Process {
-    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), Unavailable> {
-        let map = store().lock().map_err(|_| Unavailable)?;
-        Ok(match map.get(key) {
-            Some((value, cas)) => (Some(value.clone()), *cas),
-            None => (None, 0),
-        })
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, Unavailable> {
-        let mut map = store().lock().map_err(|_| Unavailable)?;
-        let current = map.get(key).map_or(0, |(_, c)| *c);
-        if cas != 0 && cas != current {
-            return Ok(false);
-        }
-        map.insert(
-            key.to_string(),
-            (value.to_vec(), current.wrapping_add(1).max(1)),
-        );
-        Ok(true)
-    }
-
-    fn version(&self, key: &str) -> Result<u32, Unavailable> {
-        let map = store().lock().map_err(|_| Unavailable)?;
-        Ok(map.get(key).map_or(0, |(_, cas)| *cas))
     }
 }
 
@@ -408,7 +330,7 @@ impl Stream {
         false
     }
 
-    /// An event this stream scheduled ([`super::bindings::Scheduler`]), on its worker: a login form
+    /// An event this stream scheduled ([`Scheduler`]), on its worker: a login form
     /// checked on the pool, whose plan is performed here (and the request resumed if it goes on).
     pub fn scheduled(&mut self, host: &mut Host, event_id: u64) {
         #[cfg(feature = "test-hooks")]

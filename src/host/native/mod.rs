@@ -27,6 +27,8 @@ mod bindings;
 #[cfg(feature = "native-module")]
 mod filter;
 #[cfg(feature = "native-module")]
+mod process;
+#[cfg(feature = "native-module")]
 mod revocation;
 #[cfg(all(feature = "native-module", feature = "test-hooks"))]
 mod testhooks;

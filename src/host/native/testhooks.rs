@@ -1,7 +1,7 @@
 //! Test build only (`test-hooks` feature, `make fault-native`): request headers that drive the
 //! bindings the shipped build does not call yet, so that each is proven in the real Envoy
 //! (`tests/e2e/test_native_bindings.py`) before the plan (issue #16) relies on it. A wrong
-//! signature in `bindings.rs` is otherwise silent. The shipped `libdevgate.so` has none of this.
+//! signature in `bindings/imports.rs` is otherwise silent. The shipped `libdevgate.so` has none of this.
 //!
 //! `filter_name: devgate-noop` makes a configuration that does nothing (the `native_noop`
 //! benchmark: the module's fixed cost). A request asks with `x-devgate-test: <command>`. Every command but `allocations` runs only
@@ -21,9 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::bindings::{
-    counting, log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler,
+    counting, log, Body, BodyStatus, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel,
+    Scheduler,
 };
-use super::filter::{BodyStatus, Stream};
+use super::filter::Stream;
 use crate::host::native::pool::Pool;
 
 /// The request header that asks for a test hook.
