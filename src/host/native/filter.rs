@@ -57,7 +57,7 @@ pub struct Config {
     noop: bool,
     /// Test build only: what the test hooks need (src/host/native/testhooks.rs).
     #[cfg(feature = "test-hooks")]
-    pub(super) test: super::testhooks::ConfigTest,
+    test: super::testhooks::ConfigTest,
 }
 
 impl Config {
@@ -221,10 +221,11 @@ pub struct Stream {
     proceeds: bool,
     /// Test build only: the test hook this request asked for.
     #[cfg(feature = "test-hooks")]
-    pub(super) test: super::testhooks::StreamTest,
+    test: super::testhooks::StreamTest,
 }
 
 impl Stream {
+    /// A new stream of `config` (`on_http_filter_new`).
     pub fn new(config: Arc<Config>) -> Stream {
         Stream {
             on_pool: None,
@@ -236,20 +237,19 @@ impl Stream {
         }
     }
 
-    /// The configuration (test hooks).
-    #[cfg(feature = "test-hooks")]
-    pub(super) fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// A request body chunk: passes once the request went on; held after devgate answered.
     /// Under the core's [`BodyPlan::Collect`] (a login form), each chunk is read, dropped from
     /// the stream and handed to the core, as the Wasm build does; the whole form is checked on
     /// the login pool.
     pub fn request_body(&mut self, host: &mut Host, end_of_stream: bool) -> BodyStatus {
         #[cfg(feature = "test-hooks")]
-        if let Some(status) = super::testhooks::request_body(self, host, end_of_stream) {
-            return status;
+        match super::testhooks::request_body(&mut self.test, host, end_of_stream) {
+            Some(Ok(status)) => return status,
+            Some(Err(what)) => {
+                self.refuse(host, what);
+                return BodyStatus::Stop;
+            }
+            None => {}
         }
         if self.core.body_plan() == BodyPlan::Pass {
             return if self.proceeds {
@@ -334,7 +334,9 @@ impl Stream {
     /// checked on the pool, whose plan is performed here (and the request resumed if it goes on).
     pub fn scheduled(&mut self, host: &mut Host, event_id: u64) {
         #[cfg(feature = "test-hooks")]
-        super::testhooks::scheduled(self, host, event_id);
+        if let Err(what) = super::testhooks::scheduled(&mut self.test, host, event_id) {
+            self.refuse(host, what);
+        }
         if event_id != LOGIN_FINISHED {
             return;
         }
@@ -357,7 +359,9 @@ impl Stream {
     /// starts none (the revocation list is fetched by the configuration: [`Config::callout_done`]).
     pub fn callout_done(&mut self, host: &mut Host, id: u64, answer: Option<CalloutAnswer<'_>>) {
         #[cfg(feature = "test-hooks")]
-        super::testhooks::callout_done(self, host, id, answer);
+        if let Err(what) = super::testhooks::callout_done(&mut self.test, host, id, answer) {
+            self.refuse(host, what);
+        }
         let _ = (host, id, answer);
     }
 
@@ -421,7 +425,11 @@ impl Stream {
         #[cfg(feature = "test-hooks")]
         if self.proceeds {
             // `false`: the hook holds the request (resumed later) or answered it.
-            return super::testhooks::after_allow(test, self, host);
+            let cfg = &self.config.test;
+            return match super::testhooks::after_allow(test, &mut self.test, cfg, host) {
+                Ok(go) => go,
+                Err(what) => self.refuse(host, what),
+            };
         }
         self.proceeds
     }
@@ -450,7 +458,7 @@ impl Stream {
     /// Response headers: what an upstream challenge becomes. `true`: continue.
     pub fn response_headers(&mut self, host: &mut Host) -> bool {
         #[cfg(feature = "test-hooks")]
-        super::testhooks::response_headers(self, host);
+        super::testhooks::response_headers(&mut self.test, host);
         let config = Arc::clone(&self.config);
         let plan = self
             .core
@@ -502,7 +510,7 @@ impl Stream {
     }
 
     /// Performs the core's refusal of a step this host could not complete.
-    pub(super) fn refuse(&mut self, host: &mut Host, what: &'static str) -> bool {
+    fn refuse(&mut self, host: &mut Host, what: &'static str) -> bool {
         self.proceeds = false;
         let plan = Plan::refuse(what);
         if let Some(note) = &plan.note {

@@ -402,6 +402,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
 // The remaining hooks Envoy 1.40 requires (a missing one makes it refuse the filter). devgate has
 // nothing to do in them yet; they return "continue" and touch nothing.
 
+/// A response body chunk: nothing to do; continue.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     _f: FilterEnvoyPtr,
@@ -411,6 +412,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     CONTINUE
 }
 
+/// Response trailers: nothing to do; continue.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     _f: FilterEnvoyPtr,
@@ -419,6 +421,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     CONTINUE
 }
 
+/// The stream has ended (its state goes in `http_filter_destroy`): nothing to do.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     _f: FilterEnvoyPtr,
@@ -478,6 +481,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     });
 }
 
+/// Headers of a streamed HTTP call: devgate starts none.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
     _f: FilterEnvoyPtr,
@@ -489,6 +493,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
 ) {
 }
 
+/// Data of a streamed HTTP call: devgate starts none.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
     _f: FilterEnvoyPtr,
@@ -500,6 +505,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
 ) {
 }
 
+/// Trailers of a streamed HTTP call: devgate starts none.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
     _f: FilterEnvoyPtr,
@@ -510,6 +516,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
 ) {
 }
 
+/// End of a streamed HTTP call: devgate starts none.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
     _f: FilterEnvoyPtr,
@@ -518,6 +525,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
 ) {
 }
 
+/// Reset of a streamed HTTP call: devgate starts none.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     _f: FilterEnvoyPtr,
@@ -549,6 +557,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     });
 }
 
+/// Flow control: devgate writes no body, so nothing to pause.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
     _f: FilterEnvoyPtr,
@@ -556,6 +565,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buf
 ) {
 }
 
+/// Flow control: devgate writes no body, so nothing to resume.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
     _f: FilterEnvoyPtr,

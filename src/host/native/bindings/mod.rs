@@ -25,6 +25,7 @@
 //! (`filter::Config`, `filter::Stream`); the glue uses the handles re-exported here.
 #![allow(unsafe_code)]
 
+/// Test build only: the allocator that counts allocations (see `counting.rs`).
 #[cfg(feature = "test-hooks")]
 pub(super) mod counting;
 mod exports;

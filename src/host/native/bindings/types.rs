@@ -36,6 +36,7 @@ pub struct EnvoyBuffer {
 }
 
 impl EnvoyBuffer {
+    /// No buffer (what an out-parameter starts as).
     pub(super) const NULL: EnvoyBuffer = EnvoyBuffer {
         ptr: std::ptr::null(),
         length: 0,
@@ -72,6 +73,7 @@ impl ModuleBuffer {
         length: 0,
     };
 
+    /// A view of `b`, which must outlive the Envoy call it is passed to.
     pub(super) fn of(b: &[u8]) -> ModuleBuffer {
         ModuleBuffer {
             ptr: b.as_ptr().cast::<c_char>(),
@@ -124,6 +126,7 @@ pub struct ModuleHttpHeader {
 }
 
 impl ModuleHttpHeader {
+    /// An empty header (the filler of unused inline slots).
     pub(super) const NULL: ModuleHttpHeader = ModuleHttpHeader {
         key_ptr: std::ptr::null(),
         key_length: 0,
@@ -131,6 +134,7 @@ impl ModuleHttpHeader {
         value_length: 0,
     };
 
+    /// A view of `k: v`; both must outlive the Envoy call it is passed to.
     pub(super) fn of(k: &[u8], v: &[u8]) -> ModuleHttpHeader {
         ModuleHttpHeader {
             key_ptr: k.as_ptr().cast::<c_char>(),
@@ -174,6 +178,7 @@ impl<const N: usize> ModuleHeaders<N> {
         out
     }
 
+    /// The headers, in order.
     pub(super) fn as_slice(&self) -> &[ModuleHttpHeader] {
         if self.spilled.is_empty() {
             self.inline.get(..self.len).unwrap_or_default()
@@ -187,8 +192,11 @@ impl<const N: usize> ModuleHeaders<N> {
 #[derive(Clone, Copy)]
 #[repr(u32)]
 pub enum HeaderMap {
+    /// The request headers.
     RequestHeader = 0,
+    /// The request trailers.
     RequestTrailer = 1,
+    /// The response headers.
     ResponseHeader = 2,
 }
 
@@ -197,11 +205,17 @@ pub enum HeaderMap {
 #[repr(u32)]
 #[allow(dead_code)] // Trace, Debug and Critical: part of the enum, unused by devgate
 pub enum LogLevel {
+    /// `trace`.
     Trace = 0,
+    /// `debug`.
     Debug = 1,
+    /// `info`.
     Info = 2,
+    /// `warning`.
     Warn = 3,
+    /// `error`.
     Error = 4,
+    /// `critical`.
     Critical = 5,
 }
 
@@ -243,8 +257,10 @@ pub(super) const METRICS_SUCCESS: u32 = 0;
 /// Return values of the request/response hooks. Every `on_http_filter_*_status` enum has
 /// `Continue` at 0; the header hooks have `StopIteration` at 1, the trailer hooks too.
 pub(super) const CONTINUE: u32 = 0;
+/// `StopIteration` of the header and trailer hooks (see [`CONTINUE`]).
 pub(super) const STOP_ITERATION: u32 = 1;
 /// `envoy_dynamic_module_type_on_http_filter_request_body_status`: `Continue` 0,
 /// `StopIterationAndBuffer` 1, `StopIterationAndWatermark` 2, `StopIterationNoBuffer` 3.
 pub(super) const BODY_STOP_AND_BUFFER: u32 = 1;
+/// `StopIterationNoBuffer` of the request body hook (see [`BODY_STOP_AND_BUFFER`]).
 pub(super) const BODY_STOP_NO_BUFFER: u32 = 3;
