@@ -20,22 +20,11 @@ use std::sync::Arc;
 
 use super::handles::{log, CalloutAnswer, ConfigHost, Host};
 use super::types::{
-    ConfigEnvoyPtr, ConfigModulePtr, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, FilterModulePtr,
-    LogLevel, BODY_STOP_AND_BUFFER, BODY_STOP_NO_BUFFER, CALLOUT_SUCCESS, CONTINUE, STOP_ITERATION,
+    BodyStatus, ConfigEnvoyPtr, ConfigModulePtr, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr,
+    FilterModulePtr, LogLevel, BODY_STOP_AND_BUFFER, BODY_STOP_NO_BUFFER, CALLOUT_SUCCESS,
+    CONTINUE, STOP_ITERATION,
 };
 use crate::host::native::filter::{Config, Stream};
-
-/// What the glue answers for a request body chunk; [`envoy_dynamic_module_on_http_filter_request_body`]
-/// maps it to Envoy's status.
-#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
-pub enum BodyStatus {
-    /// Pass it on (and resume a request whose headers were held).
-    Continue,
-    /// Hold it, with what came before, until the end of the body.
-    StopAndBuffer,
-    /// Hold it without buffering (an answered request).
-    Stop,
-}
 
 /// The ABI version of the pinned Envoy (1.40.0), `ENVOY_DYNAMIC_MODULES_ABI_VERSION`, as a C
 /// string. Envoy 1.40 only warns on a mismatch, so `tests/e2e/test_native_abi.py` pins it to the

@@ -4,7 +4,7 @@
 //! `src/host/wasm/bindings.rs`); every file of it is short enough to read whole:
 //!
 //! * `types.rs`: the C ABI's types (`#[repr(C)]` buffers and headers, the enums, the status and
-//!   result codes), as `abi.h` defines them.
+//!   result codes), as `abi.h` defines them, and `BodyStatus`, the glue's answer to a body chunk.
 //! * `imports.rs`: `extern "C"` declarations of the Envoy callbacks devgate calls, each with the
 //!   contract it relies on and its label (*Used*, *Bound, test build only*, *Declared*), which
 //!   `tests/e2e/test_native_abi.py` checks against what the shipped build imports.
@@ -35,7 +35,6 @@ mod schedulers;
 mod twins;
 mod types;
 
-pub(super) use exports::BodyStatus;
 pub(super) use handles::{log, CalloutAnswer, ConfigHost, Host};
 pub(super) use schedulers::{ConfigScheduler, Scheduler};
-pub(super) use types::{Body, HeaderMap, LogLevel};
+pub(super) use types::{Body, BodyStatus, HeaderMap, LogLevel};

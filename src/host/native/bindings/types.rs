@@ -245,6 +245,18 @@ pub enum Body {
     BufferedRequest = 1,
 }
 
+/// What the glue answers for a request body chunk; `on_http_filter_request_body` (`exports.rs`)
+/// maps it to Envoy's status.
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+pub enum BodyStatus {
+    /// Pass it on (and resume a request whose headers were held).
+    Continue,
+    /// Hold it, with what came before, until the end of the body.
+    StopAndBuffer,
+    /// Hold it without buffering (an answered request).
+    Stop,
+}
+
 /// `envoy_dynamic_module_type_http_callout_init_result_Success`.
 pub(super) const CALLOUT_INIT_SUCCESS: u32 = 0;
 /// `envoy_dynamic_module_type_http_callout_result_Success` (then `Reset`,
