@@ -24,16 +24,16 @@
 //!
 //! ```text
 //! bindings::exports → filter            (the hook bodies: filter::Config, filter::Stream)
-//! filter            → bindings (handles), process, revocation, pool, testhooks (test build)
-//! testhooks         → bindings (handles, counting), pool
-//! revocation        → bindings (handles), process
-//! process           → bindings (log)
-//! bindings (all but exports) → pool     (the stream scheduler's revocable handle)
+//! filter            → bindings (handles, types), process, revocation, pool, testhooks (test build)
+//! testhooks         → bindings (handles, types, counting), pool
+//! revocation        → bindings (handles, types), process
+//! process           → bindings (log, LogLevel)
+//! bindings::schedulers → pool           (the stream scheduler's revocable handle)
 //! ```
 //!
 //! Inside `bindings/` the files import one way too (see its module doc), and nothing outside it
-//! reaches `exports`: the glue calls Envoy only through the handles, Envoy calls the glue only
-//! through the hooks.
+//! reaches `exports`: the glue calls Envoy only through the handles (and names the types they
+//! take), Envoy calls the glue only through the hooks.
 //!
 //! What a native module changes for a security filter: there is no sandbox. A memory error is
 //! Envoy's crash, which is why `unsafe` stays in the bindings and why hooks never unwind.
