@@ -321,10 +321,12 @@ impl Worker {
         plan
     }
 
-    /// The host started the fetch of [`TickPlan::fetch`] (`false`: it could not).
+    /// The host started the fetch of [`TickPlan::fetch`] (`false`: it could not). An answer the
+    /// host delivered inside the call that started the fetch has already been taken
+    /// ([`Worker::on_fetched`]): nothing is pending then.
     pub fn fetch_started(&mut self, started: bool, policy: &Policy) -> Report {
         if started {
-            self.pending = true;
+            self.pending = self.fetching.is_some();
             return Report::default();
         }
         self.fetching = None;
@@ -668,6 +670,28 @@ mod tests {
         assert!(w.view(&none, 1_000, &host).is_none());
         assert_eq!(tick_seconds(&none), None);
         assert_eq!(tick_seconds(&serve), Some(TICK_SECONDS));
+    }
+
+    #[test]
+    fn an_answer_delivered_before_the_start_is_reported_leaves_nothing_pending() {
+        let policy = revocation_policy("refuse");
+        let host = Host {
+            now: 1_000,
+            ..Host::default()
+        };
+        let mut w = Worker::default();
+        assert!(w.on_tick(&policy, &host).fetch.is_some());
+        // The host's call delivered its answer before returning (re-entry), then reports it.
+        let r = w.on_fetched(Some(b"200"), 2, |_| Some(b"{}".to_vec()), &host);
+        assert_eq!(r.counter, Some(Counter::Revocation(Fetch::Ok)));
+        assert_eq!(w.fetch_started(true, &policy), Report::default());
+        // Not stuck waiting for an answer that came: due again after refresh_seconds.
+        let later = Host {
+            now: 1_031,
+            store: host.store,
+            ..Host::default()
+        };
+        assert!(w.on_tick(&policy, &later).fetch.is_some());
     }
 
     #[test]

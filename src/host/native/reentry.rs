@@ -91,22 +91,22 @@ impl<T> Held<T> {
         }
     }
 
-    /// Puts a new stream's state into a slot whose stream has ended (`false`, and nothing done, if
-    /// the slot is still in use: a slot is only reused after its state was taken out).
-    pub fn refill(&self, value: T) -> bool {
+    /// Puts a new stream's state into a slot whose stream has ended; `Err(value)` back, and
+    /// nothing done, if the slot is still in use (a slot is only reused once its state is out).
+    pub fn refill(&self, value: T) -> Result<(), T> {
         if self.depth.get() != 0 {
-            return false;
+            return Err(value);
         }
         let Ok(mut slot) = self.value.try_borrow_mut() else {
-            return false;
+            return Err(value);
         };
         if slot.is_some() {
-            return false;
+            return Err(value);
         }
         *slot = Some(value);
         self.destroyed.set(false);
         self.reentered.set(0);
-        true
+        Ok(())
     }
 
     /// Runs a hook with the state: `f` gets the only `&mut` to it, unless another hook of this
@@ -294,17 +294,20 @@ mod tests {
     fn a_slot_is_refilled_only_once_its_state_is_out() {
         let (one, two) = (Cell::new(false), Cell::new(false));
         let h = held(&one);
-        assert!(!h.refill(State {
-            steps: Vec::new(),
+        let refused = h.refill(State {
+            steps: vec!["refused"],
             dropped: &two,
-        }));
-        assert!(two.get(), "the refused state is dropped, not leaked");
+        });
+        assert_eq!(refused.unwrap_err().steps, ["refused"], "handed back");
+        assert!(two.get());
         two.set(false);
         assert!(matches!(h.destroy(), Destroy::Now(Some(_))));
-        assert!(h.refill(State {
-            steps: vec!["new"],
-            dropped: &two,
-        }));
+        assert!(h
+            .refill(State {
+                steps: vec!["new"],
+                dropped: &two,
+            })
+            .is_ok());
         assert_eq!(h.enter(|s| s.steps.clone()).entry, Entry::Ran(vec!["new"]));
         // A refilled slot starts clean: a hook runs, nothing is deferred.
         assert!(matches!(h.destroy(), Destroy::Now(Some(_))));
