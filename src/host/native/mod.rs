@@ -26,9 +26,10 @@
 //!
 //! ```text
 //! bindings::exports → filter            (the hook bodies: filter::Config, filter::Stream)
+//! bindings::state   → filter, reentry   (a stream's state in a reentry::Held)
 //! filter            → bindings (handles, types), process, revocation, pool, testhooks (test build)
 //! testhooks         → bindings (handles, types, counting), pool
-//! revocation        → bindings (handles, types), process
+//! revocation        → bindings (handles, types), process, pool (lock_or_restart)
 //! process           → bindings (log, LogLevel)
 //! bindings::schedulers → pool           (the stream scheduler's revocable handle)
 //! ```

@@ -20,7 +20,11 @@
 //!   it `dlclose`s the library, so no thread of the pool is still running the library's code when
 //!   its pages go. The price: the thread that drops the pool (Envoy's main thread, at shutdown or
 //!   when a configuration is replaced) waits for the jobs in hand, at most one each (one bcrypt
-//!   check at the highest accepted cost: about half a second).
+//!   check at the highest accepted cost: about half a second);
+//! * a thread that must not wait (an Envoy worker that destroys the configuration) closes the
+//!   pool with [`Pool::detach`] instead: the same closing, but the threads finish the jobs in
+//!   hand and exit on their own. The native module may do that because it pins itself in memory
+//!   when it loads (no `dlclose` unmaps it).
 //!
 //! Std only, no `unsafe`, no policy: it runs closures. Host-independent, so it is compiled and
 //! unit-tested natively without the `native-module` feature too.
@@ -171,6 +175,24 @@ pub struct Revocable<T> {
 /// `Send` value): it is what a pool job carries.
 pub struct Access<T> {
     shared: Arc<Mutex<Option<T>>>,
+}
+
+/// `mutex` locked; if a panic poisoned it (a holder panicked half-way through an update), its
+/// value is replaced by a fresh one and the poison cleared, and `restarted` is called once, so that
+/// a half-updated state is neither trusted nor left to refuse every later lock (the native
+/// revocation fetcher: a poisoned lock that made every tick return would silence the fetcher
+/// forever, and its degraded gauge with it).
+pub fn lock_or_restart<T: Default>(
+    mutex: &Mutex<T>,
+    restarted: impl FnOnce(),
+) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| {
+        let mut value = poisoned.into_inner();
+        *value = T::default();
+        mutex.clear_poison();
+        restarted();
+        value
+    })
 }
 
 /// The lock, whether or not a `with` closure panicked while holding it (the value is still
@@ -451,6 +473,29 @@ mod tests {
             std::fs::read_to_string(task.unwrap().path().join("comm"))
                 .is_ok_and(|comm| comm.trim_end() == name)
         })
+    }
+
+    #[test]
+    fn a_poisoned_lock_restarts_its_value_once_and_locks_again() {
+        let m = Arc::new(Mutex::new(vec![1, 2, 3]));
+        let holder = Arc::clone(&m);
+        let _ = thread::spawn(move || {
+            let mut v = holder.lock().unwrap();
+            v.push(4);
+            panic!("half-way through an update");
+        })
+        .join();
+        assert!(m.is_poisoned());
+        let mut restarts = 0;
+        assert!(
+            lock_or_restart(&m, || restarts += 1).is_empty(),
+            "a fresh value"
+        );
+        assert_eq!(restarts, 1);
+        assert!(!m.is_poisoned());
+        lock_or_restart(&m, || restarts += 1).push(9);
+        assert_eq!(*lock_or_restart(&m, || restarts += 1), [9]);
+        assert_eq!(restarts, 1, "restarted once, not at every lock");
     }
 
     #[test]

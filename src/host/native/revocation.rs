@@ -42,6 +42,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::bindings::{log, CalloutAnswer, ConfigHost, ConfigScheduler, LogLevel};
+use super::pool::lock_or_restart;
 use super::process::{log_note, Process};
 use crate::core::plan::Report;
 use crate::core::policy::Policy;
@@ -136,15 +137,11 @@ impl Fetcher {
     /// The fetcher's `Worker`, locked; never held across a call into Envoy. After a panic while it
     /// was held, a fresh one: a half-updated state must neither be trusted nor silence the fetcher.
     fn worker(&self) -> MutexGuard<'_, Worker> {
-        self.worker.lock().unwrap_or_else(|poisoned| {
-            let mut worker = poisoned.into_inner();
-            *worker = Worker::default();
-            self.worker.clear_poison();
+        lock_or_restart(&self.worker, || {
             log(
                 LogLevel::Error,
                 "devgate: revocation fetcher recovered from a panic; its state starts over",
             );
-            worker
         })
     }
 
