@@ -5,10 +5,11 @@
 //! the request (`continue_decoding` from `scheduled` or from a callout's answer) runs the rest of
 //! the filter chain on the same stack; a local reply there (the router finding no healthy host,
 //! another filter's 403) calls this module's `response_headers` for the same stream while the
-//! outer hook still runs, and when that reply ends the stream Envoy calls `destroy` too, still
-//! inside the outer hook. (Envoys before 1.40 ended the stream inside `send_response` itself.) A
-//! fresh `&mut` to the stream per hook would then alias the outer hook's, and a destroy that frees
-//! the state would leave the outer hook writing to freed memory.
+//! outer hook still runs (measured in Envoy 1.40: `tests/e2e/test_native_reentry.py`). And an Envoy
+//! that ends the stream while a hook runs calls `destroy` inside it: Envoys before 1.40 did so
+//! inside `send_response`; 1.40 ends the stream only after the hook has returned. A fresh `&mut`
+//! to the stream per hook would alias the outer hook's, and a destroy that freed the state would
+//! leave the outer hook writing to freed memory.
 //!
 //! So the state lives in a [`Held`]: a hook gets `&mut` to it only through [`Held::enter`], which
 //! borrows a `RefCell`. A hook that finds it borrowed is not run ([`Entry::Busy`]: the binding
