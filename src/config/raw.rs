@@ -1,7 +1,14 @@
 //! The configuration as written: serde structs with the schema's documentation and the
-//! closed defaults. `super` validates them into the core's policy.
+//! closed defaults. `super` validates them into the core's policy. Their doc comments are the
+//! descriptions of the JSON Schema (`devgate schema`) and of docs/config-reference.md; the
+//! integer fields' ranges come from `super::bounds`, which the parser checks.
 
-use super::*;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::core::htpasswd::DEFAULT_MAX_COST;
+use crate::core::policy::{Mode, Unauthenticated, UpstreamChallenge, WhenStale};
 
 /// The devgate plugin configuration (Envoy: `configuration` as a `google.protobuf.StringValue`;
 /// Istio: `spec.pluginConfig`). Unknown fields are errors; absent fields take the closed default.
@@ -59,13 +66,25 @@ pub(super) struct RawRevocation {
     pub(super) path: String,
     /// Seconds between fetches (one per Envoy process), 1 to 3600. Default 30.
     #[serde(default = "default_refresh_seconds")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::REFRESH_SECONDS.min, max = super::bounds::REFRESH_SECONDS.max))
+    )]
     pub(super) refresh_seconds: u64,
     /// Timeout of one fetch in milliseconds, 100 to 60000. Default 2000.
     #[serde(default = "default_timeout_ms")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::TIMEOUT_MS.min, max = super::bounds::TIMEOUT_MS.max))
+    )]
     pub(super) timeout_ms: u64,
     /// How long the last good list stays in force without a good fetch, from `refresh_seconds`
     /// to 7 days. Default 300.
     #[serde(default = "default_max_stale_seconds")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::MAX_STALE_SECONDS.min, max = super::bounds::MAX_STALE_SECONDS.max))
+    )]
     pub(super) max_stale_seconds: u64,
     /// Past `max_stale_seconds`: refuse tokens and API keys, or serve the last good list.
     /// Default `refuse`.
@@ -101,14 +120,19 @@ pub(super) struct RawLogin {
     pub(super) mount: String,
     /// Sensitive: htpasswd lines (bcrypt only), inline. Exactly one of `users` and `users_env`.
     pub(super) users: Option<String>,
-    /// The Wasm VM environment variable holding the htpasswd lines. Exactly one of `users` and
-    /// `users_env`.
+    /// The environment variable holding the htpasswd lines: the Wasm VM's
+    /// (`vm_config.environment_variables`), or Envoy's process environment for the native
+    /// module. Exactly one of `users` and `users_env`.
     pub(super) users_env: Option<String>,
     /// The session cookie's name; must differ from `tokens.cookie`. Default `devgate_session`.
     #[serde(default = "default_session_cookie")]
     pub(super) cookie: String,
     /// Session lifetime in seconds, 60 to 30 days. Default 28800 (8 h).
     #[serde(default = "default_session_seconds")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::SESSION_SECONDS.min, max = super::bounds::SESSION_SECONDS.max))
+    )]
     pub(super) session_seconds: u64,
     /// CIDRs the form and session cookies work from (elsewhere 403). Absent: any socket peer.
     pub(super) allow_from: Option<Vec<String>>,
@@ -117,28 +141,52 @@ pub(super) struct RawLogin {
     pub(super) secure_cookie: bool,
     /// Highest bcrypt cost accepted in the users, 4 to 12. Default 10.
     #[serde(default = "default_max_cost")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::MAX_COST.min, max = super::bounds::MAX_COST.max))
+    )]
     pub(super) max_cost: u32,
     /// Failed logins per peer before the form answers 429, 1 to 1000. Default 5.
     #[serde(default = "default_max_failures")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::MAX_FAILURES.min, max = super::bounds::MAX_FAILURES.max))
+    )]
     pub(super) max_failures: u32,
     /// The window failures are counted in, 1 to 86400 seconds. Default 300.
     #[serde(default = "default_failure_window")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::FAILURE_WINDOW_SECONDS.min, max = super::bounds::FAILURE_WINDOW_SECONDS.max))
+    )]
     pub(super) failure_window_seconds: u64,
     /// Password verifies the form may run per minute, shared by all workers of the Envoy
     /// process, whatever the number of addresses; beyond it the form answers 429 without
     /// bcrypt. 1 to 60000. Default 120 (2 a second: at bcrypt cost 10 about a fifth of one
     /// worker).
     #[serde(default = "default_verifies_per_minute")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::VERIFIES_PER_MINUTE.min, max = super::bounds::VERIFIES_PER_MINUTE.max))
+    )]
     pub(super) verifies_per_minute: u32,
     /// Verifies allowed back to back when the budget is full, 1 to 1000. Default 3 (a worker
     /// stalls at most that many verifies in a row: ~0.27 s at cost 10).
     #[serde(default = "default_verify_burst")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::VERIFY_BURST.min, max = super::bounds::VERIFY_BURST.max))
+    )]
     pub(super) verify_burst: u32,
     /// Bind each session to the address it logged in from (`cip`). Default false.
     #[serde(default)]
     pub(super) bind_peer: bool,
     /// Clock skew tolerated on the session token, at most 300 seconds. Default 30.
     #[serde(default = "default_leeway")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::LEEWAY_SECONDS.min, max = super::bounds::LEEWAY_SECONDS.max))
+    )]
     pub(super) leeway_seconds: u64,
 }
 
@@ -196,6 +244,10 @@ pub(super) struct RawApi {
     pub(super) internal_from: Vec<String>,
     /// Clock skew tolerated on API key expiry, at most 300 seconds. Default 30.
     #[serde(default = "default_leeway")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::LEEWAY_SECONDS.min, max = super::bounds::LEEWAY_SECONDS.max))
+    )]
     pub(super) leeway_seconds: u64,
 }
 
@@ -249,8 +301,9 @@ pub(super) struct RawKey {
     pub(super) id: String,
     /// Secret: the key inline, base64url, at least 32 bytes. Prefer `secret_env`.
     pub(super) secret: Option<String>,
-    /// The Wasm VM environment variable holding the base64url secret (Envoy
-    /// `vm_config.environment_variables`), so the config carries no secret.
+    /// The environment variable holding the base64url secret, so the config carries no secret:
+    /// the Wasm VM's (`vm_config.environment_variables`), or Envoy's process environment for
+    /// the native module.
     pub(super) secret_env: Option<String>,
 }
 
@@ -285,6 +338,10 @@ pub(super) struct RawTokens {
     pub(super) bind_peer: bool,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, at most 300 seconds. Default 30.
     #[serde(default = "default_leeway")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::LEEWAY_SECONDS.min, max = super::bounds::LEEWAY_SECONDS.max))
+    )]
     pub(super) leeway_seconds: u64,
     /// Remove devgate's credential before the upstream. Default true.
     #[serde(default = "default_true")]
