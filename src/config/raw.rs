@@ -259,7 +259,8 @@ pub(super) struct RawApi {
 pub(super) struct RawApiRoute {
     /// The path prefix. Required.
     pub(super) prefix: String,
-    /// Upper-case HTTP methods the route applies to (at least one). Absent: every method.
+    /// Upper-case HTTP methods the route applies to (at least one); `GET` covers `HEAD` and
+    /// `HEAD` covers `GET` (frameworks answer HEAD with the GET handler). Absent: every method.
     pub(super) methods: Option<Vec<String>>,
     /// The product a key must carry for this route. Required.
     pub(super) product: String,
@@ -420,6 +421,7 @@ impl schemars::JsonSchema for RawRule {
 pub(super) struct RawRuleObject {
     /// The path prefix. Required.
     pub(super) prefix: String,
-    /// Upper-case HTTP methods (at least one); `GET` covers `HEAD`. Absent: every method.
+    /// Upper-case HTTP methods (at least one); `GET` covers `HEAD` and `HEAD` covers `GET`
+    /// (frameworks answer HEAD with the GET handler). Absent: every method.
     pub(super) methods: Option<Vec<String>>,
 }
