@@ -60,7 +60,8 @@ run-native-tls: build-native venv certs
 e2e-native: build-native fault-native venv cli certs
 	DEVGATE_HOST=native $(PYTEST) -q tests/e2e
 
-## cli: the native devgate command (keygen, mint, verify, check-config)
+## cli: the native devgate command, target/release/devgate (keygen, mint, mint-key, verify,
+## hash-password, check-config, schema; `devgate --help`)
 cli:
 	$(CARGO) build --release --bin devgate
 
@@ -115,7 +116,8 @@ clippy: toolchain
 	$(CARGO) clippy --lib --features native-module -- -D warnings
 	$(CARGO) clippy --all-targets --manifest-path tests/wasm/Cargo.toml --target-dir target/wasm-tests -- -D warnings
 
-## unit: the pure core natively, the CLI, known-answer vectors
+## unit: the pure core natively, the CLI, known-answer vectors; fails while a generated doc is stale
+## (docs/config.schema.json, docs/config-reference.md, README.md's counter table)
 unit:
 	$(CARGO) test --lib --bins --test cli
 
