@@ -31,7 +31,9 @@ pub const DEFAULT_HEADER: &str = "x-wsgiorg-developer-user";
 /// copied into Envoy's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The JSON path of the field (`keys[0].secret_env`), or `(root)`.
     pub field: String,
+    /// What is wrong with it, without the configured value.
     pub message: String,
 }
 

@@ -92,19 +92,19 @@ pub(super) struct RawRevocation {
     pub(super) when_stale: WhenStale,
 }
 
-pub(super) fn default_revocation_path() -> String {
+fn default_revocation_path() -> String {
     "/revoked.json".into()
 }
 
-pub(super) fn default_refresh_seconds() -> u64 {
+fn default_refresh_seconds() -> u64 {
     30
 }
 
-pub(super) fn default_timeout_ms() -> u64 {
+fn default_timeout_ms() -> u64 {
     2000
 }
 
-pub(super) fn default_max_stale_seconds() -> u64 {
+fn default_max_stale_seconds() -> u64 {
     300
 }
 
@@ -190,35 +190,35 @@ pub(super) struct RawLogin {
     pub(super) leeway_seconds: u64,
 }
 
-pub(super) fn default_mount() -> String {
+fn default_mount() -> String {
     "/.devgate".into()
 }
 
-pub(super) fn default_session_cookie() -> String {
+fn default_session_cookie() -> String {
     "devgate_session".into()
 }
 
-pub(super) fn default_session_seconds() -> u64 {
+fn default_session_seconds() -> u64 {
     8 * 3600
 }
 
-pub(super) fn default_max_cost() -> u32 {
+fn default_max_cost() -> u32 {
     DEFAULT_MAX_COST
 }
 
-pub(super) fn default_max_failures() -> u32 {
+fn default_max_failures() -> u32 {
     5
 }
 
-pub(super) fn default_failure_window() -> u64 {
+fn default_failure_window() -> u64 {
     300
 }
 
-pub(super) fn default_verifies_per_minute() -> u32 {
+fn default_verifies_per_minute() -> u32 {
     120
 }
 
-pub(super) fn default_verify_burst() -> u32 {
+fn default_verify_burst() -> u32 {
     3
 }
 
@@ -308,15 +308,15 @@ pub(super) struct RawKey {
     pub(super) secret_env: Option<String>,
 }
 
-pub(super) fn default_true() -> bool {
+fn default_true() -> bool {
     true
 }
 
-pub(super) fn default_cookie() -> Option<String> {
+fn default_cookie() -> Option<String> {
     Some("devgate_token".into())
 }
 
-pub(super) fn default_leeway() -> u64 {
+fn default_leeway() -> u64 {
     30
 }
 
