@@ -1,6 +1,7 @@
 //! Plugin configuration: JSON in, an immutable, validated [`Policy`] out.
 //!
-//! Parsed once, in `on_configure`. Unknown fields are errors, every error names the field it is
+//! Parsed once per configuration Envoy hands the filter (the Wasm filter's `on_configure`, the
+//! native module's `config_new`), by [`load`]. Unknown fields are errors, every error names the field it is
 //! about (`network.allow[1]`), and every security-relevant default is the closed one. The same
 //! function backs `devgate check-config`, so the CLI and the filter can never disagree.
 
@@ -207,8 +208,10 @@ fn methods(field: &str, items: Vec<String>) -> Result<Vec<String>, ConfigError> 
 }
 
 /// The JSON Schema (draft 2020-12) of the plugin configuration, generated from the types the
-/// parser reads, for editors and `devgate check-config`. Structure only: value checks (CIDRs,
-/// prefixes, ranges, exactly-one-of pairs) stay in [`parse_policy`]. Native builds only.
+/// parser reads, for editors, `devgate schema` and the generated configuration reference.
+/// Structure and integer ranges (from `bounds`, which the parser checks too); the other value
+/// checks (CIDRs, prefixes, names, exactly-one-of pairs, one field against another) stay in
+/// [`parse_policy`]. Native builds only.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn json_schema() -> serde_json::Value {
     let mut schema = schemars::generate::SchemaSettings::draft2020_12()
