@@ -344,7 +344,9 @@ pub(super) struct RawTokens {
         schemars(range(min = super::bounds::LEEWAY_SECONDS.min, max = super::bounds::LEEWAY_SECONDS.max))
     )]
     pub(super) leeway_seconds: u64,
-    /// Remove devgate's credential before the upstream. Default true.
+    /// Remove the token credential before the upstream: the token cookie in every spelling an
+    /// upstream may read as it, and a Bearer header whose token names one of devgate's key ids
+    /// (the login session cookie is removed either way). Default true.
     #[serde(default = "default_true")]
     pub(super) strip_credential: bool,
 }
