@@ -47,7 +47,8 @@ pub(super) struct RawConfig {
     /// What an upstream 401 with devgate's challenge becomes. Default `forbid`.
     #[serde(default)]
     pub(super) upstream_challenge: UpstreamChallenge,
-    /// A revocation list service (an Envoy cluster). Absent: only `api.revoked`.
+    /// A revocation list service (an Envoy cluster); needs `tokens` or `api`. Absent: only
+    /// `api.revoked`.
     pub(super) revocation: Option<RawRevocation>,
 }
 
@@ -57,11 +58,14 @@ pub(super) struct RawConfig {
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Revocation"))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRevocation {
-    /// The Envoy cluster devgate calls; it must exist in Envoy's config. Required.
+    /// The Envoy cluster devgate calls, 1-128 characters of `[A-Za-z0-9._:-]`; it must exist in
+    /// Envoy's config. Required.
     pub(super) cluster: String,
-    /// `:authority` of the call. Default: the cluster name.
+    /// `:authority` of the call, 1-128 characters of `[A-Za-z0-9._:-]`. Default: the cluster
+    /// name.
     pub(super) authority: Option<String>,
-    /// `:path` of the call. Default `/revoked.json`.
+    /// `:path` of the call: starts with `/`, visible ASCII, at most 1024 bytes. Default
+    /// `/revoked.json`.
     #[serde(default = "default_revocation_path")]
     pub(super) path: String,
     /// Seconds between fetches (one per Envoy process), 1 to 3600. Default 30.
@@ -114,8 +118,9 @@ fn default_max_stale_seconds() -> u64 {
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Login"))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLogin {
-    /// Where the form lives; devgate answers every path under it. Default `/.devgate`, no
-    /// trailing `/`.
+    /// Where the form lives; devgate answers every path under it. A path of one or more
+    /// segments of `[A-Za-z0-9._~-]` (none `.` or `..`), each after a `/`, no trailing `/`, at
+    /// most 128 bytes. Default `/.devgate`.
     #[serde(default = "default_mount")]
     pub(super) mount: String,
     /// Sensitive: htpasswd lines (bcrypt only), inline. Exactly one of `users` and `users_env`.
@@ -124,7 +129,8 @@ pub(super) struct RawLogin {
     /// (`vm_config.environment_variables`), or Envoy's process environment for the native
     /// module. Exactly one of `users` and `users_env`.
     pub(super) users_env: Option<String>,
-    /// The session cookie's name; must differ from `tokens.cookie`. Default `devgate_session`.
+    /// The session cookie's name (an RFC 6265 token); must differ from `tokens.cookie`, and a
+    /// `__Host-` or `__Secure-` name needs `secure_cookie`. Default `devgate_session`.
     #[serde(default = "default_session_cookie")]
     pub(super) cookie: String,
     /// Session lifetime in seconds, 60 to 30 days. Default 28800 (8 h).
@@ -262,14 +268,16 @@ pub(super) struct RawApiRoute {
     /// Upper-case HTTP methods the route applies to (at least one); `GET` covers `HEAD` and
     /// `HEAD` covers `GET` (frameworks answer HEAD with the GET handler). Absent: every method.
     pub(super) methods: Option<Vec<String>>,
-    /// The product a key must carry for this route. Required.
+    /// The product a key must carry for this route, 1-64 characters of `[A-Za-z0-9._:-]`.
+    /// Required.
     pub(super) product: String,
     /// What keys may do on this route. Default `read_write`.
     #[serde(default)]
     pub(super) mode: Mode,
 }
 
-/// Header names devgate sets for the application on API routes (client copies are stripped).
+/// Header names devgate sets for the application on API routes (client copies are stripped);
+/// each must differ from the others and from `header`.
 #[derive(Deserialize, Default)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiHeaders"))]
