@@ -648,6 +648,15 @@ fn schema_prints_the_shipped_schema() {
     let schema: serde_json::Value = serde_json::from_str(&printed).unwrap();
     assert_eq!(schema["additionalProperties"], false);
     assert!(printed.ends_with("}\n"));
+    // The configuration reference, rendered from the same schema.
+    let o = devgate(&["schema", "--markdown"]);
+    assert_eq!(code(&o), 0, "{o:?}");
+    let reference = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/config-reference.md");
+    assert!(
+        std::fs::read_to_string(reference).unwrap_or_default() == stdout(&o),
+        "docs/config-reference.md is stale: run `make schema`"
+    );
+    assert!(stdout(&o).starts_with("# devgate configuration reference\n"));
 }
 
 /// A base64url secret for the examples' `secret_env` variables (32 bytes, not a real key).
