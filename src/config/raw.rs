@@ -308,11 +308,12 @@ pub(super) struct RawApiHeaders {
 pub(super) struct RawKey {
     /// The key id tokens and API keys name (`kid`), 1-64 of `[A-Za-z0-9._-]`. Required.
     pub(super) id: String,
-    /// Secret: the key inline, base64url, at least 32 bytes. Prefer `secret_env`.
+    /// Secret: the key inline, base64url, at least 32 bytes. Prefer `secret_env`. Exactly one of
+    /// `secret` and `secret_env`.
     pub(super) secret: Option<String>,
     /// The environment variable holding the base64url secret, so the config carries no secret:
     /// the Wasm VM's (`vm_config.environment_variables`), or Envoy's process environment for
-    /// the native module.
+    /// the native module. Exactly one of `secret` and `secret_env`.
     pub(super) secret_env: Option<String>,
 }
 

@@ -165,6 +165,48 @@ mod tests {
         assert!(out.starts_with("usage: devgate schema"));
     }
 
+    /// Each field's description agrees with the schema about its default: a scalar default is
+    /// the one the description names ("Default 30"), and a field with none says what leaving it
+    /// out means. So the reference's default column and its description cannot disagree.
+    #[test]
+    fn descriptions_state_the_schema_defaults() {
+        let schema = devgate::config::json_schema();
+        let mut found = Vec::new();
+        objects(&schema, "#".to_owned(), &mut found);
+        let mut checked = 0;
+        for (at, o) in found {
+            let required = o["required"].as_array().cloned().unwrap_or_default();
+            for (name, p) in o["properties"].as_object().unwrap() {
+                let words: Vec<&str> = p["description"]
+                    .as_str()
+                    .unwrap()
+                    .split_whitespace()
+                    .collect();
+                let d = words.join(" ");
+                let want = match &p["default"] {
+                    serde_json::Value::Bool(b) => Some(format!("Default {b}")),
+                    serde_json::Value::Number(n) => Some(format!("Default {n}")),
+                    serde_json::Value::String(s) => Some(format!("Default `{s}`")),
+                    _ => None,
+                };
+                if let Some(want) = want {
+                    assert!(d.contains(&want), "{at}/{name}: says not {want:?}: {d}");
+                    checked += 1;
+                } else if p["default"].is_null() && !required.contains(&serde_json::json!(name)) {
+                    let object = p["$ref"].is_string();
+                    assert!(
+                        object
+                            || ["Absent", "Default", "Exactly one of"]
+                                .iter()
+                                .any(|w| d.contains(w)),
+                        "{at}/{name}: says nothing about leaving it out: {d}"
+                    );
+                }
+            }
+        }
+        assert!(checked > 30, "{checked}");
+    }
+
     /// Every object schema reachable from `s`, with its JSON pointer.
     fn objects<'a>(
         s: &'a serde_json::Value,
