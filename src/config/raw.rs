@@ -33,8 +33,9 @@ pub(super) struct RawConfig {
     /// What a protected path answers a non-developer. Default `challenge`.
     #[serde(default)]
     pub(super) unauthenticated: Unauthenticated,
-    /// Signing keys for tokens, sessions and API keys: the first signs, every one verifies.
-    /// Default `[]`.
+    /// Signing keys for tokens, sessions and API keys: the first signs, every one verifies. To
+    /// rotate, add the new key second on every Envoy, move it first once all have it, and remove
+    /// the old one after the longest token or session lifetime. Default `[]`.
     #[serde(default)]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = [])))]
     pub(super) keys: Vec<RawKey>,
