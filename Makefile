@@ -5,6 +5,8 @@ SHELL       := /bin/bash
 
 CARGO   ?= cargo
 TARGET  := wasm32-wasip1
+# The toolchain rust-toolchain.toml pins (rustup picks it for every cargo call in this tree)
+RUST_TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 WASM    := target/$(TARGET)/release/devgate.wasm
 VENV    := .venv
 PY      := $(VENV)/bin/python
@@ -17,15 +19,31 @@ export DEVGATE_ENVOY := $(abspath $(ENVOY))
 
 .PHONY: build toolchain venv run test lint fmt fmt-check clippy unit wasm-test e2e bench bench-wasm cli image clean
 
-## toolchain: the wasm32-wasip1 target plus rustfmt and clippy (idempotent, fast when present)
+## toolchain: the Rust release rust-toolchain.toml pins, with the wasm32-wasip1 target, rustfmt and
+## clippy (idempotent, fast when present)
 toolchain:
+	@command -v rustup >/dev/null || { echo "rustup is required: https://rustup.rs (README: Requirements)"; exit 1; }
+	@rustup toolchain list | grep -q '^$(RUST_TOOLCHAIN)-' || rustup toolchain install $(RUST_TOOLCHAIN) --profile minimal
 	@rustup target list --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET)
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
+# Every cargo call that builds devgate.wasm (build, fault-wasm, the wasm32 clippy line) goes through
+# WASM_CARGO, so the module carries no path of this machine and its digest (the image `make
+# pin-image` pins) is the same from any checkout and any CARGO_HOME: the checkout's absolute path
+# and CARGO_HOME (registry sources, in panic locations) are rewritten to /devgate and /cargo
+# (rustc: the last matching prefix wins, so a CARGO_HOME inside the checkout still becomes /cargo).
+# CARGO_ENCODED_RUSTFLAGS (0x1f between flags) keeps a path with spaces whole and takes precedence
+# over a RUSTFLAGS of the caller's, which would otherwise change the module. These flags apply to
+# wasm32 artifacts only (cargo never passes them to build scripts or proc macros when --target is
+# given), and target/wasm32-wasip1 and target/fault are built with nothing else, so no other build
+# is invalidated by them. `make repro-check` shows two builds agree.
+CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
+WASM_CARGO := CARGO_ENCODED_RUSTFLAGS="$$(printf '%s\037%s' '--remap-path-prefix=$(CURDIR)=/devgate' '--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo')" $(CARGO)
+
 ## build: the release filter, target/wasm32-wasip1/release/devgate.wasm
 build: toolchain
-	$(CARGO) build --release --lib --target $(TARGET)
+	$(WASM_CARGO) build --release --lib --target $(TARGET)
 	@ls -l $(WASM) | awk '{print "devgate.wasm: " $$5 " bytes"}'
 
 ## build-native: devgate as a native Envoy dynamic module, target/native/libdevgate.so (the same
@@ -108,7 +126,7 @@ fmt-check: toolchain
 
 clippy: toolchain
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy --lib --release --target $(TARGET) -- -D warnings
+	$(WASM_CARGO) clippy --lib --release --target $(TARGET) -- -D warnings
 	$(CARGO) clippy --lib --features native-module,fault-injection,test-hooks -- -D warnings
 	$(CARGO) clippy --lib --features native-module -- -D warnings
 	$(CARGO) clippy --all-targets --manifest-path tests/wasm/Cargo.toml --target-dir target/wasm-tests -- -D warnings
@@ -148,7 +166,7 @@ FAULT_WASM := target/fault/$(TARGET)/release/devgate.wasm
 export DEVGATE_FAULT_WASM := $(abspath $(FAULT_WASM))
 .PHONY: fault-wasm
 fault-wasm: toolchain
-	$(CARGO) build --release --lib --target $(TARGET) --features fault-injection --target-dir target/fault
+	$(WASM_CARGO) build --release --lib --target $(TARGET) --features fault-injection --target-dir target/fault
 
 ## e2e: the built devgate.wasm in the real Envoy from the venv, against a real upstream
 e2e: build fault-wasm venv cli certs browser
