@@ -184,6 +184,13 @@ image: build venv
 pin-image: build venv
 	$(PY) envoy/istio/oci_image.py --pin
 
+## repro-check: two clones of HEAD in different directories, built with different CARGO_HOMEs, give
+## the same devgate.wasm and image digest, the one the manifests pin (tests/repro_check.sh; two cold
+## builds, a few minutes: not part of `make test`)
+.PHONY: repro-check
+repro-check:
+	bash tests/repro_check.sh
+
 ## bench: devgate (Wasm and native) against no filter, an empty Wasm filter, the native module doing
 ## nothing, the minimal and a naive Wasm filter and Envoy's basic_auth, jwt_authn and lua,
 ## interleaved rounds on this machine (bench/README.md); writes bench/out/results.md
