@@ -23,23 +23,30 @@ export DEVGATE_ENVOY := $(abspath $(ENVOY))
 ## clippy (idempotent, fast when present)
 toolchain:
 	@command -v rustup >/dev/null || { echo "rustup is required: https://rustup.rs (README: Requirements)"; exit 1; }
-	@rustup toolchain list | grep -q '^$(RUST_TOOLCHAIN)-' || rustup toolchain install $(RUST_TOOLCHAIN) --profile minimal
+	@rustup toolchain list | grep -q '^$(RUST_TOOLCHAIN)-' || rustup toolchain install $(RUST_TOOLCHAIN) --profile minimal --no-self-update
 	@rustup target list --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET)
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
 # Every cargo call that builds devgate.wasm (build, fault-wasm, the wasm32 clippy line) goes through
 # WASM_CARGO, so the module carries no path of this machine and its digest (the image `make
-# pin-image` pins) is the same from any checkout and any CARGO_HOME: the checkout's absolute path
-# and CARGO_HOME (registry sources, in panic locations) are rewritten to /devgate and /cargo
-# (rustc: the last matching prefix wins, so a CARGO_HOME inside the checkout still becomes /cargo).
+# pin-image` pins) is the same from any checkout, CARGO_HOME and RUSTUP_HOME. Panic locations name
+# source files; three prefixes are rewritten:
+#   the checkout                      -> /devgate
+#   CARGO_HOME (the registry sources) -> /cargo
+#   the toolchain's rust-src          -> /rustc/<rustc's commit>, the name the standard library is
+#     built with: when the rust-src component is installed (rust-analyzer wants it), rustc turns
+#     that name back into the real path under RUSTUP_HOME, which would change the module.
+# rustc applies the last matching prefix, so one of these inside another is still rewritten.
 # CARGO_ENCODED_RUSTFLAGS (0x1f between flags) keeps a path with spaces whole and takes precedence
-# over a RUSTFLAGS of the caller's, which would otherwise change the module. These flags apply to
-# wasm32 artifacts only (cargo never passes them to build scripts or proc macros when --target is
-# given), and target/wasm32-wasip1 and target/fault are built with nothing else, so no other build
-# is invalidated by them. `make repro-check` shows two builds agree.
+# over a RUSTFLAGS of the caller's, which would otherwise change the module. The sysroot is asked
+# of rustc when the recipe runs, after `toolchain` installed it. These flags apply to wasm32
+# artifacts only (cargo never passes them to build scripts or proc macros when --target is given),
+# and target/wasm32-wasip1 and target/fault are built with nothing else, so no other build is
+# invalidated by them. `make repro-check` shows two builds agree.
 CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
-WASM_CARGO := CARGO_ENCODED_RUSTFLAGS="$$(printf '%s\037%s' '--remap-path-prefix=$(CURDIR)=/devgate' '--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo')" $(CARGO)
+RUST_SRC_REMAP = --remap-path-prefix=$$(rustc --print sysroot)/lib/rustlib/src/rust=/rustc/$$(rustc -vV | sed -n 's/^commit-hash: //p')
+WASM_CARGO = CARGO_ENCODED_RUSTFLAGS="$$(printf '%s\037%s\037%s' '--remap-path-prefix=$(CURDIR)=/devgate' '--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo' "$(RUST_SRC_REMAP)")" $(CARGO)
 
 ## build: the release filter, target/wasm32-wasip1/release/devgate.wasm
 build: toolchain

@@ -10,7 +10,10 @@
 #                                       registry (so nothing is downloaded twice)
 # then fails unless both modules have the same sha256, both images the same manifest digest
 # (envoy/istio/oci_image.py), that digest is the one the clone's envoy/istio/wasmplugin.yaml pins,
-# and neither module contains its checkout's or its CARGO_HOME's absolute path.
+# and neither module contains its checkout's, its CARGO_HOME's or the toolchain's absolute path.
+# Both builds use this machine's rustup toolchain; that the module does not change when it has the
+# rust-src component (rustc then names the standard library's files by their real path) was checked
+# by hand, with a second RUSTUP_HOME that had it.
 #
 # Each build is a cold release build of the module (a few minutes on 2 cores), so the check is not
 # part of `make test`. Uncommitted changes are not in the clones: commit first to check them.
@@ -117,8 +120,9 @@ failed=0
     echo "repro-check: the pinned digest is not this build's: run \`make pin-image\` and commit" >&2
     failed=1
 }
-leaks "$wasm_a" "$src_a" "$home_a" "$root" || failed=1
-leaks "$wasm_b" "$src_b" "$home_b" "$root" || failed=1
+sysroot=$(cd "$src_a" && rustc --print sysroot)
+leaks "$wasm_a" "$src_a" "$home_a" "$root" "$sysroot" || failed=1
+leaks "$wasm_b" "$src_b" "$home_b" "$root" "$sysroot" || failed=1
 
 if ((failed)); then
     echo "repro-check: FAILED; both checkouts kept in $work" >&2

@@ -36,7 +36,8 @@ manifest digest of the image built from the committed source, and the crate vers
 files changed. Idempotent: a second run changes nothing. tests/e2e/test_manifests.py fails while a
 manifest differs from the build. devgate.wasm, and so the digest, is the same from any checkout on any
 machine when built by `make build`: rust-toolchain.toml pins the rustc whose commit the module embeds,
-and the Makefile remaps the checkout and CARGO_HOME out of it (`make repro-check` shows two builds agree).
+and the Makefile remaps the checkout, CARGO_HOME and the toolchain's directory out of it (`make
+repro-check` shows two builds agree).
 
 A Docker daemon is never used: a `docker build` image carries build timestamps and host metadata, so
 its digest would differ from run to run and from what this script prints.

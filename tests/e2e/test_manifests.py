@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -158,12 +159,16 @@ def test_manifests_pin_the_image_built_from_this_source():
 
 def test_the_module_carries_no_path_of_this_machine():
     """The pinned digest is the same on every machine only if devgate.wasm holds nothing of the one
-    that built it: the Makefile remaps the checkout and CARGO_HOME (to /devgate and /cargo)."""
+    that built it: the Makefile remaps the checkout, CARGO_HOME and the toolchain's rust-src (to /devgate,
+    /cargo and /rustc/<commit>)."""
     if harness.NATIVE:
         pytest.skip("native host: the pinned OCI image carries devgate.wasm, which this run did not build")
     wasm = call_or_fail(harness.wasm_path).read_bytes()
     cargo_home = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
-    for path in (REPO.resolve(), REPO, cargo_home.resolve(), cargo_home):
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], cwd=REPO, capture_output=True, text=True,
+                             check=True, timeout=60).stdout.strip()
+    assert sysroot, "rustc printed no sysroot"
+    for path in (REPO.resolve(), REPO, cargo_home.resolve(), cargo_home, Path(sysroot), Path(sysroot).resolve()):
         assert str(path).encode() not in wasm, (
             f"devgate.wasm contains {path}: build it with `make build` (which remaps it), not a bare cargo build")
     assert b"/cargo/registry/src/" in wasm, "the registry sources' panic locations are no longer remapped to /cargo"
@@ -181,7 +186,9 @@ def test_every_build_of_the_module_is_reproducible():
     assert len(wasm_builds) >= 3, wasm_builds  # build, fault-wasm, the wasm32 clippy line
     bare = [line for line in wasm_builds if not line.startswith("$(WASM_CARGO) ")]
     assert not bare, f"wasm32 builds without the path remapping of WASM_CARGO: {bare}"
-    assert "--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo" in makefile and "--remap-path-prefix=$(CURDIR)=/devgate" in makefile
+    for remap in ("--remap-path-prefix=$(CURDIR)=/devgate", "--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo",
+                  "--remap-path-prefix=$$(rustc --print sysroot)/lib/rustlib/src/rust=/rustc/"):
+        assert remap in makefile, f"the Makefile lost {remap}"
 
 
 def test_pin_rewrites_digest_and_tag_and_is_idempotent(tmp_path):
