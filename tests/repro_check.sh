@@ -70,15 +70,16 @@ digest_of() { # module, output directory
         | python3 -c 'import json, sys; print(json.load(sys.stdin)["manifest_digest"].removeprefix("sha256:"))'
 }
 
-leaks() { # module, paths that must not occur in it
-    local module=$1 path
-    shift
-    for path in "$@"; do
-        if grep -qaF -- "$path" "$module"; then
-            echo "repro-check: $module contains the machine path $path" >&2
-            return 1
-        fi
-    done
+leaks() { # module, directories no path in it may start with (a component, not a substring:
+    # a checkout at /src must not match /cargo/registry/src/)
+    python3 - "$@" <<'PY'
+import re, sys
+module, dirs = open(sys.argv[1], "rb").read(), sys.argv[2:]
+found = [d for d in dirs if re.search(rb"(?<![A-Za-z0-9_.-])" + re.escape(d.encode()) + rb"/", module)]
+for d in found:
+    print(f"repro-check: {sys.argv[1]} names files under the machine path {d}", file=sys.stderr)
+sys.exit(1 if found else 0)
+PY
 }
 
 echo "== cloning $rev into $src_a and $src_b"
