@@ -58,7 +58,7 @@ build: toolchain
 NATIVE := target/native/libdevgate.so
 export DEVGATE_NATIVE := $(abspath $(NATIVE))
 .PHONY: build-native fault-native run-native e2e-native
-build-native:
+build-native: toolchain
 	$(CARGO) build --profile native --lib --features native-module
 	@ls -l $(NATIVE) | awk '{print "libdevgate.so: " $$5 " bytes"}'
 
@@ -67,7 +67,7 @@ build-native:
 ## (`test-hooks`: the native_noop benchmark, tests/e2e/test_native_bindings.py)
 FAULT_NATIVE := target/fault-native/native/libdevgate.so
 export DEVGATE_FAULT_NATIVE := $(abspath $(FAULT_NATIVE))
-fault-native:
+fault-native: toolchain
 	$(CARGO) build --profile native --lib --features native-module,fault-injection,test-hooks --target-dir target/fault-native
 
 ## run-native: like run, with libdevgate.so in Envoy's dynamic-modules filter (envoy/envoy-native.yaml;
@@ -86,7 +86,7 @@ e2e-native: build-native fault-native venv cli certs
 	DEVGATE_HOST=native $(PYTEST) -q tests/e2e
 
 ## cli: the native devgate command (keygen, mint, verify, check-config)
-cli:
+cli: toolchain
 	$(CARGO) build --release --bin devgate
 
 ## schema: regenerate docs/config.schema.json from the configuration types (`devgate schema`);
@@ -139,7 +139,7 @@ clippy: toolchain
 	$(CARGO) clippy --all-targets --manifest-path tests/wasm/Cargo.toml --target-dir target/wasm-tests -- -D warnings
 
 ## unit: the pure core natively, the CLI, known-answer vectors
-unit:
+unit: toolchain
 	$(CARGO) test --lib --bins --test cli
 
 ## wasm-test: the built devgate.wasm in a wasmtime host playing Envoy (tests/wasm, its own package)
