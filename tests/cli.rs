@@ -413,6 +413,10 @@ http_filters:
     let err = String::from_utf8(o.stderr.clone()).unwrap() + &stdout(&o);
     assert!(err.contains("keys[0].secret_env"), "{err}");
     assert!(!err.contains(secret), "never print a secret: {err}");
+    assert!(
+        err.contains("is not set in the Wasm VM (vm_config.environment_variables)"),
+        "{err}"
+    );
 
     // An Istio WasmPlugin: pluginConfig is YAML, not a string.
     let istio = dir.join("wasmplugin.yaml");
@@ -546,6 +550,91 @@ fn mint_key_prints_prefixed_keys_and_refuses_contradictions() {
     assert_eq!(code(&devgate(&args)), 2);
 }
 
+/// A `secret_env` or `users_env` variable that is not set is reported with the place its host
+/// reads it from: the Wasm VM's environment, Envoy's process environment for the native module,
+/// the resource's own field for Istio, and for a bare JSON file (no host named) both.
+#[test]
+fn check_config_names_where_each_host_reads_its_variables() {
+    let dir = scratch("env-place");
+    let unset = "DEVGATE_CLI_TEST_NEVER_SET";
+    let json = format!(r#"{{"keys": [{{"id": "k1", "secret_env": "{unset}"}}], "tokens": {{}}}}"#);
+    let cases = [
+        (
+            "native.yaml",
+            format!(
+                r#"
+http_filters:
+- name: envoy.filters.http.dynamic_modules
+  typed_config:
+    dynamic_module_config: {{module: {{local: {{filename: libdevgate.so}}}}}}
+    filter_name: devgate
+    filter_config:
+      "@type": type.googleapis.com/google.protobuf.StringValue
+      value: '{json}'
+"#
+            ),
+            "is not set in Envoy's process environment (the native module's",
+        ),
+        (
+            "wasm.yaml",
+            format!(
+                r#"
+http_filters:
+- name: envoy.filters.http.wasm
+  typed_config:
+    config:
+      name: devgate
+      configuration:
+        "@type": type.googleapis.com/google.protobuf.StringValue
+        value: '{json}'
+      vm_config:
+        runtime: envoy.wasm.runtime.v8
+"#
+            ),
+            "is not set in the Wasm VM (vm_config.environment_variables)",
+        ),
+        (
+            "istio.yaml",
+            format!(
+                r#"
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {{name: devgate}}
+spec:
+  pluginConfig: {json}
+"#
+            ),
+            "is not set in the Wasm VM (spec.vmConfig.env)",
+        ),
+        (
+            "config.json",
+            json.clone(),
+            "is not set in the environment of devgate check-config",
+        ),
+    ];
+    for (name, text, place) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let o = Command::new(BIN)
+            .args(["check-config", path.to_str().unwrap()])
+            .env_remove(unset)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 1, "{name}: {o:?}");
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(
+            err.contains(&format!(
+                "field `keys[0].secret_env`: environment variable {unset} {place}"
+            )),
+            "{name}: {err}"
+        );
+        assert!(
+            !err.contains("Wasm VM") || !name.starts_with("native"),
+            "{name}: {err}"
+        );
+    }
+}
+
 #[test]
 fn schema_prints_the_shipped_schema() {
     let o = devgate(&["schema"]);
@@ -559,6 +648,15 @@ fn schema_prints_the_shipped_schema() {
     let schema: serde_json::Value = serde_json::from_str(&printed).unwrap();
     assert_eq!(schema["additionalProperties"], false);
     assert!(printed.ends_with("}\n"));
+    // The configuration reference, rendered from the same schema.
+    let o = devgate(&["schema", "--markdown"]);
+    assert_eq!(code(&o), 0, "{o:?}");
+    let reference = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/config-reference.md");
+    assert!(
+        std::fs::read_to_string(reference).unwrap_or_default() == stdout(&o),
+        "docs/config-reference.md is stale: run `make schema`"
+    );
+    assert!(stdout(&o).starts_with("# devgate configuration reference\n"));
 }
 
 /// A base64url secret for the examples' `secret_env` variables (32 bytes, not a real key).

@@ -18,8 +18,9 @@ It is what `FROM scratch` + `COPY devgate.wasm ./plugin.wasm` would build, minus
 
 Reproducible: the tar entry has mode 0644, uid/gid 0, no user or group names and mtime 0 (ustar, no pax
 headers); gzip has mtime 0 and no file name; JSON is written with sorted keys and no timestamps. The same
-devgate.wasm therefore always gives the same digests (given the same zlib: gzip output is deterministic
-for one zlib version and level, which is all a rebuild on one machine or image needs).
+devgate.wasm therefore always gives the same digests, given the same deflate: the layer is compressed by
+Python's zlib at level 9, the system zlib on Debian and Ubuntu; a Python built on zlib-ng compresses
+differently and so names the same module with another digest.
 
 Which digest goes where in a WasmPlugin:
   url: oci://REGISTRY/devgate:TAG       sha256: <manifest digest, hex without "sha256:">
@@ -33,8 +34,10 @@ Pinning (`make pin-image`, `--pin`): the shipped Kubernetes manifests (PINNED be
 manifest digest of the image built from the committed source, and the crate version as the tag;
 --pin rewrites their `sha256:` lines and `devgate:TAG` references to this build's and says which
 files changed. Idempotent: a second run changes nothing. tests/e2e/test_manifests.py fails while a
-manifest differs from the build. The digest is reproducible for one toolchain: devgate.wasm embeds
-rustc's commit and CARGO_HOME's source paths, so pin with the toolchain that builds the release.
+manifest differs from the build. devgate.wasm, and so the digest, is the same from any checkout on any
+machine when built by `make build`: rust-toolchain.toml pins the rustc whose commit the module embeds,
+and the Makefile remaps the checkout, CARGO_HOME and the toolchain's directory out of it (`make
+repro-check` shows two builds agree).
 
 A Docker daemon is never used: a `docker build` image carries build timestamps and host metadata, so
 its digest would differ from run to run and from what this script prints.

@@ -1,24 +1,23 @@
 //! Plugin configuration: JSON in, an immutable, validated [`Policy`] out.
 //!
-//! Parsed once, in `on_configure`. Unknown fields are errors, every error names the field it is
+//! Parsed once per configuration Envoy hands the filter (the Wasm filter's `on_configure`, the
+//! native module's `config_new`), by [`load`]. Unknown fields are errors, every error names the field it is
 //! about (`network.allow[1]`), and every security-relevant default is the closed one. The same
 //! function backs `devgate check-config`, so the CLI and the filter can never disagree.
 
 use std::fmt;
 
-use serde::Deserialize;
-
 use crate::core::budget::Budget;
 use crate::core::cookie::is_valid_cookie_name;
 use crate::core::counters::{ConfigOutcome, Counter};
 use crate::core::headers::HeaderName;
-use crate::core::htpasswd::{Users, DEFAULT_MAX_COST, MIN_COST};
+use crate::core::htpasswd::Users;
 use crate::core::net::{Cidr, CidrList, NetPolicy};
 use crate::core::path::Prefix;
 use crate::core::plan::{Note, Report};
 use crate::core::policy::{
-    ApiHeaders, ApiPolicy, ApiRoute, LoginPolicy, Mode, Policy, RevocationPolicy, Rule, RuleKind,
-    TokenPolicy, Unauthenticated, UpstreamChallenge, WhenStale,
+    ApiHeaders, ApiPolicy, ApiRoute, LoginPolicy, Policy, RevocationPolicy, Rule, RuleKind,
+    TokenPolicy, UpstreamChallenge,
 };
 use crate::core::revocation::source_keys;
 use crate::core::token::{Key, KeyError, KeySet, Secret};
@@ -34,7 +33,9 @@ pub const DEFAULT_HEADER: &str = "x-wsgiorg-developer-user";
 /// copied into Envoy's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The JSON path of the field (`keys[0].secret_env`), or `(root)`.
     pub field: String,
+    /// What is wrong with it, without the configured value.
     pub message: String,
 }
 
@@ -53,6 +54,16 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The message for an integer outside `bounds`: `between 1 and 3600` and the `unit`.
+fn between(bounds: &Bounds, unit: &str) -> String {
+    format!("between {} and {}{unit}", bounds.min, bounds.max)
+}
+
+/// The message for a leeway above [`LEEWAY_SECONDS`].
+fn leeway_message() -> String {
+    format!("at most {} seconds", LEEWAY_SECONDS.max)
+}
+
 /// Largest accepted `tokens.leeway_seconds`.
 pub const MAX_LEEWAY: u64 = 300;
 
@@ -63,9 +74,14 @@ pub const MAX_SESSION_SECONDS: u64 = 30 * 24 * 3600;
 /// Envoy worker (see [`crate::core::htpasswd`]); anything above stalls it for seconds.
 pub const MAX_LOGIN_COST: u32 = 12;
 
+mod bounds;
 mod raw;
 
-use raw::*;
+use bounds::{
+    Bounds, FAILURE_WINDOW_SECONDS, LEEWAY_SECONDS, MAX_COST, MAX_FAILURES, MAX_STALE_SECONDS,
+    REFRESH_SECONDS, SESSION_SECONDS, TIMEOUT_MS, VERIFIES_PER_MINUTE, VERIFY_BURST,
+};
+use raw::{RawApi, RawConfig, RawKey, RawLogin, RawRevocation, RawRule, RawTokens};
 
 fn revocation_policy(raw: RawRevocation) -> Result<RevocationPolicy, ConfigError> {
     let name_ok = |v: &str| {
@@ -95,13 +111,18 @@ fn revocation_policy(raw: RawRevocation) -> Result<RevocationPolicy, ConfigError
             "a request path starting with / (visible ASCII)",
         ));
     }
-    if !(1..=3600).contains(&raw.refresh_seconds) {
-        return Err(err("revocation.refresh_seconds", "between 1 and 3600"));
+    if !REFRESH_SECONDS.contains(raw.refresh_seconds) {
+        return Err(err(
+            "revocation.refresh_seconds",
+            between(&REFRESH_SECONDS, ""),
+        ));
     }
-    if !(100..=60_000).contains(&raw.timeout_ms) {
-        return Err(err("revocation.timeout_ms", "between 100 and 60000"));
+    if !TIMEOUT_MS.contains(raw.timeout_ms) {
+        return Err(err("revocation.timeout_ms", between(&TIMEOUT_MS, "")));
     }
-    if raw.max_stale_seconds < raw.refresh_seconds || raw.max_stale_seconds > 7 * 86_400 {
+    if raw.max_stale_seconds < raw.refresh_seconds
+        || !MAX_STALE_SECONDS.contains(raw.max_stale_seconds)
+    {
         return Err(err(
             "revocation.max_stale_seconds",
             "at least refresh_seconds and at most 7 days",
@@ -189,8 +210,10 @@ fn methods(field: &str, items: Vec<String>) -> Result<Vec<String>, ConfigError> 
 }
 
 /// The JSON Schema (draft 2020-12) of the plugin configuration, generated from the types the
-/// parser reads, for editors and `devgate check-config`. Structure only: value checks (CIDRs,
-/// prefixes, ranges, exactly-one-of pairs) stay in [`parse_policy`]. Native builds only.
+/// parser reads, for editors, `devgate schema` and the generated configuration reference.
+/// Structure and integer ranges (from `bounds`, which the parser checks too); the other value
+/// checks (CIDRs, prefixes, names, exactly-one-of pairs, one field against another) stay in
+/// [`parse_policy`]. Native builds only.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn json_schema() -> serde_json::Value {
     let mut schema = schemars::generate::SchemaSettings::draft2020_12()
@@ -227,17 +250,66 @@ pub fn load(raw: &[u8]) -> (Option<Policy>, Report) {
     }
 }
 
-/// Parses and validates the plugin configuration, reading `secret_env` keys from the process
-/// environment (inside Envoy: the Wasm VM's `vm_config.environment_variables`).
+/// Where the Wasm filter reads `secret_env` and `users_env`, as an error names it.
+pub const WASM_VM_ENVIRONMENT: &str = "the Wasm VM (vm_config.environment_variables)";
+
+/// Where the native module reads `secret_env` and `users_env`, as an error names it.
+pub const ENVOY_PROCESS_ENVIRONMENT: &str = "Envoy's process environment";
+
+/// The environment [`parse_policy`] reads in this build: the Wasm VM's in devgate.wasm, the
+/// process's (Envoy's, in libdevgate.so) in a native build.
+pub const HOST_ENVIRONMENT: &str = if cfg!(target_arch = "wasm32") {
+    WASM_VM_ENVIRONMENT
+} else {
+    ENVOY_PROCESS_ENVIRONMENT
+};
+
+/// The variables `secret_env` and `users_env` name: how to look one up, and where that is (for
+/// the error when one is not set, so an operator knows where to set it).
+pub struct Environment<'a> {
+    /// The value of a variable, or `None` when it is not set.
+    pub lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// Where the variables come from, completing "is not set in …" ([`HOST_ENVIRONMENT`]).
+    pub place: &'a str,
+}
+
+impl Environment<'_> {
+    /// The value of `var`, or the error for `field` saying where it is not set.
+    fn get(&self, field: &str, var: &str) -> Result<String, ConfigError> {
+        (self.lookup)(var).ok_or_else(|| {
+            err(
+                field,
+                format!("environment variable {var} is not set in {}", self.place),
+            )
+        })
+    }
+}
+
+/// Parses and validates the plugin configuration, reading `secret_env` and `users_env` from
+/// this process's environment: inside Envoy, the Wasm VM's `vm_config.environment_variables`
+/// for devgate.wasm, Envoy's own environment for libdevgate.so ([`HOST_ENVIRONMENT`]).
 pub fn parse_policy(json: &[u8]) -> Result<Policy, ConfigError> {
     parse_policy_with_env(json, &|name| std::env::var(name).ok())
 }
 
-/// [`parse_policy`] with an explicit environment, for tests and tools.
+/// [`parse_policy`] with an explicit environment, for tests and tools; a missing variable is
+/// reported as missing from [`HOST_ENVIRONMENT`].
 pub fn parse_policy_with_env(
     json: &[u8],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Policy, ConfigError> {
+    parse_policy_in(
+        json,
+        &Environment {
+            lookup: env,
+            place: HOST_ENVIRONMENT,
+        },
+    )
+}
+
+/// [`parse_policy`] with an explicit environment that names its own place (`devgate
+/// check-config` checks configurations of either host).
+pub fn parse_policy_in(json: &[u8], env: &Environment<'_>) -> Result<Policy, ConfigError> {
     if json.len() > MAX_CONFIG_LEN {
         return Err(err("(root)", format!("larger than {MAX_CONFIG_LEN} bytes")));
     }
@@ -272,22 +344,14 @@ pub fn parse_policy_with_env(
     validate(raw, env)
 }
 
-fn keyset(raw: Vec<RawKey>, env: &dyn Fn(&str) -> Option<String>) -> Result<KeySet, ConfigError> {
+fn keyset(raw: Vec<RawKey>, env: &Environment<'_>) -> Result<KeySet, ConfigError> {
     let mut keys = Vec::with_capacity(raw.len());
     for (i, k) in raw.into_iter().enumerate() {
         let secret = match (k.secret, k.secret_env) {
             (Some(inline), None) => Secret::from_b64url(inline.trim())
                 .map_err(|e| err(format!("keys[{i}].secret"), e.to_string()))?,
             (None, Some(var)) => {
-                let value = env(&var).ok_or_else(|| {
-                    err(
-                        format!("keys[{i}].secret_env"),
-                        format!(
-                            "environment variable {var} is not set in the Wasm VM \
-                             (vm_config.environment_variables)"
-                        ),
-                    )
-                })?;
+                let value = env.get(&format!("keys[{i}].secret_env"), &var)?;
                 Secret::from_b64url(value.trim())
                     .map_err(|e| err(format!("keys[{i}].secret_env"), format!("{var}: {e}")))?
             }
@@ -328,11 +392,8 @@ fn tokens(raw: RawTokens, keys: KeySet) -> Result<TokenPolicy, ConfigError> {
             "bearer is false and cookie is null: no token could ever be presented",
         ));
     }
-    if raw.leeway_seconds > MAX_LEEWAY {
-        return Err(err(
-            "tokens.leeway_seconds",
-            format!("at most {MAX_LEEWAY} seconds"),
-        ));
+    if !LEEWAY_SECONDS.contains(raw.leeway_seconds) {
+        return Err(err("tokens.leeway_seconds", leeway_message()));
     }
     let allow_from = match &raw.allow_from {
         Some(list) => Some(cidrs("tokens.allow_from", list)?),
@@ -394,11 +455,8 @@ fn api_policy(raw: RawApi, keys: KeySet, rules: &mut Vec<Rule>) -> Result<ApiPol
         key_id: name("key_id", h.key_id, "x-devgate-key-id")?,
         count: name("count", h.count, "x-devgate-count")?,
     };
-    if raw.leeway_seconds > MAX_LEEWAY {
-        return Err(err(
-            "api.leeway_seconds",
-            format!("at most {MAX_LEEWAY} seconds"),
-        ));
+    if !LEEWAY_SECONDS.contains(raw.leeway_seconds) {
+        return Err(err("api.leeway_seconds", leeway_message()));
     }
     Ok(ApiPolicy {
         keys,
@@ -432,7 +490,7 @@ fn login_policy(
     raw: RawLogin,
     keys: KeySet,
     token_cookie: Option<&str>,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &Environment<'_>,
 ) -> Result<LoginPolicy, ConfigError> {
     if !valid_mount(&raw.mount) {
         return Err(err(
@@ -459,59 +517,51 @@ fn login_policy(
             "must differ from tokens.cookie (session and developer tokens have different purposes)",
         ));
     }
-    if !(60..=MAX_SESSION_SECONDS).contains(&raw.session_seconds) {
+    if !SESSION_SECONDS.contains(raw.session_seconds) {
         return Err(err(
             "login.session_seconds",
-            format!("between 60 and {MAX_SESSION_SECONDS} seconds"),
+            between(&SESSION_SECONDS, " seconds"),
         ));
     }
-    if !(MIN_COST..=MAX_LOGIN_COST).contains(&raw.max_cost) {
+    if !MAX_COST.contains(u64::from(raw.max_cost)) {
         return Err(err(
             "login.max_cost",
-            format!(
-                "between {MIN_COST} and {MAX_LOGIN_COST} (each bcrypt step doubles the time a \
-                 login holds an Envoy worker)"
+            between(
+                &MAX_COST,
+                " (each bcrypt step doubles the time a login holds an Envoy worker)",
             ),
         ));
     }
-    if raw.max_failures == 0 || raw.max_failures > 1000 {
-        return Err(err("login.max_failures", "between 1 and 1000"));
+    if !MAX_FAILURES.contains(u64::from(raw.max_failures)) {
+        return Err(err("login.max_failures", between(&MAX_FAILURES, "")));
     }
-    if !(1..=86_400).contains(&raw.failure_window_seconds) {
+    if !FAILURE_WINDOW_SECONDS.contains(raw.failure_window_seconds) {
         return Err(err(
             "login.failure_window_seconds",
-            "between 1 and 86400 seconds",
+            between(&FAILURE_WINDOW_SECONDS, " seconds"),
         ));
     }
     // There is no "off": 0 would refuse every login, and no budget would let a flood from
     // many addresses hold the workers (to turn the form off, remove `login`).
-    if !(1..=60_000).contains(&raw.verifies_per_minute) {
+    if !VERIFIES_PER_MINUTE.contains(u64::from(raw.verifies_per_minute)) {
         return Err(err(
             "login.verifies_per_minute",
-            "between 1 and 60000 (0 would refuse every login; to turn the form off, remove login)",
+            between(
+                &VERIFIES_PER_MINUTE,
+                " (0 would refuse every login; to turn the form off, remove login)",
+            ),
         ));
     }
-    if !(1..=1000).contains(&raw.verify_burst) {
-        return Err(err("login.verify_burst", "between 1 and 1000"));
+    if !VERIFY_BURST.contains(u64::from(raw.verify_burst)) {
+        return Err(err("login.verify_burst", between(&VERIFY_BURST, "")));
     }
-    if raw.leeway_seconds > MAX_LEEWAY {
-        return Err(err(
-            "login.leeway_seconds",
-            format!("at most {MAX_LEEWAY} seconds"),
-        ));
+    if !LEEWAY_SECONDS.contains(raw.leeway_seconds) {
+        return Err(err("login.leeway_seconds", leeway_message()));
     }
     let (field, content) = match (raw.users, raw.users_env) {
         (Some(inline), None) => ("login.users", inline),
         (None, Some(var)) => {
-            let value = env(&var).ok_or_else(|| {
-                err(
-                    "login.users_env",
-                    format!(
-                        "environment variable {var} is not set in the Wasm VM \
-                         (vm_config.environment_variables)"
-                    ),
-                )
-            })?;
+            let value = env.get("login.users_env", &var)?;
             ("login.users_env", value)
         }
         _ => {
@@ -543,7 +593,7 @@ fn login_policy(
     })
 }
 
-fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Policy, ConfigError> {
+fn validate(raw: RawConfig, env: &Environment<'_>) -> Result<Policy, ConfigError> {
     let header = HeaderName::parse(raw.header.as_deref().unwrap_or(DEFAULT_HEADER))
         .map_err(|m| err("header", m))?;
 

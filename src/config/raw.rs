@@ -1,7 +1,14 @@
 //! The configuration as written: serde structs with the schema's documentation and the
-//! closed defaults. `super` validates them into the core's policy.
+//! closed defaults. `super` validates them into the core's policy. Their doc comments are the
+//! descriptions of the JSON Schema (`devgate schema`) and of docs/config-reference.md; the
+//! integer fields' ranges come from `super::bounds`, which the parser checks.
 
-use super::*;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::core::htpasswd::DEFAULT_MAX_COST;
+use crate::core::policy::{Mode, Unauthenticated, UpstreamChallenge, WhenStale};
 
 /// The devgate plugin configuration (Envoy: `configuration` as a `google.protobuf.StringValue`;
 /// Istio: `spec.pluginConfig`). Unknown fields are errors; absent fields take the closed default.
@@ -26,8 +33,9 @@ pub(super) struct RawConfig {
     /// What a protected path answers a non-developer. Default `challenge`.
     #[serde(default)]
     pub(super) unauthenticated: Unauthenticated,
-    /// Signing keys for tokens, sessions and API keys: the first signs, every one verifies.
-    /// Default `[]`.
+    /// Signing keys for tokens, sessions and API keys: the first signs, every one verifies. To
+    /// rotate, add the new key second on every Envoy, move it first once all have it, and remove
+    /// the old one after the longest token or session lifetime. Default `[]`.
     #[serde(default)]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = [])))]
     pub(super) keys: Vec<RawKey>,
@@ -40,7 +48,8 @@ pub(super) struct RawConfig {
     /// What an upstream 401 with devgate's challenge becomes. Default `forbid`.
     #[serde(default)]
     pub(super) upstream_challenge: UpstreamChallenge,
-    /// A revocation list service (an Envoy cluster). Absent: only `api.revoked`.
+    /// A revocation list service (an Envoy cluster); needs `tokens` or `api`. Absent: only
+    /// `api.revoked`.
     pub(super) revocation: Option<RawRevocation>,
 }
 
@@ -50,22 +59,37 @@ pub(super) struct RawConfig {
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Revocation"))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRevocation {
-    /// The Envoy cluster devgate calls; it must exist in Envoy's config. Required.
+    /// The Envoy cluster devgate calls, 1-128 characters of `[A-Za-z0-9._:-]`; it must exist in
+    /// Envoy's config. Required.
     pub(super) cluster: String,
-    /// `:authority` of the call. Default: the cluster name.
+    /// `:authority` of the call, 1-128 characters of `[A-Za-z0-9._:-]`. Default: the cluster
+    /// name.
     pub(super) authority: Option<String>,
-    /// `:path` of the call. Default `/revoked.json`.
+    /// `:path` of the call: starts with `/`, visible ASCII, at most 1024 bytes. Default
+    /// `/revoked.json`.
     #[serde(default = "default_revocation_path")]
     pub(super) path: String,
     /// Seconds between fetches (one per Envoy process), 1 to 3600. Default 30.
     #[serde(default = "default_refresh_seconds")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::REFRESH_SECONDS.min, max = super::bounds::REFRESH_SECONDS.max))
+    )]
     pub(super) refresh_seconds: u64,
     /// Timeout of one fetch in milliseconds, 100 to 60000. Default 2000.
     #[serde(default = "default_timeout_ms")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::TIMEOUT_MS.min, max = super::bounds::TIMEOUT_MS.max))
+    )]
     pub(super) timeout_ms: u64,
     /// How long the last good list stays in force without a good fetch, from `refresh_seconds`
     /// to 7 days. Default 300.
     #[serde(default = "default_max_stale_seconds")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::MAX_STALE_SECONDS.min, max = super::bounds::MAX_STALE_SECONDS.max))
+    )]
     pub(super) max_stale_seconds: u64,
     /// Past `max_stale_seconds`: refuse tokens and API keys, or serve the last good list.
     /// Default `refuse`.
@@ -73,19 +97,19 @@ pub(super) struct RawRevocation {
     pub(super) when_stale: WhenStale,
 }
 
-pub(super) fn default_revocation_path() -> String {
+fn default_revocation_path() -> String {
     "/revoked.json".into()
 }
 
-pub(super) fn default_refresh_seconds() -> u64 {
+fn default_refresh_seconds() -> u64 {
     30
 }
 
-pub(super) fn default_timeout_ms() -> u64 {
+fn default_timeout_ms() -> u64 {
     2000
 }
 
-pub(super) fn default_max_stale_seconds() -> u64 {
+fn default_max_stale_seconds() -> u64 {
     300
 }
 
@@ -95,20 +119,27 @@ pub(super) fn default_max_stale_seconds() -> u64 {
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Login"))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLogin {
-    /// Where the form lives; devgate answers every path under it. Default `/.devgate`, no
-    /// trailing `/`.
+    /// Where the form lives; devgate answers every path under it. A path of one or more
+    /// segments of `[A-Za-z0-9._~-]` (none `.` or `..`), each after a `/`, no trailing `/`, at
+    /// most 128 bytes. Default `/.devgate`.
     #[serde(default = "default_mount")]
     pub(super) mount: String,
     /// Sensitive: htpasswd lines (bcrypt only), inline. Exactly one of `users` and `users_env`.
     pub(super) users: Option<String>,
-    /// The Wasm VM environment variable holding the htpasswd lines. Exactly one of `users` and
-    /// `users_env`.
+    /// The environment variable holding the htpasswd lines: the Wasm VM's
+    /// (`vm_config.environment_variables`), or Envoy's process environment for the native
+    /// module. Exactly one of `users` and `users_env`.
     pub(super) users_env: Option<String>,
-    /// The session cookie's name; must differ from `tokens.cookie`. Default `devgate_session`.
+    /// The session cookie's name (an RFC 6265 token); must differ from `tokens.cookie`, and a
+    /// `__Host-` or `__Secure-` name needs `secure_cookie`. Default `devgate_session`.
     #[serde(default = "default_session_cookie")]
     pub(super) cookie: String,
     /// Session lifetime in seconds, 60 to 30 days. Default 28800 (8 h).
     #[serde(default = "default_session_seconds")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::SESSION_SECONDS.min, max = super::bounds::SESSION_SECONDS.max))
+    )]
     pub(super) session_seconds: u64,
     /// CIDRs the form and session cookies work from (elsewhere 403). Absent: any socket peer.
     pub(super) allow_from: Option<Vec<String>>,
@@ -117,60 +148,84 @@ pub(super) struct RawLogin {
     pub(super) secure_cookie: bool,
     /// Highest bcrypt cost accepted in the users, 4 to 12. Default 10.
     #[serde(default = "default_max_cost")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::MAX_COST.min, max = super::bounds::MAX_COST.max))
+    )]
     pub(super) max_cost: u32,
     /// Failed logins per peer before the form answers 429, 1 to 1000. Default 5.
     #[serde(default = "default_max_failures")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::MAX_FAILURES.min, max = super::bounds::MAX_FAILURES.max))
+    )]
     pub(super) max_failures: u32,
     /// The window failures are counted in, 1 to 86400 seconds. Default 300.
     #[serde(default = "default_failure_window")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::FAILURE_WINDOW_SECONDS.min, max = super::bounds::FAILURE_WINDOW_SECONDS.max))
+    )]
     pub(super) failure_window_seconds: u64,
     /// Password verifies the form may run per minute, shared by all workers of the Envoy
     /// process, whatever the number of addresses; beyond it the form answers 429 without
     /// bcrypt. 1 to 60000. Default 120 (2 a second: at bcrypt cost 10 about a fifth of one
     /// worker).
     #[serde(default = "default_verifies_per_minute")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::VERIFIES_PER_MINUTE.min, max = super::bounds::VERIFIES_PER_MINUTE.max))
+    )]
     pub(super) verifies_per_minute: u32,
     /// Verifies allowed back to back when the budget is full, 1 to 1000. Default 3 (a worker
     /// stalls at most that many verifies in a row: ~0.27 s at cost 10).
     #[serde(default = "default_verify_burst")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::VERIFY_BURST.min, max = super::bounds::VERIFY_BURST.max))
+    )]
     pub(super) verify_burst: u32,
     /// Bind each session to the address it logged in from (`cip`). Default false.
     #[serde(default)]
     pub(super) bind_peer: bool,
     /// Clock skew tolerated on the session token, at most 300 seconds. Default 30.
     #[serde(default = "default_leeway")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::LEEWAY_SECONDS.min, max = super::bounds::LEEWAY_SECONDS.max))
+    )]
     pub(super) leeway_seconds: u64,
 }
 
-pub(super) fn default_mount() -> String {
+fn default_mount() -> String {
     "/.devgate".into()
 }
 
-pub(super) fn default_session_cookie() -> String {
+fn default_session_cookie() -> String {
     "devgate_session".into()
 }
 
-pub(super) fn default_session_seconds() -> u64 {
+fn default_session_seconds() -> u64 {
     8 * 3600
 }
 
-pub(super) fn default_max_cost() -> u32 {
+fn default_max_cost() -> u32 {
     DEFAULT_MAX_COST
 }
 
-pub(super) fn default_max_failures() -> u32 {
+fn default_max_failures() -> u32 {
     5
 }
 
-pub(super) fn default_failure_window() -> u64 {
+fn default_failure_window() -> u64 {
     300
 }
 
-pub(super) fn default_verifies_per_minute() -> u32 {
+fn default_verifies_per_minute() -> u32 {
     120
 }
 
-pub(super) fn default_verify_burst() -> u32 {
+fn default_verify_burst() -> u32 {
     3
 }
 
@@ -196,6 +251,10 @@ pub(super) struct RawApi {
     pub(super) internal_from: Vec<String>,
     /// Clock skew tolerated on API key expiry, at most 300 seconds. Default 30.
     #[serde(default = "default_leeway")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::LEEWAY_SECONDS.min, max = super::bounds::LEEWAY_SECONDS.max))
+    )]
     pub(super) leeway_seconds: u64,
 }
 
@@ -207,16 +266,19 @@ pub(super) struct RawApi {
 pub(super) struct RawApiRoute {
     /// The path prefix. Required.
     pub(super) prefix: String,
-    /// Upper-case HTTP methods the route applies to (at least one). Absent: every method.
+    /// Upper-case HTTP methods the route applies to (at least one); `GET` covers `HEAD` and
+    /// `HEAD` covers `GET` (frameworks answer HEAD with the GET handler). Absent: every method.
     pub(super) methods: Option<Vec<String>>,
-    /// The product a key must carry for this route. Required.
+    /// The product a key must carry for this route, 1-64 characters of `[A-Za-z0-9._:-]`.
+    /// Required.
     pub(super) product: String,
     /// What keys may do on this route. Default `read_write`.
     #[serde(default)]
     pub(super) mode: Mode,
 }
 
-/// Header names devgate sets for the application on API routes (client copies are stripped).
+/// Header names devgate sets for the application on API routes (client copies are stripped);
+/// each must differ from the others and from `header`.
 #[derive(Deserialize, Default)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ApiHeaders"))]
@@ -247,22 +309,24 @@ pub(super) struct RawApiHeaders {
 pub(super) struct RawKey {
     /// The key id tokens and API keys name (`kid`), 1-64 of `[A-Za-z0-9._-]`. Required.
     pub(super) id: String,
-    /// Secret: the key inline, base64url, at least 32 bytes. Prefer `secret_env`.
+    /// Secret: the key inline, base64url, at least 32 bytes. Prefer `secret_env`. Exactly one of
+    /// `secret` and `secret_env`.
     pub(super) secret: Option<String>,
-    /// The Wasm VM environment variable holding the base64url secret (Envoy
-    /// `vm_config.environment_variables`), so the config carries no secret.
+    /// The environment variable holding the base64url secret, so the config carries no secret:
+    /// the Wasm VM's (`vm_config.environment_variables`), or Envoy's process environment for
+    /// the native module. Exactly one of `secret` and `secret_env`.
     pub(super) secret_env: Option<String>,
 }
 
-pub(super) fn default_true() -> bool {
+fn default_true() -> bool {
     true
 }
 
-pub(super) fn default_cookie() -> Option<String> {
+fn default_cookie() -> Option<String> {
     Some("devgate_token".into())
 }
 
-pub(super) fn default_leeway() -> u64 {
+fn default_leeway() -> u64 {
     30
 }
 
@@ -285,8 +349,14 @@ pub(super) struct RawTokens {
     pub(super) bind_peer: bool,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, at most 300 seconds. Default 30.
     #[serde(default = "default_leeway")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::LEEWAY_SECONDS.min, max = super::bounds::LEEWAY_SECONDS.max))
+    )]
     pub(super) leeway_seconds: u64,
-    /// Remove devgate's credential before the upstream. Default true.
+    /// Remove the token credential before the upstream: the token cookie in every spelling an
+    /// upstream may read as it, and a Bearer header whose token names one of devgate's key ids
+    /// (the login session cookie is removed either way). Default true.
     #[serde(default = "default_true")]
     pub(super) strip_credential: bool,
 }
@@ -363,6 +433,7 @@ impl schemars::JsonSchema for RawRule {
 pub(super) struct RawRuleObject {
     /// The path prefix. Required.
     pub(super) prefix: String,
-    /// Upper-case HTTP methods (at least one); `GET` covers `HEAD`. Absent: every method.
+    /// Upper-case HTTP methods (at least one); `GET` covers `HEAD` and `HEAD` covers `GET`
+    /// (frameworks answer HEAD with the GET handler). Absent: every method.
     pub(super) methods: Option<Vec<String>>,
 }

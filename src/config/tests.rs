@@ -1,4 +1,5 @@
 use super::*;
+use crate::core::policy::{Unauthenticated, WhenStale};
 
 fn field_of(json: &str) -> String {
     parse_policy(json.as_bytes()).unwrap_err().field
@@ -179,7 +180,17 @@ fn token_config_errors_name_the_field() {
     let e = tok_err(r#"{"tokens": {}}"#);
     assert_eq!(e.field, "keys");
     let e = tok_err(r#"{"keys": [{"id": "k1", "secret_env": "MISSING"}], "tokens": {}}"#);
-    assert_eq!(e.to_string(), "field `keys[0].secret_env`: environment variable MISSING is not set in the Wasm VM (vm_config.environment_variables)");
+    assert_eq!(e.to_string(), "field `keys[0].secret_env`: environment variable MISSING is not set in Envoy's process environment");
+    // A tool names the place it read: check-config says which host's environment.
+    let e = parse_policy_in(
+        br#"{"login": {"users_env": "NOPE"}, "keys": [{"id": "k1", "secret_env": "GOOD"}]}"#,
+        &Environment {
+            lookup: &|v| (v == "GOOD").then(|| SECRET.to_string()),
+            place: WASM_VM_ENVIRONMENT,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "field `login.users_env`: environment variable NOPE is not set in the Wasm VM (vm_config.environment_variables)");
     let e = tok_err(r#"{"keys": [{"id": "k1", "secret_env": "SHORT"}], "tokens": {}}"#);
     assert_eq!(e.field, "keys[0].secret_env");
     assert!(!e.message.contains("c2hvcnQ"));

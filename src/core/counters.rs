@@ -414,6 +414,11 @@ mod tests {
         for (group, list) in &groups {
             out.push_str(&format!("| {group} | {} |\n", codes(list)));
         }
+        let gauge = crate::core::revocation::DEGRADED_GAUGE;
+        out.push_str(&format!(
+            "| gauge `{}` | 1 while the revocation list is stale (past `revocation.max_stale_seconds` without a good fetch, or before the first), else 0 |\n",
+            gauge.strip_prefix("devgate.").unwrap_or(gauge)
+        ));
         let allow: Vec<String> = allow_cases().map(|(k, s)| allow_decision(k, s)).collect();
         out.push_str(&format!(
             "| audit `devgate_decision` | {}, `deny:<reason>` (the `requests.denied` codes), `login:<outcome>` (the `login` codes) |\n",

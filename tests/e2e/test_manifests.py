@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -146,12 +148,58 @@ def test_manifests_pin_the_image_built_from_this_source():
         if oci.pinned_text(text, digest, tag) != text:
             stale.append(str(path.relative_to(REPO)))
     assert not stale, (f"{stale} do not pin the image of this source (sha256 {digest}, tag {tag}): {REPIN}. "
-                       "(Built with another rustc or CARGO_HOME? devgate.wasm embeds both, so the digest follows.)")
+                       "(Built by a bare `cargo build`, or with a rustc other than rust-toolchain.toml's? "
+                       "devgate.wasm then carries other paths or another rustc commit, and the digest follows.)")
     istio, gateway = load(ISTIO)[0], load(GATEWAY)[0]
     assert by_kind(istio, "WasmPlugin")["spec"]["sha256"] == digest
     assert by_kind(istio, "WasmPlugin")["spec"]["url"].endswith(f"/devgate:{tag}")
     image = by_kind(gateway, "EnvoyExtensionPolicy")["spec"]["wasm"][0]["code"]["image"]
     assert image["sha256"] == digest and image["url"].endswith(f"/devgate:{tag}")
+
+
+def _names_files_under(module: bytes, directory: Path) -> bool:
+    """Whether `module` holds a path starting with `directory/`. A path component, not any substring: a
+    checkout at /src must not match /cargo/registry/src/. The remapping's own targets are no finding: a
+    checkout at /devgate is what the module names anyway."""
+    text = str(directory)
+    if text in ("/", "/devgate", "/cargo"):
+        return False
+    return re.search(rb"(?<![A-Za-z0-9_.-])" + re.escape(text.encode()) + rb"/", module) is not None
+
+
+def test_the_module_carries_no_path_of_this_machine():
+    """The pinned digest is the same on every machine only if devgate.wasm holds nothing of the one
+    that built it: the Makefile remaps the checkout, CARGO_HOME and the toolchain's rust-src (to /devgate,
+    /cargo and /rustc/<commit>)."""
+    if harness.NATIVE:
+        pytest.skip("native host: the pinned OCI image carries devgate.wasm, which this run did not build")
+    wasm = call_or_fail(harness.wasm_path).read_bytes()
+    cargo_home = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], cwd=REPO, capture_output=True, text=True,
+                             check=True, timeout=60).stdout.strip()
+    assert sysroot, "rustc printed no sysroot"
+    machine = {REPO.resolve(), REPO, cargo_home.resolve(), cargo_home, Path(sysroot), Path(sysroot).resolve()}
+    found = sorted(str(path) for path in machine if _names_files_under(wasm, path))
+    assert not found, (f"devgate.wasm names files under {found}: build it with `make build` (which remaps "
+                       "them), not a bare cargo build")
+    assert b"/cargo/registry/src/" in wasm, "the registry sources' panic locations are no longer remapped to /cargo"
+
+
+def test_every_build_of_the_module_is_reproducible():
+    """rust-toolchain.toml names one release (a channel such as `stable` moves), and every cargo call in
+    the Makefile that builds for wasm32 goes through WASM_CARGO, the one that remaps machine paths."""
+    toolchain = (REPO / "rust-toolchain.toml").read_text()
+    assert re.search(r'^channel = "\d+\.\d+\.\d+"$', toolchain, re.M), "rust-toolchain.toml must pin a release"
+    assert re.search(r'^targets = \[.*"wasm32-wasip1".*\]$', toolchain, re.M), toolchain
+    makefile = (REPO / "Makefile").read_text()
+    wasm_builds = [line.strip() for line in makefile.splitlines()
+                   if line.startswith("\t") and "--target $(TARGET)" in line]
+    assert len(wasm_builds) >= 3, wasm_builds  # build, fault-wasm, the wasm32 clippy line
+    bare = [line for line in wasm_builds if not line.startswith("$(WASM_CARGO) ")]
+    assert not bare, f"wasm32 builds without the path remapping of WASM_CARGO: {bare}"
+    for remap in ("--remap-path-prefix=$(CURDIR)=/devgate", "--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo",
+                  "--remap-path-prefix=$$(rustc --print sysroot)/lib/rustlib/src/rust=/rustc/"):
+        assert remap in makefile, f"the Makefile lost {remap}"
 
 
 def test_pin_rewrites_digest_and_tag_and_is_idempotent(tmp_path):
@@ -256,8 +304,8 @@ def test_checker_finds_a_key_in_a_comment():
 
 
 def test_old_example_would_have_been_refused():
-    """The example as it was before issue #15: unpinned, no match, the key through proxyMetadata and a
-    Secret volume the VM cannot read. Kept inline so the regression stays visible."""
+    """The example as the README once shipped it: unpinned, no match, the key through proxyMetadata and
+    a Secret volume the VM cannot read. Kept inline so the regression stays visible."""
     old = """
 apiVersion: extensions.istio.io/v1alpha1
 kind: WasmPlugin

@@ -89,6 +89,7 @@ pub fn parse(
 }
 
 impl Args {
+    /// The value of option `name` (`--kid`), if given.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.options
             .iter()
@@ -96,10 +97,12 @@ impl Args {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether flag `name` (`--write`) was given.
     pub fn flag(&self, name: &str) -> bool {
         self.flags.contains(&name)
     }
 
+    /// The value of option `name`; a usage error when it is missing.
     pub fn required(&self, name: &str) -> Result<&str, Failure> {
         self.get(name)
             .ok_or_else(|| Failure::Usage(format!("{name} is required")))
@@ -187,6 +190,7 @@ impl Args {
         Ok(self.seconds("--now")?.unwrap_or(clock))
     }
 
+    /// Option `name` as an IP address, if given; a usage error when it is not one.
     pub fn ip(&self, name: &str) -> Result<Option<IpAddr>, Failure> {
         self.get(name)
             .map(|v| {

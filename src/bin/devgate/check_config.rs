@@ -4,6 +4,7 @@ use crate::args::Args;
 use crate::cli::{print_line, Command, Failure, Io};
 use crate::envoy_yaml;
 
+/// `devgate check-config FILE`.
 pub const COMMAND: Command = Command {
     name: "check-config",
     summary: "validate a filter configuration file",
@@ -23,15 +24,27 @@ envoy.filters.http.wasm `configuration` value next to a `vm_config`, with the VM
 environment_variables.key_values as the environment for `secret_env`; every native
 envoy.filters.http.dynamic_modules `filter_config` value with `filter_name: devgate`), an Istio
 WasmPlugin (`spec.pluginConfig`, with `spec.vmConfig.env`) or an Envoy Gateway
-EnvoyExtensionPolicy (`spec.wasm[].config`). Other `secret_env` variables are read from this
-process's environment.
+EnvoyExtensionPolicy (`spec.wasm[].config`). Other `secret_env` and `users_env` variables are
+read from this process's environment, standing in for Envoy's (the native module reads its
+variables from Envoy's process environment). A variable that is not set is reported with the
+place its host reads it from.
 Prints `ok` per configuration (exit 0) or its first error, naming the field (exit 1).
 ";
 
+/// Where a bare JSON file's variables are read: it names no host.
+const JSON_ENV: &str = "the environment of devgate check-config (set it where the filter runs: \
+                        the Wasm VM's vm_config.environment_variables, or Envoy's process \
+                        environment for the native module)";
+
 /// One configuration through the filter's parser: its error, naming the field and never a
-/// value, or nothing.
-fn check_one(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
-    devgate::config::parse_policy_with_env(json, env)
+/// value, or nothing. `place` says where its host reads `secret_env` and `users_env`.
+fn check_one(
+    json: &[u8],
+    lookup: &dyn Fn(&str) -> Option<String>,
+    place: &str,
+) -> Result<(), String> {
+    let env = devgate::config::Environment { lookup, place };
+    devgate::config::parse_policy_in(json, &env)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
@@ -42,7 +55,7 @@ fn run(args: &Args, io: &mut Io<'_>) -> Result<(), Failure> {
     let text = String::from_utf8_lossy(&bytes);
     let first = text.trim_start().chars().next();
     if matches!(first, None | Some('{')) {
-        return match check_one(&bytes, &|var| std::env::var(var).ok()) {
+        return match check_one(&bytes, &|var| std::env::var(var).ok(), JSON_ENV) {
             Ok(()) => print_line(io.out, "ok"),
             Err(e) => Err(Failure::Refused(format!("{path}: {e}"))),
         };
@@ -63,7 +76,7 @@ fn run(args: &Args, io: &mut Io<'_>) -> Result<(), Failure> {
                 .cloned()
                 .or_else(|| std::env::var(var).ok())
         };
-        match check_one(plugin.json.as_bytes(), &lookup) {
+        match check_one(plugin.json.as_bytes(), &lookup, plugin.env_place) {
             Ok(()) => print_line(io.out, &format!("ok: {}", plugin.location))?,
             Err(e) => failed.push(format!("{path}: {}: {e}", plugin.location)),
         }

@@ -24,7 +24,9 @@ pub struct Command {
 pub struct Io<'a> {
     /// Seconds since the Unix epoch (`--now` overrides it where a command has it).
     pub now: u64,
+    /// Standard output: results, and `invalid: <code>` lines.
     pub out: &'a mut dyn Write,
+    /// Standard input: secrets and passwords that must not be arguments.
     pub stdin: &'a mut dyn Read,
 }
 
@@ -42,6 +44,7 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// An I/O failure on `what` (a path, `stdout`).
     pub fn io(what: &str, err: &io::Error) -> Failure {
         Failure::Io(format!("{what}: {err}"))
     }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
+/// One devgate plugin configuration found in YAML, with the environment its host gives it.
 pub struct PluginConfig {
     /// Where it was found, for messages (`envoy config "devgate"`, `WasmPlugin devgate`).
     pub location: String,
@@ -15,7 +16,20 @@ pub struct PluginConfig {
     pub json: String,
     /// Environment the VM is given (`vm_config.environment_variables.key_values`, `vmConfig.env`).
     pub env: HashMap<String, String>,
+    /// Where this host reads `secret_env` and `users_env`, for the error when one is not set.
+    pub env_place: &'static str,
 }
+
+/// The Wasm filter in an Envoy bootstrap: the VM's environment.
+const WASM_BOOTSTRAP_ENV: &str = "the Wasm VM (vm_config.environment_variables)";
+/// The native module: Envoy's own environment, which check-config stands in for with its own.
+const NATIVE_ENV: &str =
+    "Envoy's process environment (the native module's; check-config reads its own)";
+/// Istio's WasmPlugin: the VM's environment from `spec.vmConfig.env`.
+const ISTIO_ENV: &str = "the Wasm VM (spec.vmConfig.env)";
+/// Envoy Gateway: the VM's environment from the proxy's, named by `env.hostKeys`.
+const GATEWAY_ENV: &str =
+    "the Wasm VM (spec.wasm[].env.hostKeys, from the proxy's environment; check-config reads its own)";
 
 fn get<'a>(y: &'a Yaml, key: &str) -> Option<&'a Yaml> {
     y.as_hash()?.get(&Yaml::String(key.to_string()))
@@ -70,6 +84,7 @@ fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
                         location: format!("Envoy Wasm plugin {name:?}"),
                         json: json.to_string(),
                         env,
+                        env_place: WASM_BOOTSTRAP_ENV,
                     });
                 }
             }
@@ -85,6 +100,7 @@ fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
                         location: "Envoy dynamic module \"devgate\"".to_string(),
                         json: json.to_string(),
                         env: HashMap::new(),
+                        env_place: NATIVE_ENV,
                     });
                 }
             }
@@ -100,6 +116,7 @@ fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
                         json: get(plugin, "config")
                             .map_or_else(|| "{}".to_string(), |c| to_json(c).to_string()),
                         env: HashMap::new(),
+                        env_place: GATEWAY_ENV,
                     });
                 }
                 return;
@@ -127,6 +144,7 @@ fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
                     location: format!("WasmPlugin {name:?}"),
                     json: config.map_or_else(|| "{}".to_string(), |c| to_json(c).to_string()),
                     env,
+                    env_place: ISTIO_ENV,
                 });
                 return;
             }

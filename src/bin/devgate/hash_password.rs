@@ -12,6 +12,7 @@ use crate::keys::random;
 /// Longest stdin read: the password is its first line.
 const MAX_STDIN: u64 = 4096;
 
+/// `devgate hash-password`.
 pub const COMMAND: Command = Command {
     name: "hash-password",
     summary: "write an htpasswd line (bcrypt) for the login form's users",

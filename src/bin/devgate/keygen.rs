@@ -11,6 +11,7 @@ use crate::args::Args;
 use crate::cli::{Command, Failure, Io};
 use crate::keys::{create_private, random};
 
+/// `devgate keygen`.
 pub const COMMAND: Command = Command {
     name: "keygen",
     summary: "generate a new 32-byte secret (base64url)",

@@ -28,6 +28,7 @@ pub fn create_private(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Creates `path` for a new secret: refused where a file mode cannot keep it private.
 #[cfg(not(unix))]
 pub fn create_private(_path: &Path) -> io::Result<File> {
     Err(io::Error::new(

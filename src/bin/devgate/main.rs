@@ -1,5 +1,6 @@
-//! `devgate`: the native command line. Generates keys, mints and verifies tokens, checks a
-//! configuration. Run `devgate --help`.
+//! `devgate`: the native command line. Generates keys, mints and verifies tokens, mints API
+//! keys, writes htpasswd lines for the login form, checks a configuration with the filter's own
+//! parser, and prints the configuration's JSON Schema or reference. Run `devgate --help`.
 //!
 //! Exit codes: 0 ok, 1 verification or validation failure, 2 usage error, 3 I/O error.
 //! Secrets are read from files and never printed (except by `keygen`, whose output is the new
@@ -17,6 +18,7 @@ mod keygen;
 mod keys;
 mod mint;
 mod mint_key;
+mod reference;
 mod schema;
 mod verify;
 

@@ -6,6 +6,7 @@ use crate::args::{parse_ttl, Args};
 use crate::cli::{print_line, Command, Failure, Io};
 use crate::keys::read_key;
 
+/// `devgate mint`.
 pub const COMMAND: Command = Command {
     name: "mint",
     summary: "mint a signed token",

@@ -8,6 +8,7 @@ use crate::args::{parse_ttl, Args};
 use crate::cli::{print_line, Command, Failure, Io};
 use crate::keys::{random, read_key};
 
+/// `devgate mint-key`.
 pub const COMMAND: Command = Command {
     name: "mint-key",
     summary: "mint a signed API key (public or private)",

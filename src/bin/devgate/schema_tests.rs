@@ -292,7 +292,8 @@ fn schema_and_parser_agree_on_structural_errors() {
         );
     }
     // Structurally fine, some refused by the parser's value checks: the schema lets them
-    // through (it must never refuse what the filter accepts) and the parser decides.
+    // through (it must never refuse what the filter accepts) and the parser decides. (Integer
+    // ranges are the schema's too: `integer_ranges_are_the_parsers` below.)
     for json in [
         "{}",
         r#"{"header": null, "protect": [], "public": []}"#,
@@ -300,8 +301,8 @@ fn schema_and_parser_agree_on_structural_errors() {
         r#"{"protect": ["debug", {"prefix": "/a", "methods": []}]}"#,
         r#"{"keys": [{"id": "bad id", "secret": "x", "secret_env": "Y"}], "tokens": {"bearer": false, "cookie": null}}"#,
         r#"{"login": {}, "upstream_challenge": "login"}"#,
-        r#"{"login": {"users": "x", "max_cost": 13, "session_seconds": 10, "cookie": "__Host-s"}}"#,
-        r#"{"revocation": {"cluster": "bad cluster", "timeout_ms": 1, "max_stale_seconds": 0}}"#,
+        r#"{"login": {"users": "x", "max_cost": 12, "session_seconds": 60, "cookie": "__Host-s"}}"#,
+        r#"{"revocation": {"cluster": "bad cluster", "refresh_seconds": 60, "max_stale_seconds": 30}}"#,
         r#"{"api": {"routes": [], "revoked": ["not an id!"], "headers": {"count": "bad header"}}}"#,
         r#"{"tokens": null, "api": null, "login": null, "revocation": null}"#,
     ] {
@@ -339,4 +340,73 @@ fn validator_refuses_an_invalid_schema_and_checks_numbers() {
     }
     assert_eq!(v.problems(&serde_json::json!({"cots": 4})), ["cots"]);
     assert_eq!(v.problems(&serde_json::json!([])), ["(root)"]);
+}
+
+/// Every integer field's `minimum` and `maximum` in the schema (and so in
+/// docs/config-reference.md) are the parser's: both accept each bound, both refuse one past it,
+/// naming the field. Every integer field has both.
+#[test]
+fn integer_ranges_are_the_parsers() {
+    let schema = devgate::config::json_schema();
+    let validator = Validator::new(&schema);
+    // htpasswd at the lowest cost login.max_cost accepts, so its minimum can be tried.
+    let hash = bcrypt::hash_with_salt(b"pw", 4, [7u8; 16]).unwrap();
+    let users = format!("alice:{}", hash.format_for_version(bcrypt::Version::TwoY));
+    let key = format!(r#"[{{"id": "k1", "secret": "{EXAMPLE_SECRET}"}}]"#);
+    let mut tried = Vec::new();
+    for (section, def) in [
+        ("tokens", "Tokens"),
+        ("api", "Api"),
+        ("login", "Login"),
+        ("revocation", "Revocation"),
+    ] {
+        let props = schema["$defs"][def]["properties"].as_object().unwrap();
+        for (name, p) in props.iter().filter(|(_, p)| p["type"] == "integer") {
+            let field = format!("{section}.{name}");
+            let (min, max) = (p["minimum"].as_u64(), p["maximum"].as_u64());
+            let (Some(min), Some(max)) = (min, max) else {
+                panic!("{field}: an integer without minimum and maximum")
+            };
+            // What the section needs besides the field, and the fields it is checked against.
+            let others = match (section, name.as_str()) {
+                ("api", _) => r#""routes": [{"prefix": "/api/", "product": "p"}]"#.to_owned(),
+                ("login", _) => format!(r#""users": {}"#, serde_json::json!(users)),
+                ("revocation", "max_stale_seconds") => {
+                    r#""cluster": "c", "refresh_seconds": 1"#.to_owned()
+                }
+                ("revocation", _) => r#""cluster": "c", "max_stale_seconds": 604800"#.to_owned(),
+                _ => String::new(),
+            };
+            let config = |value: u64| {
+                let sep = if others.is_empty() { "" } else { ", " };
+                let body = format!(r#"{{{others}{sep}"{name}": {value}}}"#);
+                let tokens = if section == "revocation" {
+                    r#""tokens": {}, "#
+                } else {
+                    ""
+                };
+                format!(r#"{{"keys": {key}, {tokens}"{section}": {body}}}"#)
+            };
+            for ok in [min, max] {
+                let json = config(ok);
+                let problems = validator.problems(&serde_json::from_str(&json).unwrap());
+                assert!(problems.is_empty(), "{json}: schema: {problems:?}");
+                if let Err(e) = devgate::config::parse_policy_with_env(json.as_bytes(), &|_| None) {
+                    panic!("{json}: parser: {e}");
+                }
+            }
+            let below = min.checked_sub(1);
+            for bad in below.into_iter().chain([max + 1]) {
+                let json = config(bad);
+                let problems = validator.problems(&serde_json::from_str(&json).unwrap());
+                assert!(problems.contains(&field), "{json}: schema: {problems:?}");
+                let e = devgate::config::parse_policy_with_env(json.as_bytes(), &|_| None)
+                    .err()
+                    .unwrap_or_else(|| panic!("{json}: the parser accepts it"));
+                assert_eq!(e.field, field, "{json}: parser");
+            }
+            tried.push(field);
+        }
+    }
+    assert_eq!(tried.len(), 12, "{tried:?}");
 }

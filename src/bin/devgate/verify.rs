@@ -13,6 +13,7 @@ const DEFAULT_LEEWAY: u64 = 30;
 /// Largest token read from stdin.
 const MAX_STDIN: u64 = 64 * 1024;
 
+/// `devgate verify`.
 pub const COMMAND: Command = Command {
     name: "verify",
     summary: "verify a token and print its claims",
