@@ -19,6 +19,7 @@ use crate::core::policy::{
     ApiHeaders, ApiPolicy, ApiRoute, LoginPolicy, Policy, RevocationPolicy, Rule, RuleKind,
     TokenPolicy, UpstreamChallenge,
 };
+use crate::core::revocation::source_keys;
 use crate::core::token::{Key, KeyError, KeySet, Secret};
 
 /// Largest plugin configuration accepted (bytes).
@@ -128,6 +129,7 @@ fn revocation_policy(raw: RawRevocation) -> Result<RevocationPolicy, ConfigError
         ));
     }
     Ok(RevocationPolicy {
+        keys: source_keys(&raw.cluster, &authority, &raw.path),
         cluster: raw.cluster,
         authority,
         path: raw.path,

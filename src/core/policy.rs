@@ -239,6 +239,19 @@ pub struct RevocationPolicy {
     pub max_stale_seconds: u64,
     /// Past that, refuse (the default) or serve.
     pub when_stale: WhenStale,
+    /// Where this source's list and fetch lease live in shared data
+    /// ([`source_keys`](crate::core::revocation::source_keys) of the cluster, authority and path):
+    /// configurations that fetch from different sources never read each other's list.
+    pub keys: SourceKeys,
+}
+
+/// The shared-data keys of one revocation source: its last good list and its fetch lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceKeys {
+    /// The last good list (`devgate.revocation.list.<source>`).
+    pub list: String,
+    /// The time of the last fetch attempt (`devgate.revocation.lease.<source>`).
+    pub lease: String,
 }
 
 /// The validated, immutable policy the core decides with.

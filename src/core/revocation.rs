@@ -16,13 +16,14 @@
 //! the default), or served against the last good list.
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 
 use serde::Deserialize;
 
 use crate::core::counters::{Counter, Fetch};
 use crate::core::facts::Facts;
 use crate::core::plan::{Note, Report};
-use crate::core::policy::{Policy, WhenStale};
+use crate::core::policy::{Policy, RevocationPolicy, SourceKeys, WhenStale};
 use crate::core::shared::SharedStore;
 
 /// Largest list body accepted.
@@ -138,10 +139,34 @@ pub fn is_stale(fetched_at: Option<u64>, now: u64, max_stale: u64) -> bool {
 
 // ---- one worker's copy, and the fetch schedule ---------------------------------------------
 
-/// Shared-data key of the last good revocation list ([`encode_stored`]).
+/// Prefix of the shared-data key of a source's last good revocation list ([`encode_stored`]).
 pub const LIST_KEY: &str = "devgate.revocation.list";
-/// Shared-data key of the time of the last fetch attempt: one worker fetches per period.
+/// Prefix of the shared-data key of a source's last fetch attempt: one worker fetches per period.
 pub const LEASE_KEY: &str = "devgate.revocation.lease";
+
+/// The shared-data keys of the source `cluster`, `authority`, `path`: [`LIST_KEY`] and
+/// [`LEASE_KEY`], each followed by `.` and 32 hex digits of a SHA-256 over the three (each
+/// length-prefixed, so no two sources give the same input). Every configuration that fetches from
+/// the same source shares its list and its lease (one fetch per period for all of them); two
+/// sources never see each other's list, whichever host, whichever worker. Both hosts get the keys
+/// from the policy ([`RevocationPolicy::keys`]), made once when the configuration is loaded.
+pub fn source_keys(cluster: &str, authority: &str, path: &str) -> SourceKeys {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in [cluster, authority, path] {
+        hash.update(u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    let digest = hash.finalize();
+    let mut id = String::with_capacity(32);
+    for b in digest.iter().take(16) {
+        let _ = write!(id, "{b:02x}");
+    }
+    SourceKeys {
+        list: format!("{LIST_KEY}.{id}"),
+        lease: format!("{LEASE_KEY}.{id}"),
+    }
+}
 /// The gauge a host sets from [`TickPlan::degraded`] and [`Report::degraded`]: 1 while the list is
 /// stale. Both hosts define it under this name.
 pub const DEGRADED_GAUGE: &str = "devgate.revocation.degraded";
@@ -154,15 +179,21 @@ pub fn tick_seconds(policy: &Policy) -> Option<u64> {
     policy.revocation.as_ref().map(|_| TICK_SECONDS)
 }
 
-/// The revocation list as one worker knows it. Owned by the host, one per worker.
+/// The revocation list as one worker knows it. Owned by the host, one per worker (and per
+/// source: a worker that is shown another source's policy starts over for it).
 #[derive(Debug, Default)]
 pub struct Worker {
+    /// The list key of the source the fields below are about (empty: none yet).
+    source: String,
     list: Option<RevocationList>,
     fetched_at: Option<u64>,
     /// Version of the shared-data entry the list was read from.
     cas: u32,
     /// A fetch this worker started and has not heard back from.
     pending: bool,
+    /// The list key of the source the fetch in flight asked (its answer is stored there even if
+    /// the worker has moved to another source meanwhile).
+    fetching: Option<String>,
 }
 
 /// A fetch for the host to start: a GET to `cluster` with these pseudo-headers.
@@ -183,15 +214,33 @@ pub struct TickPlan<'p> {
 }
 
 impl Worker {
+    /// The list key of the source this worker's copy is of (empty before its first view or tick):
+    /// a host that keeps several workers on one thread picks the one of a policy's source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Makes this worker about `rc`'s source: a copy of another source's list is dropped (the
+    /// first view then reads this source's from shared data).
+    fn adopt(&mut self, rc: &RevocationPolicy) {
+        if self.source != rc.keys.list {
+            self.source.clone_from(&rc.keys.list);
+            self.list = None;
+            self.fetched_at = None;
+            self.cas = 0;
+        }
+    }
+
     /// Takes another worker's fetch: a newer entry in shared data (a malformed one is ignored).
     fn load_shared<S: SharedStore + ?Sized>(&mut self, shared: &S) {
         // Unchanged since this worker decoded it: no copy. While the list is stale every
         // request asks, so the list (up to MAX_LIST_BYTES) must not be copied per request where
         // the host can say its version alone.
-        if shared.version(LIST_KEY) == Ok(self.cas) {
+        let key = self.source.as_str();
+        if shared.version(key) == Ok(self.cas) {
             return;
         }
-        if let Ok((Some(stored), cas)) = shared.get(LIST_KEY) {
+        if let Ok((Some(stored), cas)) = shared.get(key) {
             if cas != self.cas {
                 if let Some((at, list)) = decode_stored(&stored) {
                     self.list = Some(list);
@@ -212,6 +261,7 @@ impl Worker {
         shared: &S,
     ) -> Option<Revocation<'_>> {
         let rc = policy.revocation.as_ref()?;
+        self.adopt(rc);
         if is_stale(self.fetched_at, now, rc.max_stale_seconds) {
             self.load_shared(shared);
         }
@@ -234,6 +284,7 @@ impl Worker {
         };
         let now = host.now();
         let shared = host;
+        self.adopt(rc);
         self.load_shared(shared);
         let mut plan = TickPlan {
             degraded: Some(is_stale(self.fetched_at, now, rc.max_stale_seconds)),
@@ -243,7 +294,7 @@ impl Worker {
             return plan;
         }
         // One fetch per period per Envoy process: the worker that moves the lease fetches.
-        let Ok((lease, cas)) = shared.get(LEASE_KEY) else {
+        let Ok((lease, cas)) = shared.get(&rc.keys.lease) else {
             return plan;
         };
         let last = lease
@@ -254,9 +305,10 @@ impl Worker {
         if now.saturating_sub(last) < rc.refresh_seconds && last <= now {
             return plan;
         }
-        if shared.set(LEASE_KEY, now.to_string().as_bytes(), cas) != Ok(true) {
+        if shared.set(&rc.keys.lease, now.to_string().as_bytes(), cas) != Ok(true) {
             return plan;
         }
+        self.fetching = Some(rc.keys.list.clone());
         plan.fetch = Some(FetchCall {
             cluster: &rc.cluster,
             headers: [
@@ -269,12 +321,15 @@ impl Worker {
         plan
     }
 
-    /// The host started the fetch of [`TickPlan::fetch`] (`false`: it could not).
+    /// The host started the fetch of [`TickPlan::fetch`] (`false`: it could not). An answer the
+    /// host delivered inside the call that started the fetch has already been taken
+    /// ([`Worker::on_fetched`]): nothing is pending then.
     pub fn fetch_started(&mut self, started: bool, policy: &Policy) -> Report {
         if started {
-            self.pending = true;
+            self.pending = self.fetching.is_some();
             return Report::default();
         }
+        self.fetching = None;
         Report {
             counter: Some(Counter::Revocation(Fetch::Failed)),
             degraded: None,
@@ -289,8 +344,10 @@ impl Worker {
     }
 
     /// The fetch's answer: `status` (`None`: no response), the body's size, and a way to read
-    /// the body, called only when it will be used. A good list is stored for every worker; a
-    /// failed fetch never replaces the last good one.
+    /// the body, called only when it will be used. A good list is stored for every worker, under
+    /// the key of the source the fetch asked (the worker's own source if [`Worker::on_tick`] planned
+    /// none); a failed fetch never replaces the last good one. Before the worker has a source there
+    /// is nowhere to store a list: the answer is ignored.
     pub fn on_fetched<H: Facts + SharedStore>(
         &mut self,
         status: Option<&[u8]>,
@@ -301,6 +358,10 @@ impl Worker {
         let now = host.now();
         let shared = host;
         self.pending = false;
+        let key = self.fetching.take().unwrap_or_else(|| self.source.clone());
+        if key.is_empty() {
+            return Report::default();
+        }
         let outcome = match status {
             Some(b"200") if body_size <= MAX_LIST_BYTES => match read_body(body_size) {
                 Some(body) => parse_list(&body)
@@ -314,12 +375,15 @@ impl Worker {
         };
         match outcome {
             Ok((list, body)) => {
-                let _ = shared.set(LIST_KEY, &encode_stored(now, &body), 0);
-                if let Ok((_, cas)) = shared.get(LIST_KEY) {
-                    self.cas = cas;
+                let _ = shared.set(&key, &encode_stored(now, &body), 0);
+                // The worker's own copy, unless it has moved to another source meanwhile.
+                if key == self.source {
+                    if let Ok(cas) = shared.version(&key) {
+                        self.cas = cas;
+                    }
+                    self.list = Some(list);
+                    self.fetched_at = Some(now);
                 }
-                self.list = Some(list);
-                self.fetched_at = Some(now);
                 Report {
                     counter: Some(Counter::Revocation(Fetch::Ok)),
                     degraded: Some(false),
@@ -422,9 +486,10 @@ mod tests {
     #[test]
     fn a_stale_list_is_not_copied_again_on_every_request() {
         let policy = revocation_policy("serve");
+        let key = &policy.revocation.as_ref().unwrap().keys.list;
         let store = Host::default();
         let stored = encode_stored(1_000, br#"{"keys": ["k-1"]}"#);
-        assert_eq!(store.set(LIST_KEY, &stored, 0), Ok(true));
+        assert_eq!(store.set(key, &stored, 0), Ok(true));
         let mut w = Worker::default();
         // Past max_stale_seconds: every request's view asks the store.
         for now in 2_000..2_100 {
@@ -438,18 +503,95 @@ mod tests {
         );
         // A newer list is read at the next request.
         let newer = encode_stored(2_100, br#"{"keys": ["k-2"]}"#);
-        assert_eq!(store.set(LIST_KEY, &newer, 0), Ok(true));
+        assert_eq!(store.set(key, &newer, 0), Ok(true));
         assert!(w.view(&policy, 2_101, &store).unwrap().key_revoked("k-2"));
         assert_eq!(store.copies.get(), 2);
     }
 
     fn revocation_policy(when_stale: &str) -> Policy {
+        source_policy(when_stale, "rev", "/revoked.json")
+    }
+
+    fn source_policy(when_stale: &str, cluster: &str, path: &str) -> Policy {
         let json = format!(
             r#"{{"keys": [{{"id": "k", "secret": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}}],
-                 "tokens": {{}}, "revocation": {{"cluster": "rev", "refresh_seconds": 30,
-                 "max_stale_seconds": 300, "when_stale": "{when_stale}"}}}}"#
+                 "tokens": {{}}, "revocation": {{"cluster": "{cluster}", "path": "{path}",
+                 "refresh_seconds": 30, "max_stale_seconds": 300, "when_stale": "{when_stale}"}}}}"#
         );
         crate::config::parse_policy(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn source_keys_name_the_source_and_nothing_else() {
+        let a = source_keys("rev", "rev", "/revoked.json");
+        assert_eq!(a, source_keys("rev", "rev", "/revoked.json"), "stable");
+        assert!(a.list.starts_with("devgate.revocation.list.") && a.list.len() == 24 + 32);
+        assert!(a.lease.starts_with("devgate.revocation.lease."));
+        assert_eq!(a.list.rsplit('.').next(), a.lease.rsplit('.').next());
+        // Any part of the source makes another key, and moving bytes between parts does too.
+        for other in [
+            source_keys("rev2", "rev", "/revoked.json"),
+            source_keys("rev", "other", "/revoked.json"),
+            source_keys("rev", "rev", "/other.json"),
+            source_keys("re", "vrev", "/revoked.json"),
+        ] {
+            assert_ne!(a.list, other.list);
+            assert_ne!(a.lease, other.lease);
+        }
+        let policy = revocation_policy("refuse");
+        assert_eq!(
+            policy.revocation.unwrap().keys,
+            a,
+            "the authority defaults to the cluster"
+        );
+    }
+
+    #[test]
+    fn two_sources_never_see_each_others_list_or_lease() {
+        let host = Host {
+            now: 1_000,
+            ..Host::default()
+        };
+        let (one, two) = (
+            source_policy("refuse", "rev-a", "/a.json"),
+            source_policy("refuse", "rev-b", "/b.json"),
+        );
+        let (mut a, mut b) = (Worker::default(), Worker::default());
+        // Each source has its own lease: both fetch in the same period.
+        assert!(a.on_tick(&one, &host).fetch.is_some());
+        assert!(b.on_tick(&two, &host).fetch.is_some());
+        assert_eq!(a.fetch_started(true, &one), Report::default());
+        let r = a.on_fetched(
+            Some(b"200"),
+            1,
+            |_| Some(br#"{"keys": ["k-a"]}"#.to_vec()),
+            &host,
+        );
+        assert_eq!(r.counter, Some(Counter::Revocation(Fetch::Ok)));
+        // Source B has no list yet: its worker stays stale (refuses) and never sees A's entry.
+        let view = b.view(&two, 1_001, &host).unwrap();
+        assert!(view.refuse && !view.key_revoked("k-a"));
+        // A third worker shown B's then A's policy (one thread serving both configurations)
+        // drops B's copy and reads A's list.
+        let mut c = Worker::default();
+        assert!(c.view(&two, 1_001, &host).unwrap().refuse);
+        let view = c.view(&one, 1_001, &host).unwrap();
+        assert!(!view.refuse && view.key_revoked("k-a"));
+        assert_eq!(c.source(), one.revocation.as_ref().unwrap().keys.list);
+        // B's answer goes to B's key even if its worker was moved to A before it came.
+        assert_eq!(b.fetch_started(true, &two), Report::default());
+        assert!(b.view(&one, 1_001, &host).unwrap().key_revoked("k-a"));
+        b.on_fetched(
+            Some(b"200"),
+            1,
+            |_| Some(br#"{"keys": ["k-b"]}"#.to_vec()),
+            &host,
+        );
+        let view = b.view(&one, 1_002, &host).unwrap();
+        assert!(view.key_revoked("k-a") && !view.key_revoked("k-b"));
+        let mut d = Worker::default();
+        let view = d.view(&two, 1_002, &host).unwrap();
+        assert!(!view.refuse && view.key_revoked("k-b") && !view.key_revoked("k-a"));
     }
 
     #[test]
@@ -528,6 +670,28 @@ mod tests {
         assert!(w.view(&none, 1_000, &host).is_none());
         assert_eq!(tick_seconds(&none), None);
         assert_eq!(tick_seconds(&serve), Some(TICK_SECONDS));
+    }
+
+    #[test]
+    fn an_answer_delivered_before_the_start_is_reported_leaves_nothing_pending() {
+        let policy = revocation_policy("refuse");
+        let host = Host {
+            now: 1_000,
+            ..Host::default()
+        };
+        let mut w = Worker::default();
+        assert!(w.on_tick(&policy, &host).fetch.is_some());
+        // The host's call delivered its answer before returning (re-entry), then reports it.
+        let r = w.on_fetched(Some(b"200"), 2, |_| Some(b"{}".to_vec()), &host);
+        assert_eq!(r.counter, Some(Counter::Revocation(Fetch::Ok)));
+        assert_eq!(w.fetch_started(true, &policy), Report::default());
+        // Not stuck waiting for an answer that came: due again after refresh_seconds.
+        let later = Host {
+            now: 1_031,
+            store: host.store,
+            ..Host::default()
+        };
+        assert!(w.on_tick(&policy, &later).fetch.is_some());
     }
 
     #[test]

@@ -550,11 +550,27 @@ impl Config {
         }
     }
 
-    /// Stops the configuration's thread (`config_destroy`; the login pool stops with the last
-    /// reference, as its jobs hold one).
-    pub fn stop(&self) {
+    /// Stops the revocation ticker (`config_destroy`, when another reference is still held):
+    /// `join` waits for its thread (the main thread may; an Envoy worker must not), else it stops
+    /// on its own. The login pool stops with the last reference.
+    pub fn stop(&self, join: bool) {
         if let Some(fetcher) = &self.revocation {
-            fetcher.stop();
+            fetcher.stop(join);
+        }
+    }
+
+    /// Ends the configuration (`config_destroy`, the last reference): its threads, the revocation
+    /// ticker and the login pool's, are stopped; `join` waits for them (the main thread), else
+    /// (an Envoy worker, whose streams must not stall) they finish what they hold and exit on
+    /// their own.
+    pub fn end(mut self, join: bool) {
+        self.stop(join);
+        if !join {
+            if let Some(pool) = self.login_pool.take() {
+                pool.detach();
+            }
+            #[cfg(feature = "test-hooks")]
+            self.test.detach();
         }
     }
 }

@@ -16,17 +16,20 @@
 //! * `testhooks` (test build only): request headers that drive the callbacks the shipped build
 //!   does not call, so each is proven in Envoy.
 //!
-//! Always compiled natively (with or without the feature): [`pool`], the bounded worker pool that
-//! checks login passwords off Envoy's workers; std only, so `make unit` tests it.
+//! Always compiled natively (with or without the feature), std only, so `make unit` tests them:
+//! [`pool`], the bounded worker pool that checks login passwords off Envoy's workers, and
+//! [`reentry`], the cell a stream's state lives in between hooks (sound when Envoy re-enters a
+//! hook for the same stream or destroys the stream during one).
 //!
 //! Imports go one way, with no circle (`a → b`: `a` uses `b`; the core and `config` are below
 //! all of them and import none):
 //!
 //! ```text
 //! bindings::exports → filter            (the hook bodies: filter::Config, filter::Stream)
+//! bindings::state   → filter, reentry   (a stream's state in a reentry::Held)
 //! filter            → bindings (handles, types), process, revocation, pool, testhooks (test build)
 //! testhooks         → bindings (handles, types, counting), pool
-//! revocation        → bindings (handles, types), process
+//! revocation        → bindings (handles, types), process, pool (lock_or_restart)
 //! process           → bindings (log, LogLevel)
 //! bindings::schedulers → pool           (the stream scheduler's revocable handle)
 //! ```
@@ -41,6 +44,9 @@
 // Without `native-module` (the unit tests' build) only its tests use it.
 #[cfg_attr(not(feature = "native-module"), allow(dead_code))]
 pub(crate) mod pool;
+// Without `native-module` (the unit tests' build) only its tests use it.
+#[cfg_attr(not(feature = "native-module"), allow(dead_code))]
+pub(crate) mod reentry;
 
 #[cfg(feature = "native-module")]
 mod bindings;

@@ -20,7 +20,11 @@
 //!   it `dlclose`s the library, so no thread of the pool is still running the library's code when
 //!   its pages go. The price: the thread that drops the pool (Envoy's main thread, at shutdown or
 //!   when a configuration is replaced) waits for the jobs in hand, at most one each (one bcrypt
-//!   check at the highest accepted cost: about half a second).
+//!   check at the highest accepted cost: about half a second);
+//! * a thread that must not wait (an Envoy worker that destroys the configuration) closes the
+//!   pool with [`Pool::detach`] instead: the same closing, but the threads finish the jobs in
+//!   hand and exit on their own. The native module may do that because it pins itself in memory
+//!   when it loads (no `dlclose` unmaps it).
 //!
 //! Std only, no `unsafe`, no policy: it runs closures. Host-independent, so it is compiled and
 //! unit-tested natively without the `native-module` feature too.
@@ -87,11 +91,30 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Closes the pool without waiting for its threads: for a thread that must not block, an
+    /// Envoy worker that destroys the configuration (every stream of that worker would stall for
+    /// the checks in hand). Waiting jobs are dropped unrun as by the drop; the jobs in hand finish
+    /// and their threads exit on their own. Sound in the native module only because the library
+    /// is pinned in memory when it loads (`bindings/loader.rs`): no unload can pull the code from
+    /// under a thread that is still finishing.
+    pub fn detach(mut self) {
+        self.close();
+        // The handles dropped: the threads are detached. The drop then has nothing to join.
+        self.workers.clear();
+    }
+
+    /// Marks the pool closing and closes its queue: idle workers wake up and exit.
+    fn close(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        drop(self.queue.take()); // workers blocked on an empty queue wake up and exit
+    }
+}
+
 impl Drop for Pool {
     /// Closes the pool and waits for its threads: see the module's rules.
     fn drop(&mut self) {
-        self.closing.store(true, Ordering::SeqCst);
-        drop(self.queue.take()); // workers blocked on an empty queue wake up and exit
+        self.close();
         let me = thread::current().id();
         for worker in self.workers.drain(..) {
             // A pool dropped by one of its own jobs cannot wait for that thread (it would wait
@@ -152,6 +175,24 @@ pub struct Revocable<T> {
 /// `Send` value): it is what a pool job carries.
 pub struct Access<T> {
     shared: Arc<Mutex<Option<T>>>,
+}
+
+/// `mutex` locked; if a panic poisoned it (a holder panicked half-way through an update), its
+/// value is replaced by a fresh one and the poison cleared, and `restarted` is called once, so that
+/// a half-updated state is neither trusted nor left to refuse every later lock (the native
+/// revocation fetcher: a poisoned lock that made every tick return would silence the fetcher
+/// forever, and its degraded gauge with it).
+pub fn lock_or_restart<T: Default>(
+    mutex: &Mutex<T>,
+    restarted: impl FnOnce(),
+) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| {
+        let mut value = poisoned.into_inner();
+        *value = T::default();
+        mutex.clear_poison();
+        restarted();
+        value
+    })
 }
 
 /// The lock, whether or not a `with` closure panicked while holding it (the value is still
@@ -379,6 +420,82 @@ mod tests {
             "waiting jobs never run"
         );
         assert_eq!(Arc::strong_count(&captured), 1, "and were dropped");
+    }
+
+    #[test]
+    fn a_detached_pool_returns_while_its_job_runs_and_the_thread_exits_on_its_own() {
+        let (started_tx, started_rx) = channel::<()>();
+        let (release_tx, release_rx) = channel::<()>();
+        let (done_tx, done_rx) = channel::<()>();
+        let waiting_ran = Arc::new(AtomicUsize::new(0));
+        let pool = Pool::new("t-detach", 1, 4).unwrap();
+        pool.submit(move || {
+            started_tx.send(()).unwrap();
+            release_rx.recv_timeout(WAIT).unwrap();
+            done_tx.send(()).unwrap();
+        })
+        .unwrap();
+        started_rx.recv_timeout(WAIT).unwrap();
+        let ran = Arc::clone(&waiting_ran);
+        pool.submit(move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        // The job in hand is blocked until released: a detach that waited would never return
+        // before the release below.
+        pool.detach();
+        assert!(
+            done_rx.try_recv().is_err(),
+            "the job in hand is still running"
+        );
+        release_tx.send(()).unwrap();
+        done_rx.recv_timeout(WAIT).unwrap();
+        // The thread goes on to the queue, which is closed: the waiting job is dropped unrun and
+        // the thread exits (its name is gone from the process's threads).
+        let deadline = Instant::now() + WAIT;
+        while thread_alive("t-detach-0") && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !thread_alive("t-detach-0"),
+            "the detached thread did not exit"
+        );
+        assert_eq!(
+            waiting_ran.load(Ordering::SeqCst),
+            0,
+            "waiting jobs never run"
+        );
+    }
+
+    /// Whether a thread of this process has this name (Linux: /proc/self/task/*/comm).
+    fn thread_alive(name: &str) -> bool {
+        std::fs::read_dir("/proc/self/task").unwrap().any(|task| {
+            std::fs::read_to_string(task.unwrap().path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+    }
+
+    #[test]
+    fn a_poisoned_lock_restarts_its_value_once_and_locks_again() {
+        let m = Arc::new(Mutex::new(vec![1, 2, 3]));
+        let holder = Arc::clone(&m);
+        let _ = thread::spawn(move || {
+            let mut v = holder.lock().unwrap();
+            v.push(4);
+            panic!("half-way through an update");
+        })
+        .join();
+        assert!(m.is_poisoned());
+        let mut restarts = 0;
+        assert!(
+            lock_or_restart(&m, || restarts += 1).is_empty(),
+            "a fresh value"
+        );
+        assert_eq!(restarts, 1);
+        assert!(!m.is_poisoned());
+        lock_or_restart(&m, || restarts += 1).push(9);
+        assert_eq!(*lock_or_restart(&m, || restarts += 1), [9]);
+        assert_eq!(restarts, 1, "restarted once, not at every lock");
     }
 
     #[test]

@@ -18,18 +18,31 @@
 //!   worker thread keeps its own `Worker` (a thread-local, so a request takes no lock) and a
 //!   process-wide generation tells it when a fetch has finished: the next request on that thread
 //!   starts from a fresh `Worker`, whose first view reads the stored list. Between fetches a
-//!   request costs no lock and no copy.
-//! * **Stopping.** `config_destroy` stops the ticker and joins it before it returns. The ticker owns
-//!   the scheduler and drops (deletes) it as its last act, so there is never a commit into a
-//!   deleted scheduler, and none after Envoy's configuration is gone.
+//!   request costs no lock and no copy. A thread keeps one `Worker` per revocation source it
+//!   serves (configurations with different sources have different lists, under keys derived from
+//!   the source: `core::revocation::source_keys`).
+//! * **No lock across a call into Envoy.** The fetcher's `Worker` is locked only while the core
+//!   works on it, never while Envoy is called (the HTTP call, a counter, the gauge, a log line), so
+//!   a hook Envoy would run inside one of those calls cannot deadlock on it. A panic while it was
+//!   locked (a bug) starts the `Worker` over instead of silencing the fetcher: the next tick sets
+//!   the degraded gauge and fetches when due.
+//! * **Stopping.** On the main thread (Envoy shutting down, or replacing the configuration when
+//!   its last stream is already gone) `config_destroy` stops the ticker and joins it before it
+//!   returns. On an Envoy worker (the configuration's last stream ended there) it only tells the
+//!   ticker to stop and does not wait: the worker's other streams must not stall, and the library
+//!   stays mapped (it pins itself when it loads). Either way the ticker owns the scheduler and drops
+//!   (deletes) it as its last act, then logs `revocation fetcher stopped`, so there is never a
+//!   commit into a deleted scheduler; a commit after Envoy's configuration is gone is dropped by
+//!   Envoy (the scheduler holds the configuration weakly).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::bindings::{log, CalloutAnswer, ConfigHost, ConfigScheduler, LogLevel};
+use super::pool::lock_or_restart;
 use super::process::{log_note, Process};
 use crate::core::plan::Report;
 use crate::core::policy::Policy;
@@ -41,25 +54,38 @@ pub const TICK: u64 = 1;
 /// Bumped each time a fetch has finished (its list, if good, is in the process store).
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// At most this many revocation sources' copies are kept per worker thread (the oldest goes).
+const SOURCES_PER_THREAD: usize = 8;
+
 thread_local! {
-    /// This worker thread's copy of the list, and the generation it was made in.
-    static WORKER: Cell<Option<(u64, Worker)>> = const { Cell::new(None) };
+    /// This worker thread's copies of the list, one per source it has served (the `Worker`'s
+    /// `source`), each with the generation it was made in.
+    static WORKERS: Cell<Vec<(u64, Worker)>> = const { Cell::new(Vec::new()) };
 }
 
-/// Runs `f` (a request's decision) with this thread's revocation `Worker`: a fresh one after a
-/// fetch has finished, so that its first view reads the list from the process store. A policy
-/// without `revocation` gets an empty one (the core never consults it).
+/// Runs `f` (a request's decision) with this thread's revocation `Worker` for the policy's
+/// source: a fresh one after a fetch has finished, so that its first view reads the list from the
+/// process store. A policy without `revocation` gets an empty one (the core never consults it).
 pub fn with_worker<R>(policy: &Policy, f: impl FnOnce(&mut Worker) -> R) -> R {
-    if tick_seconds(policy).is_none() {
+    let Some(rc) = &policy.revocation else {
         return f(&mut Worker::default());
-    }
+    };
     let generation = GENERATION.load(Ordering::Acquire);
-    let mut worker = match WORKER.try_with(Cell::take).ok().flatten() {
+    let mut workers = WORKERS.try_with(Cell::take).unwrap_or_default();
+    let mine = workers
+        .iter()
+        .position(|(_, w)| w.source() == rc.keys.list)
+        .map(|i| workers.swap_remove(i));
+    let mut worker = match mine {
         Some((g, w)) if g == generation => w,
         _ => Worker::default(),
     };
     let out = f(&mut worker);
-    let _ = WORKER.try_with(|w| w.set(Some((generation, worker))));
+    if workers.len() >= SOURCES_PER_THREAD {
+        workers.remove(0);
+    }
+    workers.push((generation, worker));
+    let _ = WORKERS.try_with(|w| w.set(workers));
     out
 }
 
@@ -94,23 +120,35 @@ impl Fetcher {
         }))
     }
 
-    /// Stops and joins the ticker (`config_destroy`). Idempotent.
-    pub fn stop(&self) {
+    /// Stops the ticker (`config_destroy`): `join` waits for its thread (the main thread), else
+    /// it exits on its own (an Envoy worker must not wait). Idempotent.
+    pub fn stop(&self, join: bool) {
         let ticker = self
             .ticker
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        drop(ticker);
+        match ticker {
+            Some(ticker) if !join => ticker.detach(),
+            ticker => drop(ticker),
+        }
+    }
+
+    /// The fetcher's `Worker`, locked; never held across a call into Envoy. After a panic while it
+    /// was held, a fresh one: a half-updated state must neither be trusted nor silence the fetcher.
+    fn worker(&self) -> MutexGuard<'_, Worker> {
+        lock_or_restart(&self.worker, || {
+            log(
+                LogLevel::Error,
+                "devgate: revocation fetcher recovered from a panic; its state starts over",
+            );
+        })
     }
 
     /// A tick (main thread): the core's tick plan carried out, the fetch started if it asks for
     /// one.
     pub fn tick(&self, host: &ConfigHost, policy: &Policy, ids: &[Option<usize>]) {
-        let Ok(mut worker) = self.worker.lock() else {
-            return;
-        };
-        let tick = worker.on_tick(policy, &Process);
+        let tick = self.worker().on_tick(policy, &Process);
         self.perform(
             host,
             ids,
@@ -130,7 +168,7 @@ impl Fetcher {
                 fetch.timeout_ms,
             )
             .is_ok();
-        let report = worker.fetch_started(started, policy);
+        let report = self.worker().fetch_started(started, policy);
         self.perform(host, ids, report);
     }
 
@@ -142,9 +180,6 @@ impl Fetcher {
         ids: &[Option<usize>],
         answer: Option<CalloutAnswer<'_>>,
     ) {
-        let Ok(mut worker) = self.worker.lock() else {
-            return;
-        };
         let status = answer.and_then(|a| {
             a.headers
                 .iter()
@@ -152,7 +187,7 @@ impl Fetcher {
                 .map(|(_, v)| *v)
         });
         let size = answer.map_or(0, |a| a.body.iter().map(|c| c.len()).sum());
-        let report = worker.on_fetched(
+        let report = self.worker().on_fetched(
             status,
             size,
             |size| {
@@ -197,20 +232,22 @@ impl Ticker {
             .name("devgate-revocation".into())
             .spawn(move || {
                 let (lock, wake) = &*signal;
-                let mut stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
                 loop {
-                    stopped = match wake.wait_timeout_while(stopped, period, |s| !*s) {
+                    let stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                    let stopped = match wake.wait_timeout_while(stopped, period, |s| !*s) {
                         Ok((guard, _)) => guard,
                         Err(poisoned) => poisoned.into_inner().0,
                     };
                     if *stopped {
                         break;
                     }
+                    // Committed without the lock: a stop waits for no call into Envoy.
+                    drop(stopped);
                     scheduler.commit(TICK);
                 }
-                drop(stopped);
                 // The scheduler is deleted here, on this thread, after its last commit.
                 drop(scheduler);
+                log(LogLevel::Info, "devgate: revocation fetcher stopped");
             })?;
         Ok(Ticker {
             stop,
@@ -219,18 +256,31 @@ impl Ticker {
     }
 }
 
+impl Ticker {
+    /// Tells the thread to stop.
+    fn signal(&self) {
+        let (lock, wake) = &*self.stop;
+        *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+    }
+
+    /// Stops the thread without waiting for it (an Envoy worker): it deletes the scheduler and
+    /// exits on its own, at once (it only ever waits on the stop signal or commits).
+    fn detach(mut self) {
+        self.signal();
+        drop(self.thread.take());
+    }
+}
+
 impl Drop for Ticker {
     /// Stops the thread and waits for it: when this returns, the scheduler is deleted and no
     /// commit can come.
     fn drop(&mut self) {
-        let (lock, wake) = &*self.stop;
-        *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        wake.notify_all();
+        self.signal();
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 log(LogLevel::Error, "devgate: the revocation ticker panicked");
             }
         }
-        log(LogLevel::Info, "devgate: revocation fetcher stopped");
     }
 }

@@ -20,6 +20,7 @@
 //! | `gauge:<n>` | `define_gauge`, `set_gauge` | the gauge `devgate.test.gauge` = `<n>` in the admin stats |
 //! | `tls` | the `connection.tls_version` attribute | `x-devgate-test-tls: <version>` or `none` |
 //! | `callout` | `http_callout`, `on_http_callout_done`, `continue_decoding` | the request held while the module calls the `demo_upstream` cluster, then `x-devgate-test-callout: <status> <body bytes>` (or `failed`) |
+//! | `linger:<ms>` | `on_http_filter_destroy` | nothing, until the stream ends: its state's drop sleeps `<ms>` on the worker, so that Envoy's other references to the configuration go first and a configuration's destroy lands on the worker (`tests/e2e/test_native_reentry.py`) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -51,8 +52,8 @@ pub fn in_core<T>(f: impl FnOnce() -> T) -> T {
 pub struct ConfigTest {
     gauge: Option<usize>,
     /// One thread, no queue: a second deferred request while one is in hand is refused, so the
-    /// e2e test can show the fail-closed answer.
-    pool: Pool,
+    /// e2e test can show the fail-closed answer. `None` once detached.
+    pool: Option<Pool>,
 }
 
 impl ConfigTest {
@@ -68,8 +69,15 @@ impl ConfigTest {
         };
         Some(ConfigTest {
             gauge: host.define_gauge("devgate.test.gauge"),
-            pool,
+            pool: Some(pool),
         })
+    }
+
+    /// Lets the pool's thread stop on its own (the configuration ends on an Envoy worker).
+    pub fn detach(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.detach();
+        }
     }
 }
 
@@ -84,6 +92,17 @@ pub struct StreamTest {
     callout: Option<u64>,
     /// `defer`: the scheduler of the job in hand (withdrawn from it when the stream ends).
     deferred: Option<Scheduler>,
+    /// `linger`: how long the state's drop sleeps.
+    linger: Option<Duration>,
+}
+
+impl Drop for StreamTest {
+    /// `linger:<ms>`: the stream's end, on its worker, takes this long.
+    fn drop(&mut self) {
+        if let Some(linger) = self.linger {
+            std::thread::sleep(linger);
+        }
+    }
 }
 
 /// A test command, parsed from the request (owned: it outlives the header views).
@@ -105,6 +124,8 @@ pub enum Command {
     Tls,
     /// `callout`.
     Callout,
+    /// `linger:<ms>`.
+    Linger(u64),
 }
 
 impl Command {
@@ -127,6 +148,7 @@ impl Command {
             ("gauge", Ok(n)) => Command::Gauge(n),
             ("tls", _) => Command::Tls,
             ("callout", _) => Command::Callout,
+            ("linger", Ok(ms)) => Command::Linger(ms),
             _ => Command::None,
         }
     }
@@ -169,13 +191,20 @@ pub fn after_allow(
                 std::thread::sleep(Duration::from_millis(ms));
                 resumer.commit(RESUME);
             };
-            match config.pool.submit(job) {
-                Ok(()) => {
-                    t.deferred = Some(scheduler);
-                    false
-                }
-                Err(_) => answer(host, 503, "devgate_test_pool_full"),
+            let submitted = match &config.pool {
+                Some(pool) => pool.submit(job).is_ok(),
+                None => false,
+            };
+            if submitted {
+                t.deferred = Some(scheduler);
+                false
+            } else {
+                answer(host, 503, "devgate_test_pool_full")
             }
+        }
+        Command::Linger(ms) => {
+            t.linger = Some(Duration::from_millis(ms));
+            true
         }
         Command::Body(n) => {
             t.body_drain = Some(n);

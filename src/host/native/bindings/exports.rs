@@ -2,9 +2,16 @@
 //! [`std::panic::catch_unwind`] (the `native` profile builds with `panic = "unwind"` for this): a
 //! panic is logged with the hook's name and nothing of the request, the request is answered with
 //! a local 500, and the hook returns "stop". A panic never unwinds into Envoy and never lets a
-//! request continue. A stream's state lives in a slot from a per-worker free list and headers are
-//! read into stack storage, so that once a worker is warm a request costs the glue no allocation
-//! (the core's decision allocates what it returns).
+//! request continue. A stream's state lives in a slot from a per-worker free list (`state.rs`),
+//! reached by every stream hook through [`stream_hook`], which stays sound when Envoy re-enters
+//! the module for the same stream or destroys it during a hook; headers are read into stack
+//! storage, so that once a worker is warm a request costs the glue no allocation (the core's
+//! decision allocates what it returns).
+//!
+//! A configuration may be destroyed on an Envoy worker (its last stream ended there after a
+//! configuration update replaced it): `config_destroy` then waits for none of the configuration's
+//! threads (they stop on their own; the library is pinned in memory, `loader.rs`), counts it
+//! (`devgate.native.config_destroyed_off_main`) and logs it.
 //!
 //! This is the binding layer's only edge upward: the hook bodies are the glue's entry points,
 //! [`Config`]'s (`new`, `scheduled`, `callout_done`, `stop`) and [`Stream`]'s (`new`,
@@ -12,13 +19,15 @@
 //! `scheduled`, `proceeds`). The glue reaches back only into the safe handles, never into this
 //! file.
 
-use std::cell::RefCell;
 use std::ffi::c_void;
 use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, ThreadId};
 
 use super::handles::{log, CalloutAnswer, ConfigHost, Host};
+use super::loader;
+use super::state::{self, bound, new_slot, stream_hook, Bound, Fallback, Native};
 use super::types::{
     BodyStatus, ConfigEnvoyPtr, ConfigModulePtr, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr,
     FilterModulePtr, LogLevel, BODY_STOP_AND_BUFFER, BODY_STOP_NO_BUFFER, CALLOUT_SUCCESS,
@@ -32,99 +41,42 @@ use crate::host::native::filter::{Config, Stream};
 /// revisiting these bindings fails that test.
 static ABI_VERSION: &[u8] = b"v0.2.0\0";
 
-/// Runs `body` with panics caught. On a panic: one log line naming the hook (the panic hook set
-/// in `on_program_init` has logged where), a local 500 unless this hook already answered, and
-/// `on_panic` returned, which the callers make a "stop" status. The request never continues.
-fn guard(hook: &str, host: &mut Host, on_panic: u32, body: impl FnOnce(&mut Host) -> u32) -> u32 {
-    match catch_unwind(AssertUnwindSafe(|| body(&mut *host))) {
-        Ok(status) => status,
-        Err(_) => {
-            log(
-                LogLevel::Error,
-                &format!("devgate: panic in hook {hook}; request refused with 500"),
-            );
-            answer_500(host, "devgate_internal_panic");
-            on_panic
-        }
-    }
-}
-
-/// The generic 500 of a request devgate cannot finish, unless this hook already answered.
-fn answer_500(host: &mut Host, details: &str) {
-    if !host.responded {
-        let headers: [(&str, &[u8]); 2] = [
-            ("content-type", b"text/plain; charset=utf-8"),
-            ("cache-control", b"no-store"),
-        ];
-        host.send_response(500, headers, b"Internal Server Error\n", details);
-    }
-}
-
-/// Like [`guard`] for hooks that return nothing and have no request to answer.
+/// Like a stream hook's guard (`state::stream_hook`) for hooks that return nothing and have no
+/// request to answer.
 fn guard_void(hook: &str, body: impl FnOnce()) {
     if catch_unwind(AssertUnwindSafe(body)).is_err() {
         log(LogLevel::Error, &format!("devgate: panic in hook {hook}"));
     }
 }
 
-/// A stream's state lives in a slot: `Some(stream)` between `on_http_filter_new` and
-/// `on_http_filter_destroy`, `None` while the slot waits in its worker's free list. Reusing slots
-/// makes a stream cost no allocation once a worker has seen as many concurrent streams as it will.
-type Slot = Option<Stream>;
+/// Envoy's main thread: the one that loads the library and makes every configuration.
+static MAIN: OnceLock<ThreadId> = OnceLock::new();
 
-/// At most this many free slots are kept per worker thread (a burst of concurrent streams beyond
-/// it frees its slots; a slot is a few dozen bytes).
-const FREE_SLOTS_MAX: usize = 1024;
-
-thread_local! {
-    /// This thread's free slots. Envoy creates and destroys a stream's filter on the stream's
-    /// worker; a slot freed on another thread simply joins that thread's list.
-    // Boxed on purpose: a slot's address is what Envoy holds as the stream's module pointer, so it
-    // must not move when the list grows.
-    #[allow(clippy::vec_box)]
-    static FREE_SLOTS: RefCell<Vec<Box<Slot>>> = const { RefCell::new(Vec::new()) };
+/// Whether this is Envoy's main thread (not known: no, so nothing blocks).
+fn on_main_thread() -> bool {
+    MAIN.get()
+        .is_some_and(|main| *main == thread::current().id())
 }
 
-/// A slot holding `stream`: a free one of this thread if there is one, else a new one.
-fn take_slot(stream: Stream) -> Box<Slot> {
-    let free = FREE_SLOTS
-        .try_with(|f| f.try_borrow_mut().ok().and_then(|mut f| f.pop()))
-        .ok()
-        .flatten();
-    match free {
-        Some(mut slot) => {
-            *slot = Some(stream);
-            slot
+/// Called once when Envoy loads the library (main thread): notes the main thread, installs a
+/// panic hook that logs only where a panic happened (never its message, which could carry request
+/// data), refuses an Envoy older than 1.40 and pins the library in memory (`loader.rs`), and
+/// returns the ABI version. NULL (a refusal, or a panic) makes Envoy refuse the module.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    match catch_unwind(program_init) {
+        Ok(true) => ABI_VERSION.as_ptr().cast::<c_char>(),
+        Ok(false) => std::ptr::null(),
+        Err(_) => {
+            log(LogLevel::Error, "devgate: panic in hook program_init");
+            std::ptr::null()
         }
-        None => Box::new(Some(stream)),
     }
 }
 
-/// Ends the slot's stream (and its reference to the configuration) and keeps the slot for the
-/// next stream of this thread, or frees it when the list is full or gone (thread exit).
-fn give_slot(mut slot: Box<Slot>) {
-    drop(slot.take());
-    let _ = FREE_SLOTS.try_with(move |f| {
-        if let Ok(mut f) = f.try_borrow_mut() {
-            if f.len() < FREE_SLOTS_MAX {
-                f.push(slot);
-            }
-        }
-    });
-}
-
-/// # Safety
-/// `m` must be a pointer `on_http_filter_new` returned and `on_http_filter_destroy` has not freed.
-unsafe fn stream<'a>(m: FilterModulePtr) -> Option<&'a mut Stream> {
-    // SAFETY: per the contract above, `m` is a live `Box<Slot>` that Envoy only uses from the
-    // stream's worker thread, one hook at a time, so this is the only reference.
-    unsafe { m.cast::<Slot>().cast_mut().as_mut() }.and_then(Option::as_mut)
-}
-
-/// Called once when Envoy loads the library: installs a panic hook that logs only where a panic
-/// happened (never its message, which could carry request data) and returns the ABI version.
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+/// The body of `on_program_init`; `false`: refuse to load.
+fn program_init() -> bool {
+    let _ = MAIN.set(thread::current().id());
     std::panic::set_hook(Box::new(|info| {
         let at = info
             .location()
@@ -132,7 +84,22 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
             .unwrap_or_default();
         log(LogLevel::Error, &format!("devgate: panic at {at}"));
     }));
-    ABI_VERSION.as_ptr().cast::<c_char>()
+    if !loader::envoy_is_1_40_or_newer() {
+        log(
+            LogLevel::Error,
+            "devgate: this Envoy lacks the dynamic-module callbacks of Envoy 1.40, which \
+             libdevgate.so is built for (ABI v0.2.0); refusing to load",
+        );
+        return false;
+    }
+    if !loader::pin() {
+        log(
+            LogLevel::Error,
+            "devgate: libdevgate.so could not pin itself in memory (RTLD_NODELETE); refusing to load",
+        );
+        return false;
+    }
+    true
 }
 
 /// A new filter configuration (main thread). NULL refuses it, and Envoy refuses the listener.
@@ -148,10 +115,19 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     // SAFETY: Envoy's buffers (`filter_name`, `filter_config`), valid for this call; nothing
     // keeps a view past it (the parser copies what it keeps).
     let (name, bytes) = unsafe { (name.bytes(), config.bytes()) };
+    let _ = MAIN.get_or_init(|| thread::current().id());
     // SAFETY: the configuration pointer of this hook; `host` does not outlive it.
     let host = unsafe { ConfigHost::new(config_envoy) };
-    match catch_unwind(AssertUnwindSafe(|| Config::new(&host, name, bytes))) {
-        Ok(Some(cfg)) => Arc::into_raw(Arc::new(cfg)).cast::<c_void>(),
+    let made = catch_unwind(AssertUnwindSafe(|| {
+        Config::new(&host, name, bytes).map(|config| Bound {
+            config: Arc::new(config),
+            native: Native::define(&host, config_envoy),
+            #[cfg(feature = "test-hooks")]
+            as_if_off_main: name == b"devgate-detach",
+        })
+    }));
+    match made {
+        Ok(Some(bound)) => Box::into_raw(Box::new(bound)).cast::<c_void>().cast_const(),
         Ok(None) => std::ptr::null(),
         Err(_) => {
             log(
@@ -163,28 +139,61 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     }
 }
 
+/// The end of a configuration: on the main thread (Envoy shutting down, or the configuration's
+/// last stream ended before Envoy let go of it) its threads are stopped and joined; on a worker
+/// (its last stream ended there, after Envoy had let go) nothing is joined, the threads stop on
+/// their own, and the destroy is counted and logged. Either way the scheduler is deleted after its
+/// last commit, by the ticker thread itself.
+///
+/// Envoy 1.40 keeps a configuration alive while one of its HTTP calls (the revocation fetch) is in
+/// flight: the call holds a reference, so a configuration is never destroyed with its fetch
+/// pending, and Envoy's cancel of pending calls in its destructor finds none, whichever thread runs
+/// it (`tests/e2e/test_native_reentry.py`).
+///
 /// # Safety
 /// `c` is a pointer `config_new` returned, destroyed once.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(c: ConfigModulePtr) {
-    if !c.is_null() {
-        // SAFETY: `c` came from `Arc::into_raw` in `config_new`; this releases that reference
-        // (streams and login checks hold their own).
-        let config = unsafe { Arc::from_raw(c.cast::<Config>()) };
-        // The configuration's own thread (the revocation ticker) is stopped and joined here, not
-        // when the last reference goes: that may be later, and its scheduler must not outlive
-        // Envoy's configuration.
-        guard_void("config_destroy", || config.stop());
-        drop(config);
+    if c.is_null() {
+        return;
     }
-}
-
-/// # Safety
-/// `c` is NULL or a pointer `config_new` returned that `config_destroy` has not released.
-unsafe fn config<'a>(c: ConfigModulePtr) -> Option<&'a Config> {
-    // SAFETY: per the contract above, the `Arc<Config>` that `config_new` leaked, alive until
-    // `config_destroy`; shared, so only `&` is handed out.
-    unsafe { c.cast::<Config>().as_ref() }
+    // SAFETY: `c` came from `Box::into_raw` in `config_new`; Envoy destroys it once.
+    let bound = unsafe { Box::from_raw(c.cast::<Bound>().cast_mut()) };
+    guard_void("config_destroy", move || {
+        #[cfg(not(feature = "test-hooks"))]
+        let Bound { config, native } = *bound;
+        #[cfg(feature = "test-hooks")]
+        let Bound {
+            config,
+            native,
+            as_if_off_main,
+        } = *bound;
+        let join = on_main_thread();
+        // Test build only: a configuration named `devgate-detach` takes the worker's path wherever
+        // it is destroyed (Envoy 1.40 puts the last reference of a configuration an update replaced
+        // on its main thread: tests/e2e/test_native_reentry.py).
+        #[cfg(feature = "test-hooks")]
+        let join = join && !as_if_off_main;
+        if join {
+            log(
+                LogLevel::Info,
+                "devgate: configuration destroyed on the main thread",
+            );
+        } else {
+            native.count_off_main();
+            log(
+                LogLevel::Warn,
+                "devgate: configuration destroyed off the main thread (its last stream ended on a \
+                 worker); its threads stop on their own, none is joined",
+            );
+        }
+        // Streams hold their own references, but Envoy destroys every stream before their
+        // configuration: this is the last one.
+        match Arc::try_unwrap(config) {
+            Ok(config) => config.end(join),
+            Err(shared) => shared.stop(join),
+        }
+    });
 }
 
 /// An event committed through the configuration's [`ConfigScheduler`], on the main thread: the
@@ -199,13 +208,15 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     c: ConfigModulePtr,
     event_id: u64,
 ) {
-    // SAFETY: see `config`.
-    let Some(config) = (unsafe { config(c) }) else {
+    // SAFETY: see `bound`.
+    let Some(bound) = (unsafe { bound(c) }) else {
         return;
     };
     // SAFETY: the configuration pointer of this hook; `host` does not outlive it.
     let host = unsafe { ConfigHost::new(config_envoy) };
-    guard_void("config_scheduled", || config.scheduled(&host, event_id));
+    guard_void("config_scheduled", || {
+        bound.config.scheduled(&host, event_id)
+    });
 }
 
 /// The answer to a configuration's [`ConfigHost::http_callout`], on the main thread, handed to
@@ -226,8 +237,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout
     body_chunks: *const EnvoyBuffer,
     body_chunks_size: usize,
 ) {
-    // SAFETY: see `config`.
-    let Some(config) = (unsafe { config(c) }) else {
+    // SAFETY: see `bound`.
+    let Some(bound) = (unsafe { bound(c) }) else {
         return;
     };
     // SAFETY: the configuration pointer of this hook; `host` does not outlive it.
@@ -255,7 +266,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout
         let answer = answer
             .as_ref()
             .map(|(headers, body)| CalloutAnswer { headers, body });
-        config.callout_done(&host, callout_id, answer);
+        bound.config.callout_done(&host, callout_id, answer);
     });
 }
 
@@ -268,17 +279,15 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     c: ConfigModulePtr,
     _f: FilterEnvoyPtr,
 ) -> FilterModulePtr {
-    if c.is_null() {
+    // SAFETY: see `bound`.
+    let Some(bound) = (unsafe { bound(c) }) else {
         return std::ptr::null();
-    }
-    let c = c.cast::<Config>();
-    // SAFETY: `c` is the `Arc<Config>` pointer from `config_new`, alive until `config_destroy`;
-    // this takes one more strong reference for the stream, released when the stream is dropped.
-    let config = unsafe {
-        Arc::increment_strong_count(c);
-        Arc::from_raw(c)
     };
-    match catch_unwind(AssertUnwindSafe(|| take_slot(Stream::new(config)))) {
+    let made = catch_unwind(AssertUnwindSafe(|| {
+        // One more reference to the configuration, released when the stream is dropped.
+        new_slot(Stream::new(Arc::clone(&bound.config)), bound.native)
+    }));
+    match made {
         Ok(s) => Box::into_raw(s).cast::<c_void>().cast_const(),
         Err(_) => {
             log(LogLevel::Error, "devgate: panic in hook http_filter_new");
@@ -287,17 +296,21 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     }
 }
 
+/// The end of a stream: its state goes now, or, when Envoy ends the stream inside one of its
+/// hooks (a local reply that completes the response while the hook runs), when the outermost hook
+/// returns (`state::destroy`).
+///
 /// # Safety
 /// `m` is a pointer `on_http_filter_new` returned, destroyed once.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(m: FilterModulePtr) {
-    if !m.is_null() {
-        // SAFETY: `m` came from `Box::into_raw` in `on_http_filter_new`; Envoy calls this once.
-        let s = unsafe { Box::from_raw(m.cast::<Slot>().cast_mut()) };
-        guard_void("http_filter_destroy", move || give_slot(s));
-    }
+    // SAFETY: the caller's contract, passed on.
+    guard_void("http_filter_destroy", || unsafe { state::destroy(m) });
 }
 
+/// The request's headers. No stream state: refused (500). Re-entered (another hook of this stream
+/// runs): "stop", the outer hook decides.
+///
 /// # Safety
 /// Envoy's live filter pointer and the stream's module pointer.
 #[no_mangle]
@@ -306,27 +319,26 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     m: FilterModulePtr,
     end_of_stream: bool,
 ) -> u32 {
-    // SAFETY: the filter pointer of this hook; `host` does not outlive it.
-    let mut host = unsafe { Host::new(f) };
-    // SAFETY: see `stream`.
-    let Some(s) = (unsafe { stream(m) }) else {
-        log(
-            LogLevel::Error,
-            "devgate: request_headers without stream state",
-        );
-        answer_500(&mut host, "devgate_internal_no_stream");
-        return STOP_ITERATION;
+    let fallback = Fallback {
+        busy: STOP_ITERATION,
+        gone: STOP_ITERATION,
+        panicked: STOP_ITERATION,
+        refuse_gone: true,
     };
-    guard("request_headers", &mut host, STOP_ITERATION, |h| {
-        if s.request_headers(h, end_of_stream) {
-            CONTINUE
-        } else {
-            STOP_ITERATION
-        }
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        stream_hook("request_headers", f, m, fallback, |s, h| {
+            if s.request_headers(h, end_of_stream) {
+                CONTINUE
+            } else {
+                STOP_ITERATION
+            }
+        })
+    }
 }
 
-/// What the stream says of a body chunk ([`Stream::request_body`]); no stream: stop.
+/// What the stream says of a body chunk ([`Stream::request_body`]); no stream, or re-entered:
+/// stop.
 ///
 /// # Safety
 /// As `request_headers`.
@@ -336,19 +348,26 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     m: FilterModulePtr,
     end_of_stream: bool,
 ) -> u32 {
-    // SAFETY: the filter pointer of this hook; `host` does not outlive it.
-    let mut host = unsafe { Host::new(f) };
-    // SAFETY: see `stream`.
-    let s = unsafe { stream(m) };
-    guard("request_body", &mut host, BODY_STOP_NO_BUFFER, |h| match s
-        .map(|s| s.request_body(h, end_of_stream))
-    {
-        Some(BodyStatus::Continue) => CONTINUE,
-        Some(BodyStatus::StopAndBuffer) => BODY_STOP_AND_BUFFER,
-        Some(BodyStatus::Stop) | None => BODY_STOP_NO_BUFFER,
-    })
+    let fallback = Fallback {
+        busy: BODY_STOP_NO_BUFFER,
+        gone: BODY_STOP_NO_BUFFER,
+        panicked: BODY_STOP_NO_BUFFER,
+        refuse_gone: false,
+    };
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        stream_hook("request_body", f, m, fallback, |s, h| {
+            match s.request_body(h, end_of_stream) {
+                BodyStatus::Continue => CONTINUE,
+                BodyStatus::StopAndBuffer => BODY_STOP_AND_BUFFER,
+                BodyStatus::Stop => BODY_STOP_NO_BUFFER,
+            }
+        })
+    }
 }
 
+/// Request trailers of a request that goes on; otherwise (no stream, re-entered): stop.
+///
 /// # Safety
 /// As `request_headers`.
 #[no_mangle]
@@ -356,18 +375,28 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     f: FilterEnvoyPtr,
     m: FilterModulePtr,
 ) -> u32 {
-    // SAFETY: the filter pointer of this hook; `host` does not outlive it.
-    let mut host = unsafe { Host::new(f) };
-    // SAFETY: see `stream`.
-    let s = unsafe { stream(m) };
-    guard("request_trailers", &mut host, STOP_ITERATION, |h| {
-        match s.map(|s| s.proceeds() && s.request_trailers(h)) {
-            Some(true) => CONTINUE,
-            _ => STOP_ITERATION,
-        }
-    })
+    let fallback = Fallback {
+        busy: STOP_ITERATION,
+        gone: STOP_ITERATION,
+        panicked: STOP_ITERATION,
+        refuse_gone: false,
+    };
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        stream_hook("request_trailers", f, m, fallback, |s, h| {
+            if s.proceeds() && s.request_trailers(h) {
+                CONTINUE
+            } else {
+                STOP_ITERATION
+            }
+        })
+    }
 }
 
+/// Response headers. Re-entered (a local reply made while another hook of this stream runs, such
+/// as the router's 503 during `continue_decoding`): "continue", the reply goes out as Envoy made
+/// it (it came from no upstream, so there is no challenge to translate). No stream: stop.
+///
 /// # Safety
 /// As `request_headers`.
 #[no_mangle]
@@ -376,16 +405,22 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     m: FilterModulePtr,
     _end_of_stream: bool,
 ) -> u32 {
-    // SAFETY: the filter pointer of this hook; `host` does not outlive it.
-    let mut host = unsafe { Host::new(f) };
-    // SAFETY: see `stream`.
-    let s = unsafe { stream(m) };
-    guard("response_headers", &mut host, STOP_ITERATION, |h| {
-        match s.map(|s| s.response_headers(h)) {
-            Some(true) => CONTINUE,
-            _ => STOP_ITERATION,
-        }
-    })
+    let fallback = Fallback {
+        busy: CONTINUE,
+        gone: STOP_ITERATION,
+        panicked: STOP_ITERATION,
+        refuse_gone: false,
+    };
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        stream_hook("response_headers", f, m, fallback, |s, h| {
+            if s.response_headers(h) {
+                CONTINUE
+            } else {
+                STOP_ITERATION
+            }
+        })
+    }
 }
 
 // The remaining hooks Envoy 1.40 requires (a missing one makes it refuse the filter). devgate has
@@ -418,7 +453,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 ) {
 }
 
-/// The answer to an [`Host::http_callout`] of this stream, on its worker: handed to
+/// The answer to a `Host::http_callout` of this stream, on its worker: handed to
 /// [`Stream::callout_done`] as views (`None` when the call failed: reset, timeout, too large).
 ///
 /// # Safety
@@ -436,12 +471,6 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     body_chunks: *const EnvoyBuffer,
     body_chunks_size: usize,
 ) {
-    // SAFETY: the filter pointer of this hook; `host` does not outlive it.
-    let mut host = unsafe { Host::new(f) };
-    // SAFETY: see `stream`.
-    let Some(s) = (unsafe { stream(m) }) else {
-        return;
-    };
     let hs: &[EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
         &[]
     } else {
@@ -454,7 +483,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
         // SAFETY: per this function's contract.
         unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
     };
-    guard("http_callout_done", &mut host, STOP_ITERATION, |h| {
+    // Re-entered, no stream: the answer is dropped (nothing waits for it any more).
+    let fallback = Fallback {
+        busy: (),
+        gone: (),
+        panicked: (),
+        refuse_gone: false,
+    };
+    let body = |s: &mut Stream, h: &mut Host| {
         let answer = (result == CALLOUT_SUCCESS).then(|| {
             // SAFETY: views valid for this call (the contract above); they do not outlive it.
             let headers: Vec<(&[u8], &[u8])> = hs.iter().map(|x| unsafe { x.views() }).collect();
@@ -466,8 +502,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
             .as_ref()
             .map(|(headers, body)| CalloutAnswer { headers, body });
         s.callout_done(h, callout_id, answer);
-        CONTINUE
-    });
+    };
+    // SAFETY: the caller's contract, passed on.
+    unsafe { stream_hook("http_callout_done", f, m, fallback, body) }
 }
 
 /// Headers of a streamed HTTP call: devgate starts none.
@@ -524,7 +561,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
 ) {
 }
 
-/// An event committed through a [`Scheduler`] of this stream, on its worker.
+/// An event committed through a `Scheduler` of this stream, on its worker. Re-entered (an event
+/// delivered while another hook of this stream runs) or no stream: dropped.
 ///
 /// # Safety
 /// As `request_headers`.
@@ -534,16 +572,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     m: FilterModulePtr,
     event_id: u64,
 ) {
-    // SAFETY: the filter pointer of this hook; `host` does not outlive it.
-    let mut host = unsafe { Host::new(f) };
-    // SAFETY: see `stream`.
-    let Some(s) = (unsafe { stream(m) }) else {
-        return;
+    let fallback = Fallback {
+        busy: (),
+        gone: (),
+        panicked: (),
+        refuse_gone: false,
     };
-    guard("scheduled", &mut host, STOP_ITERATION, |h| {
-        s.scheduled(h, event_id);
-        CONTINUE
-    });
+    // SAFETY: the caller's contract, passed on.
+    unsafe { stream_hook("scheduled", f, m, fallback, |s, h| s.scheduled(h, event_id)) }
 }
 
 /// Flow control: devgate writes no body, so nothing to pause.

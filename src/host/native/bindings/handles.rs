@@ -47,8 +47,10 @@ impl ConfigHost {
     /// The handle of one configuration hook call.
     ///
     /// # Safety
-    /// `ptr` is the configuration pointer Envoy passed to the running hook, and the handle is
-    /// dropped before the hook returns.
+    /// `ptr` is the configuration pointer Envoy passed to the running hook, or (to count from a
+    /// stream hook or `config_destroy`: `state.rs`) that of the configuration that made the
+    /// running hook's stream, or that `config_destroy` is destroying, which Envoy keeps alive for
+    /// as long; and the handle is dropped before the hook returns.
     pub(super) unsafe fn new(ptr: ConfigEnvoyPtr) -> ConfigHost {
         ConfigHost {
             // SAFETY: the caller's contract.

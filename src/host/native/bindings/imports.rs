@@ -89,7 +89,8 @@ extern "C" {
     /// *Declared.* The socket peer (`ip:port`), never rewritten from `X-Forwarded-For`. Not used:
     /// devgate's core reads `source.address` (port 0 marks an address Envoy took from
     /// `X-Forwarded-For`, which it refuses unless `network.trust_forwarded`), so the socket peer
-    /// alone would hide a forwarded request behind its proxy's loopback address.
+    /// alone would hide a forwarded request behind its proxy's loopback address. Envoy added it in
+    /// 1.40: `loader.rs` looks its name up (never calls it) to refuse an older Envoy.
     #[allow(dead_code)]
     pub(super) fn envoy_dynamic_module_callback_http_get_downstream_direct_remote_address(
         filter: FilterEnvoyPtr,

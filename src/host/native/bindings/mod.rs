@@ -15,14 +15,22 @@
 //!   enforces the ABI's "valid until the hook returns or a setter is called".
 //! * `schedulers.rs`: the stream's [`Scheduler`] (and its `Resumer`s) and the configuration's
 //!   [`ConfigScheduler`], with the argument for when a commit is sound.
+//! * `state.rs`: what the layer keeps for Envoy's objects between hooks (a configuration's
+//!   `Bound`, a stream's `Slot` holding its state in a `reentry::Held`) and `stream_hook`, the one
+//!   way a stream hook reaches its state: sound when Envoy re-enters the module for the same
+//!   stream (the second hook finds the state borrowed and answers neutrally) or destroys the
+//!   stream during a hook (deferred to the outermost hook's exit).
+//! * `loader.rs`: the library's own loading: it pins itself in memory and refuses an Envoy older
+//!   than 1.40.
 //! * `exports.rs`: the exported hooks, each body under `catch_unwind` (a panic is logged with the
 //!   hook's name, answered with a local 500, never unwound into C++).
 //! * `counting.rs` (test build only): the global allocator that counts allocations, so that
 //!   `tests/e2e/test_native_bindings.py` can pin the allocations per request.
 //!
 //! Imports inside the layer go one way: `types` ← `imports` ← `twins` ← `schedulers` ←
-//! `handles` ← `exports`. Out of it, only `exports` reaches up, to the glue's entry points
-//! (`filter::Config`, `filter::Stream`); the glue uses the handles re-exported here.
+//! `handles` ← `state` ← `exports` (and `loader` ← `exports`). Out of it, only `state` and
+//! `exports` reach up, to the glue's entry points (`filter::Config`, `filter::Stream`) and to
+//! `reentry`; the glue uses the handles re-exported here.
 #![allow(unsafe_code)]
 
 /// Test build only: the allocator that counts allocations (see `counting.rs`).
@@ -31,7 +39,9 @@ pub(super) mod counting;
 mod exports;
 mod handles;
 mod imports;
+mod loader;
 mod schedulers;
+mod state;
 mod twins;
 mod types;
 
