@@ -41,9 +41,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402  (bench/run.py: variants, configs, credentials, Envoy helpers)
+# make bench's parts (bench/benchlib/): variants, configs, credentials, Envoy helpers.
+from benchlib import common  # noqa: E402  (the settings this run changes: WORK, CHECK_TIMEOUT)
+from benchlib.common import (CONFIGS, EMPTY_WASM, NATIVE, REFERENCE_WASM, REPO, TEST_NATIVE, WASM,  # noqa: E402
+                             BenchError, env_int)
+from benchlib.prepare import (build_filters, check_inputs, command_version, envoy_version,  # noqa: E402
+                              git_revision, make_credentials)
+from benchlib.processes import Envoy, start_envoy, stop, wasm_trouble  # noqa: E402
+from benchlib.report import goals_markdown, side_by_side_markdown  # noqa: E402
+from benchlib.variants import Variant, check_variant, process_env, variants  # noqa: E402
 
-OUT = bench.OUT
+OUT = common.OUT
 WORK = OUT / "calls-run"
 STARTUP_TIMEOUT = 600.0
 
@@ -72,20 +80,20 @@ def envoy_binary() -> Path:
     """The real Envoy executable: .venv/bin/envoy is a Python launcher, which valgrind would trace."""
     override = os.environ.get("DEVGATE_ENVOY")
     candidates = [Path(override)] if override else []
-    candidates += sorted(Path(p) for p in glob.glob(str(bench.REPO / ".venv" / "lib" / "python*" / "site-packages"
+    candidates += sorted(Path(p) for p in glob.glob(str(REPO / ".venv" / "lib" / "python*" / "site-packages"
                                                            / "envoy" / "_bin" / "envoy")))
     for c in candidates:
         if c.is_file() and os.access(c, os.X_OK) and c.read_bytes()[:4] == b"\x7fELF":
             return c
-    raise bench.BenchError("no Envoy executable found in the venv (make venv)")
+    raise BenchError("no Envoy executable found in the venv (make venv)")
 
 
 def start_counted(name: str, template: Path, values: dict, envoy: Path, cpu: str,
-                  env: dict | None = None) -> bench.Envoy:
+                  env: dict | None = None) -> Envoy:
     """An Envoy under callgrind, counting from the start (zeroed before the measured requests)."""
     wrapper = ("valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--dump-instr=no",
                f"--callgrind-out-file={WORK / name}/callgrind.%p")
-    return bench.start_envoy(name, template, values, cpu, wrapper=wrapper, envoy=envoy, timeout=STARTUP_TIMEOUT,
+    return start_envoy(name, template, values, cpu, wrapper=wrapper, envoy=envoy, timeout=STARTUP_TIMEOUT,
                              env=env)
 
 
@@ -107,7 +115,7 @@ def send(port: int, headers: list, n: int) -> dict:
 def callgrind(command: str, pid: int) -> None:
     r = subprocess.run(["callgrind_control", command, str(pid)], capture_output=True, text=True, timeout=120)
     if r.returncode != 0 or "OK" not in r.stdout:
-        raise bench.BenchError(f"callgrind_control {command} {pid} failed: {r.stdout.strip()} {r.stderr.strip()}")
+        raise BenchError(f"callgrind_control {command} {pid} failed: {r.stdout.strip()} {r.stderr.strip()}")
 
 
 def instructions(workdir: Path, before: set) -> int:
@@ -120,14 +128,14 @@ def instructions(workdir: Path, before: set) -> int:
                 if line.startswith(("summary:", "totals:")):
                     return int(line.split()[1])
         time.sleep(0.5)
-    raise bench.BenchError(f"no callgrind dump appeared in {workdir}")
+    raise BenchError(f"no callgrind dump appeared in {workdir}")
 
 
 def measure(job: dict, envoy: Path, n: int, warmup: int, cpu: str) -> dict:
     env = start_counted(job["name"], job["template"], job["values"], envoy, cpu,
-                        env=bench.process_env(job["variant"], job["values"]))
+                        env=process_env(job["variant"], job["values"]))
     try:
-        problems = bench.check_variant(job["variant"], env.port) if job["check"] else []
+        problems = check_variant(job["variant"], env.port) if job["check"] else []
         if problems:
             return {"error": "; ".join(problems)}
         send(env.port, job["variant"].headers, warmup)
@@ -139,12 +147,12 @@ def measure(job: dict, envoy: Path, n: int, warmup: int, cpu: str) -> dict:
         want = job["variant"].status
         if set(seen) != {want}:
             return {"error": f"statuses {seen}, expected only {want}"}
-        trouble = bench.wasm_trouble(env)
+        trouble = wasm_trouble(env)
         if trouble:
             return {"error": "Wasm VM failed: " + "; ".join(trouble[:3])}
         return {"instructions_per_request": total / n, "requests": n}
     finally:
-        bench.stop(env.proc, 120)
+        stop(env.proc, 120)
 
 
 def markdown(meta: dict, jobs: list, results: dict) -> str:
@@ -198,8 +206,8 @@ def markdown(meta: dict, jobs: list, results: dict) -> str:
     if base is not None:
         added = {job["name"]: {"added_instructions": per(job["name"]) - base}
                  for job in jobs if job["kind"] == "variant" and per(job["name"]) is not None}
-        lines += bench.goals_markdown(added, "added_instructions", "instructions/req")
-        lines += bench.side_by_side_markdown(
+        lines += goals_markdown(added, "added_instructions", "instructions/req")
+        lines += side_by_side_markdown(
             {k: {"x": per(k), **v} for k, v in added.items()},
             lambda x: f"{x['x']:,.0f} ({x['added_instructions']:+,.0f})")
     lines += ["", "Variants: as in bench/out/results.md (bench/run.py); `make bench` measures their speed."]
@@ -208,50 +216,50 @@ def markdown(meta: dict, jobs: list, results: dict) -> str:
 
 def main() -> int:
     t0 = time.monotonic()
-    n = bench.env_int("CALLS_REQUESTS", 1000, 10)
-    warmup = bench.env_int("CALLS_WARMUP", 200, 1)
-    jobs_n = bench.env_int("CALLS_JOBS", 2, 1)
+    n = env_int("CALLS_REQUESTS", 1000, 10)
+    warmup = env_int("CALLS_WARMUP", 200, 1)
+    jobs_n = env_int("CALLS_JOBS", 2, 1)
     for tool in ("valgrind", "callgrind_control"):
         if not shutil.which(tool):
-            raise bench.BenchError(f"{tool} not found (make bench-calls installs valgrind)")
+            raise BenchError(f"{tool} not found (make bench-calls installs valgrind)")
     envoy = envoy_binary()
-    bench.check_inputs()
+    check_inputs()
     if WORK.exists():
         shutil.rmtree(WORK)
     WORK.mkdir(parents=True)
-    # bench/run.py's helpers write credentials under its own scratch directory.
-    bench.WORK = WORK
+    # make bench's helpers write credentials and Envoy configs under this scratch directory.
+    common.WORK = WORK
     # Everything runs under valgrind: the first request (V8 compiling a Wasm filter) can be slow.
-    bench.CHECK_TIMEOUT = 120.0
-    creds = bench.make_credentials()
+    common.CHECK_TIMEOUT = 120.0
+    creds = make_credentials()
     values = {
-        "DEVGATE_WASM": bench.WASM.resolve(),
-        "DEVGATE_NATIVE": bench.NATIVE.resolve(),
-        "DEVGATE_TEST_NATIVE": bench.TEST_NATIVE.resolve(),
-        "EMPTY_WASM": bench.EMPTY_WASM.resolve(),
-        "REFERENCE_WASM": bench.REFERENCE_WASM.resolve(),
+        "DEVGATE_WASM": WASM.resolve(),
+        "DEVGATE_NATIVE": NATIVE.resolve(),
+        "DEVGATE_TEST_NATIVE": TEST_NATIVE.resolve(),
+        "EMPTY_WASM": EMPTY_WASM.resolve(),
+        "REFERENCE_WASM": REFERENCE_WASM.resolve(),
         "DEVGATE_KEY": creds["key"],
         "HTPASSWD_LINE": creds["htpasswd"],
     }
-    jobs = [{"name": v.name, "kind": "variant", "variant": v, "template": bench.CONFIGS / v.config,
+    jobs = [{"name": v.name, "kind": "variant", "variant": v, "template": CONFIGS / v.config,
              "values": {**values, **v.values}, "check": True, "what": v.what}
-            for v in bench.variants(creds["token"], creds["api_key"])]
+            for v in variants(creds["token"], creds["api_key"])]
     for name, steps, what in PRICES:
-        v = bench.Variant(name, "reference.yaml", what, forged=False)
-        jobs.append({"name": name, "kind": "price", "variant": v, "template": bench.CONFIGS / "reference.yaml",
+        v = Variant(name, "reference.yaml", what, forged=False)
+        jobs.append({"name": name, "kind": "price", "variant": v, "template": CONFIGS / "reference.yaml",
                      "values": {**values, "REFERENCE_STEPS": steps}, "check": False, "what": what})
     wanted = [x.strip() for x in os.environ.get("CALLS_VARIANTS", "").split(",") if x.strip()]
     if wanted:
         unknown = set(wanted) - {j["name"] for j in jobs}
         if unknown:
-            raise bench.BenchError(f"CALLS_VARIANTS: unknown {sorted(unknown)}; known: {[j['name'] for j in jobs]}")
+            raise BenchError(f"CALLS_VARIANTS: unknown {sorted(unknown)}; known: {[j['name'] for j in jobs]}")
         jobs = [j for j in jobs if j["name"] in wanted]
-    bench.check_inputs(native=any(j["variant"].native for j in jobs))
-    bench.build_filters()
+    check_inputs(native=any(j["variant"].native for j in jobs))
+    build_filters()
 
     # Every CPU this process may use: counts do not depend on where the work runs.
     cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    upstream = bench.start_envoy("upstream", bench.CONFIGS / "upstream.yaml", values, cpus)
+    upstream = start_envoy("upstream", CONFIGS / "upstream.yaml", values, cpus)
     results: dict = {}
     queue = list(jobs)
     lock = threading.Lock()
@@ -266,7 +274,7 @@ def main() -> int:
             try:
                 job["values"]["UPSTREAM_PORT"] = upstream.port
                 r = measure(job, envoy, n, warmup, cpus)
-            except (bench.BenchError, OSError, http.client.HTTPException, subprocess.SubprocessError) as e:
+            except (BenchError, OSError, http.client.HTTPException, subprocess.SubprocessError) as e:
                 r = {"error": str(e).splitlines()[0]}
                 failures.append(job["name"])
             with lock:
@@ -284,15 +292,15 @@ def main() -> int:
         for t in threads:
             t.join()
     finally:
-        bench.stop(upstream.proc)
+        stop(upstream.proc)
 
     settings = {k: os.environ[k] for k in sorted(os.environ) if k.startswith("CALLS_")}
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "envoy_version": bench.envoy_version(),
-        "valgrind_version": bench.command_version(["valgrind", "--version"]).strip(),
-        "devgate_revision": bench.git_revision(),
-        "devgate_wasm_bytes": bench.WASM.stat().st_size,
+        "envoy_version": envoy_version(),
+        "valgrind_version": command_version(["valgrind", "--version"]).strip(),
+        "devgate_revision": git_revision(),
+        "devgate_wasm_bytes": WASM.stat().st_size,
         "command": " ".join([f"{k}={v}" for k, v in settings.items()] + ["make bench-calls"]),
         "requests": n,
         "warmup": warmup,
@@ -314,7 +322,7 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except bench.BenchError as e:
+    except BenchError as e:
         log(f"error: {e}")
         sys.exit(2)
     except KeyboardInterrupt:

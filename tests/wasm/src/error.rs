@@ -1,6 +1,6 @@
 //! Errors of the test host.
 
-use crate::*;
+use std::fmt;
 
 /// A failure of the harness itself or of the module (trap), with a readable message.
 pub struct HostError(pub String);

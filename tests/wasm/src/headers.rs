@@ -1,6 +1,6 @@
 //! Header maps: ordered multimaps of byte strings, with Envoy's semantics.
 
-use crate::*;
+use std::fmt;
 
 /// An ordered multimap of byte strings, as Envoy's header maps (names stored lowercase).
 #[derive(Clone, Default, PartialEq, Eq)]

@@ -1,6 +1,19 @@
 //! The host: building it, configuring the plugin, driving the root context.
 
-use crate::*;
+use std::collections::{BTreeMap, HashSet};
+
+use wasmtime::{AsContextMut, Instance, Linker, Store};
+
+use crate::codes::{level, FUEL_BUDGET, ROOT_ID};
+use crate::error::{err, HostError, HostResult};
+use crate::headers::Headers;
+use crate::imports::define_env;
+use crate::module::compiled;
+use crate::records::{BodyCall, HostCall, LogLine, Phase};
+use crate::request::{Outcome, RequestBuilder, RequestBuilderParts};
+use crate::shared::{Action, HttpCall, Metric, SharedData};
+use crate::state::{property_path, State};
+use crate::wasi::{define_stubs, define_wasi};
 
 /// Options that must be set before the module starts (the WASI environment is read at start).
 #[derive(Clone)]

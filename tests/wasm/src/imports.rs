@@ -1,6 +1,16 @@
 //! The `env` imports: every proxy-wasm host call devgate may make.
 
-use crate::*;
+use wasmtime::Linker;
+
+use crate::codes::{
+    status, BUFFER_HTTP_CALL_RESPONSE_BODY, BUFFER_HTTP_REQUEST_BODY, BUFFER_HTTP_RESPONSE_BODY,
+    BUFFER_MAX, BUFFER_PLUGIN_CONFIGURATION, BUFFER_VM_CONFIGURATION,
+};
+use crate::headers::{show, Headers};
+use crate::memory::{give, read, write_u32, write_u64, Ctx, WResult};
+use crate::records::{LocalResponse, LogLine};
+use crate::shared::{HttpCall, Metric};
+use crate::state::{map_name, normalize_property_path, property_name, State};
 
 pub(crate) fn define_env(linker: &mut Linker<State>) -> WResult<()> {
     linker.func_wrap(

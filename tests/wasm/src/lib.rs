@@ -38,15 +38,6 @@
 //!
 //! The library of this test package: each test file uses it as `host`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-
-use wasmtime::{
-    AsContextMut, Caller, Config, Engine, Extern, ExternType, Instance, Linker, Module, Store,
-};
-
 mod codes;
 mod error;
 mod headers;
@@ -60,15 +51,12 @@ mod shared;
 mod state;
 mod wasi;
 
-pub use codes::*;
-pub use error::*;
-pub use headers::*;
-pub use host::*;
-use imports::*;
-use memory::*;
-pub use module::*;
-pub use records::*;
-pub use request::*;
-pub use shared::*;
-pub use state::*;
-use wasi::*;
+pub use codes::{level, status};
+pub use error::{HostError, HostResult};
+pub use headers::{show, Headers};
+pub use host::{assert_no_secret_in, Host, HostBuilder};
+pub use module::{module_exports, module_imports, wasm_path};
+pub use records::{BodyCall, HostCall, LocalResponse, LogLine, Phase};
+pub use request::{Outcome, RequestBuilder};
+pub use shared::{Action, HttpCall, Metric, SharedData};
+pub use state::property_path;

@@ -1,6 +1,8 @@
 //! Guest memory helpers.
 
-use crate::*;
+use wasmtime::{Caller, Extern};
+
+use crate::state::State;
 
 pub(crate) type Ctx<'a> = Caller<'a, State>;
 pub(crate) type WResult<T> = wasmtime::Result<T>;

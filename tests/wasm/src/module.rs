@@ -1,6 +1,11 @@
 //! The compiled module, once per test process.
 
-use crate::*;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use wasmtime::{Config, Engine, Module};
+
+use crate::error::{HostError, HostResult};
 
 /// Where the module is: `$DEVGATE_WASM`, else `<repo>/target/wasm32-wasip1/release/devgate.wasm`.
 pub fn wasm_path() -> PathBuf {

@@ -1,6 +1,7 @@
 //! What the host records: log lines, host calls, local responses, body calls.
 
-use crate::*;
+use crate::headers::Headers;
+use crate::shared::Action;
 
 /// One `proxy_log` line, or one line the module wrote to stdout/stderr (level `None`).
 #[derive(Clone, Debug)]

@@ -1,6 +1,11 @@
 //! Requests and their outcomes.
 
-use crate::*;
+use std::collections::BTreeMap;
+
+use crate::headers::{show, Headers};
+use crate::host::{assert_no_secret_in, Host};
+use crate::records::{BodyCall, HostCall, LocalResponse, LogLine, Phase};
+use crate::shared::Action;
 
 /// Called before body chunk `n` is delivered: what "another worker" does meanwhile.
 pub(crate) type ChunkHook<'h> = Box<dyn FnMut(usize) + 'h>;

@@ -1,10 +1,15 @@
 //! Shared data, with proxy-wasm-cpp-host's CAS semantics, shareable between hosts.
 
-use crate::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::codes::status;
+use crate::headers::Headers;
 
 /// Envoy's shared data for one `vm_id`: key -> (value, CAS), shared by every VM (worker) of the
-/// plugin in the process. Clone the handle into several [`HostBuilder::shared_data`] to have
-/// several VMs share it, as Envoy's workers do.
+/// plugin in the process. Clone the handle into several
+/// [`HostBuilder::shared_data`](crate::HostBuilder::shared_data) to have several VMs share it, as
+/// Envoy's workers do.
 ///
 /// Semantics of proxy-wasm-cpp-host's `SharedData`: get of a missing key is NotFound; set with
 /// CAS 0 always stores; set with a CAS that is not the key's current one is CasMismatch (a

@@ -1,6 +1,14 @@
 //! The host state (the wasmtime store's data).
 
-use crate::*;
+use std::collections::BTreeMap;
+
+use crate::codes::{
+    MAP_HTTP_CALL_RESPONSE_HEADERS, MAP_HTTP_CALL_RESPONSE_TRAILERS, MAP_REQUEST_HEADERS,
+    MAP_REQUEST_TRAILERS, MAP_RESPONSE_HEADERS, MAP_RESPONSE_TRAILERS,
+};
+use crate::headers::{show, Headers};
+use crate::records::{HostCall, LocalResponse, LogLine, Phase};
+use crate::shared::{HttpCall, Metric, SharedData};
 
 #[derive(Default)]
 pub(crate) struct State {

@@ -1,6 +1,14 @@
 //! The WASI imports, and stubs that trap on any other import.
 
-use crate::*;
+use std::collections::HashSet;
+
+use wasmtime::{ExternType, Linker, Module, Store};
+
+use crate::codes::errno;
+use crate::headers::show;
+use crate::memory::{read, write, write_u32, write_u64, Ctx, WResult};
+use crate::records::LogLine;
+use crate::state::State;
 
 pub(crate) fn define_wasi(linker: &mut Linker<State>) -> WResult<()> {
     const W: &str = "wasi_snapshot_preview1";

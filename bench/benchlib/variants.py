@@ -1,0 +1,141 @@
+"""The variants `make bench` measures (and `make bench-calls` counts), each with the answer it must
+give, and the check that it gives it before it is measured."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+from dataclasses import dataclass, field
+
+from benchlib import common
+from benchlib.common import BASIC_PASSWORD, BASIC_USER, CHALLENGE, CHECK_PATH, IDENTITY, NATIVE_KEY_ENV, TOKEN_SUB
+
+
+@dataclass
+class Variant:
+    name: str
+    config: str  # file under envoy/bench/
+    what: str  # one line for the report
+    headers: list = field(default_factory=list)  # [(name, value)] on every request (filled in later)
+    status: int = 200  # every response must have it
+    identity: str | None = None  # the identity header the upstream must receive (None: none)
+    # The check request also carries a forged identity header, which the filter must replace.
+    forged: bool = True
+    # The check also sends one request without the variant's credential, which must get 401.
+    needs_credential: bool = False
+    # Template values of this variant's config only (the reference filter's steps).
+    values: dict = field(default_factory=dict)
+    # devgate as a native dynamic module: it reads `secret_env` from Envoy's process environment (no
+    # VM environment), so this variant's Envoy, and only it, gets the run's key there.
+    native: bool = False
+
+
+# The reference filter's steps (bench/reference-filter): the host calls devgate's network path cannot
+# do without (read the headers, which it must search for the path, credentials and every spelling of
+# the identity header; read the peer; set the identity), and the straightforward filter someone might
+# write by hand instead (the peer, two headers, one header set).
+WASM_MINIMUM = "pairs peer set:x-wsgiorg-developer-user=127.0.0.1"
+NAIVE_WASM = "peer header:authorization header:cookie set:x-wsgiorg-developer-user=127.0.0.1"
+
+
+def variants(token: str, api_key: str) -> list[Variant]:
+    basic = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
+    return [
+        Variant("baseline", "baseline.yaml", "no filter (router only)", forged=False),
+        Variant("devgate_network", "devgate_network.yaml",
+                "devgate, peer 127.0.0.1 is a network developer, protect /", identity="127.0.0.1"),
+        Variant("devgate_bearer", "devgate_tokens.yaml",
+                "devgate, outsider with Authorization: Bearer <devgate token>",
+                headers=[("Authorization", f"Bearer {token}")], identity=TOKEN_SUB, needs_credential=True),
+        Variant("devgate_cookie", "devgate_tokens.yaml",
+                "devgate, outsider with Cookie: devgate_token=<devgate token>",
+                headers=[("Cookie", f"devgate_token={token}")], identity=TOKEN_SUB, needs_credential=True),
+        Variant("devgate_deny", "devgate_tokens.yaml",
+                "devgate, outsider without credentials: 401 challenge", status=401),
+        Variant("devgate_api_key", "devgate_api.yaml",
+                "devgate, outsider with X-Api-Key: <private API key> on an API route",
+                headers=[("X-Api-Key", api_key)], needs_credential=True),
+        Variant("empty_wasm", "empty_wasm.yaml", "proxy-wasm filter that does nothing (V8)", forged=False),
+        Variant("wasm_minimum", "reference.yaml",
+                "proxy-wasm filter making only the host calls devgate's network path cannot avoid: "
+                "all request headers, the peer, set the identity", identity="127.0.0.1",
+                values={"REFERENCE_STEPS": WASM_MINIMUM}),
+        Variant("naive_wasm", "reference.yaml",
+                "proxy-wasm filter reading the peer and two headers, setting one (a naive hand-written filter)",
+                identity="127.0.0.1", values={"REFERENCE_STEPS": NAIVE_WASM}),
+        Variant("basic_auth", "basic_auth.yaml", "envoy.filters.http.basic_auth, {SHA} user",
+                headers=[("Authorization", f"Basic {basic}")], identity=BASIC_USER, needs_credential=True),
+        Variant("jwt_authn", "jwt_authn.yaml", "envoy.filters.http.jwt_authn, same HS256 token, inline oct JWKS",
+                headers=[("Authorization", f"Bearer {token}")], identity=TOKEN_SUB, needs_credential=True),
+        Variant("lua", "lua.yaml", "envoy.filters.http.lua doing devgate's network path", identity="127.0.0.1"),
+        # devgate as a native Envoy dynamic module (libdevgate.so): the same policies as the devgate_*
+        # variants above, the same requests, the same checks.
+        Variant("native_network", "native_network.yaml",
+                "devgate native module, peer 127.0.0.1 is a network developer, protect /",
+                identity="127.0.0.1", native=True),
+        Variant("native_bearer", "native_tokens.yaml",
+                "devgate native module, outsider with Authorization: Bearer <devgate token>",
+                headers=[("Authorization", f"Bearer {token}")], identity=TOKEN_SUB, needs_credential=True,
+                native=True),
+        Variant("native_cookie", "native_tokens.yaml",
+                "devgate native module, outsider with Cookie: devgate_token=<devgate token>",
+                headers=[("Cookie", f"devgate_token={token}")], identity=TOKEN_SUB, needs_credential=True,
+                native=True),
+        Variant("native_deny", "native_tokens.yaml",
+                "devgate native module, outsider without credentials: 401 challenge", status=401, native=True),
+        Variant("native_api_key", "native_api.yaml",
+                "devgate native module, outsider with X-Api-Key: <private API key> on an API route",
+                headers=[("X-Api-Key", api_key)], needs_credential=True, native=True),
+        Variant("native_noop", "native_noop.yaml",
+                "devgate's native module doing nothing (test build, filter_name devgate-noop): the fixed cost "
+                "of an extra dynamic-module filter", forged=False, native=True),
+    ]
+
+
+def process_env(v: Variant, values: dict) -> dict | None:
+    """Envoy's process environment for variant `v`: the run's key for a native devgate (which reads
+    `secret_env` there), nothing added for the others."""
+    if not v.native:
+        return None
+    return {**os.environ, NATIVE_KEY_ENV: str(values["DEVGATE_KEY"])}
+
+
+def one_request(port: int, headers: list) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=common.CHECK_TIMEOUT)
+    try:
+        conn.request("GET", CHECK_PATH, headers=dict(headers))
+        r = conn.getresponse()
+        r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}
+    finally:
+        conn.close()
+
+
+def check_variant(v: Variant, port: int) -> list[str]:
+    """What is wrong with this variant's answers (empty: it does what it claims)."""
+    try:
+        return _check_variant(v, port)
+    except (OSError, http.client.HTTPException) as e:
+        return [f"check request failed: {e!r}"]
+
+
+def _check_variant(v: Variant, port: int) -> list[str]:
+    problems = []
+    headers = list(v.headers)
+    if v.forged:
+        headers.append((IDENTITY, "forged"))
+    status, got = one_request(port, headers)
+    if status != v.status:
+        problems.append(f"status {status}, expected {v.status}")
+    elif status == 200:
+        ident = got.get("x-bench-identity")
+        if ident != v.identity:
+            problems.append(f"upstream received {IDENTITY}: {ident!r}, expected {v.identity!r}")
+    elif status == 401 and got.get("www-authenticate") != CHALLENGE:
+        problems.append(f"401 without the challenge (www-authenticate: {got.get('www-authenticate')!r})")
+    if v.needs_credential:
+        status, _ = one_request(port, [(IDENTITY, "forged")])
+        if status != 401:
+            problems.append(f"without the credential: status {status}, expected 401")
+    return problems
