@@ -9,9 +9,10 @@
 //! `config.<accepted|rejected>`, and `counter_missing`, which counts bumps of a counter the host
 //! did not define (never expected; a host may refuse to define a metric).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::apikey::KeyKind;
-use super::session::Outcome;
-use super::{Reason, Source};
+use super::codes::{Challenge, Outcome, Reason, Source};
 
 /// The reason code of a request the glue itself could not complete.
 pub const INTERNAL_ERROR: &str = "internal_error";
@@ -47,24 +48,6 @@ impl Admission {
             .map(Admission::Source)
             .chain(KeyKind::ALL.into_iter().map(Admission::Key))
             .chain([Admission::Anonymous])
-    }
-}
-
-/// What became of an upstream 401 with devgate's challenge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Challenge {
-    Forbid,
-    Login,
-}
-
-impl Challenge {
-    pub const ALL: [Challenge; 2] = [Challenge::Forbid, Challenge::Login];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Challenge::Forbid => "forbid",
-            Challenge::Login => "login",
-        }
     }
 }
 
@@ -183,6 +166,65 @@ impl Counter {
         name.push_str(group);
         name.push_str(code);
         name
+    }
+}
+
+/// A host's ids of every counter, at [`Counter::slot`]: defined once (per configuration or
+/// VM) from [`Counter::all`], so that counting is a vector index and a host call. Generic over
+/// the host's id type; one table serves both hosts.
+#[derive(Debug)]
+pub struct Table<Id> {
+    /// The host's id of each counter, at its slot (`None`: the host did not define it).
+    ids: Vec<Option<Id>>,
+    /// A bump of an undefined counter was logged: [`Table::first_missing`] says so once.
+    missing_logged: AtomicBool,
+}
+
+impl<Id: Copy> Table<Id> {
+    /// Defines every counter of [`Counter::all`] with `define` (the host's call, given the
+    /// metric name; `None`: the host refused it).
+    pub fn define(mut define: impl FnMut(&str) -> Option<Id>) -> Table<Id> {
+        let mut ids = Vec::with_capacity(Counter::COUNT);
+        ids.resize_with(Counter::COUNT, || None);
+        for counter in Counter::all() {
+            if let Some(slot) = ids.get_mut(counter.slot()) {
+                *slot = define(&counter.name());
+            }
+        }
+        Table {
+            ids,
+            missing_logged: AtomicBool::new(false),
+        }
+    }
+
+    /// A table with no counter defined (before a host defines them, or a host that counts
+    /// nothing).
+    pub fn empty() -> Table<Id> {
+        Table {
+            ids: Vec::new(),
+            missing_logged: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether [`Table::define`] made this table.
+    pub fn is_defined(&self) -> bool {
+        !self.ids.is_empty()
+    }
+
+    /// The host's id of `counter`, if it defined it.
+    pub fn id(&self, counter: Counter) -> Option<Id> {
+        self.ids.get(counter.slot()).copied().flatten()
+    }
+
+    /// `true` the first time it is asked (per table): the one time a missing counter is logged.
+    pub fn first_missing(&self) -> bool {
+        !self.missing_logged.swap(true, Ordering::Relaxed)
+    }
+}
+
+impl<Id: Copy> Default for Table<Id> {
+    fn default() -> Table<Id> {
+        Table::empty()
     }
 }
 

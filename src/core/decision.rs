@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::core::plan::ResponseHeaders;
+use crate::core::codes::ResponseHeaders;
 
 use super::*;
 
@@ -29,161 +29,12 @@ impl<'a> Request<'a> {
     }
 }
 
-/// How the developer proved who they are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// Their socket address is in `network.allow` and not in `network.deny`.
-    Network,
-    /// A developer token in `Authorization: Bearer`.
-    Bearer,
-    /// A developer token in the configured cookie.
-    Cookie,
-    /// The login form's session cookie.
-    Session,
-}
-
-impl Source {
-    /// Every source (counters and audit values are generated from this list).
-    pub const ALL: [Source; 4] = [
-        Source::Network,
-        Source::Bearer,
-        Source::Cookie,
-        Source::Session,
-    ];
-
-    /// Stable snake_case name for logs and stats.
-    pub fn code(self) -> &'static str {
-        match self {
-            Source::Network => "network",
-            Source::Bearer => "bearer",
-            Source::Cookie => "cookie",
-            Source::Session => "session",
-        }
-    }
-}
-
 /// A developer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     /// What the upstream receives in the identity header.
     pub name: String,
     pub source: Source,
-}
-
-/// Why a request was refused. Codes are stable: logs, stats and tests use them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// Protected path and no credential at all (or a peer that is not a developer).
-    NoCredential,
-    /// The path cannot be read one way only (bad escape, double encoding, not origin-form).
-    BadPath,
-    /// More than one credential (Bearer and cookie, two Authorization headers, a cookie sent
-    /// twice with different values): devgate never picks one.
-    AmbiguousCredential,
-    /// The token failed verification; the code says why (`expired`, `bad_signature`, ...).
-    Token(TokenError),
-    /// A peer in `network.deny` on a protected path (whatever credential it sent), or a valid
-    /// token or session from a peer outside `tokens.allow_from` / `login.allow_from`.
-    NetworkDenied,
-    /// A valid token without the peer binding `tokens.bind_peer` requires.
-    UnboundToken,
-    /// An API key whose id is in `api.revoked`.
-    Revoked,
-    /// A public key outside `key`, or a private key in `key` (where browsers would leak it).
-    KeyMisplaced,
-    /// An API key that does not list the route's product.
-    WrongProduct,
-    /// A public key used from a page its referer list does not allow.
-    RefererDenied,
-    /// A write needs a private key with write permission.
-    WriteNeeded,
-    /// A `write_only` route, or a write, with a public key.
-    PrivateKeyRequired,
-    /// PUT, PATCH or DELETE (or an unknown method) on a `read_only` route.
-    MethodNotAllowed,
-    /// A token or API key that needs the revocation list while the list is stale, with
-    /// `revocation.when_stale: refuse`.
-    RevocationStale,
-}
-
-impl Reason {
-    pub fn code(self) -> &'static str {
-        match self {
-            Reason::NoCredential => "no_credential",
-            Reason::BadPath => "bad_path",
-            Reason::AmbiguousCredential => "ambiguous_credential",
-            Reason::Token(e) => e.code(),
-            Reason::NetworkDenied => "network_denied",
-            Reason::UnboundToken => "unbound_token",
-            Reason::Revoked => "revoked",
-            Reason::KeyMisplaced => "key_misplaced",
-            Reason::WrongProduct => "wrong_product",
-            Reason::RefererDenied => "referer_denied",
-            Reason::WriteNeeded => "write_needed",
-            Reason::PrivateKeyRequired => "private_key_required",
-            Reason::MethodNotAllowed => "method_not_allowed",
-            Reason::RevocationStale => "revocation_stale",
-        }
-    }
-
-    /// How many reasons [`Reason::all`] lists.
-    pub const COUNT: usize = 13 + TokenError::ALL.len();
-
-    /// This reason's place in `0..COUNT`: a dense index for hosts that keep one counter each.
-    pub fn slot(self) -> usize {
-        match self {
-            Reason::NoCredential => 0,
-            Reason::BadPath => 1,
-            Reason::AmbiguousCredential => 2,
-            Reason::NetworkDenied => 3,
-            Reason::UnboundToken => 4,
-            Reason::Revoked => 5,
-            Reason::KeyMisplaced => 6,
-            Reason::WrongProduct => 7,
-            Reason::RefererDenied => 8,
-            Reason::WriteNeeded => 9,
-            Reason::PrivateKeyRequired => 10,
-            Reason::MethodNotAllowed => 11,
-            Reason::RevocationStale => 12,
-            Reason::Token(e) => 13 + e as usize,
-        }
-    }
-
-    /// Every reason devgate can give, for defining one counter each at configure time.
-    pub fn all() -> impl Iterator<Item = Reason> {
-        [
-            Reason::NoCredential,
-            Reason::BadPath,
-            Reason::AmbiguousCredential,
-            Reason::NetworkDenied,
-            Reason::UnboundToken,
-            Reason::Revoked,
-            Reason::KeyMisplaced,
-            Reason::WrongProduct,
-            Reason::RefererDenied,
-            Reason::WriteNeeded,
-            Reason::PrivateKeyRequired,
-            Reason::MethodNotAllowed,
-            Reason::RevocationStale,
-        ]
-        .into_iter()
-        .chain(TokenError::ALL.into_iter().map(Reason::Token))
-    }
-
-    /// Whether the reason is "who are you?" (401) or "not you, not from there" (403).
-    fn is_forbidden(self) -> bool {
-        matches!(
-            self,
-            Reason::NetworkDenied
-                | Reason::UnboundToken
-                | Reason::Token(TokenError::WrongPeer)
-                | Reason::WrongProduct
-                | Reason::RefererDenied
-                | Reason::WriteNeeded
-                | Reason::PrivateKeyRequired
-                | Reason::MethodNotAllowed
-        )
-    }
 }
 
 /// A response devgate sends itself instead of forwarding the request.

@@ -10,8 +10,10 @@
 
 pub mod apikey;
 pub mod budget;
+pub mod codes;
 pub mod cookie;
 pub mod counters;
+pub mod effects;
 pub mod facts;
 pub mod headers;
 pub mod htpasswd;
@@ -19,6 +21,7 @@ pub mod login;
 pub mod method;
 pub mod net;
 pub mod path;
+pub mod perform;
 pub mod plan;
 pub mod policy;
 pub mod query;
@@ -47,6 +50,7 @@ use token::{Expect, TokenError};
 
 pub use api::mode_allows;
 use api::*;
+pub use codes::{Reason, Source};
 use credential::*;
 use decide::Ctx;
 pub use decide::{decide, decide_with};

@@ -11,13 +11,8 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use crate::core::apikey::KeyKind;
+use crate::core::codes::{Outcome, Reason, ResponseHeaders, Source};
 use crate::core::counters::{self, Counter};
-use crate::core::session::Outcome;
-use crate::core::{Reason, Source};
-
-/// Headers of a response devgate sends or adds to: names are devgate's, values are its own
-/// constants (borrowed) or made for the request (a cookie, a location, a retry delay).
-pub type ResponseHeaders = Vec<(&'static str, Cow<'static, str>)>;
 
 /// A response devgate sends itself, replacing the request (or the upstream's response).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +154,9 @@ pub enum Note {
     ConfigAccepted { rules: usize, header: String },
     /// A configuration was refused (the message names the field, never a value).
     ConfigRejected(String),
+    /// A counter the host did not define was bumped (logged once per counter table; the bump
+    /// is counted in `devgate.counter_missing`).
+    CounterMissing(Counter),
 }
 
 impl Note {
@@ -169,7 +167,8 @@ impl Note {
             Note::Refused(_)
             | Note::LoginUnbuffered
             | Note::FetchFailed(_)
-            | Note::FetchNotStarted { .. } => Level::Warn,
+            | Note::FetchNotStarted { .. }
+            | Note::CounterMissing(_) => Level::Warn,
             Note::ConfigRejected(_) => Level::Error,
         }
     }
@@ -202,6 +201,9 @@ impl fmt::Display for Note {
             Note::ConfigRejected(message) => {
                 write!(f, "devgate: configuration rejected: {message}")
             }
+            Note::CounterMissing(counter) => {
+                write!(f, "devgate: counter {} is not defined", counter.name())
+            }
         }
     }
 }
@@ -219,12 +221,28 @@ pub struct Plan<'p> {
     pub set: Vec<(&'p str, Vec<u8>)>,
     /// Headers to add to the upstream's response (response step only).
     pub add_response: ResponseHeaders,
+    /// The counter to add one to.
     pub counter: Option<Counter>,
     /// The `devgate_decision` property.
     pub audit: Option<Audit>,
+    /// The log line of the step.
     pub note: Option<Note>,
-    /// Answer with this instead of going on.
-    pub reply: Option<Reply>,
+    /// What happens once the effects above are carried out: the request goes on, or devgate
+    /// answers it.
+    pub next: Next,
+}
+
+/// What a stream's step ends in, once its effects are carried out. A step that waits for an
+/// outside answer (an HTTP callout, a check on a thread pool) and then resumes is one more
+/// variant here, performed by [`crate::core::perform`] through one more primitive effect (see
+/// docs/ARCHITECTURE.md, "Steps that wait").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Next {
+    /// The request (or the upstream's response) goes on.
+    #[default]
+    Continue,
+    /// devgate answers with this instead of going on.
+    Reply(Reply),
 }
 
 impl Plan<'_> {
@@ -236,7 +254,7 @@ impl Plan<'_> {
             counter: Some(Counter::InternalError),
             audit: Some(Audit::InternalError),
             note: Some(Note::Refused(what)),
-            reply: Some(Reply {
+            next: Next::Reply(Reply {
                 status: 500,
                 headers: vec![
                     ("content-type", Cow::Borrowed("text/plain; charset=utf-8")),
@@ -251,7 +269,15 @@ impl Plan<'_> {
 
     /// Whether the host answers the request itself.
     pub fn replies(&self) -> bool {
-        self.reply.is_some()
+        matches!(self.next, Next::Reply(_))
+    }
+
+    /// The local reply of this step, if devgate answers the request itself.
+    pub fn reply(&self) -> Option<&Reply> {
+        match &self.next {
+            Next::Reply(reply) => Some(reply),
+            Next::Continue => None,
+        }
     }
 }
 
@@ -307,7 +333,7 @@ mod tests {
     #[test]
     fn refusal_is_a_generic_500() {
         let p = Plan::refuse("header_edit_failed");
-        let reply = p.reply.unwrap();
+        let reply = p.reply().unwrap();
         assert_eq!(
             (reply.status, reply.details.as_ref()),
             (500, "devgate_internal")

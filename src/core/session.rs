@@ -22,7 +22,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::core::counters::Challenge;
+use crate::core::codes::{Challenge, Outcome};
 use crate::core::login::{self, Attempts, LoginForm, Page, Verdict, MAX_BODY};
 use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::query;
@@ -49,76 +49,6 @@ pub fn endpoint(login: &LoginPolicy, canonical: &[u8]) -> Option<Endpoint> {
         [b'/', ..] => Some(Endpoint::Other),
         _ => None,
     }
-}
-
-/// What happened, for stats and logs (`devgate.login.<code>`). Stable snake_case codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The form was served.
-    Page,
-    /// Right user name and password: a session cookie was set.
-    Succeeded,
-    /// Wrong user name or password, or a malformed form.
-    Failed,
-    /// Too many failures from this peer: 429.
-    RateLimited,
-    /// The Envoy process's budget of password verifies is spent (`login.verifies_per_minute`,
-    /// `login.verify_burst`): 429 without running bcrypt.
-    OverBudget,
-    /// The peer is outside `login.allow_from`, inside `network.deny`, or has no usable socket
-    /// address: 403.
-    NetworkDenied,
-    /// `Origin` (or `Referer`) names another site, or neither was sent: 403.
-    Csrf,
-    /// Not a form (`Content-Type`): 415.
-    BadContentType,
-    /// A body over the cap: 413.
-    TooLarge,
-    /// The session cookie was cleared.
-    Logout,
-    /// Another path under the mount: 404.
-    NotFound,
-    /// A method the endpoint does not take: 405.
-    MethodNotAllowed,
-    /// The session cookie could not be built (a configuration the checks let through): 500.
-    Internal,
-}
-
-impl Outcome {
-    pub fn code(self) -> &'static str {
-        match self {
-            Outcome::Page => "page",
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::RateLimited => "rate_limited",
-            Outcome::OverBudget => "over_budget",
-            Outcome::NetworkDenied => "network_denied",
-            Outcome::Csrf => "csrf",
-            Outcome::BadContentType => "bad_content_type",
-            Outcome::TooLarge => "too_large",
-            Outcome::Logout => "logout",
-            Outcome::NotFound => "not_found",
-            Outcome::MethodNotAllowed => "method_not_allowed",
-            Outcome::Internal => "internal_error",
-        }
-    }
-
-    /// Every outcome, for defining one counter each at configure time.
-    pub const ALL: [Outcome; 13] = [
-        Outcome::Page,
-        Outcome::Succeeded,
-        Outcome::Failed,
-        Outcome::RateLimited,
-        Outcome::OverBudget,
-        Outcome::NetworkDenied,
-        Outcome::Csrf,
-        Outcome::BadContentType,
-        Outcome::TooLarge,
-        Outcome::Logout,
-        Outcome::NotFound,
-        Outcome::MethodNotAllowed,
-        Outcome::Internal,
-    ];
 }
 
 /// A request under the login mount, as the glue saw it.

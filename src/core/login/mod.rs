@@ -56,9 +56,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::core::codes::ResponseHeaders;
 use crate::core::cookie::{self, CookieAttrs, CookieError, SameSite};
 use crate::core::net::normalize_ip;
-use crate::core::plan::ResponseHeaders;
 use crate::core::query::{self, hex_digit, split_pair};
 use crate::core::token::{Claims, Purpose};
 
