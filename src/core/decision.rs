@@ -2,10 +2,14 @@
 //! edits, and the one deny path that builds every refusal.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
-use crate::core::codes::ResponseHeaders;
-
-use super::*;
+use crate::core::apikey::KeyKind;
+use crate::core::codes::{Reason, ResponseHeaders, Source};
+use crate::core::net::NetVerdict;
+use crate::core::policy::{Policy, Unauthenticated};
+use crate::core::revocation::Revocation;
+use crate::core::{net, session};
 
 /// The facts of one request, as the host gave them.
 #[derive(Clone, Copy, Debug)]
@@ -111,4 +115,40 @@ pub(super) fn deny(reason: Reason, policy: &Policy) -> Decision<'static> {
         },
     };
     Decision::Deny { reason, response }
+}
+
+/// What every check of one request reads, derived once from the facts (the peer is parsed
+/// and judged here only, the path canonicalised once), whatever the number of methods the
+/// request is decided under. `'p`: the policy, which the decision's edits borrow names from.
+pub(super) struct Ctx<'p, 'r, 'a> {
+    pub(super) policy: &'p Policy,
+    pub(super) req: &'r Request<'a>,
+    /// The canonical path the rules match (the raw one when it is canonical already).
+    pub(super) canonical: Cow<'a, [u8]>,
+    /// What `network` says of the peer.
+    pub(super) verdict: NetVerdict,
+    /// The peer's address where the policy lets it be used (a socket address, or a forwarded
+    /// one under `network.trust_forwarded`).
+    pub(super) peer_ip: Option<IpAddr>,
+    /// The revocation list's state (`None`: no `revocation` configured).
+    pub(super) revocation: Option<Revocation<'r>>,
+}
+
+impl<'p, 'r, 'a> Ctx<'p, 'r, 'a> {
+    pub(super) fn new(
+        policy: &'p Policy,
+        req: &'r Request<'a>,
+        canonical: Cow<'a, [u8]>,
+        revocation: Option<Revocation<'r>>,
+    ) -> Self {
+        let peer = net::parse_peer(req.peer.unwrap_or_default());
+        Ctx {
+            policy,
+            req,
+            canonical,
+            verdict: policy.net.verdict(peer),
+            peer_ip: policy.net.peer_ip(peer).ok(),
+            revocation,
+        }
+    }
 }

@@ -37,26 +37,11 @@ mod decide;
 mod decision;
 mod edits;
 
-use std::net::IpAddr;
-
-use apikey::{ApiKey, KeyKind};
-use cookie::CookieLookup;
-use net::NetVerdict;
-use policy::{
-    ApiPolicy, ApiRoute, LoginPolicy, Mode, Policy, RuleKind, TokenPolicy, Unauthenticated,
-};
-use revocation::Revocation;
-use token::{Expect, TokenError};
-
 pub use api::mode_allows;
-use api::*;
 pub use codes::{Reason, Source};
-use credential::*;
-use decide::Ctx;
 pub use decide::{decide, decide_with};
-pub use decision::*;
+pub use decision::{Decision, Edits, Identity, Request, Response};
 pub use edits::trailer_removals;
-use edits::*;
 
 #[cfg(test)]
 mod tests;
