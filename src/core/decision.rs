@@ -1,5 +1,6 @@
-//! The decision's vocabulary: the request facts, sources, identities, reasons (their codes),
-//! edits, and the one deny path that builds every refusal.
+//! The decision's vocabulary: the request facts, identities, edits, the decision itself, what
+//! every check of one request reads ([`Ctx`]), and the one deny path that builds every refusal.
+//! The codes a decision gives ([`Reason`], [`Source`]) are in [`crate::core::codes`].
 
 use std::borrow::Cow;
 use std::net::IpAddr;

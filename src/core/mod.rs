@@ -1,12 +1,14 @@
 //! The core: pure Rust, no host, no I/O, no clock of its own. A host owns a
 //! [`stream::Stream`] per HTTP stream and a [`revocation::Worker`] per worker, hands them facts
-//! ([`facts`]) and a shared store ([`shared`]), and performs the [`plan::Plan`] it gets back.
+//! ([`facts`]) and a shared store ([`shared`]), and has [`perform`] carry out the [`plan::Plan`]
+//! or [`plan::Report`] it gets back through the host's primitive [`effects::Effects`].
 //!
 //! The decision of one request's headers is [`decide_with`]: request facts and a
 //! [`policy::Policy`] in, a [`Decision`] out, built from `decision` (the vocabulary and the
 //! one deny path), `credential` (tokens and the session cookie), `api` (API keys) and
-//! `edits` (what never reaches the upstream). Nothing here imports the configuration parser
-//! or a host.
+//! `edits` (what never reaches the upstream). The codes every part shares (reasons, sources,
+//! login outcomes) are in [`codes`], which imports none of the modules that use them. Nothing
+//! here imports the configuration parser or a host.
 
 pub mod apikey;
 pub mod budget;

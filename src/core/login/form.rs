@@ -1,6 +1,10 @@
 //! The form body: strict `application/x-www-form-urlencoded`, bounded, no duplicates.
 
-use super::*;
+use std::fmt;
+
+use crate::core::query::{hex_digit, split_pair};
+
+use super::{MAX_BODY, MAX_FIELD};
 
 /// A field of the login form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +95,7 @@ pub struct LoginForm {
     /// Bytes as sent (bcrypt hashes bytes; browsers send UTF-8).
     pub password: Vec<u8>,
     /// The `back` field, when present and UTF-8 (a non-UTF-8 one is dropped: it would become
-    /// `/` anyway). Not checked here: pass it through [`safe_back`] (or [`redirect`]).
+    /// `/` anyway). Not checked here: pass it through [`safe_back`](super::safe_back) (or [`redirect`](super::redirect)).
     pub back: Option<String>,
 }
 

@@ -1,6 +1,10 @@
 //! Rate limiting: failed logins per peer (per /64 for IPv6), stored in shared data.
 
-use super::*;
+use std::net::IpAddr;
+
+use crate::core::net::normalize_ip;
+
+use super::RATE_KEY_PREFIX;
 
 /// Failed logins of one peer in the current window, as kept in proxy-wasm shared data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

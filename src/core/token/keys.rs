@@ -1,6 +1,11 @@
 //! Keys: secrets (zeroed on drop, never printed), key ids, and the key set a policy holds.
 
-use super::*;
+use std::fmt;
+
+use base64::Engine as _;
+use hmac::Mac;
+
+use super::{HmacSha256, MAX_KID_LEN, MIN_SECRET_LEN, SECRET_B64};
 
 /// An HMAC secret. Never printed (`Debug` shows `Secret(<redacted>)`, there is no `Display`)
 /// and overwritten with zeros when dropped (`zeroize`: writes the compiler may not elide).
