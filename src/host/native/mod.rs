@@ -3,17 +3,37 @@
 //! Envoy `dlopen`s the library and calls it through the dynamic-module C ABI of the pinned Envoy
 //! (1.40, ABI `v0.2.0`). With the `native-module` feature:
 //!
-//! * `bindings`: the binding layer, one of the two places in the crate allowed `unsafe` (the other
-//!   is the Wasm host's bindings). It declares exactly the Envoy callbacks devgate uses, exports
-//!   the hooks Envoy requires, turns raw pointers into safe handles, and runs every hook body under
-//!   `catch_unwind` (a panic is answered with a local 500 and a log line naming the hook, never
-//!   unwound into C++).
-//! * `filter`: safe glue. It reads facts through the handles, calls the core, and has the core's
-//!   interpreter carry out the plan. Like the Wasm host's `filter` it decides nothing.
+//! * `bindings/`: the binding layer, one of the two places in the crate allowed `unsafe` (the
+//!   other is the Wasm host's bindings), split so that each file reads whole: the C types, the
+//!   declared Envoy callbacks, the safe handles (`Host`, `ConfigHost`, the schedulers), the exported
+//!   hooks (every body under `catch_unwind`: a panic is answered with a local 500 and a log line
+//!   naming the hook, never unwound into C++) and, in the test build, the counting allocator.
+//! * `filter`: safe glue. It reads facts through the handles, calls the core, and carries out the
+//!   plan it gets back. Like the Wasm host's `filter` it decides nothing.
+//! * `process`: what the whole process shares: the clock and the shared store as the core reads
+//!   them off a stream (`Process`), the store itself, and `log_note`.
 //! * `revocation`: the revocation list's fetcher on Envoy's main thread.
+//! * `testhooks` (test build only): request headers that drive the callbacks the shipped build
+//!   does not call, so each is proven in Envoy.
 //!
 //! Always compiled natively (with or without the feature): [`pool`], the bounded worker pool that
 //! checks login passwords off Envoy's workers; std only, so `make unit` tests it.
+//!
+//! Imports go one way, with no circle (`a → b`: `a` uses `b`; the core and `config` are below
+//! all of them and import none):
+//!
+//! ```text
+//! bindings::exports → filter            (the hook bodies: filter::Config, filter::Stream)
+//! filter            → bindings (handles, types), process, revocation, pool, testhooks (test build)
+//! testhooks         → bindings (handles, types, counting), pool
+//! revocation        → bindings (handles, types), process
+//! process           → bindings (log, LogLevel)
+//! bindings::schedulers → pool           (the stream scheduler's revocable handle)
+//! ```
+//!
+//! Inside `bindings/` the files import one way too (see its module doc), and nothing outside it
+//! reaches `exports`: the glue calls Envoy only through the handles (and names the types they
+//! take), Envoy calls the glue only through the hooks.
 //!
 //! What a native module changes for a security filter: there is no sandbox. A memory error is
 //! Envoy's crash, which is why `unsafe` stays in the bindings and why hooks never unwind.
@@ -26,6 +46,8 @@ pub(crate) mod pool;
 mod bindings;
 #[cfg(feature = "native-module")]
 mod filter;
+#[cfg(feature = "native-module")]
+mod process;
 #[cfg(feature = "native-module")]
 mod revocation;
 #[cfg(all(feature = "native-module", feature = "test-hooks"))]

@@ -13,7 +13,7 @@
 //!   lease in the process store makes one fetch per period for the process, as with Wasm's
 //!   workers) and starts the configuration-level HTTP call; its answer comes back to the main
 //!   thread, to [`Worker::on_fetched`], which stores a good list in the process store.
-//! * **The list every worker thread reads.** The process store (`filter.rs`, a locked map) is the
+//! * **The list every worker thread reads.** The process store (`process.rs`, a locked map) is the
 //!   native form of proxy-wasm shared data: the list is written there once per fetch. Each Envoy
 //!   worker thread keeps its own `Worker` (a thread-local, so a request takes no lock) and a
 //!   process-wide generation tells it when a fetch has finished: the next request on that thread
@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::bindings::{log, CalloutAnswer, ConfigHost, ConfigScheduler, LogLevel};
-use super::filter::{log_note, Process};
+use super::process::{log_note, Process};
 use crate::core::plan::Report;
 use crate::core::policy::Policy;
 use crate::core::revocation::{tick_seconds, Worker, DEGRADED_GAUGE};

@@ -1,7 +1,11 @@
 //! Test build only (`test-hooks` feature, `make fault-native`): request headers that drive the
 //! bindings the shipped build does not call yet, so that each is proven in the real Envoy
-//! (`tests/e2e/test_native_bindings.py`) before the plan (issue #16) relies on it. A wrong
-//! signature in `bindings.rs` is otherwise silent. The shipped `libdevgate.so` has none of this.
+//! (`tests/e2e/test_native_bindings.py`) before a plan relies on it. A wrong
+//! signature in `bindings/imports.rs` is otherwise silent. The shipped `libdevgate.so` has none of this.
+//!
+//! The stream's filter calls these functions with the test state it keeps ([`StreamTest`],
+//! [`ConfigTest`]); a command that must refuse the request returns the refusal's code
+//! (`Err(code)`) and the filter performs it, so this module does not import the filter.
 //!
 //! `filter_name: devgate-noop` makes a configuration that does nothing (the `native_noop`
 //! benchmark: the module's fixed cost). A request asks with `x-devgate-test: <command>`. Every command but `allocations` runs only
@@ -21,9 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::bindings::{
-    counting, log, Body, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler,
+    counting, log, Body, BodyStatus, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel,
+    Scheduler,
 };
-use super::filter::{BodyStatus, Stream};
 use crate::host::native::pool::Pool;
 
 /// The request header that asks for a test hook.
@@ -52,6 +56,8 @@ pub struct ConfigTest {
 }
 
 impl ConfigTest {
+    /// The test gauge and pool of a new configuration; `None` (the configuration refused) when
+    /// the pool's thread did not start.
     pub fn new(host: &ConfigHost) -> Option<ConfigTest> {
         let pool = match Pool::new("devgate-test", 1, 0) {
             Ok(p) => p,
@@ -83,17 +89,26 @@ pub struct StreamTest {
 /// A test command, parsed from the request (owned: it outlives the header views).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
+    /// No test command.
     None,
+    /// `allocations`.
     Allocations,
+    /// `defer:<ms>`.
     Defer(u64),
+    /// `body:<n>`.
     Body(usize),
+    /// `add-header`.
     AddHeader,
+    /// `gauge:<n>`.
     Gauge(u64),
+    /// `tls`.
     Tls,
+    /// `callout`.
     Callout,
 }
 
 impl Command {
+    /// The command the request's `x-devgate-test` header asks for (`None` if none or unknown).
     pub fn of(headers: &[(&[u8], &[u8])]) -> Command {
         let Some(v) = headers
             .iter()
@@ -135,39 +150,45 @@ fn answer(host: &mut Host, status: u16, details: &str) -> bool {
     false
 }
 
-/// After devgate let the request through: runs the command. `true`: continue now.
-pub fn after_allow(cmd: Command, s: &mut Stream, host: &mut Host) -> bool {
-    match cmd {
+/// After devgate let the request through: runs the command. `Ok(true)`: continue now;
+/// `Err(code)`: the stream refuses the request with the core's refusal for `code`.
+pub fn after_allow(
+    cmd: Command,
+    t: &mut StreamTest,
+    config: &ConfigTest,
+    host: &mut Host,
+) -> Result<bool, &'static str> {
+    Ok(match cmd {
         Command::None | Command::Allocations => true,
         Command::Defer(ms) => {
             let Some(scheduler) = host.scheduler() else {
-                return s.refuse(host, "scheduler_unavailable");
+                return Err("scheduler_unavailable");
             };
             let resumer = scheduler.resumer();
             let job = move || {
                 std::thread::sleep(Duration::from_millis(ms));
                 resumer.commit(RESUME);
             };
-            match s.config().test.pool.submit(job) {
+            match config.pool.submit(job) {
                 Ok(()) => {
-                    s.test.deferred = Some(scheduler);
+                    t.deferred = Some(scheduler);
                     false
                 }
                 Err(_) => answer(host, 503, "devgate_test_pool_full"),
             }
         }
         Command::Body(n) => {
-            s.test.body_drain = Some(n);
+            t.body_drain = Some(n);
             // The body changes length: the upstream must not be told the old one.
             host.remove_header(HeaderMap::RequestHeader, b"content-length");
             false
         }
         Command::AddHeader => {
-            s.test.add_response_header = true;
+            t.add_response_header = true;
             host.add_header(HeaderMap::RequestHeader, b"x-devgate-test-added", b"two")
         }
         Command::Gauge(n) => {
-            if let Some(id) = s.config().test.gauge {
+            if let Some(id) = config.gauge {
                 host.set_gauge(id, n);
             }
             true
@@ -184,20 +205,25 @@ pub fn after_allow(cmd: Command, s: &mut Stream, host: &mut Host) -> bool {
             ];
             match host.http_callout("demo_upstream", headers, b"", 5000) {
                 Ok(id) => {
-                    s.test.callout = Some(id);
+                    t.callout = Some(id);
                     false
                 }
                 Err(_) => answer(host, 502, "devgate_test_callout_refused"),
             }
         }
-    }
+    })
 }
 
-/// `body:<n>`: buffers the body, then reads it whole, drains `n` bytes and resumes.
-pub fn request_body(s: &mut Stream, host: &mut Host, end_of_stream: bool) -> Option<BodyStatus> {
-    let n = s.test.body_drain?;
+/// `body:<n>`: buffers the body, then reads it whole, drains `n` bytes and resumes. `None`: no
+/// body command; `Some(Err(code))`: the stream refuses the request (and stops the body).
+pub fn request_body(
+    t: &mut StreamTest,
+    host: &mut Host,
+    end_of_stream: bool,
+) -> Option<Result<BodyStatus, &'static str>> {
+    let n = t.body_drain?;
     if !end_of_stream {
-        return Some(BodyStatus::StopAndBuffer);
+        return Some(Ok(BodyStatus::StopAndBuffer));
     }
     let buffered: usize = host
         .body_chunks(Body::BufferedRequest)
@@ -221,36 +247,43 @@ pub fn request_body(s: &mut Stream, host: &mut Host, end_of_stream: bool) -> Opt
             seen.as_bytes(),
         )
     {
-        s.refuse(host, "body_edit_failed");
-        return Some(BodyStatus::Stop);
+        return Some(Err("body_edit_failed"));
     }
-    s.test.body_drain = None;
-    Some(BodyStatus::Continue)
+    t.body_drain = None;
+    Some(Ok(BodyStatus::Continue))
 }
 
-/// `defer`: the pool's job is done; resume the request on its worker.
-pub fn scheduled(s: &mut Stream, host: &mut Host, event_id: u64) {
+/// `defer`: the pool's job is done; resume the request on its worker. `Err(code)`: the stream
+/// refuses the request.
+pub fn scheduled(t: &mut StreamTest, host: &mut Host, event_id: u64) -> Result<(), &'static str> {
     if event_id != RESUME {
-        return;
+        return Ok(());
     }
-    s.test.deferred = None;
+    t.deferred = None;
     if host.set_header(
         HeaderMap::RequestHeader,
         b"x-devgate-test-deferred",
         b"resumed",
     ) {
         host.continue_decoding();
+        Ok(())
     } else {
-        s.refuse(host, "header_edit_failed");
+        Err("header_edit_failed")
     }
 }
 
-/// `callout`: the answer arrived; note it on the request and resume it.
-pub fn callout_done(s: &mut Stream, host: &mut Host, id: u64, answer: Option<CalloutAnswer<'_>>) {
-    if s.test.callout != Some(id) {
-        return;
+/// `callout`: the answer arrived; note it on the request and resume it. `Err(code)`: the stream
+/// refuses the request.
+pub fn callout_done(
+    t: &mut StreamTest,
+    host: &mut Host,
+    id: u64,
+    answer: Option<CalloutAnswer<'_>>,
+) -> Result<(), &'static str> {
+    if t.callout != Some(id) {
+        return Ok(());
     }
-    s.test.callout = None;
+    t.callout = None;
     let note = match answer {
         Some(CalloutAnswer { headers, body }) => {
             let status = headers
@@ -269,15 +302,16 @@ pub fn callout_done(s: &mut Stream, host: &mut Host, id: u64, answer: Option<Cal
         note.as_bytes(),
     ) {
         host.continue_decoding();
+        Ok(())
     } else {
-        s.refuse(host, "header_edit_failed");
+        Err("header_edit_failed")
     }
 }
 
 /// `add-header`: the response header.
-pub fn response_headers(s: &mut Stream, host: &mut Host) {
-    if s.test.add_response_header {
-        s.test.add_response_header = false;
+pub fn response_headers(t: &mut StreamTest, host: &mut Host) {
+    if t.add_response_header {
+        t.add_response_header = false;
         host.add_header(
             HeaderMap::ResponseHeader,
             b"x-devgate-test-response",

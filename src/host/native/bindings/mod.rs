@@ -1,0 +1,40 @@
+//! The binding layer: Envoy 1.40's dynamic-module C ABI (`v0.2.0`), the subset devgate uses.
+//!
+//! One of the two places in the crate with `unsafe` (the other is the Wasm host's
+//! `src/host/wasm/bindings.rs`); every file of it is short enough to read whole:
+//!
+//! * `types.rs`: the C ABI's types (`#[repr(C)]` buffers and headers, the enums, the status and
+//!   result codes), as `abi.h` defines them, and `BodyStatus`, the glue's answer to a body chunk.
+//! * `imports.rs`: `extern "C"` declarations of the Envoy callbacks devgate calls, each with the
+//!   contract it relies on and its label (*Used*, *Bound, test build only*, *Declared*), which
+//!   `tests/e2e/test_native_abi.py` checks against what the shipped build imports.
+//! * `twins.rs`: the callbacks Envoy has for both a stream and a configuration (HTTP callout,
+//!   counter, gauge, scheduler), implemented once over the kind of object.
+//! * `handles.rs`: [`Host`] and [`ConfigHost`], the safe handles. Views into Envoy's memory borrow
+//!   the handle, and every call that may invalidate them takes `&mut self`, so the borrow checker
+//!   enforces the ABI's "valid until the hook returns or a setter is called".
+//! * `schedulers.rs`: the stream's [`Scheduler`] (and its `Resumer`s) and the configuration's
+//!   [`ConfigScheduler`], with the argument for when a commit is sound.
+//! * `exports.rs`: the exported hooks, each body under `catch_unwind` (a panic is logged with the
+//!   hook's name, answered with a local 500, never unwound into C++).
+//! * `counting.rs` (test build only): the global allocator that counts allocations, so that
+//!   `tests/e2e/test_native_bindings.py` can pin the allocations per request.
+//!
+//! Imports inside the layer go one way: `types` ← `imports` ← `twins` ← `schedulers` ←
+//! `handles` ← `exports`. Out of it, only `exports` reaches up, to the glue's entry points
+//! (`filter::Config`, `filter::Stream`); the glue uses the handles re-exported here.
+#![allow(unsafe_code)]
+
+/// Test build only: the allocator that counts allocations (see `counting.rs`).
+#[cfg(feature = "test-hooks")]
+pub(super) mod counting;
+mod exports;
+mod handles;
+mod imports;
+mod schedulers;
+mod twins;
+mod types;
+
+pub(super) use handles::{log, CalloutAnswer, ConfigHost, Host};
+pub(super) use schedulers::{ConfigScheduler, Scheduler};
+pub(super) use types::{Body, BodyStatus, HeaderMap, LogLevel};
