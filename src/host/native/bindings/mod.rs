@@ -35,6 +35,6 @@ mod schedulers;
 mod twins;
 mod types;
 
-pub(super) use handles::{log, CalloutAnswer, ConfigHost, Host};
+pub(super) use handles::{log, log_enabled, CalloutAnswer, ConfigHost, Host};
 pub(super) use schedulers::{ConfigScheduler, Scheduler};
 pub(super) use types::{Body, BodyStatus, HeaderMap, LogLevel};
