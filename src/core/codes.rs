@@ -82,6 +82,7 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The stable snake_case code (counters, audit values, response details, logs).
     pub fn code(self) -> &'static str {
         match self {
             Reason::NoCredential => "no_credential",
@@ -195,6 +196,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The stable snake_case code (`devgate.login.<code>`, `login:<code>`).
     pub fn code(self) -> &'static str {
         match self {
             Outcome::Page => "page",
@@ -234,13 +236,17 @@ impl Outcome {
 /// What became of an upstream 401 with devgate's challenge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Challenge {
+    /// Answered with a 403: the developer is known but not allowed.
     Forbid,
+    /// Answered with the login form: nobody logged in yet.
     Login,
 }
 
 impl Challenge {
+    /// Every challenge outcome (counters are generated from this list).
     pub const ALL: [Challenge; 2] = [Challenge::Forbid, Challenge::Login];
 
+    /// The stable snake_case code (`devgate.upstream_challenge.<code>`).
     pub fn code(self) -> &'static str {
         match self {
             Challenge::Forbid => "forbid",

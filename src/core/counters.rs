@@ -20,12 +20,16 @@ pub const INTERNAL_ERROR: &str = "internal_error";
 /// What let a request through: an API key's kind wins over the developer's source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Admission {
+    /// A developer, by how they proved who they are.
     Source(Source),
+    /// An API key, by its kind.
     Key(KeyKind),
+    /// Nobody: an unprotected path without a credential.
     Anonymous,
 }
 
 impl Admission {
+    /// What admitted a request that came with `key` and `source`: the key wins.
     pub fn of(key: Option<KeyKind>, source: Option<Source>) -> Admission {
         match (key, source) {
             (Some(k), _) => Admission::Key(k),
@@ -34,6 +38,7 @@ impl Admission {
         }
     }
 
+    /// The stable code (`devgate.requests.allowed.<code>`).
     pub fn code(self) -> &'static str {
         match self {
             Admission::Source(s) => s.code(),
@@ -54,13 +59,17 @@ impl Admission {
 /// How a revocation list fetch ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Fetch {
+    /// A list was fetched and taken.
     Ok,
+    /// A fetch ended without a list.
     Failed,
 }
 
 impl Fetch {
+    /// Every fetch outcome (counters are generated from this list).
     pub const ALL: [Fetch; 2] = [Fetch::Ok, Fetch::Failed];
 
+    /// The stable code (`devgate.revocation.<code>`).
     pub fn code(self) -> &'static str {
         match self {
             Fetch::Ok => "fetch_ok",
@@ -72,13 +81,17 @@ impl Fetch {
 /// What became of a plugin configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConfigOutcome {
+    /// The configuration was accepted.
     Accepted,
+    /// The configuration was refused.
     Rejected,
 }
 
 impl ConfigOutcome {
+    /// Every configuration outcome (counters are generated from this list).
     pub const ALL: [ConfigOutcome; 2] = [ConfigOutcome::Accepted, ConfigOutcome::Rejected];
 
+    /// The stable code (`devgate.config.<code>`).
     pub fn code(self) -> &'static str {
         match self {
             ConfigOutcome::Accepted => "accepted",
@@ -90,13 +103,19 @@ impl ConfigOutcome {
 /// One counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Counter {
+    /// `requests.allowed.<what>`: a request let through.
     Allowed(Admission),
+    /// `requests.denied.<reason>`: a request refused.
     Denied(Reason),
     /// `requests.denied.internal_error`: the glue could not complete a request.
     InternalError,
+    /// `login.<outcome>`: a request under the login mount.
     Login(Outcome),
+    /// `upstream_challenge.<forbid|login>`: an upstream 401 translated.
     Challenge(Challenge),
+    /// `revocation.<fetch_ok|fetch_failed>`: a revocation list fetch.
     Revocation(Fetch),
+    /// `config.<accepted|rejected>`: a configuration.
     Config(ConfigOutcome),
     /// A bump of a counter the host did not define.
     Missing,

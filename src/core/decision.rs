@@ -39,14 +39,18 @@ impl<'a> Request<'a> {
 pub struct Identity {
     /// What the upstream receives in the identity header.
     pub name: String,
+    /// How they proved it.
     pub source: Source,
 }
 
 /// A response devgate sends itself instead of forwarding the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
+    /// The HTTP status.
     pub status: u16,
+    /// devgate's headers of the reply.
     pub headers: ResponseHeaders,
+    /// The reply's body.
     pub body: &'static str,
 }
 
@@ -66,16 +70,23 @@ pub enum Decision<'p> {
     /// Forward it, after the edits; `identity` is `None` for an anonymous request on an
     /// unprotected path.
     Allow {
+        /// The developer sent upstream, if any.
         identity: Option<Identity>,
         /// The kind of API key the request was admitted with, on an API route.
         api_key: Option<KeyKind>,
+        /// What to remove from and set on the request before it goes on.
         edits: Edits<'p>,
         /// Headers to add to the upstream's response (a `Set-Cookie` clearing an expired
         /// session).
         response_headers: ResponseHeaders,
     },
     /// Answer locally.
-    Deny { reason: Reason, response: Response },
+    Deny {
+        /// Why.
+        reason: Reason,
+        /// The reply.
+        response: Response,
+    },
     /// A path under the login mount: devgate answers it itself ([`session::start`]).
     Login(session::Endpoint),
 }

@@ -17,8 +17,11 @@ use crate::core::counters::{self, Counter};
 /// A response devgate sends itself, replacing the request (or the upstream's response).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
+    /// The HTTP status.
     pub status: u16,
+    /// devgate's headers of the reply.
     pub headers: ResponseHeaders,
+    /// The reply's body.
     pub body: Cow<'static, str>,
     /// Envoy's response code details (`%RESPONSE_CODE_DETAILS%`): `devgate_<reason>`,
     /// `devgate_login_<outcome>`, `devgate_upstream_challenge`, `devgate_internal`.
@@ -129,9 +132,13 @@ fn join(prefix: &str, code: &str) -> String {
 /// How loud a [`Note`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
+    /// Details for a developer of devgate or an operator chasing one request.
     Debug,
+    /// What an operator wants to see once: a configuration accepted, a login.
     Info,
+    /// Something is wrong but devgate carries on (a refused request, a failed fetch).
     Warn,
+    /// Something devgate cannot carry on with (a configuration refused).
     Error,
 }
 
@@ -139,7 +146,12 @@ pub enum Level {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Note {
     /// A request answered locally.
-    Denied { status: u16, reason: Reason },
+    Denied {
+        /// The reply's status.
+        status: u16,
+        /// Why.
+        reason: Reason,
+    },
     /// The host could not complete a request (`what` names the step).
     Refused(&'static str),
     /// A login set a session cookie.
@@ -149,9 +161,17 @@ pub enum Note {
     /// A revocation fetch ended without a list (`code` says why).
     FetchFailed(&'static str),
     /// A revocation fetch could not be started.
-    FetchNotStarted { cluster: String },
+    FetchNotStarted {
+        /// The cluster the fetch was for.
+        cluster: String,
+    },
     /// A configuration was accepted.
-    ConfigAccepted { rules: usize, header: String },
+    ConfigAccepted {
+        /// How many path rules the policy has.
+        rules: usize,
+        /// The identity header's name.
+        header: String,
+    },
     /// A configuration was refused (the message names the field, never a value).
     ConfigRejected(String),
     /// A counter the host did not define was bumped (logged once per counter table; the bump
@@ -160,6 +180,7 @@ pub enum Note {
 }
 
 impl Note {
+    /// How loud the note is.
     pub fn level(&self) -> Level {
         match self {
             Note::Denied { .. } => Level::Debug,
@@ -284,9 +305,11 @@ impl Plan<'_> {
 /// What a worker-level step (a revocation tick or fetch, a configuration) asks of the host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
+    /// The counter to add one to.
     pub counter: Option<Counter>,
     /// Set the `devgate.revocation.degraded` gauge (true: the list is stale).
     pub degraded: Option<bool>,
+    /// The log line of the step.
     pub note: Option<Note>,
 }
 

@@ -54,6 +54,7 @@ pub fn endpoint(login: &LoginPolicy, canonical: &[u8]) -> Option<Endpoint> {
 /// A request under the login mount, as the glue saw it.
 #[derive(Clone, Copy, Debug)]
 pub struct LoginRequest<'a> {
+    /// Which endpoint of the mount.
     pub endpoint: Endpoint,
     /// Every request header (pseudo-headers included), as bytes.
     pub headers: &'a [(&'a [u8], &'a [u8])],
@@ -66,6 +67,7 @@ pub struct LoginRequest<'a> {
     pub tls: bool,
     /// The peer's failed-login record (only read for `POST <mount>/login`).
     pub attempts: Option<Attempts>,
+    /// Seconds since the Unix epoch.
     pub now: u64,
 }
 
@@ -99,6 +101,7 @@ pub enum Step {
 /// What to write to the peer's failure record after [`finish`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Store {
+    /// Leave the record as it is.
     Nothing,
     /// One more failure: [`login::record_failure`] on the current record.
     Failure,

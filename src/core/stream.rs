@@ -74,6 +74,7 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// A stream with nothing decided yet.
     pub fn new() -> Stream {
         Stream::default()
     }

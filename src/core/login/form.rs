@@ -9,8 +9,11 @@ use super::{MAX_BODY, MAX_FIELD};
 /// A field of the login form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
+    /// `username`.
     Username,
+    /// `password`.
     Password,
+    /// `back`: where to go after the login.
     Back,
 }
 
@@ -91,6 +94,7 @@ impl std::error::Error for FormError {}
 /// A parsed login form. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LoginForm {
+    /// The user name as sent.
     pub username: String,
     /// Bytes as sent (bcrypt hashes bytes; browsers send UTF-8).
     pub password: Vec<u8>,

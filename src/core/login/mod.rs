@@ -70,8 +70,11 @@ pub const LOGIN_FAILED: &str = "Login failed.";
 /// Header names are lower-case.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {
+    /// The HTTP status.
     pub status: u16,
+    /// The headers, names lower-case.
     pub headers: ResponseHeaders,
+    /// The body.
     pub body: String,
 }
 

@@ -18,9 +18,11 @@ pub struct Attempts {
 /// Whether a login attempt may go ahead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// The attempt may go ahead.
     Allow,
     /// Too many failures: try again in `retry_after` seconds (at least 1).
     Limited {
+        /// Seconds until the next attempt may go ahead.
         retry_after: u64,
     },
 }

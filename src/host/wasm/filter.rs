@@ -176,6 +176,17 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
+        // Notes are formatted only at a level Envoy's wasm logger writes (the core asks
+        // `log_enabled`): follow its level as it is when the configuration comes, so that a
+        // refused request's debug note is logged under `-l debug` and costs nothing otherwise.
+        if let Ok(level) = bindings::log_level() {
+            proxy_wasm::set_log_level(match level {
+                0 | 1 => LogLevel::Debug,
+                2 => LogLevel::Info,
+                3 => LogLevel::Warn,
+                _ => LogLevel::Error,
+            });
+        }
         if !self.stats.counters.is_defined() {
             self.stats = Rc::new(Stats::define());
         }
