@@ -671,8 +671,8 @@ def test_denial_notes_follow_envoys_log_level(upstream, tmp_path_factory):
     only then, so it is in the log at debug and costs nothing at Envoy's default level."""
     seen = {}
     for level in ("info", "debug"):
-        cfg = harness.render_bootstrap(upstream_port=upstream.port, plugin_config={"protect": ["/"]},
-                                       wasm=harness.wasm_path())
+        config = {"network": {"allow": ["127.0.0.1/32"]}, "protect": ["/"]}
+        cfg = harness.render_bootstrap(upstream_port=upstream.port, plugin_config=config, wasm=harness.wasm_path())
         envoy = harness.start_envoy(cfg, tmp_path_factory.mktemp(f"notes-{level}"), log_level=level,
                                     extra_args=harness.FAST_FLUSH)
         try:
