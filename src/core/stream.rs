@@ -391,6 +391,12 @@ pub enum Collected {
     Finish(PendingLogin),
 }
 
+/// Whether streams under `policy` may hand their host a whole login form to check
+/// ([`Collected::Finish`]): a host that runs the check off its worker sets up its pool only then.
+pub fn checks_login_forms(policy: &Policy) -> bool {
+    policy.login.is_some()
+}
+
 /// [`finish_login`] under `policy`'s login mount (a refusal if the policy has none).
 pub fn finish_with<H: Facts + SharedStore + ?Sized>(
     policy: &Policy,

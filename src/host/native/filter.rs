@@ -24,7 +24,9 @@ use crate::core::plan::{Note, Plan, Report};
 use crate::core::policy::Policy;
 use crate::core::revocation::Worker;
 use crate::core::shared::{SharedStore, Unavailable};
-use crate::core::stream::{finish_with, BodyPlan, Collected, PendingLogin, Stream as CoreStream};
+use crate::core::stream::{
+    checks_login_forms, finish_with, BodyPlan, Collected, PendingLogin, Stream as CoreStream,
+};
 use crate::host::native::pool::Pool;
 
 /// The scheduler event that resumes a stream whose login form was checked on the pool (not the
@@ -105,15 +107,16 @@ impl Config {
             report(&loaded);
             return None;
         };
-        let login_pool = match policy.login {
-            None => None,
-            Some(_) => match Pool::new("devgate-login", LOGIN_THREADS, LOGIN_QUEUE) {
+        let login_pool = if checks_login_forms(&policy) {
+            match Pool::new("devgate-login", LOGIN_THREADS, LOGIN_QUEUE) {
                 Ok(pool) => Some(pool),
                 Err(_) => {
                     reject("login: the login threads did not start".to_string());
                     return None;
                 }
-            },
+            }
+        } else {
+            None
         };
         let revocation = match Fetcher::start(host, &policy) {
             Ok(fetcher) => fetcher,
