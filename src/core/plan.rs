@@ -1,10 +1,11 @@
 //! What the core tells a host to do: the plan of one step of a stream, and the report of a
 //! step of the worker (revocation ticks and fetches).
 //!
-//! A host performs a [`Plan`] in one fixed order, the same for every step: header removals,
-//! header sets, response headers to add, the counter, the audit value, the log note, and then
-//! either the local [`Reply`] or "continue". It decides nothing on the way: every value it
-//! needs (names, codes, the reply's details string) is in the plan.
+//! The core's interpreter ([`crate::core::perform`]) carries out a [`Plan`] in one fixed order,
+//! the same for every step and host: header removals, header sets, response headers to add, the
+//! counter, the audit value, the log note, and then what comes [`Next`] (the local [`Reply`] or
+//! "continue"). The host decides nothing on the way: every value its effects need (names,
+//! codes, the reply's details string) is in the plan.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -269,7 +270,8 @@ pub enum Next {
 impl Plan<'_> {
     /// The plan for a step the host could not complete (`what` names it, for the log): a
     /// generic 500, counted and audited as `internal_error`. No request passes a broken step.
-    /// A host performs it without further checks: if even the reply fails, nothing goes on.
+    /// [`crate::core::perform::refuse`] performs it without further checks: if even the reply
+    /// fails, nothing goes on.
     pub fn refuse(what: &'static str) -> Plan<'static> {
         Plan {
             counter: Some(Counter::InternalError),

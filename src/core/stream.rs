@@ -1,5 +1,5 @@
 //! One HTTP stream, step by step: the host hands each step's facts to a [`Stream`] it owns and
-//! performs the [`Plan`] it gets back. Every decision a host would otherwise make is here: the
+//! has the core's interpreter ([`crate::core::perform`]) carry out the [`Plan`] it gets back. Every decision a host would otherwise make is here: the
 //! request's plan, the login flow across the body, what to do with trailers, and what the
 //! upstream's response becomes.
 //!
