@@ -1,6 +1,6 @@
 //! The login form's endpoints and the upstream-challenge translation: the pure flow.
 //!
-//! [`login`](crate::core::login) has the building blocks (form parsing, pages, the CSRF and
+//! [`login`] has the building blocks (form parsing, pages, the CSRF and
 //! redirect checks, rate-limit records, cookies); this module strings them into the two steps
 //! the glue runs for a request under the login mount, and decides what an upstream 401 with
 //! devgate's challenge becomes. Nothing here calls the host, reads a clock or logs.
@@ -11,7 +11,7 @@
 //!    here. For that one, the checks that need no body run first (login network, CSRF,
 //!    content type, declared length, rate limit) and the answer is [`Step::ReadBody`].
 //! 2. [`finish`], with the whole body (the glue buffers it, refusing more than
-//!    [`MAX_BODY`](crate::core::login::MAX_BODY) bytes): rate limit again, parse, and either
+//!    [`MAX_BODY`] bytes): rate limit again, parse, and either
 //!    an answer or [`Checked::Verify`].
 //! 3. For [`Checked::Verify`]: one verify from the Envoy process's budget
 //!    ([`budget`](crate::core::budget), shared data), then [`verify`]: bcrypt, and either the
