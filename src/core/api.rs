@@ -3,7 +3,12 @@
 
 use std::borrow::Cow;
 
-use super::*;
+use crate::core::apikey::{ApiKey, KeyKind};
+use crate::core::codes::Reason;
+use crate::core::policy::{ApiPolicy, ApiRoute, Mode};
+use crate::core::{apikey, headers, query};
+
+use super::decision::{Ctx, Edits};
 
 /// Where an API key was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

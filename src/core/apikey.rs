@@ -24,7 +24,9 @@ use super::token::{authenticate, sign, Key, KeySet, TokenError, MAX_TOKEN_LEN};
 /// The two kinds of key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyKind {
+    /// `dgpk_`: a key that may travel in URLs and browsers (the `key` parameter); never writes.
     Public,
+    /// `dgsk_`: a key kept server-side (`X-Api-Key`); may write when it says so.
     Private,
 }
 
@@ -32,6 +34,7 @@ impl KeyKind {
     /// Every kind (counters and audit values are generated from this list).
     pub const ALL: [KeyKind; 2] = [KeyKind::Public, KeyKind::Private];
 
+    /// The prefix every key of this kind starts with (`dgpk_`, `dgsk_`).
     pub fn prefix(self) -> &'static str {
         match self {
             KeyKind::Public => "dgpk_",
@@ -85,14 +88,23 @@ pub fn is_valid_referer_pattern(p: &str) -> bool {
 /// A verified API key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKey {
+    /// Public or private.
     pub kind: KeyKind,
+    /// The key id (`jti`): what `api.revoked` and the revocation list name.
     pub id: String,
+    /// The organization the key belongs to.
     pub org: String,
+    /// The project the key belongs to.
     pub project: String,
+    /// The products whose routes the key may call.
     pub products: Vec<String>,
+    /// Whether the key grants writes (only a private key's is honoured).
     pub write: bool,
+    /// Referers the key may be used from (empty: any).
     pub referers: Vec<String>,
+    /// Peers the key may be used from (empty: any).
     pub ips: CidrList,
+    /// Expiry, seconds since the Unix epoch (`None`: never).
     pub exp: Option<u64>,
 }
 
@@ -119,15 +131,25 @@ struct Payload {
 /// What a key to mint says.
 #[derive(Clone, Debug)]
 pub struct NewKey<'a> {
+    /// Public or private.
     pub kind: KeyKind,
+    /// The key id (`jti`).
     pub id: &'a str,
+    /// The organization the key belongs to.
     pub org: &'a str,
+    /// The project the key belongs to.
     pub project: &'a str,
+    /// The products whose routes the key may call.
     pub products: &'a [String],
+    /// Whether the key grants writes (only a private key's is honoured).
     pub write: bool,
+    /// Referers the key may be used from (empty: any).
     pub referers: &'a [String],
+    /// Peers (CIDR) the key may be used from (empty: any).
     pub ips: &'a [String],
+    /// Issued at, seconds since the Unix epoch.
     pub iat: u64,
+    /// Expiry, seconds since the Unix epoch (`None`: never).
     pub exp: Option<u64>,
 }
 

@@ -318,7 +318,9 @@ fn unquote(s: &[u8]) -> &[u8] {
 /// The `SameSite` attribute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SameSite {
+    /// `SameSite=Strict`: never sent on a cross-site request.
     Strict,
+    /// `SameSite=Lax`: sent on top-level cross-site navigations only.
     Lax,
     /// Requires `Secure`.
     None,

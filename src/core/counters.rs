@@ -9,9 +9,10 @@
 //! `config.<accepted|rejected>`, and `counter_missing`, which counts bumps of a counter the host
 //! did not define (never expected; a host may refuse to define a metric).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::apikey::KeyKind;
-use super::session::Outcome;
-use super::{Reason, Source};
+use super::codes::{Challenge, Outcome, Reason, Source};
 
 /// The reason code of a request the glue itself could not complete.
 pub const INTERNAL_ERROR: &str = "internal_error";
@@ -19,12 +20,16 @@ pub const INTERNAL_ERROR: &str = "internal_error";
 /// What let a request through: an API key's kind wins over the developer's source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Admission {
+    /// A developer, by how they proved who they are.
     Source(Source),
+    /// An API key, by its kind.
     Key(KeyKind),
+    /// Nobody: an unprotected path without a credential.
     Anonymous,
 }
 
 impl Admission {
+    /// What admitted a request that came with `key` and `source`: the key wins.
     pub fn of(key: Option<KeyKind>, source: Option<Source>) -> Admission {
         match (key, source) {
             (Some(k), _) => Admission::Key(k),
@@ -33,6 +38,7 @@ impl Admission {
         }
     }
 
+    /// The stable code (`devgate.requests.allowed.<code>`).
     pub fn code(self) -> &'static str {
         match self {
             Admission::Source(s) => s.code(),
@@ -50,34 +56,20 @@ impl Admission {
     }
 }
 
-/// What became of an upstream 401 with devgate's challenge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Challenge {
-    Forbid,
-    Login,
-}
-
-impl Challenge {
-    pub const ALL: [Challenge; 2] = [Challenge::Forbid, Challenge::Login];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Challenge::Forbid => "forbid",
-            Challenge::Login => "login",
-        }
-    }
-}
-
 /// How a revocation list fetch ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Fetch {
+    /// A list was fetched and taken.
     Ok,
+    /// A fetch ended without a list.
     Failed,
 }
 
 impl Fetch {
+    /// Every fetch outcome (counters are generated from this list).
     pub const ALL: [Fetch; 2] = [Fetch::Ok, Fetch::Failed];
 
+    /// The stable code (`devgate.revocation.<code>`).
     pub fn code(self) -> &'static str {
         match self {
             Fetch::Ok => "fetch_ok",
@@ -89,13 +81,17 @@ impl Fetch {
 /// What became of a plugin configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConfigOutcome {
+    /// The configuration was accepted.
     Accepted,
+    /// The configuration was refused.
     Rejected,
 }
 
 impl ConfigOutcome {
+    /// Every configuration outcome (counters are generated from this list).
     pub const ALL: [ConfigOutcome; 2] = [ConfigOutcome::Accepted, ConfigOutcome::Rejected];
 
+    /// The stable code (`devgate.config.<code>`).
     pub fn code(self) -> &'static str {
         match self {
             ConfigOutcome::Accepted => "accepted",
@@ -107,13 +103,19 @@ impl ConfigOutcome {
 /// One counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Counter {
+    /// `requests.allowed.<what>`: a request let through.
     Allowed(Admission),
+    /// `requests.denied.<reason>`: a request refused.
     Denied(Reason),
     /// `requests.denied.internal_error`: the glue could not complete a request.
     InternalError,
+    /// `login.<outcome>`: a request under the login mount.
     Login(Outcome),
+    /// `upstream_challenge.<forbid|login>`: an upstream 401 translated.
     Challenge(Challenge),
+    /// `revocation.<fetch_ok|fetch_failed>`: a revocation list fetch.
     Revocation(Fetch),
+    /// `config.<accepted|rejected>`: a configuration.
     Config(ConfigOutcome),
     /// A bump of a counter the host did not define.
     Missing,
@@ -183,6 +185,65 @@ impl Counter {
         name.push_str(group);
         name.push_str(code);
         name
+    }
+}
+
+/// A host's ids of every counter, at [`Counter::slot`]: defined once (per configuration or
+/// VM) from [`Counter::all`], so that counting is a vector index and a host call. Generic over
+/// the host's id type; one table serves both hosts.
+#[derive(Debug)]
+pub struct Table<Id> {
+    /// The host's id of each counter, at its slot (`None`: the host did not define it).
+    ids: Vec<Option<Id>>,
+    /// A bump of an undefined counter was logged: [`Table::first_missing`] says so once.
+    missing_logged: AtomicBool,
+}
+
+impl<Id: Copy> Table<Id> {
+    /// Defines every counter of [`Counter::all`] with `define` (the host's call, given the
+    /// metric name; `None`: the host refused it).
+    pub fn define(mut define: impl FnMut(&str) -> Option<Id>) -> Table<Id> {
+        let mut ids = Vec::with_capacity(Counter::COUNT);
+        ids.resize_with(Counter::COUNT, || None);
+        for counter in Counter::all() {
+            if let Some(slot) = ids.get_mut(counter.slot()) {
+                *slot = define(&counter.name());
+            }
+        }
+        Table {
+            ids,
+            missing_logged: AtomicBool::new(false),
+        }
+    }
+
+    /// A table with no counter defined (before a host defines them, or a host that counts
+    /// nothing).
+    pub fn empty() -> Table<Id> {
+        Table {
+            ids: Vec::new(),
+            missing_logged: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether [`Table::define`] made this table.
+    pub fn is_defined(&self) -> bool {
+        !self.ids.is_empty()
+    }
+
+    /// The host's id of `counter`, if it defined it.
+    pub fn id(&self, counter: Counter) -> Option<Id> {
+        self.ids.get(counter.slot()).copied().flatten()
+    }
+
+    /// `true` the first time it is asked (per table): the one time a missing counter is logged.
+    pub fn first_missing(&self) -> bool {
+        !self.missing_logged.swap(true, Ordering::Relaxed)
+    }
+}
+
+impl<Id: Copy> Default for Table<Id> {
+    fn default() -> Table<Id> {
+        Table::empty()
     }
 }
 

@@ -1,7 +1,15 @@
 //! Credentials: finding devgate's token (Bearer or cookie) and the session cookie, and
 //! checking them (verify, revocation, peer binding, the networks they are honoured from).
 
-use super::*;
+use std::net::IpAddr;
+
+use crate::core::codes::{Reason, Source};
+use crate::core::cookie::CookieLookup;
+use crate::core::policy::{LoginPolicy, TokenPolicy};
+use crate::core::token::{Expect, TokenError};
+use crate::core::{cookie, net, token};
+
+use super::decision::{Ctx, Identity, Request};
 
 /// A credential the request carries.
 #[derive(Clone, Copy, Debug)]

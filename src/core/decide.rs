@@ -2,7 +2,16 @@
 
 use std::borrow::Cow;
 
-use super::*;
+use crate::core::codes::{Reason, Source};
+use crate::core::net::NetVerdict;
+use crate::core::policy::{Policy, RuleKind};
+use crate::core::revocation::Revocation;
+use crate::core::{headers, login, method, net, path, session};
+
+use super::api::api_key;
+use super::credential::{check_token, find_credential, session_cookie, SessionCookie};
+use super::decision::{deny, Ctx, Decision, Edits, Identity, Request};
+use super::edits::{strip_all_credentials, strip_cookies, strip_credential};
 
 /// Decides one request.
 pub fn decide<'p>(policy: &'p Policy, req: &Request<'_>) -> Decision<'p> {
@@ -45,42 +54,6 @@ pub fn decide_with<'p>(
         }
     }
     decision
-}
-
-/// What every check of one request reads, derived once from the facts (the peer is parsed
-/// and judged here only, the path canonicalised once), whatever the number of methods the
-/// request is decided under. `'p`: the policy, which the decision's edits borrow names from.
-pub(super) struct Ctx<'p, 'r, 'a> {
-    pub(super) policy: &'p Policy,
-    pub(super) req: &'r Request<'a>,
-    /// The canonical path the rules match (the raw one when it is canonical already).
-    canonical: Cow<'a, [u8]>,
-    /// What `network` says of the peer.
-    pub(super) verdict: NetVerdict,
-    /// The peer's address where the policy lets it be used (a socket address, or a forwarded
-    /// one under `network.trust_forwarded`).
-    pub(super) peer_ip: Option<IpAddr>,
-    /// The revocation list's state (`None`: no `revocation` configured).
-    pub(super) revocation: Option<Revocation<'r>>,
-}
-
-impl<'p, 'r, 'a> Ctx<'p, 'r, 'a> {
-    fn new(
-        policy: &'p Policy,
-        req: &'r Request<'a>,
-        canonical: Cow<'a, [u8]>,
-        revocation: Option<Revocation<'r>>,
-    ) -> Self {
-        let peer = net::parse_peer(req.peer.unwrap_or_default());
-        Ctx {
-            policy,
-            req,
-            canonical,
-            verdict: policy.net.verdict(peer),
-            peer_ip: policy.net.peer_ip(peer).ok(),
-            revocation,
-        }
-    }
 }
 
 /// Decides the request as if its method were `method`.

@@ -3,7 +3,12 @@
 
 use std::borrow::Cow;
 
-use super::*;
+use crate::core::codes::Source;
+use crate::core::policy::{Policy, TokenPolicy};
+use crate::core::{cookie, headers};
+
+use super::credential::Credential;
+use super::decision::{Edits, Request};
 
 /// Removes `Authorization` (devgate's Bearer token travels there).
 pub(super) fn strip_bearer(edits: &mut Edits<'_>) {

@@ -47,6 +47,7 @@ impl HeaderName {
             .map_err(|_| "must be ASCII".to_string())
     }
 
+    /// The name, lower-case.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -74,9 +74,17 @@ pub enum Problem {
     /// Starts like bcrypt but is not a well-formed bcrypt hash.
     MalformedBcrypt,
     /// The bcrypt cost is above the configured cap.
-    CostTooHigh { cost: u32, max: u32 },
+    CostTooHigh {
+        /// The hash's cost.
+        cost: u32,
+        /// The configured cap.
+        max: u32,
+    },
     /// The user already appeared, on line `first`.
-    Duplicate { first: usize },
+    Duplicate {
+        /// The line (1-based) where the user first appeared.
+        first: usize,
+    },
 }
 
 /// A password-hash format that is not accepted, as far as it can be recognised.
@@ -174,7 +182,12 @@ impl fmt::Display for Problem {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HtpasswdError {
     /// Line `line` (1-based) is not a valid entry.
-    Line { line: usize, problem: Problem },
+    Line {
+        /// The line, 1-based.
+        line: usize,
+        /// What is wrong with it.
+        problem: Problem,
+    },
     /// No entries at all: nobody could log in.
     NoUsers,
 }

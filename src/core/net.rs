@@ -136,7 +136,9 @@ impl fmt::Display for Cidr {
 /// Why a CIDR string was refused. The messages go into config errors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CidrError {
+    /// Not an IP address (before the `/`, if any).
     NotAnAddress,
+    /// The prefix length is not a number, or longer than the address family allows.
     BadPrefix,
     /// `10.0.0.1/8`: almost always a typo for `10.0.0.0/8` or `10.0.0.1/32`, so refused.
     HostBitsSet(String),
@@ -223,6 +225,7 @@ impl Cidr {
 pub struct CidrList(pub Vec<Cidr>);
 
 impl CidrList {
+    /// Whether any range of the list holds `ip`.
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|c| c.contains(ip))
     }
@@ -259,7 +262,9 @@ impl CidrList {
 /// The network rule: who is a developer by address alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetPolicy {
+    /// `network.allow`: developers by address.
     pub allow: CidrList,
+    /// `network.deny`: never developers, refused on protected paths whatever they send.
     pub deny: CidrList,
     /// Accept an address Envoy derived from `X-Forwarded-For` (port 0) as the peer.
     pub trust_forwarded: bool,
@@ -301,6 +306,7 @@ impl NetPolicy {
         }
     }
 
+    /// What `network` says of the peer.
     pub fn verdict(&self, peer: Result<Peer, PeerError>) -> NetVerdict {
         match self.undenied_ip(peer) {
             Err(v) => v,

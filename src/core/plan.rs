@@ -1,29 +1,28 @@
 //! What the core tells a host to do: the plan of one step of a stream, and the report of a
 //! step of the worker (revocation ticks and fetches).
 //!
-//! A host performs a [`Plan`] in one fixed order, the same for every step: header removals,
-//! header sets, response headers to add, the counter, the audit value, the log note, and then
-//! either the local [`Reply`] or "continue". It decides nothing on the way: every value it
-//! needs (names, codes, the reply's details string) is in the plan.
+//! The core's interpreter ([`crate::core::perform`]) carries out a [`Plan`] in one fixed order,
+//! the same for every step and host: header removals, header sets, response headers to add, the
+//! counter, the audit value, the log note, and then what comes [`Next`] (the local [`Reply`] or
+//! "continue"). The host decides nothing on the way: every value its effects need (names,
+//! codes, the reply's details string) is in the plan.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::OnceLock;
 
 use crate::core::apikey::KeyKind;
+use crate::core::codes::{Outcome, Reason, ResponseHeaders, Source};
 use crate::core::counters::{self, Counter};
-use crate::core::session::Outcome;
-use crate::core::{Reason, Source};
-
-/// Headers of a response devgate sends or adds to: names are devgate's, values are its own
-/// constants (borrowed) or made for the request (a cookie, a location, a retry delay).
-pub type ResponseHeaders = Vec<(&'static str, Cow<'static, str>)>;
 
 /// A response devgate sends itself, replacing the request (or the upstream's response).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
+    /// The HTTP status.
     pub status: u16,
+    /// devgate's headers of the reply.
     pub headers: ResponseHeaders,
+    /// The reply's body.
     pub body: Cow<'static, str>,
     /// Envoy's response code details (`%RESPONSE_CODE_DETAILS%`): `devgate_<reason>`,
     /// `devgate_login_<outcome>`, `devgate_upstream_challenge`, `devgate_internal`.
@@ -134,9 +133,13 @@ fn join(prefix: &str, code: &str) -> String {
 /// How loud a [`Note`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
+    /// Details for a developer of devgate or an operator chasing one request.
     Debug,
+    /// What an operator wants to see once: a configuration accepted, a login.
     Info,
+    /// Something is wrong but devgate carries on (a refused request, a failed fetch).
     Warn,
+    /// Something devgate cannot carry on with (a configuration refused).
     Error,
 }
 
@@ -144,7 +147,12 @@ pub enum Level {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Note {
     /// A request answered locally.
-    Denied { status: u16, reason: Reason },
+    Denied {
+        /// The reply's status.
+        status: u16,
+        /// Why.
+        reason: Reason,
+    },
     /// The host could not complete a request (`what` names the step).
     Refused(&'static str),
     /// A login set a session cookie.
@@ -154,14 +162,26 @@ pub enum Note {
     /// A revocation fetch ended without a list (`code` says why).
     FetchFailed(&'static str),
     /// A revocation fetch could not be started.
-    FetchNotStarted { cluster: String },
+    FetchNotStarted {
+        /// The cluster the fetch was for.
+        cluster: String,
+    },
     /// A configuration was accepted.
-    ConfigAccepted { rules: usize, header: String },
+    ConfigAccepted {
+        /// How many path rules the policy has.
+        rules: usize,
+        /// The identity header's name.
+        header: String,
+    },
     /// A configuration was refused (the message names the field, never a value).
     ConfigRejected(String),
+    /// A counter the host did not define was bumped (logged once per counter table; the bump
+    /// is counted in `devgate.counter_missing`).
+    CounterMissing(Counter),
 }
 
 impl Note {
+    /// How loud the note is.
     pub fn level(&self) -> Level {
         match self {
             Note::Denied { .. } => Level::Debug,
@@ -169,7 +189,8 @@ impl Note {
             Note::Refused(_)
             | Note::LoginUnbuffered
             | Note::FetchFailed(_)
-            | Note::FetchNotStarted { .. } => Level::Warn,
+            | Note::FetchNotStarted { .. }
+            | Note::CounterMissing(_) => Level::Warn,
             Note::ConfigRejected(_) => Level::Error,
         }
     }
@@ -202,6 +223,9 @@ impl fmt::Display for Note {
             Note::ConfigRejected(message) => {
                 write!(f, "devgate: configuration rejected: {message}")
             }
+            Note::CounterMissing(counter) => {
+                write!(f, "devgate: counter {} is not defined", counter.name())
+            }
         }
     }
 }
@@ -219,24 +243,41 @@ pub struct Plan<'p> {
     pub set: Vec<(&'p str, Vec<u8>)>,
     /// Headers to add to the upstream's response (response step only).
     pub add_response: ResponseHeaders,
+    /// The counter to add one to.
     pub counter: Option<Counter>,
     /// The `devgate_decision` property.
     pub audit: Option<Audit>,
+    /// The log line of the step.
     pub note: Option<Note>,
-    /// Answer with this instead of going on.
-    pub reply: Option<Reply>,
+    /// What happens once the effects above are carried out: the request goes on, or devgate
+    /// answers it.
+    pub next: Next,
+}
+
+/// What a stream's step ends in, once its effects are carried out. A step that waits for an
+/// outside answer (an HTTP callout, a check on a thread pool) and then resumes is one more
+/// variant here, performed by [`crate::core::perform`] through one more primitive effect (see
+/// docs/ARCHITECTURE.md, "Steps that wait").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Next {
+    /// The request (or the upstream's response) goes on.
+    #[default]
+    Continue,
+    /// devgate answers with this instead of going on.
+    Reply(Reply),
 }
 
 impl Plan<'_> {
     /// The plan for a step the host could not complete (`what` names it, for the log): a
     /// generic 500, counted and audited as `internal_error`. No request passes a broken step.
-    /// A host performs it without further checks: if even the reply fails, nothing goes on.
+    /// [`crate::core::perform::refuse`] performs it without further checks: if even the reply
+    /// fails, nothing goes on.
     pub fn refuse(what: &'static str) -> Plan<'static> {
         Plan {
             counter: Some(Counter::InternalError),
             audit: Some(Audit::InternalError),
             note: Some(Note::Refused(what)),
-            reply: Some(Reply {
+            next: Next::Reply(Reply {
                 status: 500,
                 headers: vec![
                     ("content-type", Cow::Borrowed("text/plain; charset=utf-8")),
@@ -251,16 +292,26 @@ impl Plan<'_> {
 
     /// Whether the host answers the request itself.
     pub fn replies(&self) -> bool {
-        self.reply.is_some()
+        matches!(self.next, Next::Reply(_))
+    }
+
+    /// The local reply of this step, if devgate answers the request itself.
+    pub fn reply(&self) -> Option<&Reply> {
+        match &self.next {
+            Next::Reply(reply) => Some(reply),
+            Next::Continue => None,
+        }
     }
 }
 
 /// What a worker-level step (a revocation tick or fetch, a configuration) asks of the host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
+    /// The counter to add one to.
     pub counter: Option<Counter>,
     /// Set the `devgate.revocation.degraded` gauge (true: the list is stale).
     pub degraded: Option<bool>,
+    /// The log line of the step.
     pub note: Option<Note>,
 }
 
@@ -307,7 +358,7 @@ mod tests {
     #[test]
     fn refusal_is_a_generic_500() {
         let p = Plan::refuse("header_edit_failed");
-        let reply = p.reply.unwrap();
+        let reply = p.reply().unwrap();
         assert_eq!(
             (reply.status, reply.details.as_ref()),
             (500, "devgate_internal")

@@ -52,8 +52,11 @@ pub enum UpstreamChallenge {
 /// [`ApiPolicy::routes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuleKind {
+    /// A protected path: a developer (or an API key on an API route) is required.
     Protect,
+    /// An API route: index into [`ApiPolicy::routes`].
     Api(usize),
+    /// A public path: anyone may pass.
     Public,
 }
 
@@ -89,16 +92,22 @@ pub enum Mode {
 /// An API route: the product it belongs to and its mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiRoute {
+    /// The product the route belongs to (a key must list it).
     pub product: String,
+    /// Which methods and keys the route takes.
     pub mode: Mode,
 }
 
 /// Header names devgate sets for the application on API routes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiHeaders {
+    /// Carries the key's organization.
     pub organization: HeaderName,
+    /// Carries the key's project.
     pub project: HeaderName,
+    /// Carries the key's kind (`public_key`, `private_key`).
     pub kind: HeaderName,
+    /// Carries the key's id.
     pub key_id: HeaderName,
     /// `true`, or `false` for internal traffic (`internal_from`) that should not be counted.
     pub count: HeaderName,
@@ -107,10 +116,13 @@ pub struct ApiHeaders {
 /// API keys.
 #[derive(Clone, Debug)]
 pub struct ApiPolicy {
+    /// The keys API keys are signed with.
     pub keys: KeySet,
+    /// The API routes, in the order [`RuleKind::Api`] indexes them.
     pub routes: Vec<ApiRoute>,
     /// Key ids answered with 401 `revoked`.
     pub revoked: Vec<String>,
+    /// The header names devgate sets for the application.
     pub headers: ApiHeaders,
     /// Remove the key from the query string and `X-Api-Key` before the upstream. Defaults to true.
     pub strip_key: bool,
@@ -125,7 +137,9 @@ pub struct ApiPolicy {
 /// One path rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
+    /// What the rule makes of the path.
     pub kind: RuleKind,
+    /// The path prefix it matches.
     pub prefix: Prefix,
     /// `None`: every method.
     pub methods: Option<Vec<String>>,
@@ -263,6 +277,7 @@ pub struct Policy {
     pub net: NetPolicy,
     /// Protect and public rules, most specific first (protect before public on a tie).
     pub rules: Vec<Rule>,
+    /// What a protected path answers a request without a credential.
     pub unauthenticated: Unauthenticated,
     /// Signed developer tokens; `None` (the default) accepts none.
     pub tokens: Option<TokenPolicy>,

@@ -34,7 +34,9 @@ pub const MAX_ENTRIES: usize = 100_000;
 /// A parsed revocation list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RevocationList {
+    /// Revoked API key ids.
     pub keys: HashSet<String>,
+    /// Revoked token ids (`jti`).
     pub tokens: HashSet<String>,
 }
 
@@ -50,12 +52,16 @@ struct RawList {
 /// Why a fetched list was not taken. Codes are stable (logs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ListError {
+    /// The body is over the size cap.
     TooLarge,
+    /// The body is not the list's JSON.
     Malformed,
+    /// The list has more entries than the cap.
     TooManyEntries,
 }
 
 impl ListError {
+    /// The stable code (logs).
     pub fn code(self) -> &'static str {
         match self {
             ListError::TooLarge => "list_too_large",
@@ -199,8 +205,11 @@ pub struct Worker {
 /// A fetch for the host to start: a GET to `cluster` with these pseudo-headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchCall<'p> {
+    /// The Envoy cluster to call.
     pub cluster: &'p str,
+    /// `:method`, `:path` and `:authority` of the call.
     pub headers: [(&'static str, &'p str); 3],
+    /// How long the call may take, in milliseconds.
     pub timeout_ms: u64,
 }
 

@@ -1,6 +1,6 @@
 //! The login form's endpoints and the upstream-challenge translation: the pure flow.
 //!
-//! [`login`](crate::core::login) has the building blocks (form parsing, pages, the CSRF and
+//! [`login`] has the building blocks (form parsing, pages, the CSRF and
 //! redirect checks, rate-limit records, cookies); this module strings them into the two steps
 //! the glue runs for a request under the login mount, and decides what an upstream 401 with
 //! devgate's challenge becomes. Nothing here calls the host, reads a clock or logs.
@@ -11,7 +11,7 @@
 //!    here. For that one, the checks that need no body run first (login network, CSRF,
 //!    content type, declared length, rate limit) and the answer is [`Step::ReadBody`].
 //! 2. [`finish`], with the whole body (the glue buffers it, refusing more than
-//!    [`MAX_BODY`](crate::core::login::MAX_BODY) bytes): rate limit again, parse, and either
+//!    [`MAX_BODY`] bytes): rate limit again, parse, and either
 //!    an answer or [`Checked::Verify`].
 //! 3. For [`Checked::Verify`]: one verify from the Envoy process's budget
 //!    ([`budget`](crate::core::budget), shared data), then [`verify`]: bcrypt, and either the
@@ -22,7 +22,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::core::counters::Challenge;
+use crate::core::codes::{Challenge, Outcome};
 use crate::core::login::{self, Attempts, LoginForm, Page, Verdict, MAX_BODY};
 use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::query;
@@ -51,79 +51,10 @@ pub fn endpoint(login: &LoginPolicy, canonical: &[u8]) -> Option<Endpoint> {
     }
 }
 
-/// What happened, for stats and logs (`devgate.login.<code>`). Stable snake_case codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The form was served.
-    Page,
-    /// Right user name and password: a session cookie was set.
-    Succeeded,
-    /// Wrong user name or password, or a malformed form.
-    Failed,
-    /// Too many failures from this peer: 429.
-    RateLimited,
-    /// The Envoy process's budget of password verifies is spent (`login.verifies_per_minute`,
-    /// `login.verify_burst`): 429 without running bcrypt.
-    OverBudget,
-    /// The peer is outside `login.allow_from`, inside `network.deny`, or has no usable socket
-    /// address: 403.
-    NetworkDenied,
-    /// `Origin` (or `Referer`) names another site, or neither was sent: 403.
-    Csrf,
-    /// Not a form (`Content-Type`): 415.
-    BadContentType,
-    /// A body over the cap: 413.
-    TooLarge,
-    /// The session cookie was cleared.
-    Logout,
-    /// Another path under the mount: 404.
-    NotFound,
-    /// A method the endpoint does not take: 405.
-    MethodNotAllowed,
-    /// The session cookie could not be built (a configuration the checks let through): 500.
-    Internal,
-}
-
-impl Outcome {
-    pub fn code(self) -> &'static str {
-        match self {
-            Outcome::Page => "page",
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::RateLimited => "rate_limited",
-            Outcome::OverBudget => "over_budget",
-            Outcome::NetworkDenied => "network_denied",
-            Outcome::Csrf => "csrf",
-            Outcome::BadContentType => "bad_content_type",
-            Outcome::TooLarge => "too_large",
-            Outcome::Logout => "logout",
-            Outcome::NotFound => "not_found",
-            Outcome::MethodNotAllowed => "method_not_allowed",
-            Outcome::Internal => "internal_error",
-        }
-    }
-
-    /// Every outcome, for defining one counter each at configure time.
-    pub const ALL: [Outcome; 13] = [
-        Outcome::Page,
-        Outcome::Succeeded,
-        Outcome::Failed,
-        Outcome::RateLimited,
-        Outcome::OverBudget,
-        Outcome::NetworkDenied,
-        Outcome::Csrf,
-        Outcome::BadContentType,
-        Outcome::TooLarge,
-        Outcome::Logout,
-        Outcome::NotFound,
-        Outcome::MethodNotAllowed,
-        Outcome::Internal,
-    ];
-}
-
 /// A request under the login mount, as the glue saw it.
 #[derive(Clone, Copy, Debug)]
 pub struct LoginRequest<'a> {
+    /// Which endpoint of the mount.
     pub endpoint: Endpoint,
     /// Every request header (pseudo-headers included), as bytes.
     pub headers: &'a [(&'a [u8], &'a [u8])],
@@ -136,6 +67,7 @@ pub struct LoginRequest<'a> {
     pub tls: bool,
     /// The peer's failed-login record (only read for `POST <mount>/login`).
     pub attempts: Option<Attempts>,
+    /// Seconds since the Unix epoch.
     pub now: u64,
 }
 
@@ -169,6 +101,7 @@ pub enum Step {
 /// What to write to the peer's failure record after [`finish`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Store {
+    /// Leave the record as it is.
     Nothing,
     /// One more failure: [`login::record_failure`] on the current record.
     Failure,

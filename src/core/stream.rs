@@ -1,5 +1,5 @@
 //! One HTTP stream, step by step: the host hands each step's facts to a [`Stream`] it owns and
-//! performs the [`Plan`] it gets back. Every decision a host would otherwise make is here: the
+//! has the core's interpreter ([`crate::core::perform`]) carry out the [`Plan`] it gets back. Every decision a host would otherwise make is here: the
 //! request's plan, the login flow across the body, what to do with trailers, and what the
 //! upstream's response becomes.
 //!
@@ -11,15 +11,17 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::core::budget;
+use crate::core::codes::Outcome;
+use crate::core::codes::ResponseHeaders;
 use crate::core::counters::{Admission, Counter};
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
 use crate::core::headers;
 use crate::core::login::{self, Attempts, Page, MAX_BODY};
 use crate::core::net;
-use crate::core::plan::{deny_details, login_details, Audit, Note, Plan, Reply, ResponseHeaders};
+use crate::core::plan::{deny_details, login_details, Audit, Next, Note, Plan, Reply};
 use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::revocation::Worker;
-use crate::core::session::{self, Checked, Endpoint, LoginRequest, Outcome, Step, Store};
+use crate::core::session::{self, Checked, Endpoint, LoginRequest, Step, Store};
 use crate::core::shared::{self, SharedStore};
 use crate::core::{decide_with, Decision, Request, Response};
 
@@ -72,6 +74,7 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// A stream with nothing decided yet.
     pub fn new() -> Stream {
         Stream::default()
     }
@@ -145,7 +148,7 @@ impl Stream {
                     counter: Some(Counter::Denied(reason)),
                     audit: Some(Audit::Deny(reason)),
                     note: Some(Note::Denied { status, reason }),
-                    reply: Some(Reply {
+                    next: Next::Reply(Reply {
                         status,
                         headers,
                         body: Cow::Borrowed(body),
@@ -372,7 +375,7 @@ fn respond_after<R: ResponseFacts>(policy: &Policy, after: After, resp: &R) -> P
     // expired session's clearing Set-Cookie) into the reply.
     page.headers.append(&mut plan.add_response);
     plan.counter = Some(Counter::Challenge(challenge));
-    plan.reply = Some(page_reply(
+    plan.next = Next::Reply(page_reply(
         page,
         Cow::Borrowed("devgate_upstream_challenge"),
     ));
@@ -386,6 +389,12 @@ pub enum Collected {
     Plan(Plan<'static>),
     /// The whole form is in: run [`finish_with`] (on any thread) and perform its plan.
     Finish(PendingLogin),
+}
+
+/// Whether streams under `policy` may hand their host a whole login form to check
+/// ([`Collected::Finish`]): a host that runs the check off its worker sets up its pool only then.
+pub fn checks_login_forms(policy: &Policy) -> bool {
+    policy.login.is_some()
 }
 
 /// [`finish_login`] under `policy`'s login mount (a refusal if the policy has none).
@@ -462,7 +471,7 @@ fn login_answer(outcome: Outcome, page: Page) -> Plan<'static> {
     Plan {
         counter: Some(Counter::Login(outcome)),
         audit: Some(Audit::Login(outcome)),
-        reply: Some(page_reply(page, login_details(outcome))),
+        next: Next::Reply(page_reply(page, login_details(outcome))),
         ..Plan::default()
     }
 }
@@ -498,7 +507,7 @@ fn read_attempts<S: SharedStore + ?Sized>(
 mod tests {
     use super::*;
     use crate::config::parse_policy;
-    use crate::core::counters::Challenge;
+    use crate::core::codes::Challenge;
     use crate::core::plan::Audit;
     use crate::core::shared::MemoryStore;
     use crate::core::Reason;
@@ -606,7 +615,7 @@ mod tests {
         assert!(plan
             .remove
             .contains(&Cow::Borrowed(b"X-Wsgiorg-Developer-User")));
-        assert!(plan.reply.is_none());
+        assert!(plan.reply().is_none());
         assert_eq!(
             host.clock_reads.get(),
             0,
@@ -625,7 +634,7 @@ mod tests {
             (b"x_wsgiorg_developer_user", b"mallory"),
         ];
         let plan = headers_step(&mut Stream::new(), &policy, &host, "192.0.2.1:5", &h, true);
-        let reply = plan.reply.clone().unwrap();
+        let reply = plan.reply().cloned().unwrap();
         assert_eq!(
             (reply.status, reply.details.as_ref()),
             (401, "devgate_no_credential")
@@ -648,7 +657,7 @@ mod tests {
             (b"cookie", b"devgate_session=x"),
         ];
         let plan = headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
-        assert!(plan.reply.is_none());
+        assert!(plan.reply().is_none());
         for name in ["cookie", "authorization", "proxy-authorization"] {
             assert!(
                 plan.remove.contains(&Cow::Borrowed(name.as_bytes())),
@@ -662,7 +671,7 @@ mod tests {
             Plan::default()
         );
         let plan = s.on_request_body(&policy, b"password=correct+horse", true, &host);
-        let reply = plan.reply.unwrap();
+        let reply = plan.reply().cloned().unwrap();
         assert_eq!(
             (reply.status, reply.details.as_ref()),
             (303, "devgate_login_succeeded")
@@ -730,7 +739,7 @@ mod tests {
         let plan = s.on_response_headers(&policy, &host);
         assert_eq!(plan.counter, Some(Counter::InternalError));
         assert_eq!(plan.note, Some(Note::LoginUnbuffered));
-        assert_eq!(plan.reply.map(|r| r.status), Some(500));
+        assert_eq!(plan.reply().map(|r| r.status), Some(500));
     }
 
     #[test]
@@ -753,7 +762,7 @@ mod tests {
         let plan = s.on_response_headers(&policy, &host);
         assert_eq!(host.full_reads.get(), 1);
         assert_eq!(plan.counter, Some(Counter::Challenge(Challenge::Login)));
-        let reply = plan.reply.unwrap();
+        let reply = plan.reply().cloned().unwrap();
         assert_eq!(reply.status, 303);
         assert!(reply
             .headers

@@ -254,3 +254,4 @@ def test_native_shipped_build_has_no_test_hooks():
     strings = subprocess.run(["strings", "-a", str(shipped)], capture_output=True, text=True, check=True).stdout
     assert "x-devgate-test" not in strings and "devgate-test" not in strings
     assert "noop configuration" not in strings
+

@@ -662,3 +662,23 @@ def test_config_counters_across_live_updates(tmp_path, upstream, wasm):
             assert len(problems) == 1 and "Failed to configure base Wasm plugin" in problems[0], problems
     finally:
         envoy.stop()
+
+
+def test_denial_notes_follow_envoys_log_level(upstream, tmp_path_factory):
+    """A refused request's log line is a debug note, on either host: the module asks Envoy whether
+    its logger writes debug lines (natively `log_enabled` on the `dynamic_modules` logger; in Wasm
+    the `wasm` logger's level, read when the configuration comes) and formats and writes the note
+    only then, so it is in the log at debug and costs nothing at Envoy's default level."""
+    seen = {}
+    for level in ("info", "debug"):
+        config = {"network": {"allow": ["127.0.0.1/32"]}, "protect": ["/"]}
+        cfg = harness.render_bootstrap(upstream_port=upstream.port, plugin_config=config, wasm=harness.wasm_path())
+        envoy = harness.start_envoy(cfg, tmp_path_factory.mktemp(f"notes-{level}"), log_level=level,
+                                    extra_args=harness.FAST_FLUSH)
+        try:
+            r = envoy.request("GET", "/", [], source="127.0.0.77")
+            assert r.status == 401 and not r.from_upstream, r.summary()
+        finally:
+            envoy.stop()
+        seen[level] = "devgate: denied 401 (no_credential)" in envoy.log_text()
+    assert seen == {"info": False, "debug": True}, seen

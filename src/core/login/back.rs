@@ -1,6 +1,8 @@
 //! The redirect target: only ever a same-origin path.
 
-use super::*;
+use crate::core::query;
+
+use super::MAX_BACK;
 
 /// The path part (before `?` or `#`) is normalised: no empty segment but a trailing one, no
 /// `.` or `..` segment. Expects a leading `/`.

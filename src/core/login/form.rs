@@ -1,12 +1,19 @@
 //! The form body: strict `application/x-www-form-urlencoded`, bounded, no duplicates.
 
-use super::*;
+use std::fmt;
+
+use crate::core::query::{hex_digit, split_pair};
+
+use super::{MAX_BODY, MAX_FIELD};
 
 /// A field of the login form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
+    /// `username`.
     Username,
+    /// `password`.
     Password,
+    /// `back`: where to go after the login.
     Back,
 }
 
@@ -87,11 +94,12 @@ impl std::error::Error for FormError {}
 /// A parsed login form. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LoginForm {
+    /// The user name as sent.
     pub username: String,
     /// Bytes as sent (bcrypt hashes bytes; browsers send UTF-8).
     pub password: Vec<u8>,
     /// The `back` field, when present and UTF-8 (a non-UTF-8 one is dropped: it would become
-    /// `/` anyway). Not checked here: pass it through [`safe_back`] (or [`redirect`]).
+    /// `/` anyway). Not checked here: pass it through [`safe_back`](super::safe_back) (or [`redirect`](super::redirect)).
     pub back: Option<String>,
 }
 

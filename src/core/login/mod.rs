@@ -53,14 +53,7 @@
 //!
 //! Nothing here logs, and no error or `Debug` output carries a password.
 
-use std::fmt;
-use std::net::IpAddr;
-
-use crate::core::cookie::{self, CookieAttrs, CookieError, SameSite};
-use crate::core::net::normalize_ip;
-use crate::core::plan::ResponseHeaders;
-use crate::core::query::{self, hex_digit, split_pair};
-use crate::core::token::{Claims, Purpose};
+use crate::core::codes::ResponseHeaders;
 
 /// Largest login form body, in bytes.
 pub const MAX_BODY: usize = 4 * 1024;
@@ -77,8 +70,11 @@ pub const LOGIN_FAILED: &str = "Login failed.";
 /// Header names are lower-case.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {
+    /// The HTTP status.
     pub status: u16,
+    /// The headers, names lower-case.
     pub headers: ResponseHeaders,
+    /// The body.
     pub body: String,
 }
 
@@ -99,12 +95,12 @@ mod pages;
 mod rate;
 mod session_cookie;
 
-pub use back::*;
-pub use csrf::*;
-pub use form::*;
-pub use pages::*;
-pub use rate::*;
-pub use session_cookie::*;
+pub use back::safe_back;
+pub use csrf::same_origin;
+pub use form::{is_form_content_type, parse_form, Field, FormError, LoginForm};
+pub use pages::{login_page, redirect, text_page, too_many_attempts, LOGIN_CSP};
+pub use rate::{check, rate_key, record_failure, Attempts, Verdict};
+pub use session_cookie::{clear_session_cookie, session_claims, session_cookie};
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,10 @@
 
 use std::borrow::Cow;
 
-use super::*;
+use crate::core::codes::ResponseHeaders;
+
+use super::back::safe_back;
+use super::{Page, LOGIN_FAILED, MAX_FIELD};
 
 /// The page's only style sheet, inline; the CSP allows exactly this text by hash.
 pub(super) const STYLE: &str =
@@ -133,7 +136,7 @@ pub fn text_page(status: u16, body: &str) -> Page {
     }
 }
 
-/// `429 Too Many Requests` with `Retry-After`, for [`Verdict::Limited`].
+/// `429 Too Many Requests` with `Retry-After`, for [`Verdict::Limited`](super::Verdict::Limited).
 pub fn too_many_attempts(retry_after: u64) -> Page {
     let mut headers = page_headers(Some("text/plain; charset=utf-8"));
     headers.push(("retry-after", Cow::Owned(retry_after.to_string())));

@@ -1,6 +1,10 @@
 //! Rate limiting: failed logins per peer (per /64 for IPv6), stored in shared data.
 
-use super::*;
+use std::net::IpAddr;
+
+use crate::core::net::normalize_ip;
+
+use super::RATE_KEY_PREFIX;
 
 /// Failed logins of one peer in the current window, as kept in proxy-wasm shared data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,9 +18,11 @@ pub struct Attempts {
 /// Whether a login attempt may go ahead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// The attempt may go ahead.
     Allow,
     /// Too many failures: try again in `retry_after` seconds (at least 1).
     Limited {
+        /// Seconds until the next attempt may go ahead.
         retry_after: u64,
     },
 }

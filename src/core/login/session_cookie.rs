@@ -1,6 +1,11 @@
 //! The session cookie and the claims of its token.
 
-use super::*;
+use std::net::IpAddr;
+
+use crate::core::cookie;
+use crate::core::cookie::{CookieAttrs, CookieError, SameSite};
+use crate::core::net::normalize_ip;
+use crate::core::token::{Claims, Purpose};
 
 pub(super) fn session_attrs(max_age: Option<u64>, secure: bool) -> CookieAttrs<'static> {
     CookieAttrs {

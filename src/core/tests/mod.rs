@@ -2,6 +2,7 @@ use std::borrow::Cow;
 
 use super::*;
 use crate::config::parse_policy;
+use crate::core::policy::Policy;
 
 struct Case {
     peer: &'static str,

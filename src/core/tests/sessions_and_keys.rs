@@ -1,5 +1,7 @@
 //! Session cookies, the revocation list and API keys, through the whole decision.
 
+use crate::core::apikey::{ApiKey, KeyKind};
+use crate::core::policy::{Mode, Policy};
 use std::borrow::Cow;
 
 use super::*;

@@ -1,6 +1,12 @@
 //! Claims: what a token says (subject, purpose, times, binding) and the checks on them.
 
-use super::*;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::error::TokenError;
+use super::{MAX_JTI_LEN, MAX_SUBJECT_LEN};
 
 /// What a token is for (claim `dgp`). A token is only accepted for the purpose it was minted for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -37,7 +43,7 @@ impl fmt::Display for Purpose {
     }
 }
 
-/// The claims devgate reads. Serializes (for [`mint`]) as a JSON object in field order,
+/// The claims devgate reads. Serializes (for [`mint`](super::mint)) as a JSON object in field order,
 /// omitting absent optional claims.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Claims {
@@ -75,9 +81,9 @@ pub fn is_valid_subject(sub: &str) -> bool {
         && !b.ends_with(b" ")
 }
 
-/// Checks what [`verify`] would check about the claims themselves (independent of time and
+/// Checks what [`verify`](super::verify) would check about the claims themselves (independent of time and
 /// request): a valid subject, a `jti` of at most 128 bytes, and a cookie name on session tokens.
-/// [`mint`] does not call this; call it first to avoid minting a token that cannot verify.
+/// [`mint`](super::mint) does not call this; call it first to avoid minting a token that cannot verify.
 pub fn check_claims(claims: &Claims) -> Result<(), TokenError> {
     if !is_valid_subject(&claims.sub) {
         return Err(TokenError::BadSubject);

@@ -1,12 +1,12 @@
 //! Why a token was refused: fieldless, stable codes.
 
-use super::*;
+use std::fmt;
 
 /// Why a token was refused. Fieldless on purpose: nothing of the token or the key leaks into
 /// logs. [`TokenError::code`] is stable and used in logs and the CLI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TokenError {
-    /// Longer than [`MAX_TOKEN_LEN`].
+    /// Longer than [`MAX_TOKEN_LEN`](super::MAX_TOKEN_LEN).
     TooLong,
     /// Not three base64url segments, bad base64, bad JSON, wrong JSON types, duplicate members,
     /// over-long header or `jti`.
@@ -27,7 +27,7 @@ pub enum TokenError {
     Expired,
     /// `now + leeway < nbf`, or `now + leeway < iat`.
     NotYetValid,
-    /// `sub` is not a valid header value (see [`is_valid_subject`]).
+    /// `sub` is not a valid header value (see [`is_valid_subject`](super::is_valid_subject)).
     BadSubject,
     /// A session token without `dgc`, or with a `dgc` other than the expected cookie name.
     WrongCookie,

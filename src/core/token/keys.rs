@@ -1,6 +1,11 @@
 //! Keys: secrets (zeroed on drop, never printed), key ids, and the key set a policy holds.
 
-use super::*;
+use std::fmt;
+
+use base64::Engine as _;
+use hmac::Mac;
+
+use super::{HmacSha256, MAX_KID_LEN, MIN_SECRET_LEN, SECRET_B64};
 
 /// An HMAC secret. Never printed (`Debug` shows `Secret(<redacted>)`, there is no `Display`)
 /// and overwritten with zeros when dropped (`zeroize`: writes the compiler may not elide).
@@ -80,7 +85,9 @@ impl Drop for Secret {
 /// A named secret. `id` is what tokens carry in their `kid` header.
 #[derive(Clone, Debug)]
 pub struct Key {
+    /// The key id tokens carry in their `kid` header.
     pub id: String,
+    /// The secret.
     pub secret: Secret,
 }
 
@@ -150,7 +157,10 @@ impl KeySet {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyError {
     /// Decoded secret shorter than [`MIN_SECRET_LEN`].
-    SecretTooShort { len: usize },
+    SecretTooShort {
+        /// The decoded length, in bytes.
+        len: usize,
+    },
     /// Secret written with the standard base64 alphabet (`+` or `/`).
     SecretStdAlphabet,
     /// Secret is not base64url.
@@ -158,9 +168,15 @@ pub enum KeyError {
     /// No keys at all.
     NoKeys,
     /// `keys[index].id` is not 1..=64 characters of `[A-Za-z0-9._-]`.
-    BadId { index: usize },
+    BadId {
+        /// The key's position in the list.
+        index: usize,
+    },
     /// `keys[index].id` repeats an earlier id.
-    DuplicateId { index: usize },
+    DuplicateId {
+        /// The key's position in the list.
+        index: usize,
+    },
 }
 
 impl fmt::Display for KeyError {

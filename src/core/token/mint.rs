@@ -1,6 +1,13 @@
 //! Minting: what the CLI and the login form sign.
 
-use super::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::Mac;
+use serde::Serialize;
+
+use super::claims::Claims;
+use super::keys::{Key, Secret};
+use super::{ALG, MAC_LEN};
 
 #[derive(Serialize)]
 pub(super) struct MintHeader<'a> {
@@ -12,7 +19,7 @@ pub(super) struct MintHeader<'a> {
 
 /// Mints a compact token: header `{"alg":"HS256","kid":<key.id>,"typ":"JWT"}` (members sorted,
 /// as PyJWT writes them), the claims as compact JSON, unpadded base64url, HMAC-SHA256 with
-/// `key`. Does not validate the claims: see [`check_claims`].
+/// `key`. Does not validate the claims: see [`check_claims`](super::check_claims).
 pub fn mint(claims: &Claims, key: &Key) -> String {
     // Serializing this plain struct cannot fail.
     let payload = serde_json::to_vec(claims).unwrap_or_default();
@@ -20,7 +27,7 @@ pub fn mint(claims: &Claims, key: &Key) -> String {
 }
 
 /// Signs `payload` (a JSON object) under `key`, with `domain` prepended to the MAC input (see
-/// [`authenticate`]). The result does not include `domain`.
+/// [`authenticate`](super::authenticate)). The result does not include `domain`.
 pub fn sign(payload: &[u8], key: &Key, domain: &[u8]) -> String {
     let header = MintHeader {
         alg: ALG,

@@ -27,15 +27,10 @@
 //! No error carries token bytes or secret bytes: [`TokenError`] is a fieldless code and
 //! [`KeyError`] only names lengths and key indices.
 
-use std::fmt;
-use std::net::IpAddr;
-
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
-use base64::{alphabet, Engine as _};
-use hmac::{Hmac, Mac};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use hmac::Hmac;
 use sha2::Sha256;
 
 /// Longest token [`verify`] looks at, in bytes.
@@ -73,12 +68,11 @@ mod mint;
 mod parse;
 mod verify;
 
-pub use claims::*;
-pub use error::*;
-pub use keys::*;
-pub use mint::*;
-use parse::*;
-pub use verify::*;
+pub use claims::{check_claims, is_valid_subject, Claims, Purpose};
+pub use error::TokenError;
+pub use keys::{is_valid_kid, Key, KeyError, KeySet, Secret};
+pub use mint::{mint, sign};
+pub use verify::{authenticate, verify, Expect};
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,11 @@
 //! Parsing: the strict JSON readers for the header and the claims (duplicates refused).
 
 use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
 
-use super::*;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{de, Deserialize};
 
 /// The JOSE header, read member by member: duplicates are errors, other members are noted.
 /// Its strings borrow from the decoded header where JSON lets them (no escape): reading a

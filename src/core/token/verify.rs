@@ -1,6 +1,16 @@
 //! Verification: the MAC over the raw bytes first, the claims after.
 
-use super::*;
+use std::net::IpAddr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::Mac;
+
+use super::claims::{is_valid_subject, Claims, Purpose};
+use super::error::TokenError;
+use super::keys::KeySet;
+use super::parse::{JsonStr, RawClaims, RawHeader};
+use super::{ALG, MAC_LEN, MAX_HEADER_B64_LEN, MAX_HEADER_LEN, MAX_JTI_LEN, MAX_TOKEN_LEN};
 
 /// What the caller expects of a token, besides a valid MAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
-//! The native host's glue: the second interpreter of the core's plans. It gathers facts through
-//! [`Host`], hands them to a [`core::stream::Stream`](CoreStream), and performs the [`Plan`] it
-//! gets back in the order every host uses (removals, sets, response headers, counter, audit,
-//! log, reply). It holds no policy branch.
+//! The native host's glue. It gathers facts through [`Host`], hands them to a
+//! [`core::stream::Stream`](CoreStream), and has the core's interpreter ([`perform`]) carry out
+//! the [`Plan`] it gets back through this host's primitive effects ([`OnStream`], [`OnConfig`]).
+//! It holds no policy branch and no order of effects.
 //!
 //! The login form's finish step (bcrypt) runs on a bounded pool of threads, and the request is
 //! resumed on its worker through Envoy's scheduler. The revocation list is fetched from Envoy's
@@ -9,24 +9,25 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::bindings::{
-    log, Body, BodyStatus, CalloutAnswer, ConfigHost, HeaderMap, Host, LogLevel, Scheduler,
-};
-use super::process::{log_note, Process};
+#[cfg(feature = "test-hooks")]
+use super::bindings::{log, LogLevel};
+use super::bindings::{Body, BodyStatus, CalloutAnswer, ConfigHost, HeaderMap, Host, Scheduler};
+use super::effects::{OnConfig, OnStream};
+use super::process::Process;
 use super::revocation::{self, Fetcher};
 use crate::config::load;
-use crate::core::counters::{ConfigOutcome, Counter};
+use crate::core::counters::{ConfigOutcome, Counter, Table};
+use crate::core::effects;
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
-use crate::core::plan::Plan;
+use crate::core::perform::{perform, perform_report, refuse, Flow};
+use crate::core::plan::{Note, Plan, Report};
 use crate::core::policy::Policy;
 use crate::core::revocation::Worker;
 use crate::core::shared::{SharedStore, Unavailable};
-use crate::core::stream::{finish_with, BodyPlan, Collected, PendingLogin, Stream as CoreStream};
+use crate::core::stream::{
+    checks_login_forms, finish_with, BodyPlan, Collected, PendingLogin, Stream as CoreStream,
+};
 use crate::host::native::pool::Pool;
-
-/// The filter state key of the audit value: the wasm build's, so that an access log
-/// (`%FILTER_STATE(wasm.devgate_decision:PLAIN)%`) reads the same with either build.
-const DECISION_KEY: &str = "wasm.devgate_decision";
 
 /// The scheduler event that resumes a stream whose login form was checked on the pool (not the
 /// test build's event, 1).
@@ -44,8 +45,8 @@ pub struct Config {
     /// the configuration (and its pool, whose drop waits for the pool's threads) is therefore
     /// always dropped by Envoy's `config_destroy` or a stream's end, never by a pool thread.
     policy: Arc<Policy>,
-    /// Counter ids at [`Counter::slot`].
-    ids: Vec<Option<usize>>,
+    /// This configuration's counter ids.
+    counters: Table<usize>,
     /// Where login forms are checked (bcrypt), off the workers: only with a `login` section.
     login_pool: Option<Pool>,
     /// The revocation list's fetcher: only with a `revocation` section.
@@ -73,71 +74,64 @@ impl Config {
             let test = super::testhooks::ConfigTest::new(host)?;
             return load(b"{}").0.map(|policy| Config {
                 policy: Arc::new(policy),
-                ids: Vec::new(),
+                counters: Table::empty(),
                 login_pool: None,
                 revocation: None,
                 noop: true,
                 test,
             });
         }
-        let mut ids = vec![None; Counter::COUNT];
-        for counter in Counter::all() {
-            if let Some(slot) = ids.get_mut(counter.slot()) {
-                *slot = host.define_counter(&counter.name());
-            }
-        }
+        let counters = Table::define(|name| host.define_counter(name));
         // `devgate.config.accepted|rejected`, counted on this configuration's own counters from
         // here (there is no stream yet). A refused configuration's object is destroyed, but its
         // counter is the same named stat as the running configuration's, which keeps the count:
         // the Wasm build's semantics, one count per configure call.
-        let outcome = |counter: Option<Counter>| {
-            if let Some(Some(id)) = counter.and_then(|c| ids.get(c.slot())) {
-                host.increment(*id);
-            }
+        let report = |report: &Report| {
+            let mut fx = OnConfig {
+                host,
+                counters: &counters,
+                degraded: None,
+            };
+            perform_report(report, &mut fx);
         };
-        // What this host could not set up for a valid policy: logged with the field, counted.
-        let reject = |why: &str| {
-            log(
-                LogLevel::Error,
-                &format!("devgate: configuration rejected: {why}"),
-            );
-            outcome(Some(Counter::Config(ConfigOutcome::Rejected)));
+        // What this host could not set up for a valid policy: counted, logged with the field.
+        let reject = |why: String| {
+            report(&Report {
+                counter: Some(Counter::Config(ConfigOutcome::Rejected)),
+                note: Some(Note::ConfigRejected(why)),
+                ..Report::default()
+            });
         };
-        let (policy, report) = load(raw);
+        let (policy, loaded) = load(raw);
         let Some(policy) = policy else {
-            outcome(report.counter);
-            if let Some(note) = &report.note {
-                log_note(note);
-            }
+            report(&loaded);
             return None;
         };
-        let login_pool = match policy.login {
-            None => None,
-            Some(_) => match Pool::new("devgate-login", LOGIN_THREADS, LOGIN_QUEUE) {
+        let login_pool = if checks_login_forms(&policy) {
+            match Pool::new("devgate-login", LOGIN_THREADS, LOGIN_QUEUE) {
                 Ok(pool) => Some(pool),
                 Err(_) => {
-                    reject("login: the login threads did not start");
+                    reject("login: the login threads did not start".to_string());
                     return None;
                 }
-            },
+            }
+        } else {
+            None
         };
         let revocation = match Fetcher::start(host, &policy) {
             Ok(fetcher) => fetcher,
             Err(why) => {
-                reject(&format!("revocation: {why}"));
+                reject(format!("revocation: {why}"));
                 return None;
             }
         };
         #[cfg(feature = "test-hooks")]
         let test = super::testhooks::ConfigTest::new(host)?;
         // Accepted: counted and logged once the configuration will run.
-        outcome(report.counter);
-        if let Some(note) = &report.note {
-            log_note(note);
-        }
+        report(&loaded);
         Some(Config {
             policy: Arc::new(policy),
-            ids,
+            counters,
             login_pool,
             revocation,
             #[cfg(feature = "test-hooks")]
@@ -145,12 +139,6 @@ impl Config {
             #[cfg(feature = "test-hooks")]
             test,
         })
-    }
-
-    fn count(&self, host: &Host, counter: Counter) {
-        if let Some(Some(id)) = self.ids.get(counter.slot()) {
-            host.increment(*id);
-        }
     }
 }
 
@@ -277,7 +265,7 @@ impl Stream {
             return BodyStatus::Stop;
         }
         let proceeds = match collected {
-            Collected::Plan(plan) => self.perform(host, plan, HeaderMap::RequestHeader),
+            Collected::Plan(plan) => self.perform(host, plan, effects::HeaderMap::RequestHeaders),
             Collected::Finish(pending) => self.finish_login(host, pending),
         };
         self.proceeds = proceeds;
@@ -349,7 +337,7 @@ impl Stream {
             self.refuse(host, "login_result_lost");
             return;
         };
-        self.proceeds = self.perform(host, plan, HeaderMap::RequestHeader);
+        self.proceeds = self.perform(host, plan, effects::HeaderMap::RequestHeaders);
         if self.proceeds {
             host.continue_decoding();
         }
@@ -421,7 +409,7 @@ impl Stream {
         if test == super::testhooks::Command::Allocations {
             return super::testhooks::allocations(host);
         }
-        self.proceeds = self.perform(host, step, HeaderMap::RequestHeader);
+        self.proceeds = self.perform(host, step, effects::HeaderMap::RequestHeaders);
         #[cfg(feature = "test-hooks")]
         if self.proceeds {
             // `false`: the hook holds the request (resumed later) or answered it.
@@ -451,7 +439,7 @@ impl Stream {
         let Some(plan) = plan else {
             return self.refuse(host, "trailers_unavailable");
         };
-        self.proceeds = self.perform(host, plan, HeaderMap::RequestTrailer);
+        self.proceeds = self.perform(host, plan, effects::HeaderMap::RequestTrailers);
         self.proceeds
     }
 
@@ -463,73 +451,27 @@ impl Stream {
         let plan = self
             .core
             .on_response_headers(&config.policy, &Envoy { host });
-        self.perform(host, plan, HeaderMap::RequestHeader)
+        self.perform(host, plan, effects::HeaderMap::RequestHeaders)
     }
 
-    /// Performs a plan; `true`: continue.
-    fn perform(&mut self, host: &mut Host, plan: Plan<'_>, map: HeaderMap) -> bool {
-        for name in &plan.remove {
-            if !host.remove_header(map, name) {
-                return self.refuse(host, "header_edit_failed");
-            }
-        }
-        for (name, value) in &plan.set {
-            if !host.set_header(map, name.as_bytes(), value) {
-                return self.refuse(host, "header_edit_failed");
-            }
-        }
-        for (name, value) in &plan.add_response {
-            // As in the Wasm build: a response header that cannot be added changes no decision.
-            let _ = host.add_header(HeaderMap::ResponseHeader, name.as_bytes(), value.as_bytes());
-        }
-        if let Some(counter) = plan.counter {
-            self.config.count(host, counter);
-        }
-        if let Some(audit) = plan.audit {
-            // The value is the plan's (a denial's is built here, by the core's code): the test
-            // build counts its allocation with the core's.
-            #[cfg(not(feature = "test-hooks"))]
-            let value = audit.value();
-            #[cfg(feature = "test-hooks")]
-            let value = super::testhooks::in_core(|| audit.value());
-            let _ = host.set_filter_state(DECISION_KEY, value.as_bytes());
-        }
-        if let Some(note) = &plan.note {
-            log_note(note);
-        }
-        let Some(reply) = plan.reply else {
-            return true;
+    /// Has the core's interpreter perform `plan` (the step's header map is `map`); `true`:
+    /// continue.
+    fn perform(&mut self, host: &mut Host, plan: Plan<'_>, map: effects::HeaderMap) -> bool {
+        let mut fx = OnStream {
+            host,
+            counters: &self.config.counters,
         };
-        host.send_response(
-            reply.status,
-            reply.headers.iter().map(|(n, v)| (*n, v.as_bytes())),
-            reply.body.as_bytes(),
-            &reply.details,
-        );
-        false
+        perform(plan, map, &mut fx) == Flow::Continue
     }
 
-    /// Performs the core's refusal of a step this host could not complete.
+    /// Has the core's interpreter perform its refusal of a step this host could not complete.
     fn refuse(&mut self, host: &mut Host, what: &'static str) -> bool {
         self.proceeds = false;
-        let plan = Plan::refuse(what);
-        if let Some(note) = &plan.note {
-            log_note(note);
-        }
-        if let Some(counter) = plan.counter {
-            self.config.count(host, counter);
-        }
-        if let Some(audit) = plan.audit {
-            let _ = host.set_filter_state(DECISION_KEY, audit.value().as_bytes());
-        }
-        if let Some(reply) = plan.reply {
-            host.send_response(
-                reply.status,
-                reply.headers.iter().map(|(n, v)| (*n, v.as_bytes())),
-                reply.body.as_bytes(),
-                &reply.details,
-            );
-        }
+        let mut fx = OnStream {
+            host,
+            counters: &self.config.counters,
+        };
+        refuse(what, &mut fx);
         false
     }
 }
@@ -539,14 +481,14 @@ impl Config {
     /// An event of the configuration's scheduler: the fetcher's tick.
     pub fn scheduled(&self, host: &ConfigHost, event_id: u64) {
         if let (Some(fetcher), revocation::TICK) = (&self.revocation, event_id) {
-            fetcher.tick(host, &self.policy, &self.ids);
+            fetcher.tick(host, &self.policy, &self.counters);
         }
     }
 
     /// The answer to the configuration's HTTP call (the only one it makes: the list fetch).
     pub fn callout_done(&self, host: &ConfigHost, _id: u64, answer: Option<CalloutAnswer<'_>>) {
         if let Some(fetcher) = &self.revocation {
-            fetcher.fetched(host, &self.ids, answer);
+            fetcher.fetched(host, &self.counters, answer);
         }
     }
 

@@ -8,10 +8,13 @@
 //!   declared Envoy callbacks, the safe handles (`Host`, `ConfigHost`, the schedulers), the exported
 //!   hooks (every body under `catch_unwind`: a panic is answered with a local 500 and a log line
 //!   naming the hook, never unwound into C++) and, in the test build, the counting allocator.
-//! * `filter`: safe glue. It reads facts through the handles, calls the core, and carries out the
-//!   plan it gets back. Like the Wasm host's `filter` it decides nothing.
+//! * `filter`: safe glue. It reads facts through the handles, calls the core, and hands the plan it
+//!   gets back to the core's interpreter (`core::perform`). Like the Wasm host's `filter` it
+//!   decides nothing.
+//! * `effects`: the primitive effects the interpreter asks of this host (`core::effects::Effects`),
+//!   for a stream's hooks and for the configuration's: each one call of the handles.
 //! * `process`: what the whole process shares: the clock and the shared store as the core reads
-//!   them off a stream (`Process`), the store itself, and `log_note`.
+//!   them off a stream (`Process`), and the store itself.
 //! * `revocation`: the revocation list's fetcher on Envoy's main thread.
 //! * `testhooks` (test build only): request headers that drive the callbacks the shipped build
 //!   does not call, so each is proven in Envoy.
@@ -27,9 +30,11 @@
 //! ```text
 //! bindings::exports → filter            (the hook bodies: filter::Config, filter::Stream)
 //! bindings::state   → filter, reentry   (a stream's state in a reentry::Held)
-//! filter            → bindings (handles, types), process, revocation, pool, testhooks (test build)
+//! filter            → bindings (handles, types), effects, process, revocation, pool,
+//!                     testhooks (test build)
 //! testhooks         → bindings (handles, types, counting), pool
-//! revocation        → bindings (handles, types), process, pool (lock_or_restart)
+//! revocation        → bindings (handles, types), effects, process, pool (lock_or_restart)
+//! effects           → bindings (handles, types)
 //! process           → bindings (log, LogLevel)
 //! bindings::schedulers → pool           (the stream scheduler's revocable handle)
 //! ```
@@ -50,6 +55,8 @@ pub(crate) mod reentry;
 
 #[cfg(feature = "native-module")]
 mod bindings;
+#[cfg(feature = "native-module")]
+mod effects;
 #[cfg(feature = "native-module")]
 mod filter;
 #[cfg(feature = "native-module")]

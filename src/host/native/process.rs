@@ -1,30 +1,15 @@
 //! What the native host keeps for the whole process, below the glue and above the bindings:
 //! [`Process`] (the clock and the shared store, as the core reads them off a stream: on the login
 //! pool's threads and in the revocation fetcher on the main thread), the store itself (the native
-//! form of proxy-wasm shared data, one locked map for every worker) and [`log_note`] (a core note
-//! as a log line). `filter` and `revocation` both use it; it uses only the bindings' [`log`].
+//! form of proxy-wasm shared data, one locked map for every worker). `filter` and `revocation`
+//! both use it; it uses no other module of the host.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::bindings::{log, LogLevel};
 use crate::core::facts::Facts;
-use crate::core::plan::{Level, Note};
 use crate::core::shared::{SharedStore, Unavailable};
-
-/// Writes a core note as one log line. Debug notes (one per refused request) are not written:
-/// this binding has no cheap "is debug on" query, and formatting and passing a line per refusal
-/// would cost every refused request; the counter and the audit value carry the same code.
-pub(super) fn log_note(note: &Note) {
-    let level = match note.level() {
-        Level::Debug => return,
-        Level::Info => LogLevel::Info,
-        Level::Warn => LogLevel::Warn,
-        Level::Error => LogLevel::Error,
-    };
-    log(level, &note.to_string());
-}
 
 /// Values and their compare-and-swap versions, by key.
 type Entries = HashMap<String, (Vec<u8>, u32)>;

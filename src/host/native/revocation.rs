@@ -42,8 +42,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::bindings::{log, CalloutAnswer, ConfigHost, ConfigScheduler, LogLevel};
+use super::effects::OnConfig;
 use super::pool::lock_or_restart;
-use super::process::{log_note, Process};
+use super::process::Process;
+use crate::core::counters::Table;
+use crate::core::perform::perform_report;
 use crate::core::plan::Report;
 use crate::core::policy::Policy;
 use crate::core::revocation::{tick_seconds, Worker, DEGRADED_GAUGE};
@@ -147,11 +150,11 @@ impl Fetcher {
 
     /// A tick (main thread): the core's tick plan carried out, the fetch started if it asks for
     /// one.
-    pub fn tick(&self, host: &ConfigHost, policy: &Policy, ids: &[Option<usize>]) {
+    pub fn tick(&self, host: &ConfigHost, policy: &Policy, counters: &Table<usize>) {
         let tick = self.worker().on_tick(policy, &Process);
         self.perform(
             host,
-            ids,
+            counters,
             Report {
                 degraded: tick.degraded,
                 ..Report::default()
@@ -169,7 +172,7 @@ impl Fetcher {
             )
             .is_ok();
         let report = self.worker().fetch_started(started, policy);
-        self.perform(host, ids, report);
+        self.perform(host, counters, report);
     }
 
     /// The fetch's answer (main thread; `None`: no response): handed to the core, then every
@@ -177,7 +180,7 @@ impl Fetcher {
     pub fn fetched(
         &self,
         host: &ConfigHost,
-        ids: &[Option<usize>],
+        counters: &Table<usize>,
         answer: Option<CalloutAnswer<'_>>,
     ) {
         let status = answer.and_then(|a| {
@@ -200,20 +203,18 @@ impl Fetcher {
             &Process,
         );
         GENERATION.fetch_add(1, Ordering::Release);
-        self.perform(host, ids, report);
+        self.perform(host, counters, report);
     }
 
-    /// Performs a worker-level report: its counter, the gauge, its log line.
-    fn perform(&self, host: &ConfigHost, ids: &[Option<usize>], report: Report) {
-        if let Some(Some(id)) = report.counter.and_then(|c| ids.get(c.slot())) {
-            host.increment(*id);
-        }
-        if let (Some(on), Some(id)) = (report.degraded, self.degraded) {
-            host.set_gauge(id, u64::from(on));
-        }
-        if let Some(note) = &report.note {
-            log_note(note);
-        }
+    /// Has the core's interpreter perform a worker-level report: its counter, the gauge, its
+    /// log line.
+    fn perform(&self, host: &ConfigHost, counters: &Table<usize>, report: Report) {
+        let mut fx = OnConfig {
+            host,
+            counters,
+            degraded: self.degraded,
+        };
+        perform_report(&report, &mut fx);
     }
 }
 

@@ -29,6 +29,7 @@ const NOT_FOUND: u32 = 1;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
+    fn proxy_get_log_level(level: *mut u32) -> u32;
     fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
     fn proxy_get_property(
         path: *const u8,
@@ -194,6 +195,16 @@ pub fn set_property(name: &str, value: &[u8]) -> Result<(), HostError> {
     // SAFETY: plain FFI; both slices outlive the call.
     match unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) } {
         OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// The level of Envoy's wasm logger (the ABI's `LogLevel`: 0 trace .. 5 critical).
+pub fn log_level() -> Result<u32, HostError> {
+    let mut level = 0u32;
+    // SAFETY: plain FFI; `level` is a valid out-pointer for the duration of the call.
+    match unsafe { proxy_get_log_level(&mut level) } {
+        OK => Ok(level),
         s => Err(HostError(s)),
     }
 }

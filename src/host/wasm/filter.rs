@@ -1,10 +1,12 @@
-//! The Wasm host: the only code that names `proxy_wasm`. An interpreter of the core's plans:
-//! each callback gathers the facts the core asks for ([`Wasm`] reads the lazy ones),
-//! hands them to the core ([`Stream`], [`Worker`]) and performs the [`Plan`] or [`Report`] it
-//! gets back, in one fixed order. It holds no policy branch. A step it cannot complete (a host
-//! call failed) ends in the core's refusal, a local 500, never in a forwarded request.
+//! The Wasm host: the only code that names `proxy_wasm`. Each callback gathers the facts the
+//! core asks for ([`Wasm`] reads the lazy ones), hands them to the core ([`Stream`], [`Worker`])
+//! and has the core's interpreter ([`perform`], [`perform_report`]) carry out the [`Plan`] or
+//! [`Report`] it gets back through this host's primitive [`Effects`] ([`Envoy`]). It holds no
+//! policy branch and no order of effects. A step it cannot complete (a host call failed) ends in
+//! the core's refusal ([`refuse`]), a local 500, never in a forwarded request.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -14,9 +16,11 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 use super::bindings::{self, Wasm};
 use super::map::parse_pairs;
 use crate::config::load;
-use crate::core::counters::Counter;
+use crate::core::counters::Table;
+use crate::core::effects::{Effects, Failed, Gauge, HeaderMap};
 use crate::core::facts::RequestHeaders;
-use crate::core::plan::{Level, Note, Plan, Report};
+use crate::core::perform::{perform, perform_report, refuse, Flow};
+use crate::core::plan::{Level, Plan, Reply, Report};
 use crate::core::policy::Policy;
 use crate::core::revocation::{self, Worker};
 use crate::core::stream::{BodyPlan, Stream};
@@ -42,14 +46,12 @@ struct Root {
     tick_set: bool,
 }
 
-/// Counters, defined once per VM from [`Counter::all`]; Envoy lists them under
-/// `wasmcustom.devgate.*`. Counting is a vector index and a host call.
+/// Metrics, defined once per VM: the counters from [`Counter::all`](crate::core::counters::Counter::all)
+/// (Envoy lists them under `wasmcustom.devgate.*`) and the degraded gauge.
 #[derive(Default)]
 struct Stats {
-    /// Metric ids at [`Counter::slot`] (`None`: the host refused to define it).
-    ids: Vec<Option<u32>>,
-    /// A missing counter was logged (once per VM).
-    missing_logged: Cell<bool>,
+    /// Metric ids of the counters (empty until the first configuration).
+    counters: Table<u32>,
     /// `devgate.revocation.degraded`: 1 while the list is stale.
     degraded: Option<u32>,
 }
@@ -57,62 +59,103 @@ struct Stats {
 impl Stats {
     fn define() -> Stats {
         Stats {
-            ids: {
-                let mut ids = vec![None; Counter::COUNT];
-                for counter in Counter::all() {
-                    if let Some(slot) = ids.get_mut(counter.slot()) {
-                        *slot = bindings::define_counter(&counter.name()).ok();
-                    }
-                }
-                ids
-            },
+            counters: Table::define(|name| bindings::define_counter(name).ok()),
             degraded: bindings::define_gauge(revocation::DEGRADED_GAUGE).ok(),
-            missing_logged: Cell::new(false),
-        }
-    }
-
-    fn is_defined(&self) -> bool {
-        !self.ids.is_empty()
-    }
-
-    /// Adds one to `counter`. One the host did not define is never dropped silently: it is
-    /// logged once and counted in `devgate.counter_missing`.
-    fn bump(&self, counter: Counter) {
-        if let Some(Some(id)) = self.ids.get(counter.slot()) {
-            bindings::increment(*id);
-            return;
-        }
-        if !self.missing_logged.replace(true) {
-            log::warn!("devgate: counter {} is not defined", counter.name());
-        }
-        if let Some(Some(id)) = self.ids.get(Counter::Missing.slot()) {
-            bindings::increment(*id);
-        }
-    }
-
-    /// Performs the counter and the log line of a worker-level report.
-    fn report(&self, report: Report) {
-        if let Some(counter) = report.counter {
-            self.bump(counter);
-        }
-        if let (Some(on), Some(id)) = (report.degraded, self.degraded) {
-            bindings::record(id, u64::from(on));
-        }
-        if let Some(note) = report.note {
-            log_note(&note);
         }
     }
 }
 
-/// Writes a log line, formatted only when its level is enabled.
-fn log_note(note: &Note) {
-    let level = match note.level() {
+/// The primitive effects of this host, for the core's interpreter ([`perform`]): each one host
+/// call, deciding nothing.
+struct Envoy<'s> {
+    stats: &'s Stats,
+}
+
+impl Effects for Envoy<'_> {
+    type Id = u32;
+
+    fn remove_header(&mut self, map: HeaderMap, name: &[u8]) -> Result<(), Failed> {
+        let removed = match map {
+            HeaderMap::RequestHeaders => bindings::remove_request_header(name),
+            HeaderMap::RequestTrailers => bindings::remove_request_trailer(name),
+        };
+        removed.map_err(|_| Failed)
+    }
+
+    fn set_header(&mut self, map: HeaderMap, name: &str, value: &[u8]) -> Result<(), Failed> {
+        match map {
+            HeaderMap::RequestHeaders => {
+                bindings::set_request_header(name.as_bytes(), value).map_err(|_| Failed)
+            }
+            // The core never sets a trailer; one it did could not be carried out here.
+            HeaderMap::RequestTrailers => Err(Failed),
+        }
+    }
+
+    fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), Failed> {
+        bindings::add_response_header(name.as_bytes(), value.as_bytes()).map_err(|_| Failed)
+    }
+
+    fn counters(&self) -> &Table<u32> {
+        &self.stats.counters
+    }
+
+    fn increment(&mut self, id: u32) {
+        bindings::increment(id);
+    }
+
+    fn set_gauge(&mut self, gauge: Gauge, value: u64) {
+        let id = match gauge {
+            Gauge::RevocationDegraded => self.stats.degraded,
+        };
+        if let Some(id) = id {
+            bindings::record(id, value);
+        }
+    }
+
+    fn set_audit(&mut self, value: &str) -> Result<(), Failed> {
+        bindings::set_property("devgate_decision", value.as_bytes()).map_err(|_| Failed)
+    }
+
+    fn log_enabled(&self, level: Level) -> bool {
+        log::log_enabled!(log_level(level))
+    }
+
+    fn log(&mut self, level: Level, line: fmt::Arguments<'_>) {
+        log::log!(log_level(level), "{line}");
+    }
+
+    fn send_reply(&mut self, reply: &Reply) -> Result<(), Failed> {
+        let headers: Vec<(&str, &[u8])> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_bytes()))
+            .collect();
+        bindings::send_local_response(
+            reply.status,
+            &reply.details,
+            &headers,
+            reply.body.as_bytes(),
+        )
+        .map_err(|_| Failed)
+    }
+}
+
+/// The `log` crate's level of a core [`Level`] (proxy-wasm's logger passes it to the host).
+fn log_level(level: Level) -> log::Level {
+    match level {
         Level::Debug => log::Level::Debug,
         Level::Info => log::Level::Info,
         Level::Warn => log::Level::Warn,
         Level::Error => log::Level::Error,
-    };
-    log::log!(level, "{note}");
+    }
+}
+
+impl Root {
+    /// Performs a worker-level report (counter, gauge, note) through the core's interpreter.
+    fn report(&self, report: &Report) {
+        perform_report(report, &mut Envoy { stats: &self.stats });
+    }
 }
 
 impl Context for Root {
@@ -127,18 +170,29 @@ impl Context for Root {
             |size| bindings::http_call_body(size).ok(),
             &Wasm,
         );
-        self.stats.report(report);
+        self.report(&report);
     }
 }
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        if !self.stats.is_defined() {
+        // Notes are formatted only at a level Envoy's wasm logger writes (the core asks
+        // `log_enabled`): follow its level as it is when the configuration comes, so that a
+        // refused request's debug note is logged under `-l debug` and costs nothing otherwise.
+        if let Ok(level) = bindings::log_level() {
+            proxy_wasm::set_log_level(match level {
+                0 | 1 => LogLevel::Debug,
+                2 => LogLevel::Info,
+                3 => LogLevel::Warn,
+                _ => LogLevel::Error,
+            });
+        }
+        if !self.stats.counters.is_defined() {
             self.stats = Rc::new(Stats::define());
         }
         let raw = self.get_plugin_configuration().unwrap_or_default();
         let (policy, report) = load(&raw);
-        self.stats.report(report);
+        self.report(&report);
         let accepted = policy.is_some();
         if let Some(seconds) = policy.as_ref().and_then(revocation::tick_seconds) {
             if !self.tick_set {
@@ -159,7 +213,7 @@ impl RootContext for Root {
             return;
         };
         let tick = worker.on_tick(&policy, &Wasm);
-        self.stats.report(Report {
+        self.report(&Report {
             degraded: tick.degraded,
             ..Report::default()
         });
@@ -175,7 +229,8 @@ impl RootContext for Root {
                 Duration::from_millis(fetch.timeout_ms),
             )
             .is_ok();
-        self.stats.report(worker.fetch_started(started, &policy));
+        let report = worker.fetch_started(started, &policy);
+        self.report(&report);
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
@@ -201,94 +256,23 @@ struct Http {
 
 impl Context for Http {}
 
-/// Which header map a plan's removals and sets apply to.
-#[derive(Clone, Copy)]
-enum Map {
-    RequestHeaders,
-    RequestTrailers,
-}
-
 impl Http {
-    /// Performs a plan, in the one order every host uses: removals, sets, response headers,
-    /// counter, audit, log, then the reply or "continue".
-    fn perform(&self, plan: Plan<'_>, map: Map) -> Action {
-        for name in &plan.remove {
-            let removed = match map {
-                Map::RequestHeaders => bindings::remove_request_header(name),
-                Map::RequestTrailers => bindings::remove_request_trailer(name),
-            };
-            if removed.is_err() {
-                return self.refuse("header_edit_failed");
-            }
-        }
-        for (name, value) in &plan.set {
-            let set = match map {
-                Map::RequestHeaders => bindings::set_request_header(name.as_bytes(), value),
-                // The core never sets a trailer; one it did could not be carried out here.
-                Map::RequestTrailers => Err(bindings::HostError(u32::MAX)),
-            };
-            if set.is_err() {
-                return self.refuse("header_edit_failed");
-            }
-        }
-        for (name, value) in &plan.add_response {
-            let _ = bindings::add_response_header(name.as_bytes(), value.as_bytes());
-        }
-        if let Some(counter) = plan.counter {
-            self.stats.bump(counter);
-        }
-        if let Some(audit) = plan.audit {
-            let _ = bindings::set_property("devgate_decision", audit.value().as_bytes());
-        }
-        if let Some(note) = &plan.note {
-            log_note(note);
-        }
-        let Some(reply) = plan.reply else {
-            return Action::Continue;
-        };
-        let headers: Vec<(&str, &[u8])> = reply
-            .headers
-            .iter()
-            .map(|(n, v)| (*n, v.as_bytes()))
-            .collect();
-        match bindings::send_local_response(
-            reply.status,
-            &reply.details,
-            &headers,
-            reply.body.as_bytes(),
-        ) {
-            Ok(()) => Action::Pause,
-            Err(_) => self.refuse("send_local_response_failed"),
-        }
+    /// Has the core's interpreter perform `plan` (the step's header map is `map`).
+    fn perform(&self, plan: Plan<'_>, map: HeaderMap) -> Action {
+        action(perform(plan, map, &mut Envoy { stats: &self.stats }))
     }
 
-    /// Performs the core's refusal of a step this host could not complete. Nothing in it can
-    /// fail over to anything else: if even the reply fails, the request still does not go on.
+    /// Has the core's interpreter perform its refusal of a step this host could not complete.
     fn refuse(&self, what: &'static str) -> Action {
-        let plan = Plan::refuse(what);
-        if let Some(note) = &plan.note {
-            log_note(note);
-        }
-        if let Some(counter) = plan.counter {
-            self.stats.bump(counter);
-        }
-        if let Some(audit) = plan.audit {
-            let _ = bindings::set_property("devgate_decision", audit.value().as_bytes());
-        }
-        if let Some(reply) = plan.reply {
-            let headers: Vec<(&str, &[u8])> = reply
-                .headers
-                .iter()
-                .map(|(n, v)| (*n, v.as_bytes()))
-                .collect();
-            let _ = bindings::send_local_response(
-                reply.status,
-                &reply.details,
-                &headers,
-                reply.body.as_bytes(),
-            );
-        }
-        Action::Pause
+        action(refuse(what, &mut Envoy { stats: &self.stats }))
+    }
+}
+
+/// proxy-wasm's action for how a performed step ends.
+fn action(flow: Flow) -> Action {
+    match flow {
+        Flow::Continue => Action::Continue,
+        Flow::Stop => Action::Pause,
     }
 }
 
@@ -326,7 +310,7 @@ impl HttpContext for Http {
             .stream
             .on_request_headers(policy, req, &mut worker, &Wasm);
         drop(worker);
-        self.perform(plan, Map::RequestHeaders)
+        self.perform(plan, HeaderMap::RequestHeaders)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -346,7 +330,7 @@ impl HttpContext for Http {
         let plan = self
             .stream
             .on_request_body(policy, &chunk, end_of_stream, &Wasm);
-        self.perform(plan, Map::RequestHeaders)
+        self.perform(plan, HeaderMap::RequestHeaders)
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
@@ -360,7 +344,7 @@ impl HttpContext for Http {
             return self.refuse("trailers_malformed");
         };
         let plan = self.stream.on_request_trailers(policy, &trailers, &Wasm);
-        self.perform(plan, Map::RequestTrailers)
+        self.perform(plan, HeaderMap::RequestTrailers)
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
@@ -368,6 +352,6 @@ impl HttpContext for Http {
             return Action::Continue;
         };
         let plan = self.stream.on_response_headers(policy, &Wasm);
-        self.perform(plan, Map::RequestHeaders)
+        self.perform(plan, HeaderMap::RequestHeaders)
     }
 }

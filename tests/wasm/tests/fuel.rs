@@ -7,7 +7,7 @@
 //! * `fuel_table` (ignored; `make bench-wasm`): prints the table, with wall-clock time per
 //!   request as an informative extra column (not deterministic, not checked).
 //!
-//! Each scenario runs on a fresh VM: configure, three warm-up requests (the allocator grows
+//! Each scenario runs on a fresh VM at Envoy's default log level (info): configure, three warm-up requests (the allocator grows
 //! memory on the first ones), then the measured one. Fuel counts the whole stream: context
 //! create, request headers, response headers, done, log, delete.
 
@@ -260,6 +260,9 @@ fn scenarios() -> Vec<Scenario> {
 /// the module does not have yet: add it here first, it is measured once the module accepts it).
 fn measure(s: &Scenario) -> Option<(u64, u64, Outcome)> {
     let mut h = Host::load().unwrap_or_else(|e| panic!("{e}"));
+    // Envoy's default log level: a refused request's debug note is not formatted, as in
+    // production (the module follows the host's level when it is configured).
+    h.set_log_level(host::level::INFO);
     if !h
         .configure(s.config)
         .unwrap_or_else(|e| panic!("{}: {e}", s.name))
@@ -390,6 +393,7 @@ fn fuel_table() {
         };
         // Wall clock, informative only: one VM, many requests.
         let mut h = Host::load().unwrap();
+        h.set_log_level(host::level::INFO);
         assert!(h.configure(s.config).unwrap());
         let n = 2000u32;
         let start = Instant::now();

@@ -1,5 +1,10 @@
 //! CSRF, rate limiting, cookies and the session token.
 
+use std::net::IpAddr;
+
+use crate::core::cookie::CookieError;
+use crate::core::token::Purpose;
+
 use super::*;
 
 // -----------------------------------------------------------------------------------------

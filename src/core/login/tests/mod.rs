@@ -1,6 +1,9 @@
-use super::*;
-use crate::core::token::{self, Expect, Key, KeySet, Secret, TokenError};
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::core::token::{self, Expect, Key, KeySet, Secret, TokenError};
+
+use super::pages::{html_escape, STYLE};
+use super::*;
 
 // -----------------------------------------------------------------------------------------
 // parse_form

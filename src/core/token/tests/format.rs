@@ -1,5 +1,11 @@
 //! Header, framing, error codes, keys and the known-answer vectors.
 
+use std::net::IpAddr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::Deserialize;
+
 use super::*;
 
 // --- header --------------------------------------------------------------------------

@@ -1,3 +1,8 @@
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::Mac;
+
+use super::mint::mac;
 use super::*;
 
 const NOW: u64 = 1_700_000_000;

@@ -20,6 +20,7 @@ use super::imports::{
     envoy_dynamic_module_callback_http_send_response,
     envoy_dynamic_module_callback_http_set_filter_state_bytes,
     envoy_dynamic_module_callback_http_set_header, envoy_dynamic_module_callback_log,
+    envoy_dynamic_module_callback_log_enabled,
 };
 use super::schedulers::{ConfigScheduler, RawScheduler, Scheduler};
 use super::twins::{Live, OfConfig, OfStream};
@@ -33,6 +34,12 @@ use super::types::{
 pub fn log(level: LogLevel, message: &str) {
     // SAFETY: plain FFI; `message` outlives the call and Envoy copies it.
     unsafe { envoy_dynamic_module_callback_log(level as u32, ModuleBuffer::of(message.as_bytes())) }
+}
+
+/// Whether Envoy writes lines at `level` under the `dynamic_modules` logger.
+pub fn log_enabled(level: LogLevel) -> bool {
+    // SAFETY: plain FFI on a plain value; Envoy only reads its logger's level.
+    unsafe { envoy_dynamic_module_callback_log_enabled(level as u32) }
 }
 
 /// The filter configuration, on Envoy's main thread, for the duration of one configuration hook

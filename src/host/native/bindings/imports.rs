@@ -26,6 +26,12 @@ extern "C" {
     /// (the rejection line is read back from Envoy's log).
     pub(super) fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
 
+    /// *Used.* Whether Envoy's `dynamic_modules` logger writes lines at `level` (its level is at
+    /// or below it); any thread, no side effect. The core formats a note only when this says
+    /// yes, so a refused request's debug note costs nothing at Envoy's default level. Confirmed by
+    /// `test_denial_notes_follow_envoys_log_level` (the note appears at debug, not at info).
+    pub(super) fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;
+
     /// *Used.* Number of entries (repeats counted, pseudo-headers included) in header map
     /// `header_type`; 0 when the map is absent in this phase.
     pub(super) fn envoy_dynamic_module_callback_http_get_headers_size(

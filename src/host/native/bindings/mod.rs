@@ -45,6 +45,6 @@ mod state;
 mod twins;
 mod types;
 
-pub(super) use handles::{log, CalloutAnswer, ConfigHost, Host};
+pub(super) use handles::{log, log_enabled, CalloutAnswer, ConfigHost, Host};
 pub(super) use schedulers::{ConfigScheduler, Scheduler};
 pub(super) use types::{Body, BodyStatus, HeaderMap, LogLevel};

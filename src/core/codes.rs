@@ -1,0 +1,256 @@
+//! The codes the core's modules share: why a request was refused ([`Reason`]), how a developer
+//! proved who they are ([`Source`]), what a login request came to ([`Outcome`]), what an
+//! upstream challenge became ([`Challenge`]), and the shape of devgate's own response headers
+//! ([`ResponseHeaders`]). They sit below every module that decides, counts or plans, and import
+//! none of them, so the core's imports form no circle.
+
+use std::borrow::Cow;
+
+use crate::core::token::TokenError;
+
+/// Headers of a response devgate sends or adds to: names are devgate's, values are its own
+/// constants (borrowed) or made for the request (a cookie, a location, a retry delay).
+pub type ResponseHeaders = Vec<(&'static str, Cow<'static, str>)>;
+
+/// How the developer proved who they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Their socket address is in `network.allow` and not in `network.deny`.
+    Network,
+    /// A developer token in `Authorization: Bearer`.
+    Bearer,
+    /// A developer token in the configured cookie.
+    Cookie,
+    /// The login form's session cookie.
+    Session,
+}
+
+impl Source {
+    /// Every source (counters and audit values are generated from this list).
+    pub const ALL: [Source; 4] = [
+        Source::Network,
+        Source::Bearer,
+        Source::Cookie,
+        Source::Session,
+    ];
+
+    /// Stable snake_case name for logs and stats.
+    pub fn code(self) -> &'static str {
+        match self {
+            Source::Network => "network",
+            Source::Bearer => "bearer",
+            Source::Cookie => "cookie",
+            Source::Session => "session",
+        }
+    }
+}
+
+/// Why a request was refused. Codes are stable: logs, stats and tests use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Protected path and no credential at all (or a peer that is not a developer).
+    NoCredential,
+    /// The path cannot be read one way only (bad escape, double encoding, not origin-form).
+    BadPath,
+    /// More than one credential (Bearer and cookie, two Authorization headers, a cookie sent
+    /// twice with different values): devgate never picks one.
+    AmbiguousCredential,
+    /// The token failed verification; the code says why (`expired`, `bad_signature`, ...).
+    Token(TokenError),
+    /// A peer in `network.deny` on a protected path (whatever credential it sent), or a valid
+    /// token or session from a peer outside `tokens.allow_from` / `login.allow_from`.
+    NetworkDenied,
+    /// A valid token without the peer binding `tokens.bind_peer` requires.
+    UnboundToken,
+    /// An API key whose id is in `api.revoked`.
+    Revoked,
+    /// A public key outside `key`, or a private key in `key` (where browsers would leak it).
+    KeyMisplaced,
+    /// An API key that does not list the route's product.
+    WrongProduct,
+    /// A public key used from a page its referer list does not allow.
+    RefererDenied,
+    /// A write needs a private key with write permission.
+    WriteNeeded,
+    /// A `write_only` route, or a write, with a public key.
+    PrivateKeyRequired,
+    /// PUT, PATCH or DELETE (or an unknown method) on a `read_only` route.
+    MethodNotAllowed,
+    /// A token or API key that needs the revocation list while the list is stale, with
+    /// `revocation.when_stale: refuse`.
+    RevocationStale,
+}
+
+impl Reason {
+    /// The stable snake_case code (counters, audit values, response details, logs).
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::NoCredential => "no_credential",
+            Reason::BadPath => "bad_path",
+            Reason::AmbiguousCredential => "ambiguous_credential",
+            Reason::Token(e) => e.code(),
+            Reason::NetworkDenied => "network_denied",
+            Reason::UnboundToken => "unbound_token",
+            Reason::Revoked => "revoked",
+            Reason::KeyMisplaced => "key_misplaced",
+            Reason::WrongProduct => "wrong_product",
+            Reason::RefererDenied => "referer_denied",
+            Reason::WriteNeeded => "write_needed",
+            Reason::PrivateKeyRequired => "private_key_required",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::RevocationStale => "revocation_stale",
+        }
+    }
+
+    /// How many reasons [`Reason::all`] lists.
+    pub const COUNT: usize = 13 + TokenError::ALL.len();
+
+    /// This reason's place in `0..COUNT`: a dense index for hosts that keep one counter each.
+    pub fn slot(self) -> usize {
+        match self {
+            Reason::NoCredential => 0,
+            Reason::BadPath => 1,
+            Reason::AmbiguousCredential => 2,
+            Reason::NetworkDenied => 3,
+            Reason::UnboundToken => 4,
+            Reason::Revoked => 5,
+            Reason::KeyMisplaced => 6,
+            Reason::WrongProduct => 7,
+            Reason::RefererDenied => 8,
+            Reason::WriteNeeded => 9,
+            Reason::PrivateKeyRequired => 10,
+            Reason::MethodNotAllowed => 11,
+            Reason::RevocationStale => 12,
+            Reason::Token(e) => 13 + e as usize,
+        }
+    }
+
+    /// Every reason devgate can give, for defining one counter each at configure time.
+    pub fn all() -> impl Iterator<Item = Reason> {
+        [
+            Reason::NoCredential,
+            Reason::BadPath,
+            Reason::AmbiguousCredential,
+            Reason::NetworkDenied,
+            Reason::UnboundToken,
+            Reason::Revoked,
+            Reason::KeyMisplaced,
+            Reason::WrongProduct,
+            Reason::RefererDenied,
+            Reason::WriteNeeded,
+            Reason::PrivateKeyRequired,
+            Reason::MethodNotAllowed,
+            Reason::RevocationStale,
+        ]
+        .into_iter()
+        .chain(TokenError::ALL.into_iter().map(Reason::Token))
+    }
+
+    /// Whether the reason is "who are you?" (401) or "not you, not from there" (403).
+    pub(crate) fn is_forbidden(self) -> bool {
+        matches!(
+            self,
+            Reason::NetworkDenied
+                | Reason::UnboundToken
+                | Reason::Token(TokenError::WrongPeer)
+                | Reason::WrongProduct
+                | Reason::RefererDenied
+                | Reason::WriteNeeded
+                | Reason::PrivateKeyRequired
+                | Reason::MethodNotAllowed
+        )
+    }
+}
+
+/// What happened, for stats and logs (`devgate.login.<code>`). Stable snake_case codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The form was served.
+    Page,
+    /// Right user name and password: a session cookie was set.
+    Succeeded,
+    /// Wrong user name or password, or a malformed form.
+    Failed,
+    /// Too many failures from this peer: 429.
+    RateLimited,
+    /// The Envoy process's budget of password verifies is spent (`login.verifies_per_minute`,
+    /// `login.verify_burst`): 429 without running bcrypt.
+    OverBudget,
+    /// The peer is outside `login.allow_from`, inside `network.deny`, or has no usable socket
+    /// address: 403.
+    NetworkDenied,
+    /// `Origin` (or `Referer`) names another site, or neither was sent: 403.
+    Csrf,
+    /// Not a form (`Content-Type`): 415.
+    BadContentType,
+    /// A body over the cap: 413.
+    TooLarge,
+    /// The session cookie was cleared.
+    Logout,
+    /// Another path under the mount: 404.
+    NotFound,
+    /// A method the endpoint does not take: 405.
+    MethodNotAllowed,
+    /// The session cookie could not be built (a configuration the checks let through): 500.
+    Internal,
+}
+
+impl Outcome {
+    /// The stable snake_case code (`devgate.login.<code>`, `login:<code>`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Outcome::Page => "page",
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::OverBudget => "over_budget",
+            Outcome::NetworkDenied => "network_denied",
+            Outcome::Csrf => "csrf",
+            Outcome::BadContentType => "bad_content_type",
+            Outcome::TooLarge => "too_large",
+            Outcome::Logout => "logout",
+            Outcome::NotFound => "not_found",
+            Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::Internal => "internal_error",
+        }
+    }
+
+    /// Every outcome, for defining one counter each at configure time.
+    pub const ALL: [Outcome; 13] = [
+        Outcome::Page,
+        Outcome::Succeeded,
+        Outcome::Failed,
+        Outcome::RateLimited,
+        Outcome::OverBudget,
+        Outcome::NetworkDenied,
+        Outcome::Csrf,
+        Outcome::BadContentType,
+        Outcome::TooLarge,
+        Outcome::Logout,
+        Outcome::NotFound,
+        Outcome::MethodNotAllowed,
+        Outcome::Internal,
+    ];
+}
+
+/// What became of an upstream 401 with devgate's challenge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Challenge {
+    /// Answered with a 403: the developer is known but not allowed.
+    Forbid,
+    /// Answered with the login form: nobody logged in yet.
+    Login,
+}
+
+impl Challenge {
+    /// Every challenge outcome (counters are generated from this list).
+    pub const ALL: [Challenge; 2] = [Challenge::Forbid, Challenge::Login];
+
+    /// The stable snake_case code (`devgate.upstream_challenge.<code>`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Challenge::Forbid => "forbid",
+            Challenge::Login => "login",
+        }
+    }
+}
