@@ -35,7 +35,6 @@
 //! testhooks         → bindings (handles, types, counting), pool
 //! revocation        → bindings (handles, types), effects, process, pool (lock_or_restart)
 //! effects           → bindings (handles, types)
-//! process           → bindings (log, LogLevel)
 //! bindings::schedulers → pool           (the stream scheduler's revocable handle)
 //! ```
 //!
