@@ -1,4 +1,4 @@
-"""`make bench-login-flood`: a steady client's latency while the login form is flooded (issue #14).
+"""`make bench-login-flood`: a steady client's latency while the login form is flooded.
 
 One single-worker Envoy per budget setting, devgate with the login form open to any peer (users at
 bcrypt cost 10). For each setting, in one run:

@@ -18,6 +18,8 @@
 //! The request-header name devgate injects is `x-wsgiorg-developer-user`, the HTTP spelling of the
 //! `x-wsgiorg.developer_user` key of the Developer Auth specification.
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod core;
 pub mod host;

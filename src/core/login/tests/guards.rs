@@ -53,7 +53,7 @@ fn origin_matches() {
 
 #[test]
 fn login_refuses_https_origin_on_plain_listener() {
-    // Regression (#14): the scheme only chose a default port, so on a plain-HTTP listener
+    // Regression: the scheme only chose a default port, so on a plain-HTTP listener
     // `Origin: https://<host>:<port>` (or such a Referer) passed for `Host: <host>:<port>`.
     for (origin, host) in [
         ("https://dev.example.com:10000", "dev.example.com:10000"),

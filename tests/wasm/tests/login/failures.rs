@@ -152,7 +152,7 @@ fn attempt(h: &mut Host, peer: &str) -> (Option<u32>, u64, Outcome) {
 
 #[test]
 fn a_flood_from_many_addresses_stays_within_the_verify_budget() -> HostResult<()> {
-    // Regression (#14): the per-address limit does not bound guesses from many addresses, and
+    // Regression: the per-address limit does not bound guesses from many addresses, and
     // every wrong password held the worker for one bcrypt verify.
     let mut h = loaded(&with_budget(&config(""), 60, 3))?;
     let peers: Vec<String> = (1..=12).map(|i| format!("198.51.100.{i}:4000")).collect();

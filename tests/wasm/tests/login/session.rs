@@ -106,7 +106,7 @@ fn login_over_tls_sets_a_secure_cookie() -> HostResult<()> {
 
 #[test]
 fn login_refuses_the_other_scheme_on_each_listener() -> HostResult<()> {
-    // Regression (#14): the CSRF check compared host and port only, so on a plain listener an
+    // Regression: the CSRF check compared host and port only, so on a plain listener an
     // `https://` Origin or Referer of the same host and port set a session (and `http://` on TLS).
     let mut h = loaded(&config(""))?;
     for (tls, origin) in [

@@ -174,7 +174,7 @@ fn host_buffers_of_every_size_are_read_whole_and_freed() -> HostResult<()> {
 
 #[test]
 fn identity_and_api_headers_in_request_trailers_never_reach_the_upstream() -> HostResult<()> {
-    // Issue #14 part 4: devgate never looked at request trailers, so an HTTP/2 or chunked
+    // Regression: devgate never looked at request trailers, so an HTTP/2 or chunked
     // request could carry the identity header (or devgate's API headers) after its body.
     let config = r#"{"protect": ["/_debug/"], "keys": [{"id": "k1", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}],
                      "api": {"routes": [{"prefix": "/v1", "product": "maps"}]}}"#;
