@@ -6,7 +6,8 @@
 //!   asks for, hands them to the core and has the core's interpreter carry out the plan; it holds
 //!   no policy branch. Natively the `proxy-wasm` crate is not even a dependency.
 //! * `bindings` (wasm32 only): the few host calls devgate makes, written against the proxy-wasm
-//!   ABI directly, reading everything as bytes; one of the two files allowed `unsafe`.
+//!   ABI directly, reading everything as bytes; one of the two places allowed `unsafe` (the
+//!   other is the native host's `bindings/`).
 
 pub mod map;
 
