@@ -200,12 +200,18 @@ fuzz: toolchain
 	bash fuzz/run.sh
 
 ## soak: devgate in Envoy at saturation for SOAK_SECONDS (default 600) with every traffic class at
-## once; fails on any unexpected status, an Envoy or Wasm VM restart, or memory growth after warm-up;
-## writes target/soak-report.md (bench/soak.py describes the other SOAK_* settings)
-.PHONY: soak
+## once; fails on any unexpected status, an Envoy or Wasm VM restart, a panic, or memory or thread
+## growth after warm-up; SOAK_HOST=wasm (default, devgate.wasm; writes target/soak-report.md) or
+## native (libdevgate.so; target/soak-report-native.md); bench/soak.py describes the other SOAK_*
+## settings
+## soak-native: `make soak SOAK_HOST=native`
+.PHONY: soak soak-native
 SOAK_SECONDS ?= 600
-soak: build cli venv
-	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) bench/soak.py
+SOAK_HOST ?= wasm
+soak: $(if $(filter native,$(SOAK_HOST)),build-native,build) cli venv
+	SOAK_HOST=$(SOAK_HOST) SOAK_SECONDS=$(SOAK_SECONDS) $(PY) bench/soak.py
+soak-native:
+	$(MAKE) soak SOAK_HOST=native
 
 clean:
 	$(CARGO) clean
