@@ -256,7 +256,7 @@ def test_checker_finds_a_key_in_a_comment():
 
 
 def test_old_example_would_have_been_refused():
-    """The example as it was before issue #15: unpinned, no match, the key through proxyMetadata and a
+    """The example as it was before the manifests were pinned and checked: unpinned, no match, the key through proxyMetadata and a
     Secret volume the VM cannot read. Kept inline so the regression stays visible."""
     old = """
 apiVersion: extensions.istio.io/v1alpha1
