@@ -541,7 +541,7 @@ def test_login_flood_stays_within_the_verify_budget(gate):
     measured under the same load (the median 401); the native build verifies on its pool and
     stays far inside the bound. On a machine so loaded that a verify outlasts the refill
     (per_second * verify >= 1), the budget cannot bound the wait, only the work: then the bound is
-    every admitted verify in a row."""
+    every admitted verify in a row, and no attempt is left over to refuse."""
     cfg = config()
     cfg["login"] = {"users_env": "DEVGATE_E2E_USERS"}  # any peer; the default budget
     gw = gate(cfg, env=ENV)
@@ -597,7 +597,12 @@ def test_login_flood_stays_within_the_verify_budget(gate):
     # ...every other attempt was answered 429 without bcrypt, none was charged to its address...
     assert set(statuses) <= {401, 429}, statuses
     assert statuses.get(401, 0) == counts[f"{STATS}.devgate.login.failed"]
-    assert statuses.get(429, 0) == refused > verifies, (statuses, counts)
+    assert statuses.get(429, 0) == refused, (statuses, counts)
+    # (On a machine so loaded that one verify outlasts the budget's refill, every attempt that
+    # reaches the worker finds the budget refilled: all are verified, within the budget, and
+    # none is left to refuse. Otherwise most are refused.)
+    if per_second * statistics.median(failed_s or [0.0]) < 1:
+        assert refused > verifies, (statuses, counts)
     assert counts[f"{STATS}.devgate.login.rate_limited"] == 0
     # ...and the steady client was served throughout.
     assert steady_statuses and set(steady_statuses) == {200}, steady_statuses
