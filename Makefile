@@ -82,7 +82,7 @@ run-native-tls: build-native venv certs
 
 ## e2e-native: the e2e suite against libdevgate.so (DEVGATE_HOST=native); only tests of Wasm-only
 ## mechanisms (VM traps, the OCI image) are skipped, with the reason (tests/e2e/conftest.py WASM_ONLY)
-e2e-native: build-native fault-native venv cli certs
+e2e-native: build-native fault-native venv cli certs curl
 	DEVGATE_HOST=native $(PYTEST) -q tests/e2e
 
 ## cli: the native devgate command, target/release/devgate (keygen, mint, mint-key, verify,
@@ -171,6 +171,16 @@ browser:
 	fi
 	@/usr/bin/chromium --version 2>/dev/null && /usr/bin/chromedriver --version
 
+## curl: the HTTP/2-over-TLS client of tests/e2e/test_tls.py, from Debian when missing (sudo only
+## when not root)
+.PHONY: curl
+curl:
+	@if ! command -v curl >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl; \
+	fi
+	@curl --version | head -1
+
 ## fault-wasm: a test-only devgate.wasm that traps on `x-devgate-fault: trap` (target/fault/),
 ## for tests/e2e/test_faults.py; the shipped build never has the feature
 FAULT_WASM := target/fault/$(TARGET)/release/devgate.wasm
@@ -180,7 +190,7 @@ fault-wasm: toolchain
 	$(WASM_CARGO) build --release --lib --target $(TARGET) --features fault-injection --target-dir target/fault
 
 ## e2e: the built devgate.wasm in the real Envoy from the venv, against a real upstream
-e2e: build fault-wasm venv cli certs browser
+e2e: build fault-wasm venv cli certs curl browser
 	$(PYTEST) -q tests/e2e
 
 ## image: devgate.wasm as an OCI image for Istio's WasmPlugin (target/oci/devgate/ and
@@ -226,12 +236,18 @@ fuzz: toolchain
 	bash fuzz/run.sh
 
 ## soak: devgate in Envoy at saturation for SOAK_SECONDS (default 600) with every traffic class at
-## once; fails on any unexpected status, an Envoy or Wasm VM restart, or memory growth after warm-up;
-## writes target/soak-report.md (bench/soak.py describes the other SOAK_* settings)
-.PHONY: soak
+## once; fails on any unexpected status, an Envoy or Wasm VM restart, a panic, or memory or thread
+## growth after warm-up; SOAK_HOST=wasm (default, devgate.wasm; writes target/soak-report.md) or
+## native (libdevgate.so; target/soak-report-native.md); bench/soak.py describes the other SOAK_*
+## settings
+## soak-native: `make soak SOAK_HOST=native`
+.PHONY: soak soak-native
 SOAK_SECONDS ?= 600
-soak: build cli venv
-	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) bench/soak.py
+SOAK_HOST ?= wasm
+soak: $(if $(filter native,$(SOAK_HOST)),build-native,build) cli venv
+	SOAK_HOST=$(SOAK_HOST) SOAK_SECONDS=$(SOAK_SECONDS) $(PY) bench/soak.py
+soak-native:
+	$(MAKE) soak SOAK_HOST=native
 
 clean:
 	$(CARGO) clean

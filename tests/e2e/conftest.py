@@ -27,7 +27,8 @@ from harness import HarnessError  # noqa: E402
 # counterpart, if any, named in the reason; a feature the native module lacked was listed here
 # until it landed. Everything else runs on both hosts.
 WASM_ONLY = {
-    "test_faults.py": "Wasm traps and VM reloads; the native panic policy is tests/e2e/test_native_faults.py",
+    "test_faults.py::test_a_trap_fails_closed":
+        "Wasm traps and VM reloads; the native panic policy is tests/e2e/test_native_faults.py",
     "test_oci_image.py": "the OCI image carries devgate.wasm for Istio; the native module has none",
     "test_manifests.py::test_manifests_pin_the_image_built_from_this_source":
         "the pinned OCI image carries devgate.wasm; the native module has none",

@@ -726,7 +726,7 @@ def test_logs_never_contain_a_key(gate, keys):
     # Envoy writes its log file in batches (--file-flush-interval-msec, 10 s by default) and flushes it
     # on exit: stop both Envoys (this is the module's last test; teardown copes with stopped ones).
     for e in (envoy, other):
-        assert e.alive() and e.wasm_problems() == [], e.wasm_problems()
+        assert e.alive() and e.devgate_problems() == [], e.devgate_problems()
         e.stop()
     for e in (envoy, other):
         text = e.log_text()
@@ -737,5 +737,5 @@ def test_logs_never_contain_a_key(gate, keys):
                   or (k.count(".") == 2 and k.split(".")[1] in text)]
         assert not leaked, f"{len(leaked)} of {len(minted)} keys in {e.log_path}: {leaked[:2]}"
         assert not KEY_RE.search(text), KEY_RE.search(text)
-        assert not e.wasm_problems(), e.wasm_problems()
+        assert not e.devgate_problems(), e.devgate_problems()
     assert len(set(MINTED)) >= 10

@@ -333,7 +333,7 @@ def test_login_in_a_real_browser(browser, base, gw):
     assert cookie["path"] == "/"
     # Script on the page cannot read it (HttpOnly).
     assert "devgate_session" not in d.execute_script("return document.cookie")
-    assert not gw.wasm_problems()
+    assert not gw.devgate_problems()
 
 
 def test_without_a_session_the_page_is_401(browser, base):

@@ -6,7 +6,12 @@ trap, as a bug would. With the shipped `failure_policy: FAIL_RELOAD`, the trappe
 in the moment after get 503, a new VM takes over, and every answer in between is either 503 or
 exactly what a healthy devgate answers: never a protected page for an outsider, never a forged
 identity at the upstream. With FAIL_CLOSED (Envoy's default) the filter answers 503 until Envoy
-restarts: closed, not open.
+restarts: closed, not open. Either way the suite's health check (Envoy.devgate_problems) reports
+the trap, so a trap fails every test that uses it.
+
+The trap tests are the Wasm host's (skipped natively, conftest.WASM_ONLY; the native module's
+panic-on-demand build is tests/e2e/test_native_faults.py). That the shipped build of either host
+ignores the fault header runs on both.
 """
 
 from __future__ import annotations
@@ -57,8 +62,12 @@ def test_a_trap_fails_closed(tmp_path, upstream, policy):
     envoy = start(tmp_path, upstream, policy)
     try:
         check_never_open(envoy)  # healthy first
+        assert envoy.devgate_problems() == []
         r = envoy.request("GET", "/", [("x-devgate-fault", "trap")] + SPOOF, source=OUTSIDER)
         assert r.status == 503 and not r.from_upstream, r.summary()
+        # The health check every other test relies on sees the trap.
+        problems = envoy.devgate_problems()
+        assert any(harness.WASM_TROUBLE.search(p) for p in problems), problems
         statuses: dict = {}
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
@@ -76,9 +85,17 @@ def test_a_trap_fails_closed(tmp_path, upstream, policy):
         envoy.stop()
 
 
-def test_the_shipped_build_ignores_the_fault_header(gate):
-    """The header does nothing to the real devgate.wasm (the feature is off)."""
+@pytest.mark.parametrize("fault", ["trap", "panic"])
+def test_the_shipped_build_ignores_the_fault_header(gate, fault):
+    """The header does nothing to the shipped build of either host (devgate.wasm, libdevgate.so:
+    the `fault-injection` feature is off): not the Wasm build's `trap`, not the native build's
+    `panic`. The request is answered as any other, and the health check finds nothing."""
     envoy = gate(CONFIG)
-    r = envoy.request("GET", "/", [("x-devgate-fault", "trap")], source=OUTSIDER)
-    assert r.status == 200 and r.from_upstream
-    assert not envoy.wasm_problems()
+    r = envoy.request("GET", "/", [("x-devgate-fault", fault)], source=OUTSIDER)
+    assert r.status == 200 and r.from_upstream, r.summary()
+    r = envoy.request("GET", "/_debug/x", [("x-devgate-fault", fault)] + SPOOF, source=OUTSIDER)
+    assert r.status == 401 and not r.from_upstream, r.summary()
+    r = envoy.request("GET", "/_debug/x", [("x-devgate-fault", fault)] + SPOOF, source=DEV)
+    assert r.status == 200 and harness.upstream_identity(r) == [(H, DEV)], r.summary()
+    assert envoy.alive()
+    assert envoy.devgate_problems() == []

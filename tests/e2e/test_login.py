@@ -325,7 +325,7 @@ def curl_login(port: int, source: str, origin: str | None, *, http2: str = "--ht
 
 
 def test_login_refuses_https_origin_on_plain_listener(gw):
-    """Regression (#14): the CSRF check compared host and port and used the scheme only for a default
+    """Regression: the CSRF check compared host and port and used the scheme only for a default
     port, so on this plain-HTTP listener `Origin: https://<host>:<port>` (or such a Referer) set a
     session. An origin is scheme, host and port; the listener's scheme is its TLS state, never
     `:scheme` or X-Forwarded-Proto."""
@@ -374,7 +374,7 @@ def test_oversized_and_malformed_bodies(gw):
                  b"username=\xff\xfe&password=x", ""]:
         r = gw.request("POST", LOGIN, [ORIGIN, FORM], source="127.0.0.7", body=body)
         assert r.status == 401 and b"Login failed." in r.body, (body, r.summary())
-    assert not gw.wasm_problems()
+    assert not gw.devgate_problems()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -413,7 +413,7 @@ def upstream_names(r: Response) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# network.deny: never a developer from there (issue #14, part 2)
+# network.deny: never a developer from there
 # --------------------------------------------------------------------------------------------------
 
 # A DevAuth configuration translated the obvious way: allow a range, deny one address inside it, log
@@ -520,7 +520,7 @@ def test_rate_limit_is_shared_by_the_workers(two_workers):
 
 
 # --------------------------------------------------------------------------------------------------
-# A flood from many addresses: the process-wide verify budget (issue #14, part 8)
+# A flood from many addresses: the process-wide verify budget
 # --------------------------------------------------------------------------------------------------
 
 
@@ -530,16 +530,24 @@ def flood_address(i: int) -> str:
 
 
 def test_login_flood_stays_within_the_verify_budget(gate):
-    """Regression (#14): the per-address limit does not bound guesses from many addresses, and each
+    """Regression: the per-address limit does not bound guesses from many addresses, and each
     wrong password held the (single) worker for one bcrypt verify at cost 10: a flood rotating source
     addresses took a steady client's p99 from 3 ms to over a second. With the default budget
     (3 at once, then 2 a second, per Envoy process), verifies stay within it, the rest are answered 429
-    without bcrypt, and a steady client's requests all succeed."""
+    without bcrypt, and a steady client's requests all succeed, its p99 within what the budget lets
+    run ahead of it. The Wasm build verifies on Envoy's (single) worker, so a steady request there
+    can wait for the verifies the budget admits meanwhile: the burst, one in progress, and what
+    refills while it waits (W <= (burst + 1 + per_second * W) * verify). One verify's time is
+    measured under the same load (the median 401); the native build verifies on its pool and
+    stays far inside the bound. On a machine so loaded that a verify outlasts the refill
+    (per_second * verify >= 1), the budget cannot bound the wait, only the work: then the bound is
+    every admitted verify in a row, and no attempt is left over to refuse."""
     cfg = config()
     cfg["login"] = {"users_env": "DEVGATE_E2E_USERS"}  # any peer; the default budget
     gw = gate(cfg, env=ENV)
     duration, burst, per_second = 5.0, 3, 2
     statuses: dict[int, int] = {}
+    failed_s: list[float] = []  # how long each 401 (a whole verify) took
     latencies: list[float] = []
     steady_statuses: list[int] = []
     lock = threading.Lock()
@@ -551,9 +559,13 @@ def test_login_flood_stays_within_the_verify_budget(gate):
         while time.monotonic() < stop:
             with lock:
                 i = next(counter)
+            t0 = time.perf_counter()
             r = post_login(gw, flood_address(i), "bob", f"guess-{i}")
+            took = time.perf_counter() - t0
             with lock:
                 statuses[r.status] = statuses.get(r.status, 0) + 1
+                if r.status == 401:
+                    failed_s.append(took)
 
     def steady():
         while time.monotonic() < stop:
@@ -575,19 +587,35 @@ def test_login_flood_stays_within_the_verify_budget(gate):
     refused = counts[f"{STATS}.devgate.login.over_budget"]
     lat = sorted(latencies)
     p50, p99 = lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000
+    verify_ms = statistics.median(failed_s) * 1000 if failed_s else 0.0
     print(f"flood: {sum(statuses.values())} attempts in {elapsed:.1f} s, {verifies} verified, "
-          f"{refused} over budget; steady client: {len(lat)} requests, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+          f"{refused} over budget, one verify {verify_ms:.0f} ms; steady client: {len(lat)} requests, "
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     # Verifies within the budget (one of slack for the second the clock may straddle)...
     assert verifies <= burst + per_second * (elapsed + 1), (verifies, elapsed, counts)
     assert verifies >= burst, counts  # ...and the budget was used, not refused outright
     # ...every other attempt was answered 429 without bcrypt, none was charged to its address...
     assert set(statuses) <= {401, 429}, statuses
     assert statuses.get(401, 0) == counts[f"{STATS}.devgate.login.failed"]
-    assert statuses.get(429, 0) == refused > verifies, (statuses, counts)
+    assert statuses.get(429, 0) == refused, (statuses, counts)
+    # (On a machine so loaded that one verify outlasts the budget's refill, every attempt that
+    # reaches the worker finds the budget refilled: all are verified, within the budget, and
+    # none is left to refuse. Otherwise most are refused.)
+    if per_second * statistics.median(failed_s or [0.0]) < 1:
+        assert refused > verifies, (statuses, counts)
     assert counts[f"{STATS}.devgate.login.rate_limited"] == 0
     # ...and the steady client was served throughout.
     assert steady_statuses and set(steady_statuses) == {200}, steady_statuses
-    assert not gw.wasm_problems()
+    # ...and never waited behind more verifies than the budget lets in (without it, the flood's
+    # eight clients keep eight verifies queued ahead of every steady request).
+    assert failed_s, statuses
+    verify_s = verify_ms / 1000
+    if per_second * verify_s < 1:
+        bound_ms = 1000 * (burst + 1) * verify_s / (1 - per_second * verify_s)
+    else:
+        bound_ms = verifies * max(failed_s) * 1000
+    assert p99 <= bound_ms + 100, (p99, bound_ms, verify_ms)
+    assert not gw.devgate_problems()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -622,7 +650,7 @@ def test_upstream_challenge_translation(gate, mode):
     # Other 401s (another scheme) are the application's business.
     r = gw.request("GET", "/", [("Authorization", "Basic eDp5")], source=PEER)
     assert r.status == 200
-    assert not gw.wasm_problems()
+    assert not gw.devgate_problems()
 
 
 # --------------------------------------------------------------------------------------------------

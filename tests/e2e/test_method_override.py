@@ -1,4 +1,4 @@
-"""Method overrides (issue #14 part 3, README "Path matching") through the real Envoy: a request is
+"""Method overrides (README "Path matching") through the real Envoy: a request is
 decided under its wire method and every method a framework may run it as (X-HTTP-Method-Override and
 its siblings in any spelling, `_method` in the query, a form POST's `_method`), the strictest answer
 wins, and the override reaches the upstream untouched.

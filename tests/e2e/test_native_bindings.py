@@ -2,7 +2,7 @@
 (DEVGATE_HOST=native, `make e2e-native`), and its allocations per request.
 
 A dynamic module's callback with a wrong signature, struct layout or enum value misbehaves silently,
-so each binding the plan (issue #16) will rely on is exercised here before it does: the scheduler
+so each binding that devgate's plan steps will rely on is exercised here before it does: the scheduler
 trio and continue_decoding (a request resumed from another thread, through the bounded pool), the
 request body read and drain, add_header, gauges, the TLS version attribute and HTTP callouts. They
 are driven by test hooks (`x-devgate-test: <command>`, src/host/native/testhooks.rs) that exist only
@@ -204,7 +204,7 @@ def token_gate(upstream, tmp_path_factory):
     envoy.stop()
 
 
-# The core's allocations per request on each path, as its plan needs them (issue #17). Pinned both
+# The core's allocations per request on each path, as its plan needs them. Pinned both
 # ways: a new allocation fails here, and so does one taken away without lowering the pin.
 #   network: the address as text (the identity), its copy in the set edit (the decision keeps the
 #            identity by name), the set list

@@ -5,7 +5,8 @@ libdevgate.so is built with panic = "unwind" and every exported hook runs its bo
 catch_unwind: a panic is logged with the hook's name (and where, never the request's data), the
 request is answered with a local 500, and the hook stops the request. `make fault-native` builds a
 test-only libdevgate.so (target/fault-native/) that panics when a request carries
-`x-devgate-fault: panic`, as a bug would.
+`x-devgate-fault: panic`, as a bug would. The suite's health check (Envoy.devgate_problems) reports
+such a panic, so a panic in the native module fails every test that uses the check.
 """
 
 from __future__ import annotations
@@ -26,15 +27,40 @@ CONFIG = {"network": {"allow": ["127.0.0.1/32"]}, "protect": ["/_debug/"]}
 PANIC = [("x-devgate-fault", "panic"), (H, "admin"), ("X_Wsgiorg_Developer_User", "admin")]
 
 
-@pytest.fixture(scope="module")
-def faulty(upstream, tmp_path_factory):
+def start_faulty(upstream, workdir, log_level: str = "info") -> harness.Envoy:
+    """Envoy with the panic-on-demand libdevgate.so."""
     if not FAULT_NATIVE.is_file():
         pytest.fail(f"{FAULT_NATIVE} missing: run `make fault-native` (make e2e-native builds it)", pytrace=False)
     cfg = harness.render_bootstrap(upstream_port=upstream.port, plugin_config=CONFIG, wasm=FAULT_NATIVE)
-    envoy = harness.start_envoy(cfg, tmp_path_factory.mktemp("fault-native"), log_level="info",
-                                extra_args=harness.FAST_FLUSH)
+    return harness.start_envoy(cfg, workdir, log_level=log_level, extra_args=harness.FAST_FLUSH)
+
+
+@pytest.fixture(scope="module")
+def faulty(upstream, tmp_path_factory):
+    envoy = start_faulty(upstream, tmp_path_factory.mktemp("fault-native"))
     yield envoy
     envoy.stop()
+
+
+def test_the_health_check_reports_a_native_panic(upstream, tmp_path):
+    """Envoy.devgate_problems() is what the other tests assert is empty: before the panic it is,
+    after one it names the panic (the panic hook's line and the hook's), although the hook's catch
+    answered 500 and Envoy stays up. The suite's default log level (warning) is enough to see it."""
+    envoy = start_faulty(upstream, tmp_path, log_level="warning")
+    try:
+        healthy = envoy.request("GET", "/_debug/x", source=DEV)
+        assert healthy.status == 200 and healthy.from_upstream, healthy.summary()
+        assert envoy.devgate_problems() == []
+        r = envoy.request("GET", "/_debug/x", PANIC, source=OUTSIDER)
+        assert r.status == 500 and r.details == "devgate_internal_panic", r.summary()
+        assert envoy.alive()
+        problems = envoy.devgate_problems()
+        assert any("devgate: panic at src/host/native/" in p for p in problems), problems
+        assert any("devgate: panic in hook request_headers" in p for p in problems), problems
+    finally:
+        envoy.stop()
+    # And once Envoy has stopped (its log complete), still.
+    assert envoy.devgate_problems(), envoy.log_text()[-2000:]
 
 
 @pytest.mark.parametrize("source, path", [(DEV, "/_debug/x"), (OUTSIDER, "/"), (OUTSIDER, "/_debug/x")])

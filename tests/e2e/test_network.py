@@ -88,7 +88,7 @@ def test_empty_configuration_is_the_default(gate):
 def test_deny_wins_inside_an_allowed_range(gate, source, developer):
     """allow 127.0.0.0/8 and ::/0, deny 127.0.0.77/32 and ::1/128 (both families, deny wins).
     A denied peer gets 403, not the challenge: nothing it could send would make it a developer
-    (issue #14, part 2; test_login.py's DevAuth tests cover tokens, sessions and the form)."""
+    (test_login.py's DevAuth tests cover tokens, sessions and the form)."""
     envoy = gate(DENY_INSIDE_ALLOW)
     r = envoy.request("GET", "/", source=source)
     if developer:
@@ -444,8 +444,8 @@ def assert_filter_alive(envoy) -> None:
     assert envoy.alive(), envoy.log_text()[-3000:]
     assert_passed(envoy.request("GET", "/", source=DEV4), DEV4)
     assert_challenged(envoy.request("GET", "/_debug/", source=OUTSIDER))
-    problems = envoy.wasm_problems()
-    assert not problems, "wasm trouble in Envoy's log:\n" + "\n".join(problems)
+    problems = envoy.devgate_problems()
+    assert not problems, "devgate trouble in Envoy's log:\n" + "\n".join(problems)
 
 
 @pytest.mark.parametrize("source", [DEV4, OUTSIDER])

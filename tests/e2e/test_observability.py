@@ -534,7 +534,7 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
         stats = envoy.counters(rf"^{NS}\.devgate\.")
         assert sorted(stats) == sorted(ALL_COUNTERS + ALL_GAUGES)
         assert stats[f"{PREFIX}requests.denied.no_credential"] == 2
-        assert envoy.wasm_problems() == []
+        assert envoy.devgate_problems() == []
     finally:
         envoy.stop()
 
@@ -585,7 +585,7 @@ def test_logs_never_contain_a_credential(run):
     signing secret that was sent (and their payload and signature segments) in both access logs and
     Envoy's own log."""
     envoy = run.envoy
-    assert envoy.alive() and envoy.wasm_problems() == []
+    assert envoy.alive() and envoy.devgate_problems() == []
     envoy.stop()
     texts = {
         "json access log": run.json_log.read_text(),
@@ -600,7 +600,7 @@ def test_logs_never_contain_a_credential(run):
         assert not leaked, f"{len(leaked)} credential strings in the {where}: {[s[:12] + '...' for s in leaked]}"
         assert not re.search(r"dg[ps]k_", text), where
         assert "devgate_token=" not in text and "Bearer" not in text, where
-    assert not envoy.wasm_problems(), envoy.wasm_problems()
+    assert not envoy.devgate_problems(), envoy.devgate_problems()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -654,7 +654,7 @@ def test_config_counters_across_live_updates(tmp_path, upstream, wasm):
         assert envoy.request("GET", "/_debug/", source=OUTSIDER).status == 200
         wait_for(lambda: config_log_lines(envoy, "accepted") == 2 * CONFIGURE_CALLS, "the accepted log lines")
         assert config_log_lines(envoy, "rejected") == 1
-        problems = envoy.wasm_problems()
+        problems = envoy.devgate_problems()
         if harness.NATIVE:
             assert problems == [], problems
         else:

@@ -163,7 +163,7 @@ def test_revocation_phases(tmp_path, upstream, wasm):
         c = counters(envoy)
         fetches = c[f"{S}.devgate.revocation.fetch_ok"] + c[f"{S}.devgate.revocation.fetch_failed"]
         assert service.hits <= fetches + 1
-        assert not envoy.wasm_problems()
+        assert not envoy.devgate_problems()
     finally:
         envoy.stop()
         try:
@@ -239,7 +239,7 @@ def test_revoked_key_refused_on_every_connection_of_both_workers(tmp_path, upstr
         wrong = [a for a in answers if a not in (("gone", (401, "devgate_revoked")), ("fine", 200),
                                                  ("token", (401, "devgate_revoked")))]
         assert not wrong, wrong[:5]
-        assert not envoy.wasm_problems()
+        assert not envoy.devgate_problems()
     finally:
         envoy.stop()
         service.stop()

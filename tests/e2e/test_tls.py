@@ -200,12 +200,21 @@ def test_alpn_offers_h2_and_http11(tls_gate, ctx):
                 assert s.selected_alpn_protocol() == chosen
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed (HTTP/2 client)")
+@pytest.fixture(scope="session")
+def curl_bin() -> str:
+    """curl, the HTTP/2-over-TLS client here (`make e2e` installs it: the `curl` target); a failure,
+    never a skip, when it is missing."""
+    path = shutil.which("curl")
+    if path is None:
+        pytest.fail("curl is not installed: run `make curl` (make e2e and make e2e-native do)", pytrace=False)
+    return path
+
+
 @pytest.mark.parametrize("source,status,identity", [(DEV4, 200, DEV4), (OUTSIDER, 401, None)])
-def test_http2_over_tls(tls_gate, certs, source, status, identity):
+def test_http2_over_tls(tls_gate, certs, curl_bin, source, status, identity):
     """Browsers speak HTTP/2 to this listener: devgate decides the same way."""
     out = subprocess.run(
-        ["curl", "-sS", "--http2", "--interface", source, "--cacert", str(certs / "ca.pem"),
+        [curl_bin, "-sS", "--http2", "--interface", source, "--cacert", str(certs / "ca.pem"),
          "-H", "x_wsgiorg_developer_user: admin", "-H", "X-Wsgiorg-Developer-User: admin",
          "-o", "-", "-w", "\n%{http_version} %{http_code}",
          f"https://localhost:{tls_gate.ports['v4']}/_debug/"],
@@ -219,7 +228,7 @@ def test_http2_over_tls(tls_gate, certs, source, status, identity):
 
 
 # --------------------------------------------------------------------------------------------------
-# The login form's CSRF check on the TLS listener (issue #14, part 1)
+# The login form's CSRF check on the TLS listener
 # --------------------------------------------------------------------------------------------------
 
 LOGIN = "/.devgate/login"
@@ -227,8 +236,8 @@ DEMO_LOGIN = "username=developer&password=let-me-in"  # the shipped demo user (e
 LOGIN_PEER = "127.0.0.12"  # inside login.allow_from, not a developer by address
 
 
-def test_login_refuses_http_origin_on_tls_listener(tls_gate, ctx, certs):
-    """Regression (#14): the CSRF check ignored the scheme, so on this TLS listener an `http://` Origin
+def test_login_refuses_http_origin_on_tls_listener(tls_gate, ctx, certs, curl_bin):
+    """Regression: the CSRF check ignored the scheme, so on this TLS listener an `http://` Origin
     (or Referer) of the same host and port set a session. The listener's scheme is its TLS state;
     `Host: h` here is https://h:443."""
     port = tls_gate.ports["v4"]
@@ -264,7 +273,7 @@ def test_login_refuses_http_origin_on_tls_listener(tls_gate, ctx, certs):
     # HTTP/2 over TLS (ALPN h2): :authority instead of Host, the same rule.
     def curl(origin, body):
         out = subprocess.run(
-            ["curl", "-s", "-o", "/dev/null", "-D", "-", "--http2", "--interface", LOGIN_PEER,
+            [curl_bin, "-s", "-o", "/dev/null", "-D", "-", "--http2", "--interface", LOGIN_PEER,
              "--cacert", str(certs / "ca.pem"), "-H", f"Origin: {origin}", "--data", body,
              f"https://localhost:{port}{LOGIN}"],
             capture_output=True, text=True, timeout=30,

@@ -239,11 +239,53 @@ class TestBearer:
         assert_challenged(envoy.request("GET", PROTECTED, bearer(too_long), source=OUTSIDER), "too_long")
 
     def test_no_secret_in_plugin_config_or_log(self, gate):
-        envoy = tokens_gate(gate)
+        """The key reaches devgate through the environment (`secret_env`), never through its
+        configuration: the configuration Envoy runs (admin /config_dump) names the variable and
+        holds the key in no form; and nothing Envoy or devgate logged while a token was verified,
+        at info level (devgate's configuration line among it) and read once Envoy has written its
+        log, holds it either. (At debug level Envoy itself logs every filter's configuration, the
+        Wasm VM's environment included: Envoy's own, not devgate's, so not this test's.)"""
+        envoy = gate(TOKENS, env=TOKENS_ENV, log_level="info")
         assert_developer(envoy.request("GET", PROTECTED, bearer(mint("alice")), source=OUTSIDER), "alice")
-        assert b64u(K1) not in json.dumps(TOKENS)
-        assert b64u(K1) not in envoy.log_text()
-        assert envoy.wasm_problems() == []
+        forms = secret_forms(K1)
+        status, dump = envoy.admin("/config_dump")
+        assert status == 200, dump[:300]
+        configs = devgate_configurations(json.loads(dump))
+        # (The listener's configuration appears twice: in the bootstrap and in the listener dump.)
+        assert configs and all(ENV_K1 in c for c in configs), configs
+        assert not [f for c in configs for f in forms if f in c], "the key is in devgate's configuration"
+        log = envoy.flushed_log_text()
+        assert "devgate: configuration accepted" in log, "devgate's lines are not in the log read"
+        assert not [f for f in forms if f in log], "the key is in Envoy's log"
+        assert envoy.devgate_problems() == []
+
+
+def secret_forms(key: bytes) -> list[str]:
+    """The spellings a key could leak in: base64url (as configured), base64, hex."""
+    return [b64u(key), base64.b64encode(key).decode(), base64.b64encode(key).decode().rstrip("="),
+            key.hex(), key.hex().upper()]
+
+
+def devgate_configurations(dump) -> list[str]:
+    """The JSON configuration of every devgate filter in an admin /config_dump: the Wasm filter's
+    `configuration`, the dynamic-modules filter's `filter_config` (the StringValue's text)."""
+    found: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            kind = node.get("@type", "")
+            if kind.endswith("filters.http.wasm.v3.Wasm"):
+                found.append(node.get("config", {}).get("configuration", {}).get("value", ""))
+            elif kind.endswith("filters.http.dynamic_modules.v3.DynamicModuleFilter"):
+                found.append(node.get("filter_config", {}).get("value", ""))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(dump)
+    return found
 
 
 class TestCookie:
@@ -275,7 +317,7 @@ class TestCookie:
 
 
 def test_comma_hidden_devgate_cookie_never_reaches_the_upstream(gate):
-    """Issue #14 part 5: `Cookie: a=1, devgate_token=T` hid devgate's cookie from devgate (it splits
+    """Regression: `Cookie: a=1, devgate_token=T` hid devgate's cookie from devgate (it splits
     at `;` only) while an upstream that also splits at `,` read it. Not a credential, always removed,
     in every spelling an upstream may read as devgate's (case, percent-encoding, PHP's `.`)."""
     envoy = tokens_gate(gate)
@@ -423,7 +465,11 @@ def test_devgate_token_in_repeated_authorization_does_not_reach_upstream(gate, f
     tok = mint("alice")
     auth = bearer(tok) + [("Authorization", "Basic eA==")]
     r = envoy.request("GET", "/app", auth if first_is_bearer else auth[::-1], source=OUTSIDER)
-    assert r.status != 200 or tok not in json.dumps(r.echo().headers), r.summary()
+    # Two credentials where devgate takes one are refused as ambiguous; on this open path that makes
+    # the request anonymous: it goes on, without the token.
+    assert r.status == 200 and r.from_upstream, r.summary()
+    assert tok not in json.dumps(r.echo().headers), r.summary()
+    assert r.echo().spellings(H) == [], r.summary()
 
 
 @pytest.mark.parametrize(
@@ -866,6 +912,6 @@ def test_config_reload_without_restart_or_dropped_requests(tmp_path, upstream, w
         assert stats["listener_manager.lds.update_rejected"] == 0, stats
         assert stats["listener_manager.listener_modified"] >= 1, stats
         assert stats["listener_manager.listener_in_place_updated"] >= 1, "expected an in-place filter chain update"
-        assert envoy.wasm_problems() == []
+        assert envoy.devgate_problems() == []
     finally:
         envoy.stop()

@@ -1,4 +1,4 @@
-"""Request trailers (issue #14 part 4) through the real Envoy: HTTP/2 and chunked HTTP/1.1 requests can
+"""Request trailers through the real Envoy: HTTP/2 and chunked HTTP/1.1 requests can
 carry "headers" after the body. devgate removes every spelling of the identity header and of its API
 headers from them, as from the headers, and fails closed if it cannot.
 
@@ -96,4 +96,4 @@ def test_identity_in_chunked_http1_trailers_never_reaches_the_upstream(envoy, so
 
 
 def test_trailers_leave_the_filter_healthy(envoy):
-    assert envoy.wasm_problems() == []
+    assert envoy.devgate_problems() == []

@@ -498,12 +498,54 @@ mod tests {
         assert_eq!(restarts, 1, "restarted once, not at every lock");
     }
 
+    /// Dropping a pool whose workers are idle waits for nothing but them: closing the queue is
+    /// what wakes them, so the drop returns with no job to run, nothing released by the test and
+    /// no timer, and both threads have exited by then (their thread-locals destroyed). Observed,
+    /// not timed: each worker first runs a job that ends as soon as the test's barrier opens (so
+    /// both are alive and idle, or about to be), the drop runs on a thread of its own and reports
+    /// its return, and the test lets nothing else happen meanwhile (a drop that waited for a job
+    /// or a wake-up would never report: the deadline only fails such a drop instead of hanging).
     #[test]
-    fn a_dropped_pool_with_idle_workers_returns_at_once() {
-        let pool = Pool::new("t-idle", 2, 2).unwrap();
-        let t0 = Instant::now();
-        drop(pool);
-        assert!(t0.elapsed() < WAIT);
+    fn a_dropped_pool_with_idle_workers_wakes_them_and_returns() {
+        struct OnThreadExit(Arc<AtomicUsize>);
+        impl Drop for OnThreadExit {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        thread_local! {
+            static EXIT: std::cell::RefCell<Option<OnThreadExit>> = const { std::cell::RefCell::new(None) };
+        }
+        const THREADS: usize = 2;
+        let pool = Pool::new("t-idle", THREADS, 2).unwrap();
+        let exited = Arc::new(AtomicUsize::new(0));
+        // Each worker takes one job (held until both have one, so neither takes both) and goes
+        // back to the queue: both idle, each with a marker that counts its thread's exit.
+        let barrier = Arc::new(std::sync::Barrier::new(THREADS + 1));
+        for _ in 0..THREADS {
+            let (barrier, exited) = (Arc::clone(&barrier), Arc::clone(&exited));
+            pool.submit(move || {
+                EXIT.with(|x| *x.borrow_mut() = Some(OnThreadExit(exited)));
+                barrier.wait();
+            })
+            .unwrap();
+        }
+        barrier.wait();
+        assert_eq!(exited.load(Ordering::SeqCst), 0, "no worker has exited yet");
+        let (done_tx, done_rx) = channel();
+        let dropper = thread::spawn(move || {
+            drop(pool);
+            done_tx.send(()).unwrap();
+        });
+        done_rx
+            .recv_timeout(WAIT)
+            .expect("the drop never returned: it waited for something other than its idle workers");
+        assert_eq!(
+            exited.load(Ordering::SeqCst),
+            THREADS,
+            "the drop returned before its workers had exited"
+        );
+        dropper.join().unwrap();
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! scenarios, checked against `tests/wasm/fuel_baseline.json`.
 //!
 //! * `fuel_is_deterministic`: the same module and inputs cost the same fuel, twice over.
-//! * `fuel_within_baseline`: fails if a scenario costs more than 20% over its recorded number.
-//!   `DEVGATE_FUEL_UPDATE=1` rewrites the baseline with today's numbers instead.
+//! * `fuel_within_baseline`: fails if a scenario costs more than 20% over its recorded number,
+//!   and fails too when there is nothing to compare with: the baseline file missing or unreadable,
+//!   a scenario without a baseline, a scenario the module does not accept, or a baseline entry no
+//!   scenario measures (a meter that measured nothing must not pass). `DEVGATE_FUEL_UPDATE=1`
+//!   rewrites the baseline with today's numbers instead.
 //! * `fuel_table` (ignored; `make bench-wasm`): prints the table, with wall-clock time per
 //!   request as an informative extra column (not deterministic, not checked).
 //!
@@ -257,7 +260,7 @@ fn scenarios() -> Vec<Scenario> {
 }
 
 /// The fuel of one scenario, or `None` if its configuration is refused (a scenario for a feature
-/// the module does not have yet: add it here first, it is measured once the module accepts it).
+/// the module does not have yet: `fuel_within_baseline` fails until the module accepts it).
 fn measure(s: &Scenario) -> Option<(u64, u64, Outcome)> {
     let mut h = Host::load().unwrap_or_else(|e| panic!("{e}"));
     // Envoy's default log level: a refused request's debug note is not formatted, as in
@@ -294,21 +297,25 @@ fn baseline_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuel_baseline.json")
 }
 
-fn read_baseline() -> BTreeMap<String, u64> {
-    let text = match std::fs::read_to_string(baseline_path()) {
-        Ok(t) => t,
-        Err(_) => return BTreeMap::new(),
-    };
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{}: {e}", baseline_path().display()));
-    v.get("fuel_per_request")
+/// The recorded fuel per scenario, or why there is none (the file missing or unreadable, not
+/// JSON, or without a `fuel_per_request` table of whole numbers).
+fn read_baseline() -> Result<BTreeMap<String, u64>, String> {
+    let path = baseline_path();
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let table = v
+        .get("fuel_per_request")
         .and_then(|m| m.as_object())
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_u64().map(|n| (k.clone(), n)))
-                .collect()
+        .ok_or_else(|| format!("{}: no `fuel_per_request` table", path.display()))?;
+    table
+        .iter()
+        .map(|(k, v)| {
+            v.as_u64()
+                .map(|n| (k.clone(), n))
+                .ok_or_else(|| format!("{}: {k}: {v} is not a whole number", path.display()))
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 fn write_baseline(fuel: &BTreeMap<String, u64>) {
@@ -335,20 +342,34 @@ fn fuel_is_deterministic() {
 
 #[test]
 fn fuel_within_baseline() {
-    let baseline = read_baseline();
+    let update = std::env::var_os("DEVGATE_FUEL_UPDATE").is_some_and(|v| v != "0");
+    // Updating may start from no baseline at all; checking may not.
+    let baseline = match read_baseline() {
+        Ok(b) => b,
+        Err(e) if update => {
+            eprintln!("no baseline yet ({e}): recording one");
+            BTreeMap::new()
+        }
+        Err(e) => {
+            panic!("no fuel baseline to check against: {e} (DEVGATE_FUEL_UPDATE=1 records one)")
+        }
+    };
     let mut measured = BTreeMap::new();
     let mut failures = Vec::new();
     for s in scenarios() {
         let Some((fuel, _, _)) = measure(&s) else {
-            eprintln!("{}: not measurable yet (configuration refused)", s.name);
+            failures.push(format!(
+                "{}: not measured: the module refused its configuration",
+                s.name
+            ));
             continue;
         };
         measured.insert(s.name.to_string(), fuel);
         match baseline.get(s.name) {
-            None => eprintln!(
+            None => failures.push(format!(
                 "{}: {fuel} fuel, no baseline (DEVGATE_FUEL_UPDATE=1 records it)",
                 s.name
-            ),
+            )),
             Some(&base) => {
                 let limit = (base as f64 * (1.0 + TOLERANCE)) as u64;
                 if fuel > limit {
@@ -365,13 +386,26 @@ fn fuel_within_baseline() {
             }
         }
     }
-    if std::env::var_os("DEVGATE_FUEL_UPDATE").is_some_and(|v| v != "0") {
+    for name in baseline.keys() {
+        if !scenarios().iter().any(|s| s.name == name) {
+            failures.push(format!(
+                "{name}: in the baseline, but no scenario measures it (DEVGATE_FUEL_UPDATE=1 drops it)"
+            ));
+        }
+    }
+    if update {
+        if measured.len() != scenarios().len() {
+            panic!(
+                "not every scenario was measured, baseline left as it was:\n{}",
+                failures.join("\n")
+            );
+        }
         write_baseline(&measured);
         return;
     }
     assert!(
         failures.is_empty(),
-        "fuel regressions (if intended, rerun with DEVGATE_FUEL_UPDATE=1):\n{}",
+        "fuel regressions or scenarios without a baseline (if intended, rerun with DEVGATE_FUEL_UPDATE=1):\n{}",
         failures.join("\n")
     );
 }
@@ -380,7 +414,10 @@ fn fuel_within_baseline() {
 #[test]
 #[ignore = "prints the fuel table; run by `make bench-wasm`"]
 fn fuel_table() {
-    let baseline = read_baseline();
+    let baseline = read_baseline().unwrap_or_else(|e| {
+        eprintln!("no baseline column: {e}");
+        BTreeMap::new()
+    });
     println!();
     println!(
         "{:<28} {:>12} {:>16} {:>12} {:>10} {:>13}",
