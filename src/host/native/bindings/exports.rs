@@ -243,18 +243,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout
     };
     // SAFETY: the configuration pointer of this hook; `host` does not outlive it.
     let host = unsafe { ConfigHost::new(config_envoy) };
-    let hs: &[EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
-        &[]
-    } else {
-        // SAFETY: per this function's contract.
-        unsafe { std::slice::from_raw_parts(headers, headers_size) }
-    };
-    let bs: &[EnvoyBuffer] = if body_chunks.is_null() || body_chunks_size == 0 {
-        &[]
-    } else {
-        // SAFETY: per this function's contract.
-        unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
-    };
+    // SAFETY: per this function's contract, Envoy's arrays for the length of this call.
+    let (hs, bs) = unsafe { callout_answer(headers, headers_size, body_chunks, body_chunks_size) };
     guard_void("config_http_callout_done", || {
         let answer = (result == CALLOUT_SUCCESS).then(|| {
             // SAFETY: views valid for this call (the contract above); they do not outlive it.
@@ -471,18 +461,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     body_chunks: *const EnvoyBuffer,
     body_chunks_size: usize,
 ) {
-    let hs: &[EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
-        &[]
-    } else {
-        // SAFETY: per this function's contract.
-        unsafe { std::slice::from_raw_parts(headers, headers_size) }
-    };
-    let bs: &[EnvoyBuffer] = if body_chunks.is_null() || body_chunks_size == 0 {
-        &[]
-    } else {
-        // SAFETY: per this function's contract.
-        unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
-    };
+    // SAFETY: per this function's contract, Envoy's arrays for the length of this call.
+    let (hs, bs) = unsafe { callout_answer(headers, headers_size, body_chunks, body_chunks_size) };
     // Re-entered, no stream: the answer is dropped (nothing waits for it any more).
     let fallback = Fallback {
         busy: (),
@@ -596,4 +576,32 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buf
     _f: FilterEnvoyPtr,
     _m: FilterModulePtr,
 ) {
+}
+
+/// The headers and body chunks of an HTTP callout's answer as slices (empty for a null pointer or
+/// a zero length), as both callout hooks (stream and configuration) receive them.
+///
+/// # Safety
+/// A non-null `headers` points at `headers_size` initialised headers and a non-null `body_chunks`
+/// at `body_chunks_size` buffers, both valid and unchanged for `'a` (Envoy's arrays live for the
+/// hook's call).
+unsafe fn callout_answer<'a>(
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
+) -> (&'a [EnvoyHttpHeader], &'a [EnvoyBuffer]) {
+    let hs: &[EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
+        &[]
+    } else {
+        // SAFETY: per this function's contract.
+        unsafe { std::slice::from_raw_parts(headers, headers_size) }
+    };
+    let bs: &[EnvoyBuffer] = if body_chunks.is_null() || body_chunks_size == 0 {
+        &[]
+    } else {
+        // SAFETY: per this function's contract.
+        unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
+    };
+    (hs, bs)
 }
