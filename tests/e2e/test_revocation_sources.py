@@ -82,7 +82,7 @@ def test_two_revocation_sources_keep_separate_lists(tmp_path, upstream, wasm):
                      timeout=5)
         # The processes' own health: no crash, no trap, no panic.
         assert envoy.alive()
-        assert envoy.wasm_problems() == [], envoy.wasm_problems()
+        assert envoy.devgate_problems() == [], envoy.devgate_problems()
         text = envoy.log_text()
         assert "panic" not in text, text[-3000:]
     finally:
