@@ -65,6 +65,14 @@ REVOCATION_OUTCOMES = ["fetch_ok", "fetch_failed"]
 # The namespace Envoy gives devgate's stats: `wasmcustom` (Wasm) or `dynamicmodulescustom` (native).
 NS = harness.STATS
 PREFIX = f"{NS}.devgate."
+# Native only: the binding layer's own counters (src/host/native/bindings/state.rs), defined with
+# every configuration and zero in this run (no hook re-entered, no destroy deferred or off the main
+# thread; tests/e2e/test_native_reentry.py makes them move).
+NATIVE_BINDING_COUNTERS = (
+    [f"{PREFIX}native.{c}" for c in ("config_destroyed_off_main", "destroy_deferred", "hook_reentered")]
+    if harness.NATIVE
+    else []
+)
 ALL_COUNTERS = sorted(
     [f"{PREFIX}requests.allowed.{c}" for c in ALLOWED]
     + [f"{PREFIX}requests.denied.{c}" for c in DENIED]
@@ -73,6 +81,7 @@ ALL_COUNTERS = sorted(
     + [f"{PREFIX}upstream_challenge.{c}" for c in CHALLENGE_OUTCOMES]
     + [f"{PREFIX}revocation.{c}" for c in REVOCATION_OUTCOMES]
     + [f"{PREFIX}counter_missing"]
+    + NATIVE_BINDING_COUNTERS
 )
 # Gauges: 1 while the revocation list is stale (always defined; 0 without `revocation`). The native
 # module refuses `revocation` at load and defines no gauge yet.
@@ -522,6 +531,8 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
         )
         expected.update({(f"{PROM}devgate_revocation_{c}", ""): 0.0 for c in REVOCATION_OUTCOMES})
         expected[(PROM + "devgate_counter_missing", "")] = 0.0
+        for counter in NATIVE_BINDING_COUNTERS:
+            expected[(prom_name(counter), "")] = 0.0
         for gauge in ALL_GAUGES:
             expected[(prom_name(gauge), "")] = 0.0
         expected[(PROM + "devgate_requests_allowed", 'devgate_allowed="network"')] = 1
