@@ -454,12 +454,14 @@ fn api_policy(raw: RawApi, keys: KeySet, rules: &mut Vec<Rule>) -> Result<ApiPol
         kind: name("kind", h.kind, "x-devgate-key-kind")?,
         key_id: name("key_id", h.key_id, "x-devgate-key-id")?,
         count: name("count", h.count, "x-devgate-count")?,
+        stale: name("stale", h.stale, "x-devgate-served-stale")?,
     };
     if !LEEWAY_SECONDS.contains(raw.leeway_seconds) {
         return Err(err("api.leeway_seconds", leeway_message()));
     }
     Ok(ApiPolicy {
-        keys,
+        keys: Some(keys),
+        service: None,
         routes,
         revoked: raw.revoked,
         headers,

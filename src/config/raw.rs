@@ -299,6 +299,10 @@ pub(super) struct RawApiHeaders {
     /// `true`, or `false` for `internal_from` traffic. Default `x-devgate-count`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-count")))]
     pub(super) count: Option<String>,
+    /// `true` when the key service was unavailable and devgate served the key's expired
+    /// answer (degraded mode); absent otherwise. Default `x-devgate-served-stale`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-served-stale")))]
+    pub(super) stale: Option<String>,
 }
 
 /// A signing key: an id and exactly one of `secret` or `secret_env`.

@@ -5,7 +5,9 @@ use std::borrow::Cow;
 
 use crate::core::apikey::{ApiKey, KeyKind};
 use crate::core::codes::Reason;
+use crate::core::keyservice::{self, KeyService, Lookup};
 use crate::core::policy::{ApiPolicy, ApiRoute, Mode};
+use crate::core::token::TokenError;
 use crate::core::{apikey, headers, query};
 
 use super::decision::{Ctx, Edits};
@@ -16,6 +18,21 @@ pub(super) enum KeyPlace {
     QueryKey,
     QueryPrivateKey,
     Header,
+}
+
+/// Why an API key did not admit the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum KeyStop {
+    /// Refused; with the seconds to send in `Retry-After`, for over-quota answers.
+    Deny(Reason, Option<u64>),
+    /// Only the key service can tell, and nothing usable is cached.
+    Ask,
+}
+
+impl From<Reason> for KeyStop {
+    fn from(reason: Reason) -> KeyStop {
+        KeyStop::Deny(reason, None)
+    }
 }
 
 /// Reads are GET, HEAD and OPTIONS; every other method (unknown ones too) is a write.
@@ -49,7 +66,7 @@ pub(super) fn api_key<'p>(
     route: &ApiRoute,
     method: &[u8],
     ctx: &Ctx<'_, '_, '_>,
-) -> Result<(KeyKind, Edits<'p>), Reason> {
+) -> Result<(KeyKind, Edits<'p>), KeyStop> {
     let req = ctx.req;
     let mut edits = Edits::default();
     let raw_path = req.header(b":path").unwrap_or_default();
@@ -92,31 +109,40 @@ pub(super) fn api_key<'p>(
             .extend(spellings.iter().map(|n| Cow::Owned(n.to_vec())));
     }
     let (place, text) = match found.as_slice() {
-        [] => return Err(Reason::NoCredential),
+        [] => return Err(Reason::NoCredential.into()),
         [one] => one,
-        _ => return Err(Reason::AmbiguousCredential),
+        _ => return Err(Reason::AmbiguousCredential.into()),
     };
-    let key = apikey::verify(text, &api.keys, req.now, api.leeway).map_err(Reason::Token)?;
+    let (key, stale) = match (KeyKind::of(text), &api.service) {
+        (Some(_), _) | (None, None) => match &api.keys {
+            Some(keys) => (
+                apikey::verify(text, keys, req.now, api.leeway).map_err(Reason::Token)?,
+                false,
+            ),
+            None => return Err(Reason::Token(TokenError::Malformed).into()),
+        },
+        (None, Some(service)) => resolved(service, *place, text, ctx)?,
+    };
     let placed_right = match key.kind {
         KeyKind::Public => *place == KeyPlace::QueryKey,
         KeyKind::Private => *place != KeyPlace::QueryKey,
     };
     if !placed_right {
-        return Err(Reason::KeyMisplaced);
+        return Err(Reason::KeyMisplaced.into());
     }
     if api.revoked.contains(&key.id) {
-        return Err(Reason::Revoked);
+        return Err(Reason::Revoked.into());
     }
     if let Some(r) = ctx.revocation {
         if r.refuse {
-            return Err(Reason::RevocationStale);
+            return Err(Reason::RevocationStale.into());
         }
         if r.key_revoked(&key.id) {
-            return Err(Reason::Revoked);
+            return Err(Reason::Revoked.into());
         }
     }
     if !key.products.contains(&route.product) {
-        return Err(Reason::WrongProduct);
+        return Err(Reason::WrongProduct.into());
     }
     let peer_ip = ctx.peer_ip;
     match key.kind {
@@ -134,15 +160,20 @@ pub(super) fn api_key<'p>(
                         .is_some_and(|h| apikey::referer_allowed(&key.referers, h))
                 });
             if !ok {
-                return Err(Reason::RefererDenied);
+                return Err(Reason::RefererDenied.into());
             }
         }
         KeyKind::Private if !apikey::ip_allowed(&key, peer_ip) => {
-            return Err(Reason::NetworkDenied)
+            return Err(Reason::NetworkDenied.into())
         }
         _ => {}
     }
     mode_allows(route.mode, method, &key)?;
+    if stale {
+        edits
+            .set
+            .push((api.headers.stale.as_str(), b"true".to_vec()));
+    }
 
     let h = &api.headers;
     let internal = peer_ip.is_some_and(|ip| api.internal_from.contains(ip));
@@ -156,4 +187,34 @@ pub(super) fn api_key<'p>(
         edits.set.push((name.as_str(), value.as_bytes().to_vec()));
     }
     Ok((key.kind, edits))
+}
+
+/// A key devgate did not sign, as the key service's answer (cached or just fetched) describes
+/// it: shape-checked first, so junk never costs a callout. `true`: served stale.
+fn resolved(
+    service: &KeyService,
+    place: KeyPlace,
+    text: &[u8],
+    ctx: &Ctx<'_, '_, '_>,
+) -> Result<(ApiKey, bool), KeyStop> {
+    let kind = if place == KeyPlace::QueryKey {
+        KeyKind::Public
+    } else {
+        KeyKind::Private
+    };
+    if !keyservice::shape_ok(&service.shape, kind, text) {
+        return Err(Reason::Token(TokenError::Malformed).into());
+    }
+    let Some(resolver) = ctx.keys else {
+        return Err(Reason::KeyServiceUnavailable.into());
+    };
+    match resolver.resolve(kind, text) {
+        Lookup::Known { key, stale } => Ok((key, stale)),
+        Lookup::Rejected {
+            reason,
+            retry_after,
+        } => Err(KeyStop::Deny(reason, retry_after)),
+        Lookup::Unavailable => Err(Reason::KeyServiceUnavailable.into()),
+        Lookup::Ask => Err(KeyStop::Ask),
+    }
 }

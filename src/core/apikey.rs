@@ -50,7 +50,8 @@ impl KeyKind {
         }
     }
 
-    fn of(text: &[u8]) -> Option<(KeyKind, &[u8])> {
+    /// The kind a devgate key names by its prefix, and the rest; `None`: not a devgate key.
+    pub fn of(text: &[u8]) -> Option<(KeyKind, &[u8])> {
         KeyKind::ALL
             .into_iter()
             .find_map(|k| Some((k, text.strip_prefix(k.prefix().as_bytes())?)))

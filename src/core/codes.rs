@@ -79,6 +79,20 @@ pub enum Reason {
     /// A token or API key that needs the revocation list while the list is stale, with
     /// `revocation.when_stale: refuse`.
     RevocationStale,
+    /// The key service rejected the key (its 401), now or in a rejection still cached.
+    KeyRejected,
+    /// The key service forbade the key (its 403), now or in a rejection still cached.
+    KeyForbidden,
+    /// The key service says the key is over its quota (its 429; `Retry-After` passed on).
+    OverQuota,
+    /// The key service says the key is over its free quota (its 402; `Retry-After` passed on).
+    OverFreeQuota,
+    /// The key service could not be asked or did not answer usably, and no entry may be served
+    /// in its place (none cached, or past `max_stale_seconds`): 503, never a verdict on the key.
+    KeyServiceUnavailable,
+    /// The process-wide budget of key-service callouts (per second, in flight, waiters) is
+    /// spent: 503 with `Retry-After`, nothing asked and nothing cached.
+    KeyServiceBusy,
 }
 
 impl Reason {
@@ -99,11 +113,17 @@ impl Reason {
             Reason::PrivateKeyRequired => "private_key_required",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::RevocationStale => "revocation_stale",
+            Reason::KeyRejected => "key_rejected",
+            Reason::KeyForbidden => "key_forbidden",
+            Reason::OverQuota => "over_quota",
+            Reason::OverFreeQuota => "over_free_quota",
+            Reason::KeyServiceUnavailable => "key_service_unavailable",
+            Reason::KeyServiceBusy => "key_service_busy",
         }
     }
 
     /// How many reasons [`Reason::all`] lists.
-    pub const COUNT: usize = 13 + TokenError::ALL.len();
+    pub const COUNT: usize = 19 + TokenError::ALL.len();
 
     /// This reason's place in `0..COUNT`: a dense index for hosts that keep one counter each.
     pub fn slot(self) -> usize {
@@ -121,7 +141,13 @@ impl Reason {
             Reason::PrivateKeyRequired => 10,
             Reason::MethodNotAllowed => 11,
             Reason::RevocationStale => 12,
-            Reason::Token(e) => 13 + e as usize,
+            Reason::KeyRejected => 13,
+            Reason::KeyForbidden => 14,
+            Reason::OverQuota => 15,
+            Reason::OverFreeQuota => 16,
+            Reason::KeyServiceUnavailable => 17,
+            Reason::KeyServiceBusy => 18,
+            Reason::Token(e) => 19 + e as usize,
         }
     }
 
@@ -141,6 +167,12 @@ impl Reason {
             Reason::PrivateKeyRequired,
             Reason::MethodNotAllowed,
             Reason::RevocationStale,
+            Reason::KeyRejected,
+            Reason::KeyForbidden,
+            Reason::OverQuota,
+            Reason::OverFreeQuota,
+            Reason::KeyServiceUnavailable,
+            Reason::KeyServiceBusy,
         ]
         .into_iter()
         .chain(TokenError::ALL.into_iter().map(Reason::Token))
@@ -158,6 +190,7 @@ impl Reason {
                 | Reason::WriteNeeded
                 | Reason::PrivateKeyRequired
                 | Reason::MethodNotAllowed
+                | Reason::KeyForbidden
         )
     }
 }

@@ -6,7 +6,7 @@
 //! `dynamicmodulescustom.devgate.*` (native module): `requests.allowed.<what>`,
 //! `requests.denied.<reason>` (and `internal_error`), `login.<outcome>`,
 //! `upstream_challenge.<forbid|login>`, `revocation.<fetch_ok|fetch_failed>`,
-//! `config.<accepted|rejected>`, and `counter_missing`, which counts bumps of a counter the host
+//! `config.<accepted|rejected>`, `key_service.<event>`, and `counter_missing`, which counts bumps of a counter the host
 //! did not define (never expected; a host may refuse to define a metric).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +78,47 @@ impl Fetch {
     }
 }
 
+/// What the key service's cache and callouts did for a request (`devgate.key_service.<code>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyEvent {
+    /// A fresh cached answer (a resolved key or a rejection) decided the request.
+    Hit,
+    /// Nothing fresh was cached: the request asked the service or waited for another's callout.
+    Miss,
+    /// An expired resolved key was served because the service is unavailable (degraded mode).
+    StaleServed,
+    /// A callout to the key service was started.
+    Callout,
+    /// A callout ended unavailable (no answer, timeout, 5xx, malformed or badly signed).
+    Unavailable,
+    /// The callout budget (per second, in flight, waiters) was spent: 503, nothing asked.
+    OverBudget,
+}
+
+impl KeyEvent {
+    /// Every event (counters are generated from this list).
+    pub const ALL: [KeyEvent; 6] = [
+        KeyEvent::Hit,
+        KeyEvent::Miss,
+        KeyEvent::StaleServed,
+        KeyEvent::Callout,
+        KeyEvent::Unavailable,
+        KeyEvent::OverBudget,
+    ];
+
+    /// The stable code (`devgate.key_service.<code>`).
+    pub fn code(self) -> &'static str {
+        match self {
+            KeyEvent::Hit => "hit",
+            KeyEvent::Miss => "miss",
+            KeyEvent::StaleServed => "stale_served",
+            KeyEvent::Callout => "callout",
+            KeyEvent::Unavailable => "unavailable",
+            KeyEvent::OverBudget => "over_budget",
+        }
+    }
+}
+
 /// What became of a plugin configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConfigOutcome {
@@ -117,6 +158,8 @@ pub enum Counter {
     Revocation(Fetch),
     /// `config.<accepted|rejected>`: a configuration.
     Config(ConfigOutcome),
+    /// `key_service.<event>`: what the key service's cache and callouts did.
+    KeyService(KeyEvent),
     /// A bump of a counter the host did not define.
     Missing,
 }
@@ -130,7 +173,8 @@ impl Counter {
         + Challenge::ALL.len()
         + Fetch::ALL.len()
         + ConfigOutcome::ALL.len()
-        + 1;
+        + 1
+        + KeyEvent::ALL.len();
 
     /// This counter's place in `0..COUNT`: a host keeps its metric ids in a vector indexed by
     /// it, so counting costs no hashing. A unit test checks that the slots of [`Counter::all`]
@@ -152,6 +196,7 @@ impl Counter {
             Counter::Revocation(f) => FETCH + f as usize,
             Counter::Config(c) => CONFIG + c as usize,
             Counter::Missing => CONFIG + ConfigOutcome::ALL.len(),
+            Counter::KeyService(e) => CONFIG + ConfigOutcome::ALL.len() + 1 + e as usize,
         }
     }
 
@@ -166,6 +211,7 @@ impl Counter {
             .chain(Fetch::ALL.into_iter().map(Counter::Revocation))
             .chain(ConfigOutcome::ALL.into_iter().map(Counter::Config))
             .chain([Counter::Missing])
+            .chain(KeyEvent::ALL.into_iter().map(Counter::KeyService))
     }
 
     /// The metric name (`devgate.requests.denied.expired`, ...).
@@ -179,6 +225,7 @@ impl Counter {
             Counter::Revocation(f) => ("revocation.", f.code()),
             Counter::Config(c) => ("config.", c.code()),
             Counter::Missing => ("", "counter_missing"),
+            Counter::KeyService(e) => ("key_service.", e.code()),
         };
         let mut name = String::with_capacity(8 + group.len() + code.len());
         name.push_str("devgate.");
@@ -319,7 +366,21 @@ mod tests {
                 | Reason::WriteNeeded
                 | Reason::PrivateKeyRequired
                 | Reason::MethodNotAllowed
-                | Reason::RevocationStale => Reason::all().any(|x| x == r),
+                | Reason::RevocationStale
+                | Reason::KeyRejected
+                | Reason::KeyForbidden
+                | Reason::OverQuota
+                | Reason::OverFreeQuota
+                | Reason::KeyServiceUnavailable
+                | Reason::KeyServiceBusy => Reason::all().any(|x| x == r),
+            },
+            Counter::KeyService(e) => match e {
+                KeyEvent::Hit
+                | KeyEvent::Miss
+                | KeyEvent::StaleServed
+                | KeyEvent::Callout
+                | KeyEvent::Unavailable
+                | KeyEvent::OverBudget => KeyEvent::ALL.contains(&e),
             },
             Counter::Login(o) => match o {
                 Outcome::Page
@@ -480,9 +541,14 @@ mod tests {
             "| gauge `{}` | 1 while the revocation list is stale (past `revocation.max_stale_seconds` without a good fetch, or before the first), else 0 |\n",
             gauge.strip_prefix("devgate.").unwrap_or(gauge)
         ));
+        let entries = crate::core::keyservice::ENTRIES_GAUGE;
+        out.push_str(&format!(
+            "| gauge `{}` | slots of the key service's cache ever filled (resolved keys and rejections; at most `api.service.cache.entries` + `rejections`) |\n",
+            entries.strip_prefix("devgate.").unwrap_or(entries)
+        ));
         let allow: Vec<String> = allow_cases().map(|(k, s)| allow_decision(k, s)).collect();
         out.push_str(&format!(
-            "| audit `devgate_decision` | {}, `deny:<reason>` (the `requests.denied` codes), `login:<outcome>` (the `login` codes) |\n",
+            "| audit `devgate_decision` | {}, an API key's value followed by `,served_stale` when the key service was unavailable and its expired answer was served, `deny:<reason>` (the `requests.denied` codes), `login:<outcome>` (the `login` codes) |\n",
             codes(&allow)
         ));
         out

@@ -3,12 +3,13 @@
 use std::borrow::Cow;
 
 use crate::core::codes::{Reason, Source};
+use crate::core::keyservice::Resolver;
 use crate::core::net::NetVerdict;
 use crate::core::policy::{Policy, RuleKind};
 use crate::core::revocation::Revocation;
 use crate::core::{headers, login, method, net, path, session};
 
-use super::api::api_key;
+use super::api::{api_key, KeyStop};
 use super::credential::{check_token, find_credential, session_cookie, SessionCookie};
 use super::decision::{deny, Ctx, Decision, Edits, Identity, Request};
 use super::edits::{strip_all_credentials, strip_cookies, strip_credential};
@@ -29,6 +30,16 @@ pub fn decide_with<'p>(
     req: &Request<'_>,
     revocation: Option<Revocation<'_>>,
 ) -> Decision<'p> {
+    decide_keyed(policy, req, revocation, None)
+}
+
+/// [`decide_with`] with what is known of keys the key service resolves.
+pub fn decide_keyed<'p>(
+    policy: &'p Policy,
+    req: &Request<'_>,
+    revocation: Option<Revocation<'_>>,
+    keys: Option<&dyn Resolver>,
+) -> Decision<'p> {
     let canonical = match req.header(b":path").map(path::canonical) {
         Some(Ok(c)) => c,
         Some(Err(_)) | None => return deny(Reason::BadPath, policy),
@@ -41,7 +52,7 @@ pub fn decide_with<'p>(
     {
         return Decision::Login(ep);
     }
-    let ctx = Ctx::new(policy, req, canonical, revocation);
+    let ctx = Ctx::new(policy, req, canonical, revocation, keys);
     let wire = req.header(b":method").unwrap_or_default();
     let decision = decide_as(&ctx, wire);
     if !matches!(decision, Decision::Allow { .. }) {
@@ -49,7 +60,7 @@ pub fn decide_with<'p>(
     }
     for method in method::candidates(policy, req, wire) {
         let other = decide_as(&ctx, &method);
-        if matches!(other, Decision::Deny { .. }) {
+        if matches!(other, Decision::Deny { .. } | Decision::Ask) {
             return other;
         }
     }
@@ -162,7 +173,16 @@ fn decide_as<'p>(ctx: &Ctx<'p, '_, '_>, method: &[u8]) -> Decision<'p> {
         if let Some(route) = route {
             let (kind, api_edits) = match api_key(api, route, method, ctx) {
                 Ok(admitted) => admitted,
-                Err(reason) => return deny(reason),
+                Err(KeyStop::Deny(reason, retry_after)) => {
+                    let mut d = deny(reason);
+                    if let (Decision::Deny { response, .. }, Some(secs)) = (&mut d, retry_after) {
+                        response
+                            .headers
+                            .push(("retry-after", Cow::Owned(secs.to_string())));
+                    }
+                    return d;
+                }
+                Err(KeyStop::Ask) => return Decision::Ask,
             };
             admitted_key = Some(kind);
             edits.remove.extend(api_edits.remove);
@@ -183,6 +203,7 @@ fn decide_as<'p>(ctx: &Ctx<'p, '_, '_>, method: &[u8]) -> Decision<'p> {
                 &h.kind,
                 &h.key_id,
                 &h.count,
+                &h.stale,
             ];
             &with_api
         }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use crate::core::apikey::KeyKind;
 use crate::core::codes::{Reason, ResponseHeaders, Source};
+use crate::core::keyservice::Resolver;
 use crate::core::net::NetVerdict;
 use crate::core::policy::{Policy, Unauthenticated};
 use crate::core::revocation::Revocation;
@@ -89,6 +90,9 @@ pub enum Decision<'p> {
     },
     /// A path under the login mount: devgate answers it itself ([`session::start`]).
     Login(session::Endpoint),
+    /// An API key only the key service can speak for, with nothing usable cached: ask it (the
+    /// [`crate::core::keyservice::Resolver`] kept the key), then decide again.
+    Ask,
 }
 
 /// The one place a deny response is built: generic bodies, nothing about why.
@@ -100,6 +104,23 @@ pub(super) fn deny(reason: Reason, policy: &Policy) -> Decision<'static> {
             status: 400,
             headers: vec![text, no_store],
             body: "Bad Request\n",
+        },
+        Reason::OverFreeQuota => Response {
+            status: 402,
+            headers: vec![text, no_store],
+            body: "Payment Required\n",
+        },
+        Reason::OverQuota => Response {
+            status: 429,
+            headers: vec![text, no_store],
+            body: "Too Many Requests\n",
+        },
+        // The key is not known bad: the key service is out of reach or devgate's budget of
+        // callouts is spent. Never a 401, which clients read as "this key is wrong".
+        Reason::KeyServiceUnavailable | Reason::KeyServiceBusy => Response {
+            status: 503,
+            headers: vec![text, no_store],
+            body: "Service Unavailable\n",
         },
         _ if reason.is_forbidden() => Response {
             status: 403,
@@ -144,6 +165,9 @@ pub(super) struct Ctx<'p, 'r, 'a> {
     pub(super) peer_ip: Option<IpAddr>,
     /// The revocation list's state (`None`: no `revocation` configured).
     pub(super) revocation: Option<Revocation<'r>>,
+    /// What is known of keys the key service resolves (`None`: no `api.service`, or a caller
+    /// that has no cache).
+    pub(super) keys: Option<&'r dyn Resolver>,
 }
 
 impl<'p, 'r, 'a> Ctx<'p, 'r, 'a> {
@@ -152,6 +176,7 @@ impl<'p, 'r, 'a> Ctx<'p, 'r, 'a> {
         req: &'r Request<'a>,
         canonical: Cow<'a, [u8]>,
         revocation: Option<Revocation<'r>>,
+        keys: Option<&'r dyn Resolver>,
     ) -> Self {
         let peer = net::parse_peer(req.peer.unwrap_or_default());
         Ctx {
@@ -161,6 +186,7 @@ impl<'p, 'r, 'a> Ctx<'p, 'r, 'a> {
             verdict: policy.net.verdict(peer),
             peer_ip: policy.net.peer_ip(peer).ok(),
             revocation,
+            keys,
         }
     }
 }

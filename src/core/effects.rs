@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use crate::core::callout::{Callout, Wait};
 use crate::core::counters::Table;
 use crate::core::plan::{Level, Reply};
 
@@ -30,6 +31,8 @@ pub enum HeaderMap {
 pub enum Gauge {
     /// `devgate.revocation.degraded`: 1 while the revocation list is stale.
     RevocationDegraded,
+    /// `devgate.key_service.entries`: the key service cache's slots ever filled.
+    KeyServiceEntries,
 }
 
 /// What a host can do for a plan or a report, one primitive at a time.
@@ -61,4 +64,13 @@ pub trait Effects {
     fn log(&mut self, level: Level, line: fmt::Arguments<'_>);
     /// Answers the request with `reply` instead of letting it go on.
     fn send_reply(&mut self, reply: &Reply) -> Result<(), Failed>;
+    /// Starts `callout` for the stream; its answer (or its failure) is handed to
+    /// [`crate::core::stream::Stream::on_callout_answer`] later. `Failed`: it could not start.
+    fn start_callout(&mut self, callout: &Callout) -> Result<(), Failed>;
+    /// Holds the stream until a wake for `wait.flight` or `wait.until_ms`, then has it
+    /// [`crate::core::stream::Stream::resume`].
+    fn wait(&mut self, wait: &Wait) -> Result<(), Failed>;
+    /// Wakes every stream of the process waiting on `flight` (a host whose waiters look for
+    /// themselves on a timer does nothing).
+    fn wake(&mut self, flight: u64);
 }

@@ -12,6 +12,7 @@
 
 pub mod apikey;
 pub mod budget;
+pub mod callout;
 pub mod codes;
 pub mod cookie;
 pub mod counters;
@@ -19,6 +20,8 @@ pub mod effects;
 pub mod facts;
 pub mod headers;
 pub mod htpasswd;
+pub mod keyservice;
+pub mod keysource;
 pub mod login;
 pub mod method;
 pub mod net;
@@ -41,7 +44,7 @@ mod edits;
 
 pub use api::mode_allows;
 pub use codes::{Reason, Source};
-pub use decide::{decide, decide_with};
+pub use decide::{decide, decide_keyed, decide_with};
 pub use decision::{Decision, Edits, Identity, Request, Response};
 pub use edits::trailer_removals;
 

@@ -16,14 +16,21 @@ use crate::core::counters::Counter;
 use crate::core::effects::{Effects, Gauge, HeaderMap};
 use crate::core::plan::{Audit, Next, Note, Plan, Report};
 
-/// How a performed step ends for the host: let the request go on, or hold it (devgate answered
-/// it). A step that waits for an outside answer will be one more variant (see [`Next`]).
+/// How a performed step ends for the host: let the request go on, hold it (devgate answered
+/// it), or hold it for an outside answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
     /// The request (or response) goes on.
     Continue,
     /// devgate answered the request (or refused it): nothing more of it goes on.
     Stop,
+    /// The request waits: for its callout's answer (the host then calls
+    /// [`crate::core::stream::Stream::on_callout_answer`]) or for a wake
+    /// ([`crate::core::stream::Stream::resume`]). Nothing of it goes on meanwhile.
+    Wait,
+    /// The plan's callout could not start: the host hands the stream
+    /// [`crate::core::callout::CalloutAnswer::FAILED`] at once, as for a callout that failed.
+    CalloutNotStarted,
 }
 
 /// Performs `plan` for the hook whose header map is `map`.
@@ -52,13 +59,30 @@ fn carry_out<E: Effects + ?Sized>(
         // A response header that cannot be added changes no decision.
         let _ = fx.add_response_header(name, value);
     }
+    for also in plan.also.into_iter().flatten() {
+        count(also, fx);
+    }
+    if let Some((gauge, value)) = plan.gauge {
+        fx.set_gauge(gauge, value);
+    }
     account(plan.counter, plan.audit, plan.note.as_ref(), fx);
+    if let Some(flight) = plan.wake {
+        fx.wake(flight);
+    }
     match &plan.next {
         Next::Continue => Ok(Flow::Continue),
         Next::Reply(reply) => fx
             .send_reply(reply)
             .map(|()| Flow::Stop)
             .map_err(|_| "send_local_response_failed"),
+        Next::Callout(callout) => Ok(match fx.start_callout(callout) {
+            Ok(()) => Flow::Wait,
+            Err(_) => Flow::CalloutNotStarted,
+        }),
+        Next::Wait(wait) => fx
+            .wait(wait)
+            .map(|()| Flow::Wait)
+            .map_err(|_| "wait_failed"),
     }
 }
 
@@ -246,6 +270,19 @@ mod tests {
             self.events.push(Event::Log(level, line.to_string()));
         }
 
+        fn start_callout(
+            &mut self,
+            _callout: &crate::core::callout::Callout,
+        ) -> Result<(), Failed> {
+            Err(Failed)
+        }
+
+        fn wait(&mut self, _wait: &crate::core::callout::Wait) -> Result<(), Failed> {
+            Err(Failed)
+        }
+
+        fn wake(&mut self, _flight: u64) {}
+
         fn send_reply(&mut self, reply: &Reply) -> Result<(), Failed> {
             self.events
                 .push(Event::Reply(reply.status, reply.details.to_string()));
@@ -276,6 +313,7 @@ mod tests {
             audit: Some(Audit::Deny(Reason::NoCredential)),
             note: Some(Note::LoginSucceeded),
             next: Next::Reply(deny_reply()),
+            ..Plan::default()
         }
     }
 

@@ -12,8 +12,10 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use crate::core::apikey::KeyKind;
+use crate::core::callout::{Callout, Wait};
 use crate::core::codes::{Outcome, Reason, ResponseHeaders, Source};
 use crate::core::counters::{self, Counter};
+use crate::core::effects::Gauge;
 
 /// A response devgate sends itself, replacing the request (or the upstream's response).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +45,9 @@ pub enum Audit {
     InternalError,
     /// `login:<outcome>`.
     Login(Outcome),
+    /// `allow:` as [`Audit::Allow`] for a key the key service resolved and devgate served stale
+    /// (the service unavailable), followed by `,served_stale`.
+    AllowStale(KeyKind, Option<Source>),
 }
 
 impl Audit {
@@ -54,6 +59,26 @@ impl Audit {
             Audit::Deny(reason) => {
                 static VALUES: OnceLock<Vec<String>> = OnceLock::new();
                 by_reason(&VALUES, "deny:", reason)
+            }
+            Audit::AllowStale(key, source) => {
+                static VALUES: OnceLock<Vec<String>> = OnceLock::new();
+                let values = VALUES.get_or_init(|| {
+                    counters::allow_cases()
+                        .map(|(k, s)| {
+                            let mut v = counters::allow_decision(k, s);
+                            v.push_str(",served_stale");
+                            v
+                        })
+                        .collect()
+                });
+                let slot = counters::allow_slot(Some(key), source);
+                match values.get(slot) {
+                    Some(v) => Cow::Borrowed(v.as_str()),
+                    None => Cow::Owned(format!(
+                        "{},served_stale",
+                        counters::allow_decision(Some(key), source)
+                    )),
+                }
             }
             Audit::InternalError => Cow::Borrowed("deny:internal_error"),
             Audit::Login(outcome) => {
@@ -249,8 +274,14 @@ pub struct Plan<'p> {
     pub audit: Option<Audit>,
     /// The log line of the step.
     pub note: Option<Note>,
-    /// What happens once the effects above are carried out: the request goes on, or devgate
-    /// answers it.
+    /// Counters counted before `counter`: what the key service's cache or callout did.
+    pub also: [Option<Counter>; 2],
+    /// A gauge to set (the key service's cache entries).
+    pub gauge: Option<(Gauge, u64)>,
+    /// Streams waiting on this flight may go on (the key's callout ended or its owner left).
+    pub wake: Option<u64>,
+    /// What happens once the effects above are carried out: the request goes on, devgate
+    /// answers it, or it waits for an outside answer.
     pub next: Next,
 }
 
@@ -265,6 +296,13 @@ pub enum Next {
     Continue,
     /// devgate answers with this instead of going on.
     Reply(Reply),
+    /// Ask the key service: the host starts the callout and holds the request until its answer
+    /// ([`crate::core::stream::Stream::on_callout_answer`]).
+    Callout(Callout),
+    /// Hold the request until another stream's callout for the same key ends (a wake for
+    /// [`Wait::flight`]) or [`Wait::until_ms`] passes, then run
+    /// [`crate::core::stream::Stream::resume`].
+    Wait(Wait),
 }
 
 impl Plan<'_> {
@@ -299,7 +337,7 @@ impl Plan<'_> {
     pub fn reply(&self) -> Option<&Reply> {
         match &self.next {
             Next::Reply(reply) => Some(reply),
-            Next::Continue => None,
+            Next::Continue | Next::Callout(_) | Next::Wait(_) => None,
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::core::budget::Budget;
 use crate::core::headers::HeaderName;
 use crate::core::htpasswd::Users;
+use crate::core::keyservice::KeyService;
 use crate::core::net::{CidrList, NetPolicy};
 use crate::core::path::Prefix;
 use crate::core::token::KeySet;
@@ -111,13 +112,19 @@ pub struct ApiHeaders {
     pub key_id: HeaderName,
     /// `true`, or `false` for internal traffic (`internal_from`) that should not be counted.
     pub count: HeaderName,
+    /// `true` when the key service was unavailable and devgate served its expired answer
+    /// (degraded mode); absent otherwise.
+    pub stale: HeaderName,
 }
 
 /// API keys.
 #[derive(Clone, Debug)]
 pub struct ApiPolicy {
-    /// The keys API keys are signed with.
-    pub keys: KeySet,
+    /// The keys devgate's own API keys (`dgpk_`, `dgsk_`) are signed with; `None`: only keys
+    /// the key service resolves are accepted.
+    pub keys: Option<KeySet>,
+    /// The authentication service that resolves every other key, if any.
+    pub service: Option<KeyService>,
     /// The API routes, in the order [`RuleKind::Api`] indexes them.
     pub routes: Vec<ApiRoute>,
     /// Key ids answered with 401 `revoked`.

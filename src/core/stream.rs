@@ -11,11 +11,20 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::core::budget;
+use crate::core::callout::CalloutAnswer;
 use crate::core::codes::Outcome;
+use crate::core::codes::Reason;
 use crate::core::codes::ResponseHeaders;
+use crate::core::counters::KeyEvent;
 use crate::core::counters::{Admission, Counter};
+use crate::core::decision::deny;
+use crate::core::effects::Gauge;
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
 use crate::core::headers;
+use crate::core::keyservice::flight::{self, Join};
+use crate::core::keyservice::{
+    answer, cache, Asked, CacheResolver, KeyHash, KeyService, Lookup, Resolution,
+};
 use crate::core::login::{self, Attempts, Page, MAX_BODY};
 use crate::core::net;
 use crate::core::plan::{deny_details, login_details, Audit, Next, Note, Plan, Reply};
@@ -23,7 +32,7 @@ use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::revocation::Worker;
 use crate::core::session::{self, Checked, Endpoint, LoginRequest, Step, Store};
 use crate::core::shared::{self, SharedStore};
-use crate::core::{decide_with, Decision, Request, Response};
+use crate::core::{decide_keyed, decide_with, Decision, Request, Response};
 
 /// The body of `POST <mount>/login` being collected, and what its finish step needs. `Send`:
 /// a host may run [`finish_login`] off its worker thread.
@@ -56,6 +65,20 @@ enum State {
     Login(PendingLogin),
     /// The request went upstream and its response needs a look.
     After(After),
+    /// The request is held while the key service is asked about its key (this stream owns the
+    /// callout) or while another stream asks (this one waits), and decided again after.
+    Key(KeyStep),
+}
+
+/// A request held for the key service.
+#[derive(Debug)]
+struct KeyStep {
+    /// The key's hash (its flight).
+    hash: KeyHash,
+    /// This stream started the callout and has not had its answer yet.
+    owner: bool,
+    /// The answer of this stream's own callout, once it came.
+    answer: Option<Resolution>,
 }
 
 /// What the host does with request body chunks.
@@ -65,6 +88,9 @@ pub enum BodyPlan {
     Pass,
     /// Read each chunk, drop it from the stream, and hand it to [`Stream::on_request_body`].
     Collect,
+    /// Keep the chunks in the host's buffer, unread, and hold them: the request waits for the
+    /// key service ([`Stream::holding`]).
+    Hold,
 }
 
 /// One HTTP stream's state. Owned by the host, one per stream.
@@ -79,7 +105,10 @@ impl Stream {
         Stream::default()
     }
 
-    /// The request headers step.
+    /// The request headers step. It may end in a callout to the key service
+    /// ([`crate::core::plan::Next::Callout`]: the host hands its answer to
+    /// [`Stream::on_callout_answer`]) or a wait for another stream's callout
+    /// ([`crate::core::plan::Next::Wait`]: the host calls [`Stream::resume`] when woken).
     pub fn on_request_headers<'p, H: Facts + SharedStore>(
         &mut self,
         policy: &'p Policy,
@@ -98,8 +127,43 @@ impl Stream {
             },
         };
         let view = revocation.view(policy, request.now, host);
-        let decision = decide_with(policy, &request, view);
-        match decision {
+        let service = policy.api.as_ref().and_then(|a| a.service.as_ref());
+        let in_hand = match &self.state {
+            State::Key(step) => step.answer.clone(),
+            _ => None,
+        };
+        let (decision, asked) = match service {
+            Some(service) => {
+                let resolver =
+                    CacheResolver::new(service, host, request.now, host.now_ms(), in_hand.as_ref());
+                let decision = decide_keyed(policy, &request, view, Some(&resolver));
+                (decision, resolver.asked())
+            }
+            None => (decide_with(policy, &request, view), None),
+        };
+        let event = asked
+            .as_ref()
+            .and_then(|a| a.event)
+            .map(Counter::KeyService);
+        let stale = matches!(
+            asked.as_ref().map(|a| &a.lookup),
+            Some(Lookup::Known { stale: true, .. })
+        );
+        if !matches!(decision, Decision::Ask) {
+            // Decided: whatever the stream waited for is over.
+            if matches!(self.state, State::Key(_)) {
+                self.state = State::Done;
+            }
+        }
+        let mut plan = match decision {
+            Decision::Ask => {
+                return match (service, asked) {
+                    (Some(service), Some(asked)) => {
+                        self.ask(policy, service, asked, req, revocation, host)
+                    }
+                    _ => Plan::refuse("key_service_state_lost"),
+                }
+            }
             Decision::Allow {
                 identity,
                 api_key,
@@ -129,33 +193,21 @@ impl Stream {
                     });
                 }
                 let source = identity.as_ref().map(|id| id.source);
+                let audit = match api_key {
+                    Some(kind) if stale => Audit::AllowStale(kind, source),
+                    _ => Audit::Allow(api_key, source),
+                };
                 Plan {
                     remove: edits.remove,
                     set: edits.set,
                     counter: Some(Counter::Allowed(Admission::of(api_key, source))),
-                    audit: Some(Audit::Allow(api_key, source)),
+                    audit: Some(audit),
                     ..Plan::default()
                 }
             }
             Decision::Deny { reason, response } => {
-                let Response {
-                    status,
-                    headers,
-                    body,
-                } = response;
-                Plan {
-                    remove: scrub_identity(policy, req.headers),
-                    counter: Some(Counter::Denied(reason)),
-                    audit: Some(Audit::Deny(reason)),
-                    note: Some(Note::Denied { status, reason }),
-                    next: Next::Reply(Reply {
-                        status,
-                        headers,
-                        body: Cow::Borrowed(body),
-                        details: deny_details(reason),
-                    }),
-                    ..Plan::default()
-                }
+                self.state = State::Done;
+                refusal(policy, reason, response, req)
             }
             Decision::Login(endpoint) => {
                 let mut plan = self.login_headers(policy, endpoint, &request, req, host);
@@ -164,6 +216,164 @@ impl Stream {
                 plan.remove = remove;
                 plan
             }
+        };
+        plan.also[0] = event;
+        plan
+    }
+
+    /// The request's key must be asked about: own the key's callout, wait for another stream's,
+    /// or be refused for budget. A key whose last callout just failed is decided at once with
+    /// what is cached (stale, a kept rejection, or 503).
+    fn ask<'p, H: Facts + SharedStore>(
+        &mut self,
+        policy: &'p Policy,
+        service: &KeyService,
+        asked: Asked,
+        req: RequestHeaders<'_>,
+        revocation: &mut Worker,
+        host: &H,
+    ) -> Plan<'p> {
+        let rejoin = matches!(&self.state, State::Key(k) if k.hash == asked.hash && !k.owner);
+        let miss = asked.event.map(Counter::KeyService);
+        let joined = flight::join(service, host, &asked.hash, host.now_ms(), rejoin);
+        match joined {
+            Ok(Join::Owner) => {
+                self.state = State::Key(KeyStep {
+                    hash: asked.hash,
+                    owner: true,
+                    answer: None,
+                });
+                Plan {
+                    also: [miss, None],
+                    counter: Some(Counter::KeyService(KeyEvent::Callout)),
+                    next: Next::Callout(answer::callout(service, &asked.key)),
+                    ..Plan::default()
+                }
+            }
+            Ok(Join::Wait(wait)) => {
+                self.state = State::Key(KeyStep {
+                    hash: asked.hash,
+                    owner: false,
+                    answer: None,
+                });
+                Plan {
+                    also: [miss, None],
+                    next: Next::Wait(wait),
+                    ..Plan::default()
+                }
+            }
+            Ok(Join::Failed) => {
+                // Decided again as after a failed callout of its own: never asks twice.
+                self.state = State::Key(KeyStep {
+                    hash: asked.hash,
+                    owner: false,
+                    answer: Some(Resolution::Unavailable),
+                });
+                self.on_request_headers(policy, req, revocation, host)
+            }
+            Ok(Join::Busy { retry_after }) => {
+                self.state = State::Done;
+                let reason = Reason::KeyServiceBusy;
+                let mut plan = match deny(reason, policy) {
+                    Decision::Deny { reason, response } => refusal(policy, reason, response, req),
+                    _ => Plan::refuse("key_service_busy"),
+                };
+                if let Next::Reply(reply) = &mut plan.next {
+                    reply
+                        .headers
+                        .push(("retry-after", Cow::Owned(retry_after.max(1).to_string())));
+                }
+                plan.also = [Some(Counter::KeyService(KeyEvent::OverBudget)), None];
+                plan
+            }
+            Err(_) => {
+                self.state = State::Done;
+                Plan::refuse("shared_data_unavailable")
+            }
+        }
+    }
+
+    /// The answer of this stream's callout (or [`CalloutAnswer::FAILED`]): what it means is
+    /// cached for every worker, the key's flight ends (its waiters are woken), and the request
+    /// is decided again with the answer in hand, from its headers as the host reads them now.
+    pub fn on_callout_answer<'p, H: Facts + SharedStore>(
+        &mut self,
+        policy: &'p Policy,
+        answer: CalloutAnswer<'_>,
+        req: RequestHeaders<'_>,
+        revocation: &mut Worker,
+        host: &H,
+    ) -> Plan<'p> {
+        let Some(service) = policy.api.as_ref().and_then(|a| a.service.as_ref()) else {
+            return Plan::refuse("key_service_not_configured");
+        };
+        let State::Key(step) = &mut self.state else {
+            return Plan::refuse("callout_unexpected");
+        };
+        if !step.owner {
+            return Plan::refuse("callout_unexpected");
+        }
+        let (now, now_ms) = (host.now(), host.now_ms());
+        let resolution = answer::classify(service, answer, now);
+        let unavailable = resolution == Resolution::Unavailable;
+        let entries = cache::store(service, host, &step.hash, &resolution, now, now_ms)
+            .ok()
+            .flatten();
+        let landed = flight::land(service, host, &step.hash, unavailable, now_ms);
+        let flight = step.hash.short();
+        step.owner = false;
+        step.answer = Some(resolution);
+        if landed.is_err() {
+            self.state = State::Done;
+            let mut plan = Plan::refuse("shared_data_unavailable");
+            plan.wake = Some(flight);
+            return plan;
+        }
+        let mut plan = self.on_request_headers(policy, req, revocation, host);
+        if unavailable {
+            plan.also[1] = Some(Counter::KeyService(KeyEvent::Unavailable));
+        }
+        plan.gauge = entries.map(|n| (Gauge::KeyServiceEntries, n));
+        plan.wake = Some(flight);
+        plan
+    }
+
+    /// A stream that waited on another's callout was woken (or its wait ran out): decide again.
+    pub fn resume<'p, H: Facts + SharedStore>(
+        &mut self,
+        policy: &'p Policy,
+        req: RequestHeaders<'_>,
+        revocation: &mut Worker,
+        host: &H,
+    ) -> Plan<'p> {
+        self.on_request_headers(policy, req, revocation, host)
+    }
+
+    /// Whether the request is held for the key service: its body and trailers wait in the host.
+    pub fn holding(&self) -> bool {
+        matches!(self.state, State::Key(_))
+    }
+
+    /// The stream ends (the client left, or Envoy destroys it). A stream whose callout never
+    /// answered ends its flight, so its waiters are woken and one of them asks instead.
+    pub fn on_destroy<H: Facts + SharedStore>(
+        &mut self,
+        policy: &Policy,
+        host: &H,
+    ) -> Plan<'static> {
+        let State::Key(step) = std::mem::take(&mut self.state) else {
+            return Plan::default();
+        };
+        let service = policy.api.as_ref().and_then(|a| a.service.as_ref());
+        match service {
+            Some(service) if step.owner => {
+                let _ = flight::abandon(service, host, &step.hash, host.now_ms());
+                Plan {
+                    wake: Some(step.hash.short()),
+                    ..Plan::default()
+                }
+            }
+            _ => Plan::default(),
         }
     }
 
@@ -243,6 +453,7 @@ impl Stream {
     pub fn body_plan(&self) -> BodyPlan {
         match self.state {
             State::Login(_) => BodyPlan::Collect,
+            State::Key(_) => BodyPlan::Hold,
             State::Done | State::After(_) => BodyPlan::Pass,
         }
     }
@@ -306,7 +517,7 @@ impl Stream {
     ) -> Plan<'static> {
         match self.state {
             State::Login(_) => self.finish(policy, host),
-            State::Done | State::After(_) => Plan {
+            State::Done | State::After(_) | State::Key(_) => Plan {
                 remove: crate::core::trailer_removals(policy, trailers)
                     .into_iter()
                     .map(|n| Cow::Owned(n.to_vec()))
@@ -339,6 +550,8 @@ impl Stream {
                 ..Plan::refuse("login_unbuffered")
             },
             State::After(after) => respond_after(policy, after, resp),
+            // A response while the request is held: Envoy answered it (a timeout, a reset).
+            State::Key(_) => Plan::default(),
         }
     }
 }
@@ -482,6 +695,34 @@ fn page_reply(page: Page, details: Cow<'static, str>) -> Reply {
         headers: page.headers,
         body: Cow::Owned(page.body),
         details,
+    }
+}
+
+/// The plan of a refusal: the identity's client copies scrubbed, counted, audited, noted, and
+/// the reply.
+fn refusal<'p>(
+    policy: &'p Policy,
+    reason: Reason,
+    response: Response,
+    req: RequestHeaders<'_>,
+) -> Plan<'p> {
+    let Response {
+        status,
+        headers,
+        body,
+    } = response;
+    Plan {
+        remove: scrub_identity(policy, req.headers),
+        counter: Some(Counter::Denied(reason)),
+        audit: Some(Audit::Deny(reason)),
+        note: Some(Note::Denied { status, reason }),
+        next: Next::Reply(Reply {
+            status,
+            headers,
+            body: Cow::Borrowed(body),
+            details: deny_details(reason),
+        }),
+        ..Plan::default()
     }
 }
 

@@ -43,7 +43,7 @@ fn status(d: &Decision) -> u16 {
     match d {
         Decision::Allow { .. } => 200,
         Decision::Deny { response, .. } => response.status,
-        Decision::Login(_) => 0,
+        Decision::Login(_) | Decision::Ask => 0,
     }
 }
 
@@ -245,7 +245,7 @@ fn send<'p>(policy: &'p Policy, peer: &str, path: &[u8], extra: &[(&[u8], &[u8])
 fn reason(d: &Decision) -> Option<&'static str> {
     match d {
         Decision::Deny { reason, .. } => Some(reason.code()),
-        Decision::Allow { .. } | Decision::Login(_) => None,
+        Decision::Allow { .. } | Decision::Login(_) | Decision::Ask => None,
     }
 }
 
@@ -259,6 +259,7 @@ fn allowed<'p>(d: &Decision<'p>) -> (Option<(String, Source)>, Edits<'p>) {
         ),
         Decision::Deny { reason, .. } => panic!("denied: {}", reason.code()),
         Decision::Login(e) => panic!("login endpoint {e:?}"),
+        Decision::Ask => panic!("asks the key service"),
     }
 }
 

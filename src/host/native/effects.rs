@@ -6,6 +6,7 @@
 use std::fmt;
 
 use super::bindings::{log, log_enabled, ConfigHost, HeaderMap, Host, LogLevel};
+use crate::core::callout::{Callout, Wait};
 use crate::core::counters::Table;
 use crate::core::effects::{self, Effects, Failed, Gauge};
 use crate::core::plan::{Level, Reply};
@@ -102,6 +103,18 @@ impl Effects for OnStream<'_> {
         );
         Ok(())
     }
+
+    // Key-service callouts: not wired in this host yet, so a callout "cannot start" and the
+    // core decides as for an unavailable service (503), never letting the request through.
+    fn start_callout(&mut self, _callout: &Callout) -> Result<(), Failed> {
+        Err(Failed)
+    }
+
+    fn wait(&mut self, _wait: &Wait) -> Result<(), Failed> {
+        Err(Failed)
+    }
+
+    fn wake(&mut self, _flight: u64) {}
 }
 
 /// A configuration hook's effects (main thread): counters, the degraded gauge, log lines. It
@@ -144,6 +157,7 @@ impl Effects for OnConfig<'_> {
     fn set_gauge(&mut self, gauge: Gauge, value: u64) {
         let id = match gauge {
             Gauge::RevocationDegraded => self.degraded,
+            Gauge::KeyServiceEntries => None,
         };
         if let Some(id) = id {
             self.host.set_gauge(id, value);
@@ -165,4 +179,16 @@ impl Effects for OnConfig<'_> {
     fn send_reply(&mut self, _reply: &Reply) -> Result<(), Failed> {
         Err(Failed)
     }
+
+    // Key-service callouts: not wired in this host yet, so a callout "cannot start" and the
+    // core decides as for an unavailable service (503), never letting the request through.
+    fn start_callout(&mut self, _callout: &Callout) -> Result<(), Failed> {
+        Err(Failed)
+    }
+
+    fn wait(&mut self, _wait: &Wait) -> Result<(), Failed> {
+        Err(Failed)
+    }
+
+    fn wake(&mut self, _flight: u64) {}
 }

@@ -16,6 +16,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 use super::bindings::{self, Wasm};
 use super::map::parse_pairs;
 use crate::config::load;
+use crate::core::callout::{Callout, Wait};
 use crate::core::counters::Table;
 use crate::core::effects::{Effects, Failed, Gauge, HeaderMap};
 use crate::core::facts::RequestHeaders;
@@ -107,6 +108,7 @@ impl Effects for Envoy<'_> {
     fn set_gauge(&mut self, gauge: Gauge, value: u64) {
         let id = match gauge {
             Gauge::RevocationDegraded => self.stats.degraded,
+            Gauge::KeyServiceEntries => None,
         };
         if let Some(id) = id {
             bindings::record(id, value);
@@ -139,6 +141,18 @@ impl Effects for Envoy<'_> {
         )
         .map_err(|_| Failed)
     }
+
+    // Key-service callouts: not wired in this host yet, so a callout "cannot start" and the
+    // core decides as for an unavailable service (503), never letting the request through.
+    fn start_callout(&mut self, _callout: &Callout) -> Result<(), Failed> {
+        Err(Failed)
+    }
+
+    fn wait(&mut self, _wait: &Wait) -> Result<(), Failed> {
+        Err(Failed)
+    }
+
+    fn wake(&mut self, _flight: u64) {}
 }
 
 /// The `log` crate's level of a core [`Level`] (proxy-wasm's logger passes it to the host).
@@ -272,7 +286,8 @@ impl Http {
 fn action(flow: Flow) -> Action {
     match flow {
         Flow::Continue => Action::Continue,
-        Flow::Stop => Action::Pause,
+        // Not reachable until this host makes callouts: no configuration has a key service.
+        Flow::Stop | Flow::Wait | Flow::CalloutNotStarted => Action::Pause,
     }
 }
 
