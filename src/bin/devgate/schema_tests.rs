@@ -97,9 +97,9 @@ fn demo_env(root: &Path) -> HashMap<String, String> {
 }
 
 /// The plugin configurations shipped in the repository: every file of envoy/SHIPPED (as
-/// check-config finds them) and the JSON examples of docs/config.md, each with the environment
-/// its deployment gives it (the VM's own, envoy/demo.env for the native demos, then the
-/// examples' `secret_env` and `users_env` variables).
+/// check-config finds them) and the JSON examples of docs/config.md and docs/key-service.md,
+/// each with the environment its deployment gives it (the VM's own, envoy/demo.env for the native
+/// demos, then the examples' `secret_env` and `users_env` variables).
 fn shipped_configs() -> Vec<Shipped> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut deployment: HashMap<String, String> = [
@@ -129,13 +129,16 @@ fn shipped_configs() -> Vec<Shipped> {
             });
         }
     }
-    let doc = std::fs::read_to_string(root.join("docs/config.md")).unwrap();
-    for (i, block) in doc.split("```json\n").skip(1).enumerate() {
-        configs.push(Shipped {
-            name: format!("docs/config.md example {i}"),
-            json: block.split("```").next().unwrap().to_owned(),
-            env: deployment.clone(),
-        });
+    deployment.insert("KEY_SERVICE_SECRET".to_owned(), EXAMPLE_SECRET.to_owned());
+    for file in ["docs/config.md", "docs/key-service.md"] {
+        let doc = std::fs::read_to_string(root.join(file)).unwrap();
+        for (i, block) in doc.split("```json\n").skip(1).enumerate() {
+            configs.push(Shipped {
+                name: format!("{file} example {i}"),
+                json: block.split("```").next().unwrap().to_owned(),
+                env: deployment.clone(),
+            });
+        }
     }
     configs
 }
