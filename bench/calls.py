@@ -240,6 +240,7 @@ def main() -> int:
         "REFERENCE_WASM": REFERENCE_WASM.resolve(),
         "DEVGATE_KEY": creds["key"],
         "HTPASSWD_LINE": creds["htpasswd"],
+        "ACCESS_TOKEN": creds["access_token"],
     }
     jobs = [{"name": v.name, "kind": "variant", "variant": v, "template": CONFIGS / v.config,
              "values": {**values, **v.values}, "check": True, "what": v.what}

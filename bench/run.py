@@ -103,6 +103,7 @@ def main() -> int:
         "REFERENCE_WASM": REFERENCE_WASM.resolve(),
         "DEVGATE_KEY": creds["key"],
         "HTPASSWD_LINE": creds["htpasswd"],
+        "ACCESS_TOKEN": creds["access_token"],
     }
     envoys: list[Envoy] = []
     upstream = None

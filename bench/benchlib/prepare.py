@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import json
 import os
 import platform
 import re
 import shlex
 import subprocess
 import shutil
+import time
 from pathlib import Path
 
 from benchlib import common
@@ -85,7 +88,25 @@ def make_credentials() -> dict:
     api_key = cli("mint-key", "--kind", "private", "--org", "bench", "--project", "bench", "--product", "bench",
                   "--id", "bench-key", "--ttl", "1h", "--kid", "k1", "--key-file", str(key_file))
     sha = base64.b64encode(hashlib.sha1(BASIC_PASSWORD.encode()).digest()).decode()
-    return {"key": key, "token": token, "api_key": api_key, "htpasswd": f"{BASIC_USER}:{{SHA}}{sha}"}
+    return {"key": key, "token": token, "api_key": api_key, "htpasswd": f"{BASIC_USER}:{{SHA}}{sha}",
+            "access_token": access_token(key)}
+
+
+def access_token(key: str) -> str:
+    """The key service's answer in the *_resolved_key variants (docs/key-service.md): an HS256
+    access token signed with the run's key (`kid` k1) describing a private key of org/project
+    "bench" for product "bench", valid for an hour."""
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "HS256", "kid": "k1", "typ": "JWT"}).encode())
+    claims = {"kind": "private_key", "organization_id": "bench", "project_id": "bench", "products": ["bench"],
+              "jti": "bench-resolved", "iat": now, "exp": now + 3600}
+    payload = b64(json.dumps(claims).encode())
+    secret = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+    sig = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(sig)}"
 
 
 def cpu_model() -> str:

@@ -37,6 +37,8 @@ class Variant:
 # write by hand instead (the peer, two headers, one header set).
 WASM_MINIMUM = "pairs peer set:x-wsgiorg-developer-user=127.0.0.1"
 NAIVE_WASM = "peer header:authorization header:cookie set:x-wsgiorg-developer-user=127.0.0.1"
+# The *_resolved_key variants' key: opaque (no dgsk_ prefix), so devgate asks the key service.
+RESOLVED_KEY = "bench-resolved-key-0123456789abcdef"
 
 
 def variants(token: str, api_key: str) -> list[Variant]:
@@ -56,6 +58,10 @@ def variants(token: str, api_key: str) -> list[Variant]:
         Variant("devgate_api_key", "devgate_api.yaml",
                 "devgate, outsider with X-Api-Key: <private API key> on an API route",
                 headers=[("X-Api-Key", api_key)], needs_credential=True),
+        Variant("devgate_resolved_key", "devgate_resolved.yaml",
+                "devgate, outsider with X-Api-Key: <a key devgate did not sign>, resolved at the key service "
+                "once, then a cache hit",
+                headers=[("X-Api-Key", RESOLVED_KEY)], needs_credential=True),
         Variant("empty_wasm", "empty_wasm.yaml", "proxy-wasm filter that does nothing (V8)", forged=False),
         Variant("wasm_minimum", "reference.yaml",
                 "proxy-wasm filter making only the host calls devgate's network path cannot avoid: "
@@ -87,6 +93,10 @@ def variants(token: str, api_key: str) -> list[Variant]:
         Variant("native_api_key", "native_api.yaml",
                 "devgate native module, outsider with X-Api-Key: <private API key> on an API route",
                 headers=[("X-Api-Key", api_key)], needs_credential=True, native=True),
+        Variant("native_resolved_key", "native_resolved.yaml",
+                "devgate native module, outsider with X-Api-Key: <a key devgate did not sign>, resolved at the "
+                "key service once, then a cache hit",
+                headers=[("X-Api-Key", RESOLVED_KEY)], needs_credential=True, native=True),
         Variant("native_noop", "native_noop.yaml",
                 "devgate's native module doing nothing (test build, filter_name devgate-noop): the fixed cost "
                 "of an extra dynamic-module filter", forged=False, native=True),
