@@ -49,7 +49,7 @@ from benchlib.prepare import (build_filters, check_inputs, command_version, envo
                               git_revision, make_credentials)
 from benchlib.processes import Envoy, start_envoy, stop, wasm_trouble  # noqa: E402
 from benchlib.report import goals_markdown, side_by_side_markdown  # noqa: E402
-from benchlib.variants import Variant, check_variant, process_env, variants  # noqa: E402
+from benchlib.variants import Variant, check_variant, miss_variants, process_env, variants  # noqa: E402
 
 OUT = common.OUT
 WORK = OUT / "calls-run"
@@ -97,13 +97,21 @@ def start_counted(name: str, template: Path, values: dict, envoy: Path, cpu: str
                              env=env)
 
 
-def send(port: int, headers: list, n: int) -> dict:
-    """n GETs of / on one keep-alive connection, as wrk sends them; the statuses seen."""
+SENT = iter(range(1, 1 << 62))
+
+
+def send(port: int, headers: list, n: int, unique: bool = False) -> dict:
+    """n GETs of / on one keep-alive connection, as wrk sends them; the statuses seen. `unique`:
+    the first header's value gets a suffix no other request of the run had."""
     seen: dict = {}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         for _ in range(n):
-            conn.request("GET", "/", headers=dict(headers))
+            sent = dict(headers)
+            if unique and headers:
+                name, value = headers[0]
+                sent[name] = f"{value}-{next(SENT)}"
+            conn.request("GET", "/", headers=sent)
             r = conn.getresponse()
             r.read()
             seen[r.status] = seen.get(r.status, 0) + 1
@@ -138,10 +146,11 @@ def measure(job: dict, envoy: Path, n: int, warmup: int, cpu: str) -> dict:
         problems = check_variant(job["variant"], env.port) if job["check"] else []
         if problems:
             return {"error": "; ".join(problems)}
-        send(env.port, job["variant"].headers, warmup)
+        unique = job["variant"].unique
+        send(env.port, job["variant"].headers, warmup, unique)
         callgrind("--zero", env.proc.pid)
         before = set(glob.glob(str(env.workdir / "callgrind.*")))
-        seen = send(env.port, job["variant"].headers, n)
+        seen = send(env.port, job["variant"].headers, n, unique)
         callgrind("--dump", env.proc.pid)
         total = instructions(env.workdir, before)
         want = job["variant"].status
@@ -244,7 +253,7 @@ def main() -> int:
     }
     jobs = [{"name": v.name, "kind": "variant", "variant": v, "template": CONFIGS / v.config,
              "values": {**values, **v.values}, "check": True, "what": v.what}
-            for v in variants(creds["token"], creds["api_key"])]
+            for v in variants(creds["token"], creds["api_key"]) + miss_variants()]
     for name, steps, what in PRICES:
         v = Variant(name, "reference.yaml", what, forged=False)
         jobs.append({"name": name, "kind": "price", "variant": v, "template": CONFIGS / "reference.yaml",

@@ -29,6 +29,9 @@ class Variant:
     # devgate as a native dynamic module: it reads `secret_env` from Envoy's process environment (no
     # VM environment), so this variant's Envoy, and only it, gets the run's key there.
     native: bool = False
+    # `make bench-calls` only: every request's first header value gets its own suffix (`-<n>`), so
+    # that each request carries a key devgate has not seen (the key service's miss path).
+    unique: bool = False
 
 
 # The reference filter's steps (bench/reference-filter): the host calls devgate's network path cannot
@@ -100,6 +103,20 @@ def variants(token: str, api_key: str) -> list[Variant]:
         Variant("native_noop", "native_noop.yaml",
                 "devgate's native module doing nothing (test build, filter_name devgate-noop): the fixed cost "
                 "of an extra dynamic-module filter", forged=False, native=True),
+    ]
+
+
+def miss_variants() -> list[Variant]:
+    """`make bench-calls` only (wrk sends one header set): the *_resolved_key configs with a key
+    devgate has not seen on every request, so each one is a cache miss, a callout to the key
+    service and the answer's verification and caching."""
+    return [
+        Variant("devgate_resolved_miss", "devgate_resolved.yaml",
+                "devgate, a new key on every request: cache miss, callout to the key service, verify, cache",
+                headers=[("X-Api-Key", RESOLVED_KEY)], needs_credential=True, unique=True),
+        Variant("native_resolved_miss", "native_resolved.yaml",
+                "devgate native module, a new key on every request: cache miss, callout, verify, cache",
+                headers=[("X-Api-Key", RESOLVED_KEY)], needs_credential=True, native=True, unique=True),
     ]
 
 
