@@ -17,6 +17,8 @@
 pub mod answer;
 pub mod cache;
 pub mod flight;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use sha2::{Digest, Sha256};
 
