@@ -128,19 +128,32 @@ impl Stream {
         };
         let view = revocation.view(policy, request.now, host);
         let service = policy.api.as_ref().and_then(|a| a.service.as_ref());
+        // A request held for the key service is decided again (woken, answered): its hit or
+        // miss was counted at its first decision.
+        let resumed = matches!(self.state, State::Key(_));
         let in_hand = match &self.state {
-            State::Key(step) => step.answer.clone(),
+            State::Key(step) => step.answer.clone().map(|answer| (step.hash, answer)),
             _ => None,
         };
-        let (decision, asked) = match service {
+        let (decision, mut asked) = match service {
             Some(service) => {
-                let resolver =
-                    CacheResolver::new(service, host, request.now, host.now_ms(), in_hand.as_ref());
+                let resolver = CacheResolver::new(
+                    service,
+                    host,
+                    request.now,
+                    host.now_ms(),
+                    in_hand.as_ref().map(|(hash, answer)| (hash, answer)),
+                );
                 let decision = decide_keyed(policy, &request, view, Some(&resolver));
                 (decision, resolver.asked())
             }
             None => (decide_with(policy, &request, view), None),
         };
+        if let (true, Some(asked)) = (resumed, asked.as_mut()) {
+            asked.event = asked
+                .event
+                .filter(|e| !matches!(e, KeyEvent::Hit | KeyEvent::Miss));
+        }
         let event = asked
             .as_ref()
             .and_then(|a| a.event)
@@ -217,7 +230,7 @@ impl Stream {
                 plan
             }
         };
-        plan.also[0] = event;
+        plan.also = [event, None];
         plan
     }
 
@@ -283,7 +296,7 @@ impl Stream {
                         .headers
                         .push(("retry-after", Cow::Owned(retry_after.max(1).to_string())));
                 }
-                plan.also = [Some(Counter::KeyService(KeyEvent::OverBudget)), None];
+                plan.also = [miss, Some(Counter::KeyService(KeyEvent::OverBudget))];
                 plan
             }
             Err(_) => {
@@ -331,7 +344,8 @@ impl Stream {
         }
         let mut plan = self.on_request_headers(policy, req, revocation, host);
         if unavailable {
-            plan.also[1] = Some(Counter::KeyService(KeyEvent::Unavailable));
+            let [first, _] = plan.also;
+            plan.also = [first, Some(Counter::KeyService(KeyEvent::Unavailable))];
         }
         plan.gauge = entries.map(|n| (Gauge::KeyServiceEntries, n));
         plan.wake = Some(flight);

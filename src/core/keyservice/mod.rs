@@ -263,7 +263,7 @@ pub struct CacheResolver<'a, S: crate::core::shared::SharedStore + ?Sized> {
     store: &'a S,
     now: u64,
     now_ms: u64,
-    in_hand: Option<&'a Resolution>,
+    in_hand: Option<(&'a KeyHash, &'a Resolution)>,
     memo: std::cell::RefCell<Option<Asked>>,
 }
 
@@ -290,13 +290,14 @@ impl std::fmt::Debug for Asked {
 }
 
 impl<'a, S: crate::core::shared::SharedStore + ?Sized> CacheResolver<'a, S> {
-    /// A resolver for one request's decision at `now` / `now_ms`.
+    /// A resolver for one request's decision at `now` / `now_ms`. `in_hand`: the answer of
+    /// the stream's own callout and the key it was about; it speaks for that key only.
     pub fn new(
         service: &'a KeyService,
         store: &'a S,
         now: u64,
         now_ms: u64,
-        in_hand: Option<&'a Resolution>,
+        in_hand: Option<(&'a KeyHash, &'a Resolution)>,
     ) -> Self {
         CacheResolver {
             service,
@@ -328,7 +329,10 @@ impl<S: crate::core::shared::SharedStore + ?Sized> Resolver for CacheResolver<'_
             &hash,
             self.now,
             self.now_ms,
-            self.in_hand,
+            // The stream's answer is about the key it asked; any other key is looked up.
+            self.in_hand
+                .filter(|(asked, _)| **asked == hash)
+                .map(|(_, answer)| answer),
         ) {
             Ok(found) => found,
             // The store failed: no verdict on the key, and no callout either.

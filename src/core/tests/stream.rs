@@ -2,20 +2,20 @@
 
 use std::borrow::Cow;
 
+use crate::config::parse_policy;
 use crate::core::budget;
+use crate::core::codes::Challenge;
+use crate::core::codes::Outcome;
 use crate::core::counters::{Admission, Counter};
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
 use crate::core::login::{self, MAX_BODY};
+use crate::core::plan::Audit;
 use crate::core::plan::{Note, Plan};
 use crate::core::policy::Policy;
 use crate::core::revocation::Worker;
+use crate::core::shared::MemoryStore;
 use crate::core::shared::{self, SharedStore};
 use crate::core::stream::{finish_with, BodyPlan, Collected, Stream};
-use crate::core::codes::Outcome;
-use crate::config::parse_policy;
-use crate::core::codes::Challenge;
-use crate::core::plan::Audit;
-use crate::core::shared::MemoryStore;
 use crate::core::Reason;
 
 /// A same-origin login form POST from a browser on the plain listener.
