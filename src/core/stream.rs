@@ -246,8 +246,22 @@ impl Stream {
         revocation: &mut Worker,
         host: &H,
     ) -> Plan<'p> {
-        let rejoin = matches!(&self.state, State::Key(k) if k.hash == asked.hash && !k.owner);
         let miss = asked.event.map(Counter::KeyService);
+        if matches!(&self.state, State::Key(k) if k.hash == asked.hash && k.owner) {
+            // Run again while its own callout is out (a host's stray resume): it keeps its
+            // flight and waits for its answer, never joining its own flight as a waiter.
+            return Plan {
+                next: Next::Wait(crate::core::callout::Wait {
+                    flight: asked.hash.short(),
+                    until_ms: host
+                        .now_ms()
+                        .saturating_add(service.timeout_ms)
+                        .saturating_add(1000),
+                }),
+                ..Plan::default()
+            };
+        }
+        let rejoin = matches!(&self.state, State::Key(k) if k.hash == asked.hash);
         let joined = flight::join(service, host, &asked.hash, host.now_ms(), rejoin);
         match joined {
             Ok(Join::Owner) => {

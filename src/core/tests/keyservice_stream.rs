@@ -522,3 +522,53 @@ fn the_budget_refuses_with_503_and_retry_after() {
     assert_eq!(plan.counter, Some(Counter::Denied(Reason::KeyServiceBusy)));
     assert!(!s.holding());
 }
+
+#[test]
+fn an_owner_run_again_before_its_answer_keeps_its_callout() {
+    let p = policy();
+    let host = Host::default();
+    let mut owner = Stream::new();
+    callout(&headers_step(&mut owner, &p, &host, OPAQUE));
+    let plan = resume(&mut owner, &p, &host, OPAQUE);
+    assert!(matches!(plan.next, Next::Wait(_)), "{plan:?}");
+    assert_eq!(plan.also, [None, None]);
+    assert!(owner.holding());
+    let t = token(&claims("private_key", NOW + 3600));
+    let plan = answer(&mut owner, &p, &host, OPAQUE, ok(t.as_bytes()));
+    assert_eq!(plan.next, Next::Continue, "its answer is still its own");
+}
+
+#[test]
+fn a_public_key_travels_in_the_query_and_its_kind_must_match_its_place() {
+    let p = policy();
+    let host = Host::default();
+    let public = b"pk-live-0123456789abcdef";
+    let headers: Vec<(&'static [u8], Vec<u8>)> = vec![
+        (b":method", b"GET".to_vec()),
+        (
+            b":path",
+            b"/v1/maps/tiles?key=pk-live-0123456789abcdef&z=1".to_vec(),
+        ),
+    ];
+    let mut s = Stream::new();
+    let plan = req(&headers, |r| {
+        s.on_request_headers(&p, r, &mut Worker::default(), &host)
+    });
+    let c = callout(&plan);
+    let path = c.headers.iter().find(|(n, _)| n == ":path").unwrap();
+    assert_eq!(path.1, b"/access_tokens/");
+    let t = token(&claims("public_key", NOW + 3600));
+    let plan = req(&headers, |r| {
+        s.on_callout_answer(&p, ok(t.as_bytes()), r, &mut Worker::default(), &host)
+    });
+    assert_eq!(plan.next, Next::Continue, "{plan:?}");
+    assert_eq!(set(&plan, ":path"), Some(&b"/v1/maps/tiles?z=1"[..]));
+    assert_eq!(
+        plan.audit.map(|a| a.value()).as_deref(),
+        Some("allow:public_key")
+    );
+    // The same key in X-Api-Key (a private key's place) is misplaced.
+    let plan = headers_step(&mut Stream::new(), &p, &host, public);
+    assert_eq!(status(&plan), 401, "{plan:?}");
+    assert_eq!(plan.counter, Some(Counter::Denied(Reason::KeyMisplaced)));
+}
