@@ -17,8 +17,8 @@
 //! a good entry. An authoritative answer clears the key's entry in the other table.
 //!
 //! `<prefix>.n` counts the slots ever filled (the `key_service.entries` gauge); slots are
-//! overwritten or cleared (a one-byte marker), never removed, so the store holds at most `entries + rejections + 2` keys per
-//! service.
+//! overwritten or cleared (a one-byte marker), never removed, so the store holds at most
+//! `entries + rejections + 2` keys per service.
 
 use serde::{Deserialize, Serialize};
 
