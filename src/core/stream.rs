@@ -128,19 +128,32 @@ impl Stream {
         };
         let view = revocation.view(policy, request.now, host);
         let service = policy.api.as_ref().and_then(|a| a.service.as_ref());
+        // A request held for the key service is decided again (woken, answered): its hit or
+        // miss was counted at its first decision.
+        let resumed = matches!(self.state, State::Key(_));
         let in_hand = match &self.state {
-            State::Key(step) => step.answer.clone(),
+            State::Key(step) => step.answer.clone().map(|answer| (step.hash, answer)),
             _ => None,
         };
-        let (decision, asked) = match service {
+        let (decision, mut asked) = match service {
             Some(service) => {
-                let resolver =
-                    CacheResolver::new(service, host, request.now, host.now_ms(), in_hand.as_ref());
+                let resolver = CacheResolver::new(
+                    service,
+                    host,
+                    request.now,
+                    host.now_ms(),
+                    in_hand.as_ref().map(|(hash, answer)| (hash, answer)),
+                );
                 let decision = decide_keyed(policy, &request, view, Some(&resolver));
                 (decision, resolver.asked())
             }
             None => (decide_with(policy, &request, view), None),
         };
+        if let (true, Some(asked)) = (resumed, asked.as_mut()) {
+            asked.event = asked
+                .event
+                .filter(|e| !matches!(e, KeyEvent::Hit | KeyEvent::Miss));
+        }
         let event = asked
             .as_ref()
             .and_then(|a| a.event)
@@ -217,7 +230,7 @@ impl Stream {
                 plan
             }
         };
-        plan.also[0] = event;
+        plan.also = [event, None];
         plan
     }
 
@@ -233,8 +246,22 @@ impl Stream {
         revocation: &mut Worker,
         host: &H,
     ) -> Plan<'p> {
-        let rejoin = matches!(&self.state, State::Key(k) if k.hash == asked.hash && !k.owner);
         let miss = asked.event.map(Counter::KeyService);
+        if matches!(&self.state, State::Key(k) if k.hash == asked.hash && k.owner) {
+            // Run again while its own callout is out (a host's stray resume): it keeps its
+            // flight and waits for its answer, never joining its own flight as a waiter.
+            return Plan {
+                next: Next::Wait(crate::core::callout::Wait {
+                    flight: asked.hash.short(),
+                    until_ms: host
+                        .now_ms()
+                        .saturating_add(service.timeout_ms)
+                        .saturating_add(1000),
+                }),
+                ..Plan::default()
+            };
+        }
+        let rejoin = matches!(&self.state, State::Key(k) if k.hash == asked.hash);
         let joined = flight::join(service, host, &asked.hash, host.now_ms(), rejoin);
         match joined {
             Ok(Join::Owner) => {
@@ -283,7 +310,7 @@ impl Stream {
                         .headers
                         .push(("retry-after", Cow::Owned(retry_after.max(1).to_string())));
                 }
-                plan.also = [Some(Counter::KeyService(KeyEvent::OverBudget)), None];
+                plan.also = [miss, Some(Counter::KeyService(KeyEvent::OverBudget))];
                 plan
             }
             Err(_) => {
@@ -331,7 +358,8 @@ impl Stream {
         }
         let mut plan = self.on_request_headers(policy, req, revocation, host);
         if unavailable {
-            plan.also[1] = Some(Counter::KeyService(KeyEvent::Unavailable));
+            let [first, _] = plan.also;
+            plan.also = [first, Some(Counter::KeyService(KeyEvent::Unavailable))];
         }
         plan.gauge = entries.map(|n| (Gauge::KeyServiceEntries, n));
         plan.wake = Some(flight);
@@ -742,310 +770,4 @@ fn read_attempts<S: SharedStore + ?Sized>(
 ) -> Result<(Option<Attempts>, u32), shared::Unavailable> {
     let (value, cas) = shared.get(key)?;
     Ok((value.as_deref().and_then(Attempts::from_bytes), cas))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::parse_policy;
-    use crate::core::codes::Challenge;
-    use crate::core::plan::Audit;
-    use crate::core::shared::MemoryStore;
-    use crate::core::Reason;
-
-    /// A same-origin login form POST from a browser on the plain listener.
-    const LOGIN_POST: [(&[u8], &[u8]); 5] = [
-        (b":method", b"POST"),
-        (b":path", b"/.devgate/login"),
-        (b":authority", b"localhost"),
-        (b"origin", b"http://localhost"),
-        (b"content-type", b"application/x-www-form-urlencoded"),
-    ];
-
-    /// Password: correct horse (cost 5).
-    const ALICE: &str = "alice:$2y$05$WBNRJBi.4c8ilvNVGxxUCOTTVPsWRpkAqpvHW2izxuA1HtxO/eNdK";
-    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY";
-    const NOW_MS: u64 = 1_700_000_000_000;
-
-    /// A host in memory that counts the lazy reads it was asked for.
-    #[derive(Default)]
-    struct Fake {
-        store: MemoryStore,
-        clock_reads: std::cell::Cell<u32>,
-        tls_reads: std::cell::Cell<u32>,
-        response: Vec<(&'static [u8], &'static [u8])>,
-        full_reads: std::cell::Cell<u32>,
-    }
-
-    impl Facts for Fake {
-        fn now_ms(&self) -> u64 {
-            self.clock_reads.set(self.clock_reads.get() + 1);
-            NOW_MS
-        }
-        fn tls(&self) -> bool {
-            self.tls_reads.set(self.tls_reads.get() + 1);
-            false
-        }
-    }
-
-    impl SharedStore for Fake {
-        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), shared::Unavailable> {
-            self.store.get(key)
-        }
-        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<bool, shared::Unavailable> {
-            self.store.set(key, value, cas)
-        }
-    }
-
-    impl ResponseFacts for Fake {
-        fn has_header(&self, name: &[u8]) -> bool {
-            self.response.iter().any(|(n, _)| *n == name)
-        }
-        fn with_headers<R>(&self, f: impl FnOnce(&[(&[u8], &[u8])]) -> R) -> Option<R> {
-            self.full_reads.set(self.full_reads.get() + 1);
-            let pairs: Vec<(&[u8], &[u8])> = self.response.to_vec();
-            Some(f(&pairs))
-        }
-    }
-
-    fn headers_step<'p>(
-        stream: &mut Stream,
-        policy: &'p Policy,
-        host: &Fake,
-        peer: &str,
-        headers: &[(&[u8], &[u8])],
-        end_of_stream: bool,
-    ) -> Plan<'p> {
-        let req = RequestHeaders {
-            peer: Some(peer.as_bytes()),
-            headers,
-            end_of_stream,
-        };
-        stream.on_request_headers(policy, req, &mut Worker::default(), host)
-    }
-
-    fn login_policy(extra: &str) -> Policy {
-        let json = format!(
-            r#"{{"keys": [{{"id": "k1", "secret": "{KEY}"}}], "protect": ["/_debug/"]
-                 {extra}, "login": {{"users": "{ALICE}", "allow_from": ["127.0.0.0/8"]}}}}"#
-        );
-        parse_policy(json.as_bytes()).unwrap()
-    }
-
-    #[test]
-    fn an_allowed_request_is_counted_and_audited_by_the_core_and_needs_no_clock() {
-        let policy = parse_policy(br#"{"protect": ["/_debug/"]}"#).unwrap();
-        let host = Fake::default();
-        let mut s = Stream::new();
-        let h: [(&[u8], &[u8]); 3] = [
-            (b":method", b"GET"),
-            (b":path", b"/_debug/"),
-            (b"X-Wsgiorg-Developer-User", b"mallory"),
-        ];
-        let plan = headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, true);
-        assert_eq!(
-            plan.counter,
-            Some(Counter::Allowed(Admission::Source(
-                crate::core::Source::Network
-            )))
-        );
-        assert_eq!(
-            plan.audit.map(Audit::value).as_deref(),
-            Some("allow:network")
-        );
-        assert!(plan
-            .remove
-            .contains(&Cow::Borrowed(b"X-Wsgiorg-Developer-User")));
-        assert!(plan.reply().is_none());
-        assert_eq!(
-            host.clock_reads.get(),
-            0,
-            "no tokens, keys or login: no clock"
-        );
-        assert_eq!(s.body_plan(), BodyPlan::Pass);
-    }
-
-    #[test]
-    fn a_denied_request_is_answered_with_its_reason_in_the_details() {
-        let policy = parse_policy(br#"{"protect": ["/_debug/"]}"#).unwrap();
-        let host = Fake::default();
-        let h: [(&[u8], &[u8]); 3] = [
-            (b":method", b"GET"),
-            (b":path", b"/_debug/"),
-            (b"x_wsgiorg_developer_user", b"mallory"),
-        ];
-        let plan = headers_step(&mut Stream::new(), &policy, &host, "192.0.2.1:5", &h, true);
-        let reply = plan.reply().cloned().unwrap();
-        assert_eq!(
-            (reply.status, reply.details.as_ref()),
-            (401, "devgate_no_credential")
-        );
-        assert_eq!(plan.counter, Some(Counter::Denied(Reason::NoCredential)));
-        assert_eq!(plan.remove, vec![b"x_wsgiorg_developer_user".to_vec()]);
-    }
-
-    #[test]
-    fn login_post_collects_the_body_then_verifies_within_the_budget() {
-        let policy = login_policy("");
-        let host = Fake::default();
-        let mut s = Stream::new();
-        let h: [(&[u8], &[u8]); 6] = [
-            (b":method", b"POST"),
-            (b":path", b"/.devgate/login"),
-            (b":authority", b"localhost"),
-            (b"origin", b"http://localhost"),
-            (b"content-type", b"application/x-www-form-urlencoded"),
-            (b"cookie", b"devgate_session=x"),
-        ];
-        let plan = headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
-        assert!(plan.reply().is_none());
-        for name in ["cookie", "authorization", "proxy-authorization"] {
-            assert!(
-                plan.remove.contains(&Cow::Borrowed(name.as_bytes())),
-                "{name}"
-            );
-        }
-        assert_eq!(host.tls_reads.get(), 1, "TLS state is read under the mount");
-        assert_eq!(s.body_plan(), BodyPlan::Collect);
-        assert_eq!(
-            s.on_request_body(&policy, b"username=alice&", false, &host),
-            Plan::default()
-        );
-        let plan = s.on_request_body(&policy, b"password=correct+horse", true, &host);
-        let reply = plan.reply().cloned().unwrap();
-        assert_eq!(
-            (reply.status, reply.details.as_ref()),
-            (303, "devgate_login_succeeded")
-        );
-        assert_eq!(plan.counter, Some(Counter::Login(Outcome::Succeeded)));
-        assert_eq!(plan.note, Some(Note::LoginSucceeded));
-        assert_eq!(s.body_plan(), BodyPlan::Pass);
-        // The verify was taken from the shared budget.
-        assert!(host.store.get(budget::KEY).unwrap().0.is_some());
-    }
-
-    #[test]
-    fn login_body_over_the_cap_is_413_and_trailers_finish_the_form() {
-        let policy = login_policy("");
-        let host = Fake::default();
-        let h = LOGIN_POST;
-        let mut s = Stream::new();
-        headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
-        let plan = s.on_request_body(&policy, &vec![b'a'; MAX_BODY + 1], false, &host);
-        assert_eq!(plan.counter, Some(Counter::Login(Outcome::TooLarge)));
-        let mut s = Stream::new();
-        headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
-        s.on_request_body(&policy, b"username=alice&password=wrong", false, &host);
-        let plan = s.on_request_trailers(&policy, &[], &host);
-        assert_eq!(plan.counter, Some(Counter::Login(Outcome::Failed)));
-        // The failure was counted for the peer.
-        let key = login::rate_key("127.0.0.1".parse().unwrap());
-        assert!(host.store.get(&key).unwrap().0.is_some());
-    }
-
-    #[test]
-    fn collected_login_form_finishes_on_another_thread_like_the_inline_step() {
-        let policy = login_policy("");
-        let host = Fake::default();
-        let h = LOGIN_POST;
-        let mut s = Stream::new();
-        headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
-        assert!(matches!(
-            s.collect_body(b"username=alice&", false),
-            Collected::Plan(p) if p == Plan::default()
-        ));
-        let Collected::Finish(pending) = s.collect_body(b"password=correct+horse", true) else {
-            panic!("the whole form comes back to the host");
-        };
-        assert_eq!(s.body_plan(), BodyPlan::Pass);
-        let plan = std::thread::spawn(move || finish_with(&policy, pending, &Fake::default()))
-            .join()
-            .unwrap();
-        assert_eq!(plan.counter, Some(Counter::Login(Outcome::Succeeded)));
-        // Trailers end a form the same way: taken whole, once.
-        let policy = login_policy("");
-        let mut s = Stream::new();
-        headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
-        assert!(s.take_login().is_some());
-        assert!(s.take_login().is_none());
-    }
-
-    #[test]
-    fn login_post_that_reaches_the_upstream_is_refused_at_the_response() {
-        let policy = login_policy("");
-        let host = Fake::default();
-        let h = LOGIN_POST;
-        let mut s = Stream::new();
-        headers_step(&mut s, &policy, &host, "127.0.0.1:5", &h, false);
-        let plan = s.on_response_headers(&policy, &host);
-        assert_eq!(plan.counter, Some(Counter::InternalError));
-        assert_eq!(plan.note, Some(Note::LoginUnbuffered));
-        assert_eq!(plan.reply().map(|r| r.status), Some(500));
-    }
-
-    #[test]
-    fn upstream_challenge_reads_the_response_only_when_the_probe_hits() {
-        let policy = login_policy(r#", "upstream_challenge": "login""#);
-        let mut host = Fake::default();
-        let h: [(&[u8], &[u8]); 2] = [(b":method", b"GET"), (b":path", b"/app?x=1")];
-        let mut s = Stream::new();
-        headers_step(&mut s, &policy, &host, "192.0.2.1:5", &h, true);
-        // No WWW-Authenticate: nothing read beyond the probe.
-        host.response = vec![(b":status", b"401")];
-        assert_eq!(s.on_response_headers(&policy, &host), Plan::default());
-        assert_eq!(host.full_reads.get(), 0);
-        let mut s = Stream::new();
-        headers_step(&mut s, &policy, &host, "192.0.2.1:5", &h, true);
-        host.response = vec![
-            (b":status", b"401"),
-            (b"www-authenticate", b"x-wsgiorg.developer_user"),
-        ];
-        let plan = s.on_response_headers(&policy, &host);
-        assert_eq!(host.full_reads.get(), 1);
-        assert_eq!(plan.counter, Some(Counter::Challenge(Challenge::Login)));
-        let reply = plan.reply().cloned().unwrap();
-        assert_eq!(reply.status, 303);
-        assert!(reply
-            .headers
-            .contains(&("location", "/.devgate/login?back=/app%3Fx%3D1".into())));
-    }
-
-    #[test]
-    fn refused_plans_carry_the_identity_scrub() {
-        // The login mount with a shared store that fails: a 500, and still no identity copy.
-        struct Broken;
-        impl Facts for Broken {
-            fn now_ms(&self) -> u64 {
-                NOW_MS
-            }
-            fn tls(&self) -> bool {
-                false
-            }
-        }
-        impl SharedStore for Broken {
-            fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, u32), shared::Unavailable> {
-                Err(shared::Unavailable)
-            }
-            fn set(&self, _: &str, _: &[u8], _: u32) -> Result<bool, shared::Unavailable> {
-                Err(shared::Unavailable)
-            }
-        }
-        let policy = login_policy("");
-        let h: [(&[u8], &[u8]); 6] = [
-            (b":method", b"POST"),
-            (b":path", b"/.devgate/login"),
-            (b":authority", b"localhost"),
-            (b"origin", b"http://localhost"),
-            (b"content-type", b"application/x-www-form-urlencoded"),
-            (b"x-wsgiorg-developer-user", b"mallory"),
-        ];
-        let req = RequestHeaders {
-            peer: Some(b"127.0.0.1:5"),
-            headers: &h,
-            end_of_stream: false,
-        };
-        let plan = Stream::new().on_request_headers(&policy, req, &mut Worker::default(), &Broken);
-        assert_eq!(plan.counter, Some(Counter::InternalError));
-        assert_eq!(plan.remove, vec![b"x-wsgiorg-developer-user".to_vec()]);
-    }
 }

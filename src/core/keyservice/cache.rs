@@ -17,8 +17,8 @@
 //! a good entry. An authoritative answer clears the key's entry in the other table.
 //!
 //! `<prefix>.n` counts the slots ever filled (the `key_service.entries` gauge); slots are
-//! overwritten, never removed, so the store holds at most `entries + rejections + 2` keys per
-//! service.
+//! overwritten or cleared (a one-byte marker), never removed, so the store holds at most
+//! `entries + rejections + 2` keys per service.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,11 @@ const RESOLVED: u8 = b'k';
 const REJECTED: u8 = b'r';
 /// version, kind, hash, fetched_ms, then two u64 times.
 const HEAD: usize = 1 + 1 + 32 + 8 + 8 + 8;
+
+/// What a cleared slot holds: not an entry, and not empty either, so that filling the slot
+/// again is not counted as a slot filled for the first time (the gauge stays at most
+/// `entries + rejections`; a host may also read an empty value back as "never set").
+const CLEARED: [u8; 1] = [0];
 
 /// The rejections a cache keeps, by their place in this list (the stored byte).
 const REJECTIONS: [Reason; 4] = [
@@ -376,7 +381,7 @@ pub fn store<S: SharedStore + ?Sized>(
             Some(Entry::Resolved { hash: h, .. } | Entry::Rejected { hash: h, .. })
                 if h == hash.0 =>
             {
-                Ok(Vec::new())
+                Ok(CLEARED.to_vec())
             }
             _ => Err(()),
         }
@@ -395,3 +400,7 @@ pub fn store<S: SharedStore + ?Sized>(
     })?;
     Ok(Some(count.get()))
 }
+
+#[cfg(test)]
+#[path = "../tests/keyservice_cache.rs"]
+mod tests;

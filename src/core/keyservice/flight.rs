@@ -242,3 +242,193 @@ pub fn recently_failed<S: SharedStore + ?Sized>(
         .iter()
         .any(|fl| fl.id == id && fl.state == FAILED))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::keyservice::testing::{service, NOW};
+    use crate::core::shared::MemoryStore;
+
+    const T: u64 = NOW * 1000;
+
+    fn h(s: &KeyService, n: u32) -> KeyHash {
+        KeyHash::of(s, format!("flight-key-{n}-0123456789").as_bytes())
+    }
+
+    fn table(s: &KeyService, db: &MemoryStore, now_ms: u64) -> Flights {
+        decode(db.get(&key(s)).unwrap().0.as_deref(), now_ms)
+    }
+
+    #[test]
+    fn the_first_asks_the_others_wait_on_the_same_flight() {
+        let mut s = service();
+        s.budget.waiters = 3;
+        let db = MemoryStore::default();
+        let a = h(&s, 1);
+        assert_eq!(join(&s, &db, &a, T, false), Ok(Join::Owner));
+        let wait = Join::Wait(Wait {
+            flight: a.short(),
+            until_ms: T + 1000 + 1000,
+        });
+        for i in 1..=3 {
+            assert_eq!(join(&s, &db, &a, T + i, false), Ok(wait));
+            assert_eq!(table(&s, &db, T).list[0].waiters, i as u16);
+        }
+        // A waiter that comes back (woken early) is not counted again.
+        assert_eq!(join(&s, &db, &a, T + 5, true), Ok(wait));
+        assert_eq!(table(&s, &db, T).list[0].waiters, 3);
+        // One more new waiter is over the cap.
+        assert_eq!(
+            join(&s, &db, &a, T + 6, false),
+            Ok(Join::Busy { retry_after: 1 })
+        );
+        // Another key has its own flight.
+        assert_eq!(join(&s, &db, &h(&s, 2), T, false), Ok(Join::Owner));
+    }
+
+    #[test]
+    fn flights_in_the_air_are_capped() {
+        let mut s = service();
+        s.budget.in_flight = 2;
+        let db = MemoryStore::default();
+        assert_eq!(join(&s, &db, &h(&s, 1), T, false), Ok(Join::Owner));
+        assert_eq!(join(&s, &db, &h(&s, 2), T, false), Ok(Join::Owner));
+        assert_eq!(
+            join(&s, &db, &h(&s, 3), T, false),
+            Ok(Join::Busy { retry_after: 1 })
+        );
+        // Waiting on one in the air is still fine.
+        assert!(matches!(
+            join(&s, &db, &h(&s, 1), T, false),
+            Ok(Join::Wait(_))
+        ));
+        land(&s, &db, &h(&s, 1), false, T + 10).unwrap();
+        assert_eq!(join(&s, &db, &h(&s, 3), T + 10, false), Ok(Join::Owner));
+        // A failed mark is not a flight in the air.
+        land(&s, &db, &h(&s, 2), true, T + 20).unwrap();
+        assert_eq!(join(&s, &db, &h(&s, 4), T + 20, false), Ok(Join::Owner));
+    }
+
+    #[test]
+    fn callouts_per_second_are_budgeted() {
+        let mut s = service();
+        s.budget.per_second = 2;
+        s.budget.burst = 2;
+        let db = MemoryStore::default();
+        assert_eq!(join(&s, &db, &h(&s, 1), T, false), Ok(Join::Owner));
+        assert_eq!(join(&s, &db, &h(&s, 2), T, false), Ok(Join::Owner));
+        assert_eq!(
+            join(&s, &db, &h(&s, 3), T, false),
+            Ok(Join::Busy { retry_after: 1 })
+        );
+        // Half a second later one more unit has come back.
+        assert_eq!(join(&s, &db, &h(&s, 3), T + 500, false), Ok(Join::Owner));
+        assert!(matches!(
+            join(&s, &db, &h(&s, 4), T + 500, false),
+            Ok(Join::Busy { .. })
+        ));
+        // A slow budget says how long to wait.
+        let mut slow = service();
+        slow.budget.per_second = 1;
+        slow.budget.burst = 1;
+        slow.store_prefix.push_str("-slow");
+        assert_eq!(join(&slow, &db, &h(&slow, 1), T, false), Ok(Join::Owner));
+        assert_eq!(
+            join(&slow, &db, &h(&slow, 2), T + 1, false),
+            Ok(Join::Busy { retry_after: 1 })
+        );
+        assert_eq!(
+            join(&slow, &db, &h(&slow, 2), T + 1000, false),
+            Ok(Join::Owner)
+        );
+    }
+
+    #[test]
+    fn landing_ends_the_flight_and_a_failure_is_remembered_for_retry_ms() {
+        let s = service();
+        let db = MemoryStore::default();
+        let a = h(&s, 1);
+        assert_eq!(join(&s, &db, &a, T, false), Ok(Join::Owner));
+        land(&s, &db, &a, false, T + 50).unwrap();
+        assert!(table(&s, &db, T + 50).list.is_empty());
+        assert_eq!(recently_failed(&s, &db, &a, T + 50), Ok(false));
+        assert_eq!(join(&s, &db, &a, T + 60, false), Ok(Join::Owner));
+        land(&s, &db, &a, true, T + 100).unwrap();
+        assert_eq!(recently_failed(&s, &db, &a, T + 100), Ok(true));
+        assert_eq!(recently_failed(&s, &db, &h(&s, 2), T + 100), Ok(false));
+        assert_eq!(join(&s, &db, &a, T + 1099, false), Ok(Join::Failed));
+        // retry_ms (1000) later the key may be asked again.
+        assert_eq!(recently_failed(&s, &db, &a, T + 1100), Ok(false));
+        assert_eq!(join(&s, &db, &a, T + 1100, false), Ok(Join::Owner));
+        // A success after a failure clears the mark at once.
+        land(&s, &db, &a, true, T + 2000).unwrap();
+        land(&s, &db, &a, false, T + 2001).unwrap();
+        assert_eq!(recently_failed(&s, &db, &a, T + 2001), Ok(false));
+    }
+
+    #[test]
+    fn failed_marks_are_bounded() {
+        let s = service();
+        let db = MemoryStore::default();
+        for i in 0..(MAX_FAILED as u32 + 10) {
+            land(&s, &db, &h(&s, i), true, T).unwrap();
+        }
+        let t = table(&s, &db, T);
+        assert_eq!(t.list.len(), MAX_FAILED);
+        // The oldest marks went first.
+        assert_eq!(recently_failed(&s, &db, &h(&s, 0), T), Ok(false));
+        assert_eq!(
+            recently_failed(&s, &db, &h(&s, MAX_FAILED as u32 + 9), T),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn an_abandoned_or_expired_flight_lets_a_new_owner_in() {
+        let s = service();
+        let db = MemoryStore::default();
+        let a = h(&s, 1);
+        assert_eq!(join(&s, &db, &a, T, false), Ok(Join::Owner));
+        abandon(&s, &db, &a, T + 10).unwrap();
+        assert_eq!(join(&s, &db, &a, T + 20, true), Ok(Join::Owner));
+        // Abandoning twice, or a flight that is not there, changes nothing.
+        abandon(&s, &db, &a, T + 30).unwrap();
+        assert_eq!(abandon(&s, &db, &h(&s, 9), T + 30), Ok(()));
+        assert!(table(&s, &db, T + 30).list.is_empty());
+        // Abandon never clears a failed mark.
+        land(&s, &db, &a, true, T + 40).unwrap();
+        abandon(&s, &db, &a, T + 41).unwrap();
+        assert_eq!(recently_failed(&s, &db, &a, T + 41), Ok(true));
+        // A flight whose owner vanished ends by itself at until_ms.
+        let b = h(&s, 2);
+        assert_eq!(join(&s, &db, &b, T, false), Ok(Join::Owner));
+        let until = T + s.timeout_ms + 1000;
+        assert!(matches!(
+            join(&s, &db, &b, until - 1, false),
+            Ok(Join::Wait(w)) if w.until_ms == until
+        ));
+        assert_eq!(join(&s, &db, &b, until, true), Ok(Join::Owner));
+    }
+
+    #[test]
+    fn garbage_reads_as_an_empty_table() {
+        let s = service();
+        let db = MemoryStore::default();
+        for junk in [&b""[..], b"\x02", b"\x01abc", b"hello world, not a table"] {
+            db.set(&key(&s), junk, 0).unwrap();
+            assert_eq!(join(&s, &db, &h(&s, 1), T, false), Ok(Join::Owner));
+            db.set(&key(&s), junk, 0).unwrap();
+        }
+        let f = Flights {
+            tat_ms: Some(T + 5),
+            list: vec![Flight {
+                id: 7,
+                until_ms: T + 9,
+                state: FAILED,
+                waiters: 2,
+            }],
+        };
+        assert_eq!(decode(Some(&encode(&f)), T), f);
+        assert_eq!(decode(Some(&encode(&f)), T + 9).list, vec![]);
+    }
+}

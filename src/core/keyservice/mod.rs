@@ -17,6 +17,8 @@
 pub mod answer;
 pub mod cache;
 pub mod flight;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use sha2::{Digest, Sha256};
 
@@ -261,7 +263,7 @@ pub struct CacheResolver<'a, S: crate::core::shared::SharedStore + ?Sized> {
     store: &'a S,
     now: u64,
     now_ms: u64,
-    in_hand: Option<&'a Resolution>,
+    in_hand: Option<(&'a KeyHash, &'a Resolution)>,
     memo: std::cell::RefCell<Option<Asked>>,
 }
 
@@ -288,13 +290,14 @@ impl std::fmt::Debug for Asked {
 }
 
 impl<'a, S: crate::core::shared::SharedStore + ?Sized> CacheResolver<'a, S> {
-    /// A resolver for one request's decision at `now` / `now_ms`.
+    /// A resolver for one request's decision at `now` / `now_ms`. `in_hand`: the answer of
+    /// the stream's own callout and the key it was about; it speaks for that key only.
     pub fn new(
         service: &'a KeyService,
         store: &'a S,
         now: u64,
         now_ms: u64,
-        in_hand: Option<&'a Resolution>,
+        in_hand: Option<(&'a KeyHash, &'a Resolution)>,
     ) -> Self {
         CacheResolver {
             service,
@@ -326,7 +329,10 @@ impl<S: crate::core::shared::SharedStore + ?Sized> Resolver for CacheResolver<'_
             &hash,
             self.now,
             self.now_ms,
-            self.in_hand,
+            // The stream's answer is about the key it asked; any other key is looked up.
+            self.in_hand
+                .filter(|(asked, _)| **asked == hash)
+                .map(|(_, answer)| answer),
         ) {
             Ok(found) => found,
             // The store failed: no verdict on the key, and no callout either.
@@ -341,5 +347,126 @@ impl<S: crate::core::shared::SharedStore + ?Sized> Resolver for CacheResolver<'_
             });
         }
         lookup
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{service, NOW};
+    use super::*;
+    use crate::core::counters::KeyEvent;
+    use crate::core::net::CidrList;
+    use crate::core::shared::{MemoryStore, SharedStore, Unavailable};
+
+    #[test]
+    fn the_shape_check_takes_length_alphabet_and_prefix() {
+        let mut shape = service().shape;
+        let ok = |shape: &KeyShape, kind, key: &[u8]| shape_ok(shape, kind, key);
+        assert!(ok(&shape, KeyKind::Private, b"0123456789abcdef"));
+        assert!(ok(&shape, KeyKind::Public, b"Aa-_.~0123456789"));
+        assert!(!ok(&shape, KeyKind::Private, b"0123456789abcde"), "short");
+        assert!(ok(&shape, KeyKind::Private, &[b'a'; 256]));
+        assert!(!ok(&shape, KeyKind::Private, &[b'a'; 257]), "long");
+        for bad in [
+            &b"0123456789abcdef+"[..],
+            b"0123456789 abcdef",
+            b"0123456789abcdef\xff",
+        ] {
+            assert!(!ok(&shape, KeyKind::Private, bad), "{bad:?}");
+        }
+        shape.public_prefix = "woos-".into();
+        shape.private_prefix = "woss-".into();
+        assert!(ok(&shape, KeyKind::Public, b"woos-0123456789ab"));
+        assert!(!ok(&shape, KeyKind::Private, b"woos-0123456789ab"));
+        assert!(ok(&shape, KeyKind::Private, b"woss-0123456789ab"));
+        assert!(!ok(&shape, KeyKind::Public, b"0123456789abcdefgh"));
+    }
+
+    #[test]
+    fn store_prefixes_and_hashes_separate_services_and_keys() {
+        let a = store_prefix("c", "a", "/p", "x-api-key");
+        assert_eq!(a.len(), "devgate.keys.".len() + 16);
+        assert!(a.starts_with("devgate.keys."));
+        assert_eq!(a, store_prefix("c", "a", "/p", "x-api-key"));
+        // Lengths are hashed too: moving a byte between parts is another service.
+        assert_ne!(a, store_prefix("ca", "", "/p", "x-api-key"));
+        assert_ne!(a, store_prefix("c", "a", "/p", "x-key"));
+        let s = service();
+        let mut other = service();
+        other.store_prefix = store_prefix("other", "a", "/p", "x-api-key");
+        let key = b"0123456789abcdef";
+        assert_eq!(KeyHash::of(&s, key), KeyHash::of(&s, key));
+        assert_ne!(KeyHash::of(&s, key), KeyHash::of(&other, key));
+        assert_ne!(KeyHash::of(&s, key), KeyHash::of(&s, b"0123456789abcdeg"));
+        let h = KeyHash::of(&s, key);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&h.0[..8]);
+        assert_eq!(h.short(), u64::from_be_bytes(first));
+    }
+
+    fn private(id: &str) -> ApiKey {
+        ApiKey {
+            kind: KeyKind::Private,
+            id: id.into(),
+            org: "o".into(),
+            project: "p".into(),
+            products: vec!["maps".into()],
+            write: false,
+            referers: Vec::new(),
+            ips: CidrList(Vec::new()),
+            exp: None,
+        }
+    }
+
+    #[test]
+    fn the_resolver_applies_the_streams_answer_to_its_own_key_only_and_remembers() {
+        let s = service();
+        let db = MemoryStore::default();
+        let mine = b"my-key-0123456789";
+        let hash = KeyHash::of(&s, mine);
+        let answer = Resolution::Resolved {
+            key: private("k1"),
+            fresh_until: NOW + 60,
+        };
+        let r = CacheResolver::new(&s, &db, NOW, NOW * 1000, Some((&hash, &answer)));
+        assert_eq!(
+            r.resolve(KeyKind::Private, b"another-key-0123456789"),
+            Lookup::Ask,
+            "another key is never admitted by this stream's answer"
+        );
+        let r = CacheResolver::new(&s, &db, NOW, NOW * 1000, Some((&hash, &answer)));
+        let known = Lookup::Known {
+            key: private("k1"),
+            stale: false,
+        };
+        assert_eq!(r.resolve(KeyKind::Private, mine), known);
+        assert_eq!(r.resolve(KeyKind::Private, mine), known);
+        let asked = r.asked().unwrap();
+        assert_eq!((asked.hash, asked.event), (hash, None));
+        assert_eq!(asked.key.as_slice(), mine);
+        assert!(!format!("{asked:?}").contains("my-key"));
+        // Asked once, looked up once: a miss.
+        let r = CacheResolver::new(&s, &db, NOW, NOW * 1000, None);
+        assert_eq!(r.resolve(KeyKind::Private, mine), Lookup::Ask);
+        assert_eq!(r.asked().unwrap().event, Some(KeyEvent::Miss));
+    }
+
+    #[test]
+    fn a_failing_store_is_unavailable_not_a_callout() {
+        struct Broken;
+        impl SharedStore for Broken {
+            fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, u32), Unavailable> {
+                Err(Unavailable)
+            }
+            fn set(&self, _: &str, _: &[u8], _: u32) -> Result<bool, Unavailable> {
+                Err(Unavailable)
+            }
+        }
+        let s = service();
+        let r = CacheResolver::new(&s, &Broken, NOW, NOW * 1000, None);
+        assert_eq!(
+            r.resolve(KeyKind::Private, b"0123456789abcdef"),
+            Lookup::Unavailable
+        );
     }
 }

@@ -516,5 +516,7 @@ fn forbid_mode_hides_token_reasons_behind_403() {
     assert_eq!(status(&d), 403);
 }
 
+mod keyservice_stream;
 mod sessions_and_keys;
+mod stream;
 use sessions_and_keys::{login_policy, ALICE};
