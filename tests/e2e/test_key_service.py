@@ -106,6 +106,7 @@ def ks(key_service):  # noqa: F811 - the fixture
     yield key_service
     key_service.set_phase("up")
     key_service.delay = 0.0
+    key_service.json_body = False
 
 
 def new_key(prefix: str = "sk-") -> str:
@@ -161,7 +162,7 @@ def test_first_use_calls_the_service_once_with_the_key_in_its_header(gw, ks):
 
 def test_repeats_call_zero_times_until_exp(gw, ks):
     key = new_key()
-    ks.add(key, id="ks-repeat", ttl=2)
+    ks.add(key, id="ks-repeat", ttl=3)  # at least 2 s of freshness for the repeats
     assert call(gw, key).status == 200
     exp = ks.issued[key]
     for _ in range(10):
@@ -171,6 +172,14 @@ def test_repeats_call_zero_times_until_exp(gw, ks):
     sleep_until(exp + 0.1)
     assert call(gw, key).status == 200
     assert ks.calls_for(key) == 2
+
+
+def test_an_answer_may_be_a_json_object_carrying_the_access_token(gw, ks):
+    key = new_key()
+    ks.add(key, id="ks-json", org="initech")
+    ks.json_body = True  # {"access_token": "<jws>"}
+    assert_api_pass(call(gw, key), described(ks, key))
+    assert ks.calls_for(key) == 1
 
 
 def test_twenty_concurrent_requests_for_a_new_key_make_one_callout(gw, ks):
