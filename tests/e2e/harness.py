@@ -78,6 +78,7 @@ from harness_bootstrap import (  # noqa: F401
     SHIPPED_HCM,
     shipped_name,
     SHIPPED_NATIVE_LINE,
+    static_cluster,
     SHIPPED_WASM_LINE,
     _socket_address,
     to_yaml,

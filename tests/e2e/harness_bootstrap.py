@@ -125,6 +125,7 @@ def render_bootstrap(
     admin: Address = ("127.0.0.1", 0),
     upstream_host: str = "127.0.0.1",
     access_log: Sequence[dict] = (),
+    clusters: Sequence[dict] = (),
 ) -> dict:
     """An Envoy v3 bootstrap (as a dict; written as JSON, which Envoy reads as YAML).
 
@@ -135,6 +136,7 @@ def render_bootstrap(
     env: vm_config.environment_variables.key_values.
     with_wasm=False renders the same chain without devgate (to check the harness itself).
     access_log: the HttpConnectionManager's access_log entries (see file_access_log()).
+    clusters: more clusters beside demo_upstream, for devgate's callouts (see static_cluster()).
     """
     if not listen:
         raise ValueError("need at least one listen address")
@@ -214,8 +216,24 @@ def render_bootstrap(
                             {"lb_endpoints": [{"endpoint": {"address": _socket_address(upstream_host, upstream_port)}}]}
                         ],
                     },
-                }
+                },
+                *[dict(c) for c in clusters],
             ],
+        },
+    }
+
+
+def static_cluster(name: str, port: int, *, host: str = "127.0.0.1", connect_timeout: str = "0.25s") -> dict:
+    """A STATIC cluster `name` with one endpoint, `host:port`: where devgate's callouts go (the
+    `key_service` of api.service, the `revocation` list). A stopped endpoint is a refused connection,
+    which Envoy reports to devgate at once (no answer)."""
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": connect_timeout,
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}]}],
         },
     }
 

@@ -8,6 +8,8 @@ under `wasmcustom.` with the Wasm build and `dynamicmodulescustom.` with the nat
   <ns>.devgate.requests.denied.<reason>   every code of `Reason::all()`, plus internal_error
   <ns>.devgate.config.<accepted|rejected>
   <ns>.devgate.counter_missing             bumps of a counter the host did not define (0)
+  <ns>.devgate.key_service.<hit|miss|stale_served|callout|unavailable|over_budget>   keys resolved at
+                                           the authentication service (0 here: no `api.service`)
 
 The access log fields:
   %FILTER_STATE(wasm.devgate_decision:PLAIN)%   the one property devgate sets:
@@ -50,6 +52,7 @@ DENIED = [
     "no_credential", "bad_path", "ambiguous_credential", "network_denied", "unbound_token", "revoked",
     "key_misplaced", "wrong_product", "referer_denied", "write_needed", "private_key_required",
     "method_not_allowed", "revocation_stale",
+    "key_rejected", "key_forbidden", "over_quota", "over_free_quota", "key_service_unavailable", "key_service_busy",
     "too_long", "malformed", "unsupported_alg", "unsupported_header", "missing_kid", "unknown_kid",
     "bad_signature", "wrong_purpose", "expired", "not_yet_valid", "bad_subject", "wrong_cookie", "wrong_peer",
     "internal_error",
@@ -62,6 +65,8 @@ LOGIN_OUTCOMES = [
 ]
 CHALLENGE_OUTCOMES = ["forbid", "login"]
 REVOCATION_OUTCOMES = ["fetch_ok", "fetch_failed"]
+# core::counters::KeyEvent::ALL (src/core/counters.rs): the key service's cache and callouts.
+KEY_SERVICE_EVENTS = ["hit", "miss", "stale_served", "callout", "unavailable", "over_budget"]
 # The namespace Envoy gives devgate's stats: `wasmcustom` (Wasm) or `dynamicmodulescustom` (native).
 NS = harness.STATS
 PREFIX = f"{NS}.devgate."
@@ -81,11 +86,13 @@ ALL_COUNTERS = sorted(
     + [f"{PREFIX}upstream_challenge.{c}" for c in CHALLENGE_OUTCOMES]
     + [f"{PREFIX}revocation.{c}" for c in REVOCATION_OUTCOMES]
     + [f"{PREFIX}counter_missing"]
+    + [f"{PREFIX}key_service.{c}" for c in KEY_SERVICE_EVENTS]
     + NATIVE_BINDING_COUNTERS
 )
-# Gauges: 1 while the revocation list is stale (always defined; 0 without `revocation`). The native
-# module refuses `revocation` at load and defines no gauge yet.
-ALL_GAUGES = [] if harness.NATIVE else [f"{PREFIX}revocation.degraded"]
+# Gauges: 1 while the revocation list is stale (always defined; 0 without `revocation`), and the key
+# service cache's slots ever filled (always defined; 0 without `api.service`). The native module
+# defines its gauges only with the feature configured (revocation, api.service), so none here.
+ALL_GAUGES = [] if harness.NATIVE else [f"{PREFIX}revocation.degraded", f"{PREFIX}key_service.entries"]
 
 # Wasm: Envoy 1.40 calls devgate's on_configure twice on the main thread (once for the plugin's base VM,
 # once for the main thread's own instance) and once per worker thread; the harness runs one worker.
@@ -530,6 +537,7 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
             {(PROM + "devgate_upstream_challenge", f'devgate_translation="{c}"'): 0.0 for c in CHALLENGE_OUTCOMES}
         )
         expected.update({(f"{PROM}devgate_revocation_{c}", ""): 0.0 for c in REVOCATION_OUTCOMES})
+        expected.update({(f"{PROM}devgate_key_service_{c}", ""): 0.0 for c in KEY_SERVICE_EVENTS})
         expected[(PROM + "devgate_counter_missing", "")] = 0.0
         for counter in NATIVE_BINDING_COUNTERS:
             expected[(prom_name(counter), "")] = 0.0
