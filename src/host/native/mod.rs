@@ -51,6 +51,9 @@ pub(crate) mod pool;
 // Without `native-module` (the unit tests' build) only its tests use it.
 #[cfg_attr(not(feature = "native-module"), allow(dead_code))]
 pub(crate) mod reentry;
+// Without `native-module` (the unit tests' build) only its tests use it.
+#[cfg_attr(not(feature = "native-module"), allow(dead_code))]
+pub(crate) mod waiters;
 
 #[cfg(feature = "native-module")]
 mod bindings;
