@@ -26,6 +26,7 @@
 //! `native-module` feature.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -59,6 +60,8 @@ pub enum Refused {
 /// The registry (one per process: see the native host's `effects.rs`).
 pub struct Waiters<W> {
     inner: Mutex<Inner<W>>,
+    /// The number the next wake takes (read without the lock by every decision: [`Waiters::mark`]).
+    next: AtomicU64,
     /// Signalled when a waker is registered (the timer sleeps until the earliest deadline).
     changed: Condvar,
 }
@@ -68,8 +71,6 @@ struct Inner<W> {
     flights: HashMap<u64, Vec<(W, u64)>>,
     /// Wakers held, over every flight.
     held: usize,
-    /// The number the next wake takes.
-    next: u64,
     /// Recent wakes, oldest first: flight, its number, when (milliseconds since the epoch).
     recent: VecDeque<(u64, u64, u64)>,
     /// Whether the timer thread runs.
@@ -82,10 +83,10 @@ impl<W: Waker> Default for Waiters<W> {
             inner: Mutex::new(Inner {
                 flights: HashMap::new(),
                 held: 0,
-                next: 1,
                 recent: VecDeque::new(),
                 timer: false,
             }),
+            next: AtomicU64::new(1),
             changed: Condvar::new(),
         }
     }
@@ -100,7 +101,7 @@ impl<W: Waker> Waiters<W> {
 
     /// The number a stream reads before its decision, and registers with ([`Waiters::register`]).
     pub fn mark(&self) -> u64 {
-        self.lock().next
+        self.next.load(Ordering::SeqCst)
     }
 
     /// Registers `waker` on `flight` until `until_ms`. It is woken at once (before this returns)
@@ -150,8 +151,9 @@ impl<W: Waker> Waiters<W> {
     /// about to register. Returns how many were live.
     pub fn wake(&self, flight: u64, now_ms: u64) -> usize {
         let mut inner = self.lock();
-        let number = inner.next;
-        inner.next = number.wrapping_add(1);
+        // Taken under the lock, so a registration (also under it) sees every wake numbered at or
+        // after its mark, or comes before it and is woken by it.
+        let number = self.next.fetch_add(1, Ordering::SeqCst);
         forget_old(&mut inner.recent, now_ms);
         if inner.recent.len() >= RECENT_MAX {
             inner.recent.pop_front();
@@ -191,6 +193,7 @@ impl<W: Waker> Waiters<W> {
     }
 
     /// Wakers held now.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.lock().held
     }
