@@ -9,11 +9,12 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::answer::Answer;
 #[cfg(feature = "test-hooks")]
 use super::bindings::{log, LogLevel};
 use super::bindings::{Body, BodyStatus, CalloutAnswer, ConfigHost, HeaderMap, Host, Scheduler};
 use super::effects::{OnConfig, OnEnd, OnStream};
-use super::keyservice::{registry, Answer, KeyHold, WAITER_WOKEN};
+use super::keyservice::{registry, KeyHold, WAITER_WOKEN};
 use super::process::Process;
 use super::revocation::{self, Fetcher};
 use crate::config::load;
@@ -438,7 +439,7 @@ impl Stream {
             return;
         }
         self.key.callout = None;
-        let answer = Answer::of(answer);
+        let answer = Answer::of(answer.map(|a| (a.headers, a.body)));
         let flow = self.answered(host, answer.core());
         self.go_on(host, flow);
     }

@@ -1,18 +1,16 @@
 //! The native host's side of the key service: what a stream holds while its request waits (its
 //! callout's id, or its scheduler while it waits for another stream's callout), the process-wide
 //! registry of waiting streams ([`waiters`](super::waiters)) with the wakers that bring them back
-//! to their workers, and the answer of a callout as the core reads it.
+//! to their workers.
 //!
 //! Safe glue: Envoy is reached only through the binding layer's handles.
 
-use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::thread;
 
-use super::bindings::{CalloutAnswer as Views, Resumer, Scheduler};
+use super::bindings::{Resumer, Scheduler};
 use super::process::Process;
 use super::waiters::{Waiters, Waker};
-use crate::core::callout::{CalloutAnswer, MAX_ANSWER_BODY};
 use crate::core::facts::Facts;
 
 /// The scheduler event that brings a waiting stream back: its flight was woken or its deadline
@@ -68,63 +66,4 @@ pub(super) fn start_timer() -> bool {
         .name("devgate-waiters".to_string())
         .spawn(|| registry().run_timer(|| Process.now_ms()))
         .is_ok()
-}
-
-/// A callout's answer as the host read it: its status, `retry-after`, and its body in one piece
-/// (copied only when Envoy hands it in several chunks).
-pub(super) struct Answer<'a> {
-    status: Option<u16>,
-    retry_after: Option<&'a [u8]>,
-    body: Cow<'a, [u8]>,
-}
-
-impl<'a> Answer<'a> {
-    /// Reads an answer's views. No answer (the call failed: reset, timeout, no cluster), no
-    /// readable `:status`, or a body over [`MAX_ANSWER_BODY`]: [`CalloutAnswer::FAILED`].
-    pub(super) fn of(views: Option<Views<'a>>) -> Answer<'a> {
-        let failed = Answer {
-            status: None,
-            retry_after: None,
-            body: Cow::Borrowed(&b""[..]),
-        };
-        let Some(views) = views else {
-            return failed;
-        };
-        let header = |name: &[u8]| {
-            views
-                .headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| *v)
-        };
-        let status = header(b":status")
-            .and_then(|s| std::str::from_utf8(s).ok())
-            .and_then(|s| s.parse::<u16>().ok());
-        let size: usize = views.body.iter().map(|c| c.len()).sum();
-        if status.is_none() || size > MAX_ANSWER_BODY {
-            return failed;
-        }
-        let body = match views.body {
-            [] => Cow::Borrowed(&b""[..]),
-            [one] => Cow::Borrowed(*one),
-            many => Cow::Owned(many.concat()),
-        };
-        Answer {
-            status,
-            retry_after: header(b"retry-after"),
-            body,
-        }
-    }
-
-    /// The answer as the core reads it.
-    pub(super) fn core(&self) -> CalloutAnswer<'_> {
-        if self.status.is_none() {
-            return CalloutAnswer::FAILED;
-        }
-        CalloutAnswer {
-            status: self.status,
-            retry_after: self.retry_after,
-            body: &self.body,
-        }
-    }
 }

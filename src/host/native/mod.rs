@@ -17,17 +17,17 @@
 //!   them off a stream (`Process`), and the store itself.
 //! * `revocation`: the revocation list's fetcher on Envoy's main thread.
 //! * `keyservice`: what a stream holds while its request waits for the key service (its
-//!   callout's id, or its scheduler while it waits for another stream's callout), the wakers of
-//!   the process-wide registry of waiting streams, and a callout's answer as the core reads it.
+//!   callout's id, or its scheduler while it waits for another stream's callout) and the wakers of
+//!   the process-wide registry of waiting streams.
 //! * `testhooks` (test build only): request headers that drive the callbacks the shipped build
 //!   does not call, so each is proven in Envoy.
 //!
 //! Always compiled natively (with or without the feature), std only, so `make unit` tests them:
-//! [`pool`], the bounded worker pool that checks login passwords off Envoy's workers, and
-//! [`reentry`], the cell a stream's state lives in between hooks (sound when Envoy re-enters a
-//! hook for the same stream or destroys the stream during one), and [`waiters`], the registry of
-//! streams waiting for another stream's key-service callout (woken by its owner, or at their
-//! deadline by its timer thread).
+//! [`answer`], a key-service callout's answer as the core reads it; [`pool`], the bounded worker
+//! pool that checks login passwords off Envoy's workers; [`reentry`], the cell a stream's state
+//! lives in between hooks (sound when Envoy re-enters a hook for the same stream or destroys the
+//! stream during one); and [`waiters`], the registry of streams waiting for another stream's
+//! key-service callout (woken by its owner, or at their deadline by its timer thread).
 //!
 //! Imports go one way, with no circle (`a → b`: `a` uses `b`; the core and `config` are below
 //! all of them and import none):
@@ -35,8 +35,8 @@
 //! ```text
 //! bindings::exports → filter            (the hook bodies: filter::Config, filter::Stream)
 //! bindings::state   → filter, reentry   (a stream's state in a reentry::Held)
-//! filter            → bindings (handles, types), effects, keyservice, process, revocation,
-//!                     pool, testhooks (test build)
+//! filter            → bindings (handles, types), effects, keyservice, answer, process,
+//!                     revocation, pool, testhooks (test build)
 //! testhooks         → bindings (handles, types, counting), pool
 //! revocation        → bindings (handles, types), effects, process, pool (lock_or_restart)
 //! effects           → bindings (handles, types), keyservice, process
@@ -51,6 +51,9 @@
 //! What a native module changes for a security filter: there is no sandbox. A memory error is
 //! Envoy's crash, which is why `unsafe` stays in the bindings and why hooks never unwind.
 
+// Without `native-module` (the unit tests' build) only its tests use it.
+#[cfg_attr(not(feature = "native-module"), allow(dead_code))]
+pub(crate) mod answer;
 // Without `native-module` (the unit tests' build) only its tests use it.
 #[cfg_attr(not(feature = "native-module"), allow(dead_code))]
 pub(crate) mod pool;
