@@ -252,9 +252,11 @@ fn key_shape(raw: RawKeyShape) -> Result<KeyShape, ConfigError> {
         ));
     }
     let (min_len, max_len) = (min_len as usize, max_len as usize);
+    let public_prefix = raw.public_prefix.unwrap_or_default();
+    let private_prefix = raw.private_prefix.unwrap_or_default();
     for (field, prefix) in [
-        ("public_prefix", &raw.public_prefix),
-        ("private_prefix", &raw.private_prefix),
+        ("public_prefix", &public_prefix),
+        ("private_prefix", &private_prefix),
     ] {
         let field = format!("{FIELD}.shape.{field}");
         let alphabet = prefix
@@ -266,7 +268,7 @@ fn key_shape(raw: RawKeyShape) -> Result<KeyShape, ConfigError> {
         if prefix.len() >= max_len {
             return Err(err(
                 field,
-                "must be shorter than max_length (no key could be longer than it)",
+                "must be shorter than max_length (a key is the prefix and more)",
             ));
         }
         if KeyKind::of(prefix.as_bytes()).is_some() {
@@ -280,7 +282,7 @@ fn key_shape(raw: RawKeyShape) -> Result<KeyShape, ConfigError> {
     Ok(KeyShape {
         min_len,
         max_len,
-        public_prefix: raw.public_prefix,
-        private_prefix: raw.private_prefix,
+        public_prefix,
+        private_prefix,
     })
 }

@@ -318,7 +318,8 @@ pub(super) struct RawKeyService {
     /// The Envoy process's budget of callouts.
     #[serde(default)]
     pub(super) budget: RawServiceBudget,
-    /// Which keys are worth asking about; any other is refused (401) without a callout.
+    /// Which keys are worth asking about; any other is refused as malformed (401) without a
+    /// callout.
     #[serde(default)]
     pub(super) shape: RawKeyShape,
 }
@@ -520,8 +521,8 @@ fn default_waiters() -> u64 {
     64
 }
 
-/// Which keys are worth a callout: length and alphabet (`[A-Za-z0-9._~-]`), and a prefix per
-/// kind. Any other key is refused without asking the service.
+/// Which keys are worth a callout: length, alphabet (`[A-Za-z0-9._~-]`) and a prefix per kind.
+/// Any other key is refused as malformed (401) without asking the service.
 #[derive(Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "KeyServiceShape"))]
@@ -542,13 +543,12 @@ pub(super) struct RawKeyShape {
     )]
     pub(super) max_length: u64,
     /// What every public key (the `key` query parameter) starts with, at most 32 characters of
-    /// `[A-Za-z0-9._~-]`, shorter than `max_length`. Default `""` (any).
-    #[serde(default)]
-    pub(super) public_prefix: String,
-    /// What every private key (`private_key`, `X-Api-Key`) starts with, at most 32 characters
-    /// of `[A-Za-z0-9._~-]`, shorter than `max_length`. Default `""` (any).
-    #[serde(default)]
-    pub(super) private_prefix: String,
+    /// `[A-Za-z0-9._~-]`, shorter than `max_length`, not `dgpk_` or `dgsk_` (devgate checks
+    /// those itself). Absent or empty: any.
+    pub(super) public_prefix: Option<String>,
+    /// What every private key (`private_key`, `X-Api-Key`) starts with, as `public_prefix`.
+    /// Absent or empty: any.
+    pub(super) private_prefix: Option<String>,
 }
 
 impl Default for RawKeyShape {
@@ -556,8 +556,8 @@ impl Default for RawKeyShape {
         RawKeyShape {
             min_length: default_min_length(),
             max_length: default_max_length(),
-            public_prefix: String::new(),
-            private_prefix: String::new(),
+            public_prefix: None,
+            private_prefix: None,
         }
     }
 }

@@ -181,6 +181,37 @@ mod tests {
         }
     }
 
+    /// `api.service` without top-level keys: the key service's keys stand in for them.
+    #[test]
+    fn check_config_accepts_a_key_service() {
+        let service = |extra: &str| {
+            format!(
+                r#"{{"api": {{"routes": [{{"prefix": "/api/", "product": "maps"}}],
+                    "service": {{"cluster": "key_service",
+                                 "keys": [{{"id": "ks1", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}}]{extra}}}}}}}"#
+            )
+        };
+        let path = temp_file("service.json", &service(""));
+        let (r, out) = run_capture(&["check-config", &path], "");
+        assert_eq!((r, out.as_str()), (Ok(()), "ok\n"));
+        let msg = refused("service-bad.json", &service(r#", "cache": {"entries": 0}"#));
+        assert!(
+            msg.ends_with("field `api.service.cache.entries`: between 1 and 1000000"),
+            "{msg}"
+        );
+        // Neither keys nor a key service: refused at `keys`.
+        let msg = refused(
+            "no-keys.json",
+            r#"{"api": {"routes": [{"prefix": "/api/", "product": "maps"}]}}"#,
+        );
+        assert!(
+            msg.ends_with(
+                "field `keys`: api is enabled without api.service, so at least one key is required"
+            ),
+            "{msg}"
+        );
+    }
+
     #[test]
     fn check_config_reports_each_yaml_plugin() {
         let path = temp_file(

@@ -270,6 +270,18 @@ fn schema_and_parser_agree_on_structural_errors() {
             r#"{"api": {"routes": [], "headers": {"org": "x"}}}"#,
             "api.headers.org",
         ),
+        (
+            r#"{"api": {"routes": [], "service": {"path": "/x"}}}"#,
+            "api.service",
+        ),
+        (
+            r#"{"api": {"routes": [], "service": {"cluster": "c", "keys": [], "cache": {"entries": "1"}}}}"#,
+            "api.service.cache.entries",
+        ),
+        (
+            r#"{"api": {"routes": [], "service": {"cluster": "c", "keys": [], "claims": {"org": "o"}}}}"#,
+            "api.service.claims.org",
+        ),
         (r#"{"revocation": {"path": "/r"}}"#, "revocation"),
         (
             r#"{"revocation": {"cluster": "c", "when_stale": "ignore"}}"#,
@@ -305,6 +317,7 @@ fn schema_and_parser_agree_on_structural_errors() {
         r#"{"revocation": {"cluster": "bad cluster", "refresh_seconds": 60, "max_stale_seconds": 30}}"#,
         r#"{"api": {"routes": [], "revoked": ["not an id!"], "headers": {"count": "bad header"}}}"#,
         r#"{"tokens": null, "api": null, "login": null, "revocation": null}"#,
+        r#"{"api": {"routes": [], "service": {"cluster": "bad cluster", "keys": [], "path": "x?y", "key_header": "host", "claims": {"id": "exp"}, "shape": {"public_prefix": "a/b"}}}}"#,
     ] {
         let problems = validator.problems(&serde_json::from_str(json).unwrap());
         assert!(problems.is_empty(), "{json}: {problems:?}");
@@ -342,6 +355,54 @@ fn validator_refuses_an_invalid_schema_and_checks_numbers() {
     assert_eq!(v.problems(&serde_json::json!([])), ["(root)"]);
 }
 
+/// `field`'s bounds: the schema and the parser accept `min` and `max` in `config(value)`, and
+/// both refuse one past each, naming `field`.
+fn check_bounds(
+    validator: &Validator,
+    field: &str,
+    (min, max): (u64, u64),
+    config: impl Fn(u64) -> String,
+) {
+    for ok in [min, max] {
+        let json = config(ok);
+        let problems = validator.problems(&serde_json::from_str(&json).unwrap());
+        assert!(problems.is_empty(), "{json}: schema: {problems:?}");
+        if let Err(e) = devgate::config::parse_policy_with_env(json.as_bytes(), &|_| None) {
+            panic!("{json}: parser: {e}");
+        }
+    }
+    let below = min.checked_sub(1);
+    for bad in below.into_iter().chain([max + 1]) {
+        let json = config(bad);
+        let problems = validator.problems(&serde_json::from_str(&json).unwrap());
+        assert!(
+            problems.iter().any(|p| p == field),
+            "{json}: schema: {problems:?}"
+        );
+        let e = devgate::config::parse_policy_with_env(json.as_bytes(), &|_| None)
+            .err()
+            .unwrap_or_else(|| panic!("{json}: the parser accepts it"));
+        assert_eq!(e.field, field, "{json}: parser");
+    }
+}
+
+/// The integer fields of the schema's definition `def`, with their bounds; panics on one
+/// without both.
+fn integer_fields(schema: &Value, def: &str, section: &str) -> Vec<(String, (u64, u64))> {
+    let props = schema["$defs"][def]["properties"].as_object().unwrap();
+    props
+        .iter()
+        .filter(|(_, p)| p["type"] == "integer")
+        .map(|(name, p)| {
+            let (min, max) = (p["minimum"].as_u64(), p["maximum"].as_u64());
+            let (Some(min), Some(max)) = (min, max) else {
+                panic!("{section}.{name}: an integer without minimum and maximum")
+            };
+            (name.clone(), (min, max))
+        })
+        .collect()
+}
+
 /// Every integer field's `minimum` and `maximum` in the schema (and so in
 /// docs/config-reference.md) are the parser's: both accept each bound, both refuse one past it,
 /// naming the field. Every integer field has both.
@@ -360,13 +421,8 @@ fn integer_ranges_are_the_parsers() {
         ("login", "Login"),
         ("revocation", "Revocation"),
     ] {
-        let props = schema["$defs"][def]["properties"].as_object().unwrap();
-        for (name, p) in props.iter().filter(|(_, p)| p["type"] == "integer") {
+        for (name, bounds) in integer_fields(&schema, def, section) {
             let field = format!("{section}.{name}");
-            let (min, max) = (p["minimum"].as_u64(), p["maximum"].as_u64());
-            let (Some(min), Some(max)) = (min, max) else {
-                panic!("{field}: an integer without minimum and maximum")
-            };
             // What the section needs besides the field, and the fields it is checked against.
             let others = match (section, name.as_str()) {
                 ("api", _) => r#""routes": [{"prefix": "/api/", "product": "p"}]"#.to_owned(),
@@ -377,7 +433,7 @@ fn integer_ranges_are_the_parsers() {
                 ("revocation", _) => r#""cluster": "c", "max_stale_seconds": 604800"#.to_owned(),
                 _ => String::new(),
             };
-            let config = |value: u64| {
+            check_bounds(&validator, &field, bounds, |value: u64| {
                 let sep = if others.is_empty() { "" } else { ", " };
                 let body = format!(r#"{{{others}{sep}"{name}": {value}}}"#);
                 let tokens = if section == "revocation" {
@@ -386,27 +442,44 @@ fn integer_ranges_are_the_parsers() {
                     ""
                 };
                 format!(r#"{{"keys": {key}, {tokens}"{section}": {body}}}"#)
-            };
-            for ok in [min, max] {
-                let json = config(ok);
-                let problems = validator.problems(&serde_json::from_str(&json).unwrap());
-                assert!(problems.is_empty(), "{json}: schema: {problems:?}");
-                if let Err(e) = devgate::config::parse_policy_with_env(json.as_bytes(), &|_| None) {
-                    panic!("{json}: parser: {e}");
-                }
-            }
-            let below = min.checked_sub(1);
-            for bad in below.into_iter().chain([max + 1]) {
-                let json = config(bad);
-                let problems = validator.problems(&serde_json::from_str(&json).unwrap());
-                assert!(problems.contains(&field), "{json}: schema: {problems:?}");
-                let e = devgate::config::parse_policy_with_env(json.as_bytes(), &|_| None)
-                    .err()
-                    .unwrap_or_else(|| panic!("{json}: the parser accepts it"));
-                assert_eq!(e.field, field, "{json}: parser");
-            }
+            });
             tried.push(field);
         }
     }
-    assert_eq!(tried.len(), 12, "{tried:?}");
+    // api.service and its nested sections (an api without top-level keys).
+    for (sub, def) in [
+        ("", "KeyService"),
+        ("cache", "KeyServiceCache"),
+        ("budget", "KeyServiceBudget"),
+        ("shape", "KeyServiceShape"),
+    ] {
+        let section = if sub.is_empty() {
+            "api.service".to_owned()
+        } else {
+            format!("api.service.{sub}")
+        };
+        for (name, bounds) in integer_fields(&schema, def, &section) {
+            let field = format!("{section}.{name}");
+            // min_length is checked against max_length.
+            let others = match (sub, name.as_str()) {
+                ("shape", "min_length") => r#""max_length": 4096, "#,
+                ("shape", "max_length") => r#""min_length": 1, "#,
+                _ => "",
+            };
+            check_bounds(&validator, &field, bounds, |value: u64| {
+                let member = format!(r#"{others}"{name}": {value}"#);
+                let member = if sub.is_empty() {
+                    member
+                } else {
+                    format!(r#""{sub}": {{{member}}}"#)
+                };
+                format!(
+                    r#"{{"api": {{"routes": [{{"prefix": "/api/", "product": "p"}}],
+                        "service": {{"cluster": "c", "keys": {key}, {member}}}}}}}"#
+                )
+            });
+            tried.push(field);
+        }
+    }
+    assert_eq!(tried.len(), 26, "{tried:?}");
 }
