@@ -31,6 +31,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 const VOCAB: &[&str] = &[
     include_str!("../../src/config/mod.rs"),
     include_str!("../../src/config/raw.rs"),
+    include_str!("../../src/config/keyservice.rs"),
     include_str!("../../src/core/policy.rs"),
     include_str!("../../src/core/net.rs"),
     include_str!("../../src/core/path.rs"),

@@ -144,10 +144,8 @@ fn key_header(text: &str) -> Result<String, ConfigError> {
     if FORBIDDEN_KEY_HEADERS.contains(&name.as_str()) {
         return Err(err(
             field,
-            format!(
-                "must not be {}: it frames, routes or authenticates the callout itself",
-                name.as_str()
-            ),
+            "must not be host, authorization, proxy-authorization, content-length or a \
+             hop-by-hop header: those frame, route or authenticate the callout itself",
         ));
     }
     Ok(name.as_str().to_string())
