@@ -9,16 +9,20 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::answer::Answer;
 #[cfg(feature = "test-hooks")]
 use super::bindings::{log, LogLevel};
 use super::bindings::{Body, BodyStatus, CalloutAnswer, ConfigHost, HeaderMap, Host, Scheduler};
-use super::effects::{OnConfig, OnStream};
+use super::effects::{OnConfig, OnEnd, OnStream};
+use super::keyservice::{registry, KeyHold, WAITER_WOKEN};
 use super::process::Process;
 use super::revocation::{self, Fetcher};
 use crate::config::load;
+use crate::core::callout::CalloutAnswer as CoreAnswer;
 use crate::core::counters::{ConfigOutcome, Counter, Table};
 use crate::core::effects;
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
+use crate::core::keyservice;
 use crate::core::perform::{perform, perform_report, refuse, Flow};
 use crate::core::plan::{Note, Plan, Report};
 use crate::core::policy::Policy;
@@ -51,6 +55,8 @@ pub struct Config {
     login_pool: Option<Pool>,
     /// The revocation list's fetcher: only with a `revocation` section.
     revocation: Option<Fetcher>,
+    /// `devgate.key_service.entries`: only with `api.service`.
+    entries: Option<usize>,
     /// Test build only (`filter_name: devgate-noop`, the `native_noop` benchmark): every request
     /// goes on untouched, so that the module's fixed cost can be measured apart from devgate's
     /// work.
@@ -77,6 +83,7 @@ impl Config {
                 counters: Table::empty(),
                 login_pool: None,
                 revocation: None,
+                entries: None,
                 noop: true,
                 test,
             });
@@ -125,6 +132,12 @@ impl Config {
                 return None;
             }
         };
+        // The key service's gauge, beside the revocation list's (defined by its fetcher).
+        let entries = policy
+            .api
+            .as_ref()
+            .and_then(|api| api.service.as_ref())
+            .and_then(|_| host.define_gauge(keyservice::ENTRIES_GAUGE));
         #[cfg(feature = "test-hooks")]
         let test = super::testhooks::ConfigTest::new(host)?;
         // Accepted: counted and logged once the configuration will run.
@@ -134,6 +147,7 @@ impl Config {
             counters,
             login_pool,
             revocation,
+            entries,
             #[cfg(feature = "test-hooks")]
             noop: false,
             #[cfg(feature = "test-hooks")]
@@ -187,6 +201,55 @@ impl SharedStore for Envoy<'_> {
     }
 }
 
+/// What the test build reads of the request headers beside the plan (the shipped build: nothing).
+#[cfg(feature = "test-hooks")]
+type Test = super::testhooks::Command;
+/// What the test build reads of the request headers beside the plan (the shipped build: nothing).
+#[cfg(not(feature = "test-hooks"))]
+type Test = ();
+
+/// Reads the request's facts and has the core take `step` with them and this worker's copy of
+/// the revocation list (revocation.rs): every step of the request headers goes through here (the
+/// headers themselves, the answer of the stream's key-service callout, a waiter's resume). The
+/// facts are every request header and `source.address`, as views into Envoy's memory that live
+/// only inside this call, released before the plan edits the map. `None`: Envoy has no request
+/// headers now.
+fn gather<'p>(
+    policy: &'p Policy,
+    host: &Host,
+    end_of_stream: bool,
+    step: impl FnOnce(RequestHeaders<'_>, &mut Worker, &Envoy<'_>) -> Plan<'p>,
+) -> Option<(Plan<'p>, Test)> {
+    host.with_headers(HeaderMap::RequestHeader, |headers| {
+        #[cfg(feature = "fault-injection")]
+        if headers
+            .iter()
+            .any(|(n, v)| *n == b"x-devgate-fault" && *v == b"panic")
+        {
+            // A panic, as a bug would cause one (tests only; see Cargo.toml).
+            #[allow(clippy::panic)]
+            {
+                panic!("fault injection");
+            }
+        }
+        let req = RequestHeaders {
+            peer: host.source_address(),
+            headers,
+            end_of_stream,
+        };
+        let decide = |worker: &mut Worker| step(req, worker, &Envoy { host });
+        #[cfg(not(feature = "test-hooks"))]
+        let plan = revocation::with_worker(policy, decide);
+        #[cfg(feature = "test-hooks")]
+        let plan = super::testhooks::in_core(|| revocation::with_worker(policy, decide));
+        #[cfg(feature = "test-hooks")]
+        let test = super::testhooks::Command::of(headers);
+        #[cfg(not(feature = "test-hooks"))]
+        let test = ();
+        (plan, test)
+    })
+}
+
 /// A login form being checked on the pool, as its stream holds it.
 struct OnPool {
     /// Brings the stream back to its worker ([`LOGIN_FINISHED`]). Dropped with the stream at the
@@ -207,6 +270,11 @@ pub struct Stream {
     core: CoreStream,
     /// The last step went on (bodies and trailers of an answered request stop).
     proceeds: bool,
+    /// The request headers' `end_of_stream`, for the steps taken again later (answer, resume).
+    end_of_stream: bool,
+    /// The key service's callout or wait of this request (a wait's scheduler, dropped with the
+    /// stream on its worker, is withdrawn from the registry's waker).
+    key: KeyHold,
     /// Test build only: the test hook this request asked for.
     #[cfg(feature = "test-hooks")]
     test: super::testhooks::StreamTest,
@@ -220,6 +288,8 @@ impl Stream {
             config,
             core: CoreStream::new(),
             proceeds: false,
+            end_of_stream: false,
+            key: KeyHold::default(),
             #[cfg(feature = "test-hooks")]
             test: super::testhooks::StreamTest::default(),
         }
@@ -238,6 +308,10 @@ impl Stream {
                 return BodyStatus::Stop;
             }
             None => {}
+        }
+        // The request waits for the key service: its body stays in Envoy's buffer, unread.
+        if self.core.holding() {
+            return BodyStatus::StopAndBuffer;
         }
         if self.core.body_plan() == BodyPlan::Pass {
             return if self.proceeds {
@@ -319,11 +393,20 @@ impl Stream {
     }
 
     /// An event this stream scheduled ([`Scheduler`]), on its worker: a login form
-    /// checked on the pool, whose plan is performed here (and the request resumed if it goes on).
+    /// checked on the pool, whose plan is performed here (and the request resumed if it goes on),
+    /// or a wait for another stream's key-service callout that is over ([`WAITER_WOKEN`]).
     pub fn scheduled(&mut self, host: &mut Host, event_id: u64) {
         #[cfg(feature = "test-hooks")]
         if let Err(what) = super::testhooks::scheduled(&mut self.test, host, event_id) {
             self.refuse(host, what);
+        }
+        if event_id == WAITER_WOKEN {
+            // Dropped here, on the worker: this wait is over (a new one makes a new scheduler).
+            if self.key.waiting.take().is_some() {
+                let flow = self.resumed(host);
+                self.go_on(host, flow);
+            }
+            return;
         }
         if event_id != LOGIN_FINISHED {
             return;
@@ -343,19 +426,34 @@ impl Stream {
         }
     }
 
-    /// The answer to an HTTP call this stream started (`None`: it failed). The shipped build
-    /// starts none (the revocation list is fetched by the configuration: [`Config::callout_done`]).
+    /// The answer to an HTTP call this stream started (`None`: it failed): the key service's
+    /// (the revocation list is fetched by the configuration: [`Config::callout_done`]). Its
+    /// status, `retry-after` and body (bounded: [`crate::core::callout::MAX_ANSWER_BODY`]) go to
+    /// the core with the request's facts read again; the request goes on if the plan says so.
     pub fn callout_done(&mut self, host: &mut Host, id: u64, answer: Option<CalloutAnswer<'_>>) {
         #[cfg(feature = "test-hooks")]
         if let Err(what) = super::testhooks::callout_done(&mut self.test, host, id, answer) {
             self.refuse(host, what);
         }
-        let _ = (host, id, answer);
+        if self.key.callout != Some(id) {
+            return;
+        }
+        self.key.callout = None;
+        let answer = Answer::of(answer.map(|a| (a.headers, a.body)));
+        let flow = self.answered(host, answer.core());
+        self.go_on(host, flow);
     }
 
-    /// Whether the request goes on (bodies and trailers of an answered request stop).
-    pub fn proceeds(&self) -> bool {
-        self.proceeds
+    /// The stream's end (Envoy destroys it): a request still waiting for its key-service callout
+    /// ends its flight, whose waiters are woken (one of them asks instead). Performed with no
+    /// filter to act on ([`OnEnd`]).
+    pub fn end(mut self) {
+        let config = Arc::clone(&self.config);
+        let plan = self.core.on_destroy(&config.policy, &Process);
+        let mut fx = OnEnd {
+            counters: &config.counters,
+        };
+        let _ = perform(plan, effects::HeaderMap::RequestHeaders, &mut fx);
     }
 
     /// The request's headers: facts in, the core's plan performed. `true`: continue.
@@ -366,50 +464,22 @@ impl Stream {
             return true;
         }
         let config = Arc::clone(&self.config);
+        self.end_of_stream = end_of_stream;
+        self.key.mark = registry().mark();
         let core = &mut self.core;
-        // Facts: every request header and `source.address`, as views into Envoy's memory that
-        // live only inside this closure, released before the plan edits the map.
-        let h: &Host = host;
-        let step = h.with_headers(HeaderMap::RequestHeader, |headers| {
-            #[cfg(feature = "fault-injection")]
-            if headers
-                .iter()
-                .any(|(n, v)| *n == b"x-devgate-fault" && *v == b"panic")
-            {
-                // A panic, as a bug would cause one (tests only; see Cargo.toml).
-                #[allow(clippy::panic)]
-                {
-                    panic!("fault injection");
-                }
-            }
-            let req = RequestHeaders {
-                peer: h.source_address(),
-                headers,
-                end_of_stream,
-            };
-            // This worker thread's copy of the revocation list (revocation.rs).
-            let decide = |worker: &mut Worker| {
-                core.on_request_headers(&config.policy, req, worker, &Envoy { host: h })
-            };
-            #[cfg(not(feature = "test-hooks"))]
-            let plan = revocation::with_worker(&config.policy, decide);
-            #[cfg(feature = "test-hooks")]
-            let plan =
-                super::testhooks::in_core(|| revocation::with_worker(&config.policy, decide));
-            #[cfg(feature = "test-hooks")]
-            let plan = (plan, super::testhooks::Command::of(headers));
-            plan
+        let step = gather(&config.policy, host, end_of_stream, |req, worker, facts| {
+            core.on_request_headers(&config.policy, req, worker, facts)
         });
         let Some(step) = step else {
             return self.refuse(host, "headers_unavailable");
         };
-        #[cfg(feature = "test-hooks")]
+        #[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
         let (step, test) = step;
         #[cfg(feature = "test-hooks")]
         if test == super::testhooks::Command::Allocations {
             return super::testhooks::allocations(host);
         }
-        self.proceeds = self.perform(host, step, effects::HeaderMap::RequestHeaders);
+        self.proceeds = self.perform_request(host, step) == Flow::Continue;
         #[cfg(feature = "test-hooks")]
         if self.proceeds {
             // `false`: the hook holds the request (resumed later) or answered it.
@@ -422,9 +492,14 @@ impl Stream {
         self.proceeds
     }
 
-    /// Request trailers of a request that goes on: the core names what must not reach the
-    /// upstream. `true`: continue.
+    /// Request trailers of a request that goes on, or that waits for the key service: the core
+    /// names what must not reach the upstream. `true`: continue (never while the request waits:
+    /// the trailers are edited now, and go on when the request does).
     pub fn request_trailers(&mut self, host: &mut Host) -> bool {
+        let holding = self.core.holding();
+        if !holding && !self.proceeds {
+            return false;
+        }
         // A login form followed by trailers ended with its last data frame.
         if let Some(pending) = self.core.take_login() {
             self.proceeds = self.finish_login(host, pending);
@@ -439,7 +514,16 @@ impl Stream {
         let Some(plan) = plan else {
             return self.refuse(host, "trailers_unavailable");
         };
-        self.proceeds = self.perform(host, plan, effects::HeaderMap::RequestTrailers);
+        let go = self.perform(host, plan, effects::HeaderMap::RequestTrailers);
+        if holding {
+            if !go {
+                // Refused (answered): a later answer or wake of this request is not performed.
+                self.key = KeyHold::default();
+                self.proceeds = false;
+            }
+            return false;
+        }
+        self.proceeds = go;
         self.proceeds
     }
 
@@ -457,11 +541,81 @@ impl Stream {
     /// Has the core's interpreter perform `plan` (the step's header map is `map`); `true`:
     /// continue.
     fn perform(&mut self, host: &mut Host, plan: Plan<'_>, map: effects::HeaderMap) -> bool {
+        self.perform_flow(host, plan, map) == Flow::Continue
+    }
+
+    /// [`Stream::perform`], saying how the request goes on.
+    fn perform_flow(&mut self, host: &mut Host, plan: Plan<'_>, map: effects::HeaderMap) -> Flow {
         let mut fx = OnStream {
             host,
             counters: &self.config.counters,
+            entries: self.config.entries,
+            key: &mut self.key,
         };
-        perform(plan, map, &mut fx) == Flow::Continue
+        perform(plan, map, &mut fx)
+    }
+
+    /// Performs a plan of the request headers' step (the headers, or a waiter's resume): a
+    /// callout that could not start is answered at once, as a failed one.
+    fn perform_request(&mut self, host: &mut Host, plan: Plan<'_>) -> Flow {
+        match self.perform_flow(host, plan, effects::HeaderMap::RequestHeaders) {
+            Flow::CalloutNotStarted => self.answered(host, CoreAnswer::FAILED),
+            flow => flow,
+        }
+    }
+
+    /// The answer to the stream's key-service callout (or its failure): the request's facts read
+    /// again, the core's step taken and performed.
+    fn answered(&mut self, host: &mut Host, answer: CoreAnswer<'_>) -> Flow {
+        let config = Arc::clone(&self.config);
+        self.key.mark = registry().mark();
+        let core = &mut self.core;
+        let step = gather(
+            &config.policy,
+            host,
+            self.end_of_stream,
+            |req, worker, facts| core.on_callout_answer(&config.policy, answer, req, worker, facts),
+        );
+        let Some((plan, _)) = step else {
+            self.refuse(host, "headers_unavailable");
+            return Flow::Stop;
+        };
+        match self.perform_flow(host, plan, effects::HeaderMap::RequestHeaders) {
+            // An answer's step starts no callout: one that could not start is refused.
+            Flow::CalloutNotStarted => {
+                self.refuse(host, "callout_not_started");
+                Flow::Stop
+            }
+            flow => flow,
+        }
+    }
+
+    /// A waiting stream woken (its flight's owner answered or ended, or its deadline passed):
+    /// the request's facts read again, the core's step taken and performed.
+    fn resumed(&mut self, host: &mut Host) -> Flow {
+        let config = Arc::clone(&self.config);
+        self.key.mark = registry().mark();
+        let core = &mut self.core;
+        let step = gather(
+            &config.policy,
+            host,
+            self.end_of_stream,
+            |req, worker, facts| core.resume(&config.policy, req, worker, facts),
+        );
+        let Some((plan, _)) = step else {
+            self.refuse(host, "headers_unavailable");
+            return Flow::Stop;
+        };
+        self.perform_request(host, plan)
+    }
+
+    /// After a step taken outside the request's own hooks (an answer, a wake): the request goes
+    /// on (`Continue`: decoding resumes), was answered (`Stop`), or still waits (`Wait`).
+    fn go_on(&mut self, host: &mut Host, flow: Flow) {
+        self.proceeds = flow == Flow::Continue;
+        if self.proceeds {
+            host.continue_decoding();
+        }
     }
 
     /// Has the core's interpreter perform its refusal of a step this host could not complete.
@@ -470,6 +624,8 @@ impl Stream {
         let mut fx = OnStream {
             host,
             counters: &self.config.counters,
+            entries: self.config.entries,
+            key: &mut self.key,
         };
         refuse(what, &mut fx);
         false

@@ -16,13 +16,18 @@
 //! * `process`: what the whole process shares: the clock and the shared store as the core reads
 //!   them off a stream (`Process`), and the store itself.
 //! * `revocation`: the revocation list's fetcher on Envoy's main thread.
+//! * `keyservice`: what a stream holds while its request waits for the key service (its
+//!   callout's id, or its scheduler while it waits for another stream's callout) and the wakers of
+//!   the process-wide registry of waiting streams.
 //! * `testhooks` (test build only): request headers that drive the callbacks the shipped build
 //!   does not call, so each is proven in Envoy.
 //!
 //! Always compiled natively (with or without the feature), std only, so `make unit` tests them:
-//! [`pool`], the bounded worker pool that checks login passwords off Envoy's workers, and
-//! [`reentry`], the cell a stream's state lives in between hooks (sound when Envoy re-enters a
-//! hook for the same stream or destroys the stream during one).
+//! [`answer`], a key-service callout's answer as the core reads it; [`pool`], the bounded worker
+//! pool that checks login passwords off Envoy's workers; [`reentry`], the cell a stream's state
+//! lives in between hooks (sound when Envoy re-enters a hook for the same stream or destroys the
+//! stream during one); and [`waiters`], the registry of streams waiting for another stream's
+//! key-service callout (woken by its owner, or at their deadline by its timer thread).
 //!
 //! Imports go one way, with no circle (`a → b`: `a` uses `b`; the core and `config` are below
 //! all of them and import none):
@@ -30,11 +35,12 @@
 //! ```text
 //! bindings::exports → filter            (the hook bodies: filter::Config, filter::Stream)
 //! bindings::state   → filter, reentry   (a stream's state in a reentry::Held)
-//! filter            → bindings (handles, types), effects, process, revocation, pool,
-//!                     testhooks (test build)
+//! filter            → bindings (handles, types), effects, keyservice, answer, process,
+//!                     revocation, pool, testhooks (test build)
 //! testhooks         → bindings (handles, types, counting), pool
 //! revocation        → bindings (handles, types), effects, process, pool (lock_or_restart)
-//! effects           → bindings (handles, types)
+//! effects           → bindings (handles, types), keyservice, process
+//! keyservice        → bindings (schedulers, handles), process, waiters
 //! bindings::schedulers → pool           (the stream scheduler's revocable handle)
 //! ```
 //!
@@ -47,10 +53,16 @@
 
 // Without `native-module` (the unit tests' build) only its tests use it.
 #[cfg_attr(not(feature = "native-module"), allow(dead_code))]
+pub(crate) mod answer;
+// Without `native-module` (the unit tests' build) only its tests use it.
+#[cfg_attr(not(feature = "native-module"), allow(dead_code))]
 pub(crate) mod pool;
 // Without `native-module` (the unit tests' build) only its tests use it.
 #[cfg_attr(not(feature = "native-module"), allow(dead_code))]
 pub(crate) mod reentry;
+// Without `native-module` (the unit tests' build) only its tests use it.
+#[cfg_attr(not(feature = "native-module"), allow(dead_code))]
+pub(crate) mod waiters;
 
 #[cfg(feature = "native-module")]
 mod bindings;
@@ -58,6 +70,8 @@ mod bindings;
 mod effects;
 #[cfg(feature = "native-module")]
 mod filter;
+#[cfg(feature = "native-module")]
+mod keyservice;
 #[cfg(feature = "native-module")]
 mod process;
 #[cfg(feature = "native-module")]

@@ -288,7 +288,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
 
 /// The end of a stream: its state goes now, or, when Envoy ends the stream inside one of its
 /// hooks (a local reply that completes the response while the hook runs), when the outermost hook
-/// returns (`state::destroy`).
+/// returns (`state::destroy`); either way through [`Stream::end`] (a request still waiting for
+/// the key service ends its flight).
 ///
 /// # Safety
 /// `m` is a pointer `on_http_filter_new` returned, destroyed once.
@@ -356,7 +357,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     }
 }
 
-/// Request trailers of a request that goes on; otherwise (no stream, re-entered): stop.
+/// Request trailers ([`Stream::request_trailers`]: edited for a request that goes on or waits
+/// for the key service); otherwise (no stream, re-entered): stop.
 ///
 /// # Safety
 /// As `request_headers`.
@@ -374,7 +376,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     // SAFETY: the caller's contract, passed on.
     unsafe {
         stream_hook("request_trailers", f, m, fallback, |s, h| {
-            if s.proceeds() && s.request_trailers(h) {
+            if s.request_trailers(h) {
                 CONTINUE
             } else {
                 STOP_ITERATION

@@ -143,9 +143,9 @@ extern "C" {
         gauge_id_ptr: *mut usize,
     ) -> u32;
 
-    /// *Bound, test build only.* Sets gauge `id` (from `define_gauge` on this filter's
-    /// configuration) to `value`; no labels. Confirmed by `test_native_gauge_is_set`.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    /// *Used* (`devgate.key_service.entries`, set by the stream whose answer filled a slot of the
+    /// key service's cache). Sets gauge `id` (from `define_gauge` on this filter's configuration)
+    /// to `value`; no labels. Confirmed by `test_native_gauge_is_set`.
     pub(super) fn envoy_dynamic_module_callback_http_filter_set_gauge(
         filter: FilterEnvoyPtr,
         id: usize,
@@ -207,13 +207,15 @@ extern "C" {
         filter: FilterEnvoyPtr,
     );
 
-    /// *Bound, test build only* (the revocation list is fetched by the configuration-level call
-    /// below, with no stream involved). Starts an HTTP call to
-    /// `cluster_name`; the answer comes to `on_http_filter_http_callout_done` on the filter's
-    /// worker with the id written to `callout_id_out`. `headers` must include `:method`, `:path`
-    /// and `host`; Envoy copies headers and body. Returns the init result (0 success; then no
-    /// `done` call comes). Confirmed by `test_native_http_callout`.
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    /// *Used* (the key service: a stream's callout to resolve an API key; the revocation list is
+    /// fetched by the configuration-level call below, with no stream involved). Starts an HTTP
+    /// call to `cluster_name`; the answer comes to `on_http_filter_http_callout_done` on the
+    /// filter's worker with the id written to `callout_id_out`. `headers` must include `:method`,
+    /// `:path` and `host` (or `:authority`); Envoy copies headers and body. Returns the init
+    /// result (0 success; otherwise no `done` call comes). The 1.40 binary exports it under this
+    /// name (`nm -D`); the signature is the one of its configuration-level and bootstrap twins.
+    /// Envoy cancels a call still pending when it destroys the filter. Confirmed by
+    /// `test_native_http_callout`.
     pub(super) fn envoy_dynamic_module_callback_http_filter_http_callout(
         filter: FilterEnvoyPtr,
         callout_id_out: *mut u64,

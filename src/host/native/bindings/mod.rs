@@ -46,5 +46,5 @@ mod twins;
 mod types;
 
 pub(super) use handles::{log, log_enabled, CalloutAnswer, ConfigHost, Host};
-pub(super) use schedulers::{ConfigScheduler, Scheduler};
+pub(super) use schedulers::{ConfigScheduler, Resumer, Scheduler};
 pub(super) use types::{Body, BodyStatus, HeaderMap, LogLevel};

@@ -164,10 +164,10 @@ unsafe fn free(m: FilterModulePtr) {
     give_back(unsafe { Box::from_raw(m.cast::<Slot>().cast_mut()) });
 }
 
-/// Drops a stream's state (its scheduler is withdrawn from the pool, its configuration reference
-/// released), never unwinding.
+/// Ends a stream's state ([`Stream::end`]: a wait for the key service ends; then its schedulers
+/// are withdrawn, its configuration reference released), never unwinding.
 fn end(stream: Stream) {
-    if catch_unwind(AssertUnwindSafe(move || drop(stream))).is_err() {
+    if catch_unwind(AssertUnwindSafe(move || stream.end())).is_err() {
         log(LogLevel::Error, "devgate: panic while ending a stream");
     }
 }
