@@ -543,7 +543,7 @@ mod tests {
         ));
         let entries = crate::core::keyservice::ENTRIES_GAUGE;
         out.push_str(&format!(
-            "| gauge `{}` | slots of the key service's cache ever filled (resolved keys and rejections; at most `api.service.cache.entries` + `rejections`) |\n",
+            "| gauge `{}` | slots of the key service's cache ever filled (resolved keys and rejections; at most `api.service.cache.entries` + `rejections`); the native build defines it only with `api.service` |\n",
             entries.strip_prefix("devgate.").unwrap_or(entries)
         ));
         let allow: Vec<String> = allow_cases().map(|(k, s)| allow_decision(k, s)).collect();
