@@ -455,6 +455,7 @@ fn api_policy(raw: RawApi, keys: KeySet, rules: &mut Vec<Rule>) -> Result<ApiPol
         key_id: name("key_id", h.key_id, "x-devgate-key-id")?,
         count: name("count", h.count, "x-devgate-count")?,
         stale: name("stale", h.stale, "x-devgate-served-stale")?,
+        source: name("source", h.source, "x-devgate-source")?,
     };
     if !LEEWAY_SECONDS.contains(raw.leeway_seconds) {
         return Err(err("api.leeway_seconds", leeway_message()));
@@ -686,7 +687,15 @@ fn validate(raw: RawConfig, env: &Environment<'_>) -> Result<Policy, ConfigError
     let mut names = vec![&header];
     if let Some(a) = &api {
         let h = &a.headers;
-        names.extend([&h.organization, &h.project, &h.kind, &h.key_id, &h.count]);
+        names.extend([
+            &h.organization,
+            &h.project,
+            &h.kind,
+            &h.key_id,
+            &h.count,
+            &h.stale,
+            &h.source,
+        ]);
     }
     for (i, n) in names.iter().enumerate() {
         if names.iter().skip(i + 1).any(|m| m == n) {

@@ -204,6 +204,7 @@ fn decide_as<'p>(ctx: &Ctx<'p, '_, '_>, method: &[u8]) -> Decision<'p> {
                 &h.key_id,
                 &h.count,
                 &h.stale,
+                &h.source,
             ];
             &with_api
         }

@@ -33,6 +33,7 @@ pub mod query;
 pub mod revocation;
 pub mod session;
 pub mod shared;
+pub mod source;
 pub mod stream;
 pub mod token;
 

@@ -726,10 +726,13 @@ fn refusal<'p>(
     }
 }
 
-/// Every client-sent spelling of the identity header, for a request devgate answers itself:
-/// an access log's `%REQ(x-wsgiorg-developer-user)%` then only ever shows a name devgate set.
+/// Every client-sent spelling of the identity header (and of the source header, with `api`),
+/// for a request devgate answers itself: an access log's `%REQ(x-wsgiorg-developer-user)%` and
+/// `%REQ(x-devgate-source)%` then only ever show a value devgate set.
 fn scrub_identity(policy: &Policy, headers: &[(&[u8], &[u8])]) -> Vec<Cow<'static, [u8]>> {
-    headers::spellings_present(headers, &[&policy.header])
+    let source = policy.api.as_ref().map(|a| &a.headers.source);
+    let names: Vec<&headers::HeaderName> = std::iter::once(&policy.header).chain(source).collect();
+    headers::spellings_present(headers, &names)
         .into_iter()
         .map(|n| Cow::Owned(n.to_vec()))
         .collect()

@@ -518,3 +518,4 @@ fn forbid_mode_hides_token_reasons_behind_403() {
 
 mod sessions_and_keys;
 use sessions_and_keys::{login_policy, ALICE};
+mod streams;
