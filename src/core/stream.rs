@@ -152,10 +152,12 @@ impl Stream {
             State::Key(step) => step.answer.clone(),
             _ => None,
         };
-        // A form POST whose answer turns on its body's `_method` is read, when devgate can.
-        let form = match req.end_of_stream {
-            true => None,
-            false => form::Kind::of(req.headers),
+        // A form POST whose answer turns on its body's `_method` is read, when devgate can: not
+        // after a wait for the key service, whose held body chunks went by unread (a request
+        // without a body asks for no other method).
+        let form = match (req.end_of_stream, &self.state) {
+            (true, _) | (false, State::Key(_)) => None,
+            (false, _) => form::Kind::of(req.headers),
         };
         let read_form = req.end_of_stream || form.is_some();
         let decide = |keys: Option<&dyn Resolver>| match read_form {

@@ -81,6 +81,7 @@ fn a_refused_request_keeps_no_client_copy_of_the_source_header() {
 
 // ---- form POSTs whose `_method` decides them -------------------------------------------
 
+use crate::core::apikey::KeyKind;
 use crate::core::counters::{Admission, Counter};
 use crate::core::plan::Audit;
 use crate::core::stream::BodyPlan;
@@ -251,7 +252,7 @@ impl crate::core::facts::ResponseFacts for NoResponse {
 #[test]
 fn api_endpoint_modes_read_the_form_body() {
     use super::{key, SECRET};
-    use crate::core::apikey::{mint, KeyKind, NewKey};
+    use crate::core::apikey::{mint, NewKey};
     let p = parse_policy(
         format!(
             r#"{{"keys": [{{"id": "k1", "secret": "{SECRET}"}}],
@@ -303,4 +304,94 @@ fn api_endpoint_modes_read_the_form_body() {
         &[b"_method=GET"],
     );
     assert!(refused(&plans[1]).is_none());
+}
+
+#[test]
+fn after_a_wait_for_the_key_service_a_form_post_is_decided_strictly() {
+    use super::{key, SECRET};
+    use crate::core::callout::CalloutAnswer;
+    use crate::core::keyservice::{
+        store_prefix, CacheLimits, CalloutBudget, ClaimNames, KeyService, KeyShape,
+    };
+    use crate::core::keysource::KeySource;
+    use crate::core::token::{sign, KeySet};
+    let mut p = parse_policy(
+        format!(
+            r#"{{"keys": [{{"id": "k1", "secret": "{SECRET}"}}],
+                "api": {{"routes": [{{"prefix": "/v1/search", "product": "maps",
+                                      "mode": "read_only"}}]}}}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let service = KeyService {
+        cluster: "ks".into(),
+        authority: "ks".into(),
+        path: "/access_tokens/".into(),
+        key_header: "x-api-key".into(),
+        timeout_ms: 1000,
+        signing: KeySource::Hmac(KeySet::new(vec![key("ks1")]).unwrap()),
+        issuer: None,
+        audience: None,
+        claims: ClaimNames::default(),
+        cache: CacheLimits {
+            entries: 16,
+            rejections: 16,
+            max_ttl_s: 300,
+            rejection_ttl_s: 30,
+            max_stale_s: 0,
+            retry_ms: 1000,
+        },
+        budget: CalloutBudget {
+            per_second: 10,
+            burst: 10,
+            in_flight: 10,
+            waiters: 10,
+        },
+        shape: KeyShape {
+            min_len: 16,
+            max_len: 256,
+            public_prefix: String::new(),
+            private_prefix: String::new(),
+        },
+        leeway: 30,
+        store_prefix: store_prefix("ks", "ks", "/access_tokens/", "x-api-key"),
+    };
+    p.api.as_mut().unwrap().service = Some(service);
+    let h: [(&[u8], &[u8]); 4] = [
+        (b":method", b"POST"),
+        (b":path", b"/v1/search"),
+        (b"content-type", URLENCODED),
+        (b"x-api-key", b"opaque-key-0123456789"),
+    ];
+    let req = RequestHeaders {
+        peer: Some(OUTSIDER.as_bytes()),
+        headers: &h,
+        end_of_stream: false,
+    };
+    let host = Host::default();
+    let mut stream = Stream::new();
+    let plan = stream.on_request_headers(&p, req, &mut Worker::default(), &host);
+    assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
+    let claims = format!(
+        r#"{{"exp": {}, "kind": "private_key", "organization_id": "o", "project_id": "p",
+            "products": ["maps"], "write": false, "jti": "ks-key-1"}}"#,
+        NOW_MS / 1000 + 600
+    );
+    let token = sign(claims.as_bytes(), &key("ks1"), b"");
+    let answer = CalloutAnswer {
+        status: Some(200),
+        retry_after: None,
+        body: token.as_bytes(),
+    };
+    // The body chunks that came during the wait went by unread: strict (PUT is refused).
+    let plan = stream.on_callout_answer(&p, answer, req, &mut Worker::default(), &host);
+    assert_eq!(refused(&plan), Some((403, Reason::MethodNotAllowed)));
+    // The key now cached, a new request's body is read, and a plain form query passes.
+    let mut stream = Stream::new();
+    let plan = stream.on_request_headers(&p, req, &mut Worker::default(), &host);
+    assert_eq!((plan.next, plan.counter), (Next::Continue, None));
+    assert_eq!(stream.body_plan(), BodyPlan::Inspect);
+    let plan = stream.on_form_body(&p, 3, true, || Some(b"q=x".to_vec()));
+    assert_eq!(plan.audit, Some(Audit::Allow(Some(KeyKind::Private), None)));
 }
