@@ -464,6 +464,7 @@ fn api_policy(
         key_id: name("key_id", h.key_id, "x-devgate-key-id")?,
         count: name("count", h.count, "x-devgate-count")?,
         stale: name("stale", h.stale, "x-devgate-served-stale")?,
+        source: name("source", h.source, "x-devgate-source")?,
     };
     if !LEEWAY_SECONDS.contains(raw.leeway_seconds) {
         return Err(err("api.leeway_seconds", leeway_message()));
@@ -713,6 +714,7 @@ fn validate(raw: RawConfig, env: &Environment<'_>) -> Result<Policy, ConfigError
             &h.key_id,
             &h.count,
             &h.stale,
+            &h.source,
         ]);
     }
     for (i, n) in names.iter().enumerate() {

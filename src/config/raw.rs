@@ -615,6 +615,11 @@ pub(super) struct RawApiHeaders {
     /// answer (degraded mode); absent otherwise. Default `x-devgate-served-stale`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-served-stale")))]
     pub(super) stale: Option<String>,
+    /// The request's source: the client's `X-SDK-Source` (1-64 token characters), or
+    /// `ai-context` for `AI-Context: true`; absent when neither is valid. Set on API routes
+    /// only. Default `x-devgate-source`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-source")))]
+    pub(super) source: Option<String>,
 }
 
 /// A signing key: an id and exactly one of `secret` or `secret_env`.

@@ -8,7 +8,7 @@ use crate::core::codes::Reason;
 use crate::core::keyservice::{self, KeyService, Lookup};
 use crate::core::policy::{ApiPolicy, ApiRoute, Mode};
 use crate::core::token::TokenError;
-use crate::core::{apikey, headers, query};
+use crate::core::{apikey, headers, query, source};
 
 use super::decision::{Ctx, Edits};
 
@@ -185,6 +185,9 @@ pub(super) fn api_key<'p>(
         (&h.count, if internal { "false" } else { "true" }),
     ] {
         edits.set.push((name.as_str(), value.as_bytes().to_vec()));
+    }
+    if let Some(src) = source::of(req.headers) {
+        edits.set.push((h.source.as_str(), src.to_vec()));
     }
     Ok((key.kind, edits))
 }

@@ -11,7 +11,7 @@ use crate::core::{headers, login, method, net, path, session};
 
 use super::api::{api_key, KeyStop};
 use super::credential::{check_token, find_credential, session_cookie, SessionCookie};
-use super::decision::{deny, Ctx, Decision, Edits, Identity, Request};
+use super::decision::{deny, Ctx, Decision, Edits, Identity, Request, Response};
 use super::edits::{strip_all_credentials, strip_cookies, strip_credential};
 
 /// Decides one request.
@@ -22,7 +22,8 @@ pub fn decide<'p>(policy: &'p Policy, req: &Request<'_>) -> Decision<'p> {
 /// [`decide`] with the revocation list's state (`None`: no `revocation` configured).
 ///
 /// The request is decided under its wire method and under every method an upstream framework
-/// may execute it as ([`method::candidates`]: override headers, `_method`, form POSTs); the
+/// may execute it as ([`method::candidates`]: override headers, `_method`, form POSTs, whose
+/// body is taken to ask for PUT, PATCH and DELETE: [`decide_form`] reads it instead); the
 /// first refusal wins, the wire method's first. Otherwise the wire method's answer (its edits)
 /// goes on. A request with no override is decided once.
 pub fn decide_with<'p>(
@@ -40,9 +41,61 @@ pub fn decide_keyed<'p>(
     revocation: Option<Revocation<'_>>,
     keys: Option<&dyn Resolver>,
 ) -> Decision<'p> {
+    decide_all(policy, req, revocation, keys, false).0
+}
+
+/// How a form POST is decided once its body is read: the refusal, if any, of each method its
+/// `_method` may ask for ([`decide_form`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormVerdicts {
+    /// The answer when the body cannot be read: the refusal [`decide_keyed`] gives.
+    strict: (Reason, Response),
+    /// The methods the policy tells apart that are refused, each with its refusal.
+    refused: Vec<(Vec<u8>, Reason, Response)>,
+}
+
+impl FormVerdicts {
+    /// The refusal of the request when its body cannot be read (too large, unreadable).
+    pub fn strict(&self) -> (Reason, Response) {
+        self.strict.clone()
+    }
+
+    /// The refusal of the request when its form body's `_method` values are `methods` (as
+    /// sent): the first refused one's; `None`: allowed (no `_method`, or only allowed ones).
+    pub fn refusal(&self, policy: &Policy, methods: &[Vec<u8>]) -> Option<(Reason, Response)> {
+        methods.iter().find_map(|m| {
+            let m = method::as_listed(policy, m)?;
+            self.refused
+                .iter()
+                .find(|(r, _, _)| *r == m)
+                .map(|(_, reason, response)| (*reason, response.clone()))
+        })
+    }
+}
+
+/// [`decide_keyed`] for a request whose body devgate can read: a form POST refused only under
+/// the methods a body's `_method` stands for is allowed as its wire method, with the
+/// [`FormVerdicts`] that decide it once its body is read. Every other request: `None`, and the
+/// decision [`decide_keyed`] gives.
+pub fn decide_form<'p>(
+    policy: &'p Policy,
+    req: &Request<'_>,
+    revocation: Option<Revocation<'_>>,
+    keys: Option<&dyn Resolver>,
+) -> (Decision<'p>, Option<FormVerdicts>) {
+    decide_all(policy, req, revocation, keys, true)
+}
+
+fn decide_all<'p>(
+    policy: &'p Policy,
+    req: &Request<'_>,
+    revocation: Option<Revocation<'_>>,
+    keys: Option<&dyn Resolver>,
+    read_form: bool,
+) -> (Decision<'p>, Option<FormVerdicts>) {
     let canonical = match req.header(b":path").map(path::canonical) {
         Some(Ok(c)) => c,
-        Some(Err(_)) | None => return deny(Reason::BadPath, policy),
+        Some(Err(_)) | None => return (deny(Reason::BadPath, policy), None),
     };
     // The login mount is devgate's own: answered locally, whatever the rules say.
     if let Some(ep) = policy
@@ -50,21 +103,54 @@ pub fn decide_keyed<'p>(
         .as_ref()
         .and_then(|l| session::endpoint(l, &canonical))
     {
-        return Decision::Login(ep);
+        return (Decision::Login(ep), None);
     }
     let ctx = Ctx::new(policy, req, canonical, revocation, keys);
     let wire = req.header(b":method").unwrap_or_default();
     let decision = decide_as(&ctx, wire);
     if !matches!(decision, Decision::Allow { .. }) {
-        return decision;
+        return (decision, None);
     }
-    for method in method::candidates(policy, req, wire) {
-        let other = decide_as(&ctx, &method);
-        if matches!(other, Decision::Deny { .. } | Decision::Ask) {
-            return other;
+    let (candidates, overrides) = method::split_candidates(policy, req, wire);
+    for (i, method) in candidates.iter().enumerate() {
+        let other = decide_as(&ctx, method);
+        match other {
+            Decision::Deny { reason, response } if read_form && i >= overrides => {
+                // Only the methods a form body's `_method` stands for are refused: the body
+                // tells which one, if any, the request asks for.
+                let strict = (reason, response);
+                return match form_verdicts(&ctx, wire, strict.clone()) {
+                    Some(verdicts) => (decision, Some(verdicts)),
+                    None => (deny_with(strict), None),
+                };
+            }
+            Decision::Deny { .. } | Decision::Ask => return (other, None),
+            Decision::Allow { .. } | Decision::Login(_) => {}
         }
     }
-    decision
+    (decision, None)
+}
+
+fn deny_with<'p>((reason, response): (Reason, Response)) -> Decision<'p> {
+    Decision::Deny { reason, response }
+}
+
+/// The refusal of every method a form body's `_method` may ask for ([`method::form_methods`]);
+/// `None` when one of them needs the key service (the request is then decided strictly).
+fn form_verdicts(
+    ctx: &Ctx<'_, '_, '_>,
+    wire: &[u8],
+    strict: (Reason, Response),
+) -> Option<FormVerdicts> {
+    let mut refused = Vec::new();
+    for m in method::form_methods(ctx.policy, wire)? {
+        match decide_as(ctx, &m) {
+            Decision::Deny { reason, response } => refused.push((m, reason, response)),
+            Decision::Ask | Decision::Login(_) => return None,
+            Decision::Allow { .. } => {}
+        }
+    }
+    Some(FormVerdicts { strict, refused })
 }
 
 /// Decides the request as if its method were `method`.
@@ -204,6 +290,7 @@ fn decide_as<'p>(ctx: &Ctx<'p, '_, '_>, method: &[u8]) -> Decision<'p> {
                 &h.key_id,
                 &h.count,
                 &h.stale,
+                &h.source,
             ];
             &with_api
         }

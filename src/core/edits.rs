@@ -119,6 +119,8 @@ pub fn trailer_removals<'a>(policy: &Policy, trailers: &[(&'a [u8], &'a [u8])]) 
             &h.kind,
             &h.key_id,
             &h.count,
+            &h.stale,
+            &h.source,
             &api.key_header,
         ]);
     }

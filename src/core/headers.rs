@@ -28,7 +28,8 @@ fn fold(b: u8) -> u8 {
     }
 }
 
-fn is_tchar(b: u8) -> bool {
+/// An RFC 9110 (RFC 7230) `tchar`: a character of a token.
+pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -13,7 +13,9 @@
 //! - every `_method` value in the query (names and values percent-decoded);
 //! - for a `POST` whose `Content-Type` is a form (`application/x-www-form-urlencoded`,
 //!   `multipart/form-data`): `PUT`, `PATCH` and `DELETE`, the methods `_method` in a form body
-//!   stands for, since devgate does not read request bodies.
+//!   stands for while the body is unread. When only these refuse the request, a stream reads the
+//!   body instead ([`crate::core::decide_form`], [`crate::core::form`]) and decides it under the
+//!   methods the body asks for ([`form_methods`], [`as_listed`]).
 //!
 //! Methods that no rule names and that the endpoint modes do not tell apart (anything but GET,
 //! HEAD, OPTIONS, POST, PUT, PATCH, DELETE and the methods in `protect`/`api.routes` lists) get
@@ -43,24 +45,21 @@ const KNOWN: [&[u8]; 7] = [
 /// What a form body's `_method` is used for.
 const FORM_METHODS: [&[u8]; 3] = [b"PUT", b"PATCH", b"DELETE"];
 
+/// A method that no rule names, standing for every such method (they all get the same answer).
+pub const UNNAMED: &[u8] = b"DEVGATE-UNNAMED-METHOD";
+
 /// The methods, other than `wire`, an upstream may execute the request as; each answers
 /// differently from `wire` and from each other as far as the policy can tell. Empty (and no
 /// allocation) for a request without an override header, `_method` or form body.
 pub fn candidates(policy: &Policy, req: &Request<'_>, wire: &[u8]) -> Vec<Vec<u8>> {
+    split_candidates(policy, req, wire).0
+}
+
+/// [`candidates`], and how many of them come first from the override headers and the query:
+/// the rest are the methods a form body's `_method` stands for.
+pub fn split_candidates(policy: &Policy, req: &Request<'_>, wire: &[u8]) -> (Vec<Vec<u8>>, usize) {
     let mut out: Vec<Vec<u8>> = Vec::new();
-    let mut add = |m: &[u8]| {
-        let m = m.trim_ascii();
-        if m.is_empty() {
-            return;
-        }
-        let m = m.to_ascii_uppercase();
-        let distinct = |other: &[u8]| {
-            other != m.as_slice() && (is_named(policy, other) || is_named(policy, &m))
-        };
-        if distinct(wire) && out.iter().all(|o| distinct(o)) {
-            out.push(m);
-        }
-    };
+    let mut add = |m: &[u8]| add_distinct(policy, wire, &mut out, m);
     for (name, value) in req.headers {
         if HEADERS.iter().any(|h| headers::is_spelling_of(name, h)) {
             value.split(|&b| b == b',').for_each(&mut add);
@@ -74,15 +73,75 @@ pub fn candidates(policy: &Policy, req: &Request<'_>, wire: &[u8]) -> Vec<Vec<u8
             }
         }
     }
-    if wire == b"POST"
+    let overrides = out.len();
+    if is_form_post(req, wire) {
+        for m in FORM_METHODS {
+            add_distinct(policy, wire, &mut out, m);
+        }
+    }
+    (out, overrides)
+}
+
+/// Adds `m` (trimmed, upper-cased) to `out` unless it is empty or answers like `wire` or a
+/// method already there, as far as the policy can tell.
+fn add_distinct(policy: &Policy, wire: &[u8], out: &mut Vec<Vec<u8>>, m: &[u8]) {
+    let m = m.trim_ascii();
+    if m.is_empty() {
+        return;
+    }
+    let m = m.to_ascii_uppercase();
+    let distinct =
+        |other: &[u8]| other != m.as_slice() && (is_named(policy, other) || is_named(policy, &m));
+    if distinct(wire) && out.iter().all(|o| distinct(o)) {
+        out.push(m);
+    }
+}
+
+/// Whether the request is a form POST: its body may carry `_method`.
+pub fn is_form_post(req: &Request<'_>, wire: &[u8]) -> bool {
+    wire == b"POST"
         && req
             .headers
             .iter()
             .any(|(n, v)| *n == b"content-type" && is_form(v))
-    {
-        FORM_METHODS.into_iter().for_each(&mut add);
+}
+
+/// Every method, other than `wire`, that a form body's `_method` may make a request run as and
+/// the policy answers differently from another: [`KNOWN`] and the methods rules name, each
+/// once, then [`UNNAMED`] for all the others. `None` when a rule names [`UNNAMED`] itself.
+pub fn form_methods(policy: &Policy, wire: &[u8]) -> Option<Vec<Vec<u8>>> {
+    if policy.names_method(UNNAMED) {
+        return None;
     }
-    out
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let named = policy
+        .rules
+        .iter()
+        .filter_map(|r| r.methods.as_ref())
+        .flatten()
+        .map(|m| m.as_bytes());
+    for m in KNOWN.into_iter().chain(named).chain([UNNAMED]) {
+        if m != wire && !out.iter().any(|o| o == m) {
+            out.push(m.to_vec());
+        }
+    }
+    Some(out)
+}
+
+/// A method as frameworks read it from `_method` (trimmed, upper-cased) and as
+/// [`form_methods`] lists it: [`UNNAMED`] for one the policy does not tell apart. `None`: empty,
+/// no method.
+pub fn as_listed(policy: &Policy, method: &[u8]) -> Option<Vec<u8>> {
+    let m = method.trim_ascii();
+    if m.is_empty() {
+        return None;
+    }
+    let m = m.to_ascii_uppercase();
+    Some(if is_named(policy, &m) {
+        m
+    } else {
+        UNNAMED.to_vec()
+    })
 }
 
 /// Whether the policy can answer `method` differently from a method it does not know: one of
@@ -92,7 +151,7 @@ fn is_named(policy: &Policy, method: &[u8]) -> bool {
 }
 
 /// Whether a `Content-Type` value is a form frameworks parse (`_method` may be in it).
-fn is_form(value: &[u8]) -> bool {
+pub fn is_form(value: &[u8]) -> bool {
     let media = value
         .split(|&b| b == b';')
         .next()

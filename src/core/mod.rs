@@ -18,6 +18,7 @@ pub mod cookie;
 pub mod counters;
 pub mod effects;
 pub mod facts;
+pub mod form;
 pub mod headers;
 pub mod htpasswd;
 pub mod keyservice;
@@ -33,6 +34,7 @@ pub mod query;
 pub mod revocation;
 pub mod session;
 pub mod shared;
+pub mod source;
 pub mod stream;
 pub mod token;
 
@@ -44,7 +46,7 @@ mod edits;
 
 pub use api::mode_allows;
 pub use codes::{Reason, Source};
-pub use decide::{decide, decide_keyed, decide_with};
+pub use decide::{decide, decide_form, decide_keyed, decide_with, FormVerdicts};
 pub use decision::{Decision, Edits, Identity, Request, Response};
 pub use edits::trailer_removals;
 

@@ -115,6 +115,8 @@ pub struct ApiHeaders {
     /// `true` when the key service was unavailable and devgate served its expired answer
     /// (degraded mode); absent otherwise.
     pub stale: HeaderName,
+    /// The request's source ([`crate::core::source`]); absent when it has none.
+    pub source: HeaderName,
 }
 
 /// API keys.

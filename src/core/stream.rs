@@ -22,6 +22,7 @@ use crate::core::effects::Gauge;
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
 use crate::core::headers;
 use crate::core::keyservice::flight::{self, Join};
+use crate::core::keyservice::Resolver;
 use crate::core::keyservice::{
     answer, cache, Asked, CacheResolver, KeyHash, KeyService, Lookup, Resolution,
 };
@@ -32,7 +33,7 @@ use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
 use crate::core::revocation::Worker;
 use crate::core::session::{self, Checked, Endpoint, LoginRequest, Step, Store};
 use crate::core::shared::{self, SharedStore};
-use crate::core::{decide_keyed, decide_with, Decision, Request, Response};
+use crate::core::{decide_form, decide_keyed, form, Decision, FormVerdicts, Request, Response};
 
 /// The body of `POST <mount>/login` being collected, and what its finish step needs. `Send`:
 /// a host may run [`finish_login`] off its worker thread.
@@ -68,6 +69,21 @@ enum State {
     /// The request is held while the key service is asked about its key (this stream owns the
     /// callout) or while another stream asks (this one waits), and decided again after.
     Key(KeyStep),
+    /// A form POST whose answer turns on its body's `_method`: its headers went on with the
+    /// edits, its body is kept in the host until it is whole ([`BodyPlan::Inspect`]).
+    Form(Box<FormStep>),
+}
+
+/// A form POST waiting for its body.
+#[derive(Debug)]
+struct FormStep {
+    kind: form::Kind,
+    verdicts: FormVerdicts,
+    /// The counter and audit value of the request once allowed.
+    counter: Counter,
+    audit: Audit,
+    /// What the response step needs, once allowed.
+    after: Option<After>,
 }
 
 /// A request held for the key service.
@@ -91,6 +107,10 @@ pub enum BodyPlan {
     /// Keep the chunks in the host's buffer, unread, and hold them: the request waits for the
     /// key service ([`Stream::holding`]).
     Hold,
+    /// Keep the chunks in the host's buffer and hold them until the body is whole, then hand
+    /// its size and the whole body to [`Stream::on_form_body`]; the body goes on intact when
+    /// the request does (a form POST whose `_method` decides it).
+    Inspect,
 }
 
 /// One HTTP stream's state. Owned by the host, one per stream.
@@ -135,7 +155,19 @@ impl Stream {
             State::Key(step) => step.answer.clone().map(|answer| (step.hash, answer)),
             _ => None,
         };
-        let (decision, mut asked) = match service {
+        // A form POST whose answer turns on its body's `_method` is read, when devgate can: not
+        // after a wait for the key service, whose held body chunks went by unread (a request
+        // without a body asks for no other method).
+        let form = match (req.end_of_stream, &self.state) {
+            (true, _) | (false, State::Key(_)) => None,
+            (false, _) => form::Kind::of(req.headers),
+        };
+        let read_form = req.end_of_stream || form.is_some();
+        let decide = |keys: Option<&dyn Resolver>| match read_form {
+            true => decide_form(policy, &request, view, keys),
+            false => (decide_keyed(policy, &request, view, keys), None),
+        };
+        let ((decision, verdicts), mut asked) = match service {
             Some(service) => {
                 let resolver = CacheResolver::new(
                     service,
@@ -144,10 +176,9 @@ impl Stream {
                     host.now_ms(),
                     in_hand.as_ref().map(|(hash, answer)| (hash, answer)),
                 );
-                let decision = decide_keyed(policy, &request, view, Some(&resolver));
-                (decision, resolver.asked())
+                (decide(Some(&resolver)), resolver.asked())
             }
-            None => (decide_with(policy, &request, view), None),
+            None => (decide(None), None),
         };
         if let (true, Some(asked)) = (resumed, asked.as_mut()) {
             asked.event = asked
@@ -210,13 +241,31 @@ impl Stream {
                     Some(kind) if stale => Audit::AllowStale(kind, source),
                     _ => Audit::Allow(api_key, source),
                 };
-                Plan {
+                let counter = Counter::Allowed(Admission::of(api_key, source));
+                let mut plan = Plan {
                     remove: edits.remove,
                     set: edits.set,
-                    counter: Some(Counter::Allowed(Admission::of(api_key, source))),
+                    counter: Some(counter),
                     audit: Some(audit),
                     ..Plan::default()
+                };
+                if let (Some(verdicts), Some(kind)) = (verdicts, form) {
+                    // The edits go on with the headers (they are the same whatever the body
+                    // asks for); the answer, its counter and audit value wait for the body.
+                    let after = match std::mem::take(&mut self.state) {
+                        State::After(after) => Some(after),
+                        _ => None,
+                    };
+                    (plan.counter, plan.audit) = (None, None);
+                    self.state = State::Form(Box::new(FormStep {
+                        kind,
+                        verdicts,
+                        counter,
+                        audit,
+                        after,
+                    }));
                 }
+                plan
             }
             Decision::Deny { reason, response } => {
                 self.state = State::Done;
@@ -482,7 +531,50 @@ impl Stream {
         match self.state {
             State::Login(_) => BodyPlan::Collect,
             State::Key(_) => BodyPlan::Hold,
+            State::Form(_) => BodyPlan::Inspect,
             State::Done | State::After(_) => BodyPlan::Pass,
+        }
+    }
+
+    /// A step of a held form POST's body (only under [`BodyPlan::Inspect`]): `size` bytes are
+    /// in the host's buffer, this step's included; `end`: the body ends with them. `read` gives
+    /// the whole buffered body; it is called once, when the body is whole within
+    /// [`form::MAX_BODY`] (`None`: it could not be read). Until then the plan is empty and
+    /// the body plan stays [`BodyPlan::Inspect`]; after, the request goes on (body intact, the
+    /// body plan no longer `Inspect`) or is answered.
+    pub fn on_form_body(
+        &mut self,
+        policy: &Policy,
+        size: usize,
+        end: bool,
+        read: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Plan<'static> {
+        let within = size <= form::MAX_BODY;
+        if !matches!(self.state, State::Form(_)) || (within && !end) {
+            return Plan::default();
+        }
+        let State::Form(step) = std::mem::take(&mut self.state) else {
+            return Plan::refuse("form_state_lost");
+        };
+        let methods = within
+            .then(read)
+            .flatten()
+            .filter(|body| body.len() <= form::MAX_BODY)
+            .and_then(|body| step.kind.methods(&body));
+        let refusal = match methods {
+            Some(methods) => step.verdicts.refusal(policy, &methods),
+            None => Some(step.verdicts.strict()),
+        };
+        if let Some((reason, response)) = refusal {
+            return form_refusal(reason, response);
+        }
+        if let Some(after) = step.after {
+            self.state = State::After(after);
+        }
+        Plan {
+            counter: Some(step.counter),
+            audit: Some(step.audit),
+            ..Plan::default()
         }
     }
 
@@ -543,8 +635,14 @@ impl Stream {
         trailers: &[(&[u8], &[u8])],
         host: &H,
     ) -> Plan<'static> {
-        match self.state {
+        match &self.state {
             State::Login(_) => self.finish(policy, host),
+            // The body ended without its last data frame saying so: decided strictly.
+            State::Form(step) => {
+                let (reason, response) = step.verdicts.strict();
+                self.state = State::Done;
+                form_refusal(reason, response)
+            }
             State::Done | State::After(_) | State::Key(_) => Plan {
                 remove: crate::core::trailer_removals(policy, trailers)
                     .into_iter()
@@ -580,6 +678,9 @@ impl Stream {
             State::After(after) => respond_after(policy, after, resp),
             // A response while the request is held: Envoy answered it (a timeout, a reset).
             State::Key(_) => Plan::default(),
+            // The upstream answered a form POST whose body devgate still holds: nothing held
+            // the request before the router (the buffer filter belongs after devgate there).
+            State::Form(_) => Plan::refuse("form_unbuffered"),
         }
     }
 }
@@ -734,13 +835,21 @@ fn refusal<'p>(
     response: Response,
     req: RequestHeaders<'_>,
 ) -> Plan<'p> {
+    Plan {
+        remove: scrub_identity(policy, req.headers),
+        ..form_refusal(reason, response)
+    }
+}
+
+/// A refusal without header edits: counted, audited, noted, and the reply. A held form POST's
+/// (from its body step: the client copies of devgate's headers went when its headers went on).
+fn form_refusal(reason: Reason, response: Response) -> Plan<'static> {
     let Response {
         status,
         headers,
         body,
     } = response;
     Plan {
-        remove: scrub_identity(policy, req.headers),
         counter: Some(Counter::Denied(reason)),
         audit: Some(Audit::Deny(reason)),
         note: Some(Note::Denied { status, reason }),
@@ -754,10 +863,13 @@ fn refusal<'p>(
     }
 }
 
-/// Every client-sent spelling of the identity header, for a request devgate answers itself:
-/// an access log's `%REQ(x-wsgiorg-developer-user)%` then only ever shows a name devgate set.
+/// Every client-sent spelling of the identity header (and of the source header, with `api`),
+/// for a request devgate answers itself: an access log's `%REQ(x-wsgiorg-developer-user)%` and
+/// `%REQ(x-devgate-source)%` then only ever show a value devgate set.
 fn scrub_identity(policy: &Policy, headers: &[(&[u8], &[u8])]) -> Vec<Cow<'static, [u8]>> {
-    headers::spellings_present(headers, &[&policy.header])
+    let source = policy.api.as_ref().map(|a| &a.headers.source);
+    let names: Vec<&headers::HeaderName> = std::iter::once(&policy.header).chain(source).collect();
+    headers::spellings_present(headers, &names)
         .into_iter()
         .map(|n| Cow::Owned(n.to_vec()))
         .collect()

@@ -520,3 +520,4 @@ mod keyservice_stream;
 mod sessions_and_keys;
 mod stream;
 use sessions_and_keys::{login_policy, ALICE};
+mod source_and_form;

@@ -666,6 +666,70 @@ fn method_override_does_not_bypass_api_endpoint_modes() {
 }
 
 #[test]
+fn the_source_goes_upstream_on_api_routes_only_and_client_copies_never() {
+    let p = api_policy();
+    let sk = api_key_text(KeyKind::Private, "sk1", false, &[], &[]);
+    let key: (&[u8], &[u8]) = (b"x-api-key", sk.as_bytes());
+    let peer = "192.0.2.1:5";
+    let source = |extra: &[(&[u8], &[u8])]| {
+        let mut h = vec![
+            key,
+            (b"X_Devgate_Source", b"spoof"),
+            (b"x-devgate-source", b"x"),
+        ];
+        h.extend_from_slice(extra);
+        let d = call(&p, "GET", "/v1/maps/x", peer, &h);
+        let (_, edits) = allowed(&d);
+        assert!(
+            edits.remove.contains(&Cow::Borrowed(b"X_Devgate_Source"))
+                && edits.remove.contains(&Cow::Borrowed(b"x-devgate-source")),
+            "{edits:?}"
+        );
+        let set: Vec<_> = edits
+            .set
+            .iter()
+            .filter(|(n, _)| *n == "x-devgate-source")
+            .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+            .collect();
+        assert!(set.len() <= 1, "{set:?}");
+        set.into_iter().next()
+    };
+    assert_eq!(source(&[]), None);
+    assert_eq!(
+        source(&[(b"x-sdk-source", b"woosmap-js")]).as_deref(),
+        Some("woosmap-js")
+    );
+    assert_eq!(
+        source(&[(b"ai-context", b"True")]).as_deref(),
+        Some("ai-context")
+    );
+    assert_eq!(source(&[(b"x-sdk-source", b"sdk/1")]), None, "dropped");
+    // Elsewhere (a protected path, a developer): client copies stripped, nothing set.
+    let h: [(&[u8], &[u8]); 2] = [(b"x-sdk-source", b"sdk"), (b"x-devgate-source", b"x")];
+    let d = call(&p, "GET", "/_debug/x", "127.0.0.1:5", &h);
+    let (_, edits) = allowed(&d);
+    assert!(edits.remove.contains(&Cow::Borrowed(b"x-devgate-source")));
+    assert!(
+        edits.set.iter().all(|(n, _)| *n != "x-devgate-source"),
+        "{edits:?}"
+    );
+    // The client's own headers go on untouched.
+    assert!(edits.remove.iter().all(|n| n.as_ref() != b"x-sdk-source"));
+    // The name is configurable, and distinct from the others.
+    let json = format!(
+        r#"{{"keys": [{{"id": "k1", "secret": "{SECRET}"}}],
+            "api": {{"routes": [{{"prefix": "/v1", "product": "maps"}}],
+                     "headers": {{"source": "X-Client-Source"}}}}}}"#
+    );
+    let p = crate::config::parse_policy(json.as_bytes()).unwrap();
+    let d = call(&p, "GET", "/v1/x", peer, &[key, (b"x-sdk-source", b"s")]);
+    let (_, edits) = allowed(&d);
+    assert!(edits.set.contains(&("x-client-source", b"s".to_vec())));
+    let json = json.replace("X-Client-Source", "x-devgate-count");
+    assert!(crate::config::parse_policy(json.as_bytes()).is_err());
+}
+
+#[test]
 fn identity_and_api_headers_in_trailers_are_removed() {
     let p = api_policy();
     let trailers: Vec<(&[u8], &[u8])> = vec![
@@ -676,12 +740,14 @@ fn identity_and_api_headers_in_trailers_are_removed() {
         (b"x-devgate-key-kind", b"private_key"),
         (b"x-devgate-key-id", b"k"),
         (b"x-devgate-count", b"false"),
+        (b"x-devgate-served-stale", b"true"),
+        (b"X-Devgate-Source", b"spoof"),
         (b"x_api_key", b"dgsk_x"),
         (b"grpc-status", b"0"),
         (b"x-checksum", b"abc"),
     ];
     let removed = trailer_removals(&p, &trailers);
-    assert_eq!(removed.len(), 8, "{removed:?}");
+    assert_eq!(removed.len(), 10, "{removed:?}");
     assert!(!removed.contains(&&b"grpc-status"[..]) && !removed.contains(&&b"x-checksum"[..]));
     // Without `api`, only the identity header.
     let p = token_policy("{}");

@@ -309,16 +309,18 @@ impl Stream {
             }
             None => {}
         }
-        // The request waits for the key service: its body stays in Envoy's buffer, unread.
-        if self.core.holding() {
-            return BodyStatus::StopAndBuffer;
-        }
-        if self.core.body_plan() == BodyPlan::Pass {
-            return if self.proceeds {
-                BodyStatus::Continue
-            } else {
-                BodyStatus::Stop
-            };
+        match self.core.body_plan() {
+            // The request waits for the key service: its body stays in Envoy's buffer, unread.
+            BodyPlan::Hold => return BodyStatus::StopAndBuffer,
+            BodyPlan::Pass => {
+                return if self.proceeds {
+                    BodyStatus::Continue
+                } else {
+                    BodyStatus::Stop
+                };
+            }
+            BodyPlan::Inspect => return self.inspect_form(host, end_of_stream),
+            BodyPlan::Collect => {}
         }
         // Never buffered by this filter's status, so this call's chunks are the new data only.
         let chunks = host.body_chunks(Body::ReceivedRequest);
@@ -347,6 +349,31 @@ impl Stream {
             BodyStatus::Continue
         } else {
             BodyStatus::Stop
+        }
+    }
+
+    /// A body chunk of a form POST whose `_method` decides it: buffered by Envoy (this filter's
+    /// "stop and buffer") until the form is whole, then read whole; the request goes on with its
+    /// body intact, or is answered.
+    fn inspect_form(&mut self, host: &mut Host, end_of_stream: bool) -> BodyStatus {
+        let config = Arc::clone(&self.config);
+        let h: &Host = host;
+        let plan = {
+            // Earlier calls' chunks, then this call's.
+            let buffered = h.body_chunks(Body::BufferedRequest);
+            let received = h.body_chunks(Body::ReceivedRequest);
+            let chunks = || buffered.iter().chain(received.iter());
+            let size = chunks().map(|c| c.len()).sum();
+            self.core
+                .on_form_body(&config.policy, size, end_of_stream, || {
+                    Some(chunks().flat_map(|c| c.iter().copied()).collect())
+                })
+        };
+        self.proceeds = self.perform(host, plan, effects::HeaderMap::RequestHeaders);
+        match (self.proceeds, self.core.body_plan()) {
+            (true, BodyPlan::Inspect) => BodyStatus::StopAndBuffer,
+            (true, _) => BodyStatus::Continue,
+            (false, _) => BodyStatus::Stop,
         }
     }
 

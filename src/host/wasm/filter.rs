@@ -335,6 +335,20 @@ impl HttpContext for Http {
         let Some(policy) = self.policy.as_deref() else {
             return self.refuse("not_configured");
         };
+        if self.stream.body_plan() == BodyPlan::Inspect {
+            // Paused (buffered by Envoy) until the form is whole: `body_size` is all of it so
+            // far, and the read is of all of it.
+            let plan = self
+                .stream
+                .on_form_body(policy, body_size, end_of_stream, || {
+                    bindings::request_body(body_size).ok()
+                });
+            let action = self.perform(plan, HeaderMap::RequestHeaders);
+            return match (action, self.stream.body_plan()) {
+                (Action::Continue, BodyPlan::Inspect) => Action::Pause,
+                (action, _) => action,
+            };
+        }
         // Never buffered by devgate's Action, so this is the current chunk only.
         let Ok(chunk) = bindings::request_body(body_size) else {
             return self.refuse("body_unavailable");
