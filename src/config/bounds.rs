@@ -72,3 +72,65 @@ pub(super) const VERIFIES_PER_MINUTE: Bounds = Bounds {
 
 /// `login.verify_burst`.
 pub(super) const VERIFY_BURST: Bounds = Bounds { min: 1, max: 1000 };
+
+/// `api.service.timeout_ms`: one callout holds the requests waiting on it, so at most 30 s.
+pub(super) const SERVICE_TIMEOUT_MS: Bounds = Bounds {
+    min: 50,
+    max: 30_000,
+};
+
+/// `api.service.cache.entries` and `api.service.cache.rejections`: slots of the cache shared by
+/// the Envoy process's workers.
+pub(super) const CACHE_SLOTS: Bounds = Bounds {
+    min: 1,
+    max: 1_000_000,
+};
+
+/// `api.service.cache.max_ttl_seconds`.
+pub(super) const MAX_TTL_SECONDS: Bounds = Bounds {
+    min: 1,
+    max: 86_400,
+};
+
+/// `api.service.cache.rejection_ttl_seconds`.
+pub(super) const REJECTION_TTL_SECONDS: Bounds = Bounds { min: 1, max: 3600 };
+
+/// `api.service.cache.max_stale_seconds`: 0 never serves an expired answer; at most 7 days.
+pub(super) const SERVICE_MAX_STALE_SECONDS: Bounds = Bounds {
+    min: 0,
+    max: 7 * 86_400,
+};
+
+/// `api.service.cache.retry_ms`.
+pub(super) const RETRY_MS: Bounds = Bounds {
+    min: 100,
+    max: 60_000,
+};
+
+/// `api.service.budget.per_second`.
+pub(super) const CALLOUTS_PER_SECOND: Bounds = Bounds {
+    min: 1,
+    max: 100_000,
+};
+
+/// `api.service.budget.burst`.
+pub(super) const CALLOUT_BURST: Bounds = Bounds {
+    min: 1,
+    max: 100_000,
+};
+
+/// `api.service.budget.in_flight`.
+pub(super) const CALLOUTS_IN_FLIGHT: Bounds = Bounds {
+    min: 1,
+    max: 10_000,
+};
+
+/// `api.service.budget.waiters`.
+pub(super) const CALLOUT_WAITERS: Bounds = Bounds {
+    min: 1,
+    max: 10_000,
+};
+
+/// `api.service.shape.min_length` and `api.service.shape.max_length` (bytes, prefix included);
+/// the parser also refuses a `min_length` above `max_length`.
+pub(super) const KEY_LENGTH: Bounds = Bounds { min: 1, max: 4096 };

@@ -75,6 +75,7 @@ pub const MAX_SESSION_SECONDS: u64 = 30 * 24 * 3600;
 pub const MAX_LOGIN_COST: u32 = 12;
 
 mod bounds;
+mod keyservice;
 mod raw;
 
 use bounds::{
@@ -83,20 +84,22 @@ use bounds::{
 };
 use raw::{RawApi, RawConfig, RawKey, RawLogin, RawRevocation, RawRule, RawTokens};
 
+/// An Envoy cluster name or an `:authority` devgate calls: 1-128 characters of `[A-Za-z0-9._:-]`.
+fn envoy_name_ok(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
+
 fn revocation_policy(raw: RawRevocation) -> Result<RevocationPolicy, ConfigError> {
-    let name_ok = |v: &str| {
-        (1..=128).contains(&v.len())
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
-    };
-    if !name_ok(&raw.cluster) {
+    if !envoy_name_ok(&raw.cluster) {
         return Err(err(
             "revocation.cluster",
             "an Envoy cluster name: 1-128 characters of A-Za-z0-9._:-",
         ));
     }
     let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
-    if !name_ok(&authority) {
+    if !envoy_name_ok(&authority) {
         return Err(err(
             "revocation.authority",
             "a host name: 1-128 characters of A-Za-z0-9._:-",
@@ -344,20 +347,21 @@ pub fn parse_policy_in(json: &[u8], env: &Environment<'_>) -> Result<Policy, Con
     validate(raw, env)
 }
 
-fn keyset(raw: Vec<RawKey>, env: &Environment<'_>) -> Result<KeySet, ConfigError> {
+/// The keys at `field` (`keys`, `api.service.keys`); errors name `<field>[i].secret_env` etc.
+fn keyset(field: &str, raw: Vec<RawKey>, env: &Environment<'_>) -> Result<KeySet, ConfigError> {
     let mut keys = Vec::with_capacity(raw.len());
     for (i, k) in raw.into_iter().enumerate() {
         let secret = match (k.secret, k.secret_env) {
             (Some(inline), None) => Secret::from_b64url(inline.trim())
-                .map_err(|e| err(format!("keys[{i}].secret"), e.to_string()))?,
+                .map_err(|e| err(format!("{field}[{i}].secret"), e.to_string()))?,
             (None, Some(var)) => {
-                let value = env.get(&format!("keys[{i}].secret_env"), &var)?;
+                let value = env.get(&format!("{field}[{i}].secret_env"), &var)?;
                 Secret::from_b64url(value.trim())
-                    .map_err(|e| err(format!("keys[{i}].secret_env"), format!("{var}: {e}")))?
+                    .map_err(|e| err(format!("{field}[{i}].secret_env"), format!("{var}: {e}")))?
             }
             _ => {
                 return Err(err(
-                    format!("keys[{i}]"),
+                    format!("{field}[{i}]"),
                     "needs exactly one of secret (inline base64url) or secret_env",
                 ))
             }
@@ -371,9 +375,9 @@ fn keyset(raw: Vec<RawKey>, env: &Environment<'_>) -> Result<KeySet, ConfigError
                 .split_once(": ")
                 .map_or(msg.as_str(), |(_, m)| m)
                 .to_string();
-            err(format!("keys[{index}].id"), msg)
+            err(format!("{field}[{index}].id"), msg)
         }
-        other => err("keys", other.to_string()),
+        other => err(field, other.to_string()),
     })
 }
 
@@ -410,7 +414,12 @@ fn tokens(raw: RawTokens, keys: KeySet) -> Result<TokenPolicy, ConfigError> {
     })
 }
 
-fn api_policy(raw: RawApi, keys: KeySet, rules: &mut Vec<Rule>) -> Result<ApiPolicy, ConfigError> {
+fn api_policy(
+    raw: RawApi,
+    keys: Option<KeySet>,
+    env: &Environment<'_>,
+    rules: &mut Vec<Rule>,
+) -> Result<ApiPolicy, ConfigError> {
     if raw.routes.is_empty() {
         return Err(err("api.routes", "must list at least one route"));
     }
@@ -459,9 +468,13 @@ fn api_policy(raw: RawApi, keys: KeySet, rules: &mut Vec<Rule>) -> Result<ApiPol
     if !LEEWAY_SECONDS.contains(raw.leeway_seconds) {
         return Err(err("api.leeway_seconds", leeway_message()));
     }
+    let service = match raw.service {
+        Some(s) => Some(keyservice::key_service(s, env)?),
+        None => None,
+    };
     Ok(ApiPolicy {
-        keys: Some(keys),
-        service: None,
+        keys,
+        service,
         routes,
         revoked: raw.revoked,
         headers,
@@ -641,7 +654,7 @@ fn validate(raw: RawConfig, env: &Environment<'_>) -> Result<Policy, ConfigError
     let keys = if raw.keys.is_empty() {
         None
     } else {
-        Some(keyset(raw.keys, env)?)
+        Some(keyset("keys", raw.keys, env)?)
     };
     let needs_keys = |field: &str| {
         keys.clone().ok_or_else(|| {
@@ -656,7 +669,14 @@ fn validate(raw: RawConfig, env: &Environment<'_>) -> Result<Policy, ConfigError
         None => None,
     };
     let api = match raw.api {
-        Some(a) => Some(api_policy(a, needs_keys("api")?, &mut rules)?),
+        // devgate's own API keys need `keys`; with a key service they are optional.
+        Some(a) if a.service.is_none() && keys.is_none() => {
+            return Err(err(
+                "keys",
+                "api is enabled without api.service, so at least one key is required",
+            ));
+        }
+        Some(a) => Some(api_policy(a, keys.clone(), env, &mut rules)?),
         None => None,
     };
     let login = match raw.login {
@@ -686,7 +706,14 @@ fn validate(raw: RawConfig, env: &Environment<'_>) -> Result<Policy, ConfigError
     let mut names = vec![&header];
     if let Some(a) = &api {
         let h = &a.headers;
-        names.extend([&h.organization, &h.project, &h.kind, &h.key_id, &h.count]);
+        names.extend([
+            &h.organization,
+            &h.project,
+            &h.kind,
+            &h.key_id,
+            &h.count,
+            &h.stale,
+        ]);
     }
     for (i, n) in names.iter().enumerate() {
         if names.iter().skip(i + 1).any(|m| m == n) {

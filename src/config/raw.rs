@@ -41,7 +41,8 @@ pub(super) struct RawConfig {
     pub(super) keys: Vec<RawKey>,
     /// Signed developer tokens; needs `keys`. Absent: no tokens accepted.
     pub(super) tokens: Option<RawTokens>,
-    /// API keys and API routes; needs `keys`. Absent: no API keys, no API routes.
+    /// API keys and API routes; needs `keys`, `api.service` or both. Absent: no API keys, no API
+    /// routes.
     pub(super) api: Option<RawApi>,
     /// The hidden login form and its session cookie; needs `keys`. Absent: no form.
     pub(super) login: Option<RawLogin>,
@@ -256,6 +257,317 @@ pub(super) struct RawApi {
         schemars(range(min = super::bounds::LEEWAY_SECONDS.min, max = super::bounds::LEEWAY_SECONDS.max))
     )]
     pub(super) leeway_seconds: u64,
+    /// The authentication service that resolves API keys devgate did not sign (those without a
+    /// `dgpk_` or `dgsk_` prefix). With it, the top-level `keys` are optional for `api` (they
+    /// then only verify devgate's own keys). Absent: only devgate's own keys.
+    pub(super) service: Option<RawKeyService>,
+}
+
+/// The authentication service (an Envoy cluster) devgate asks about API keys it did not sign:
+/// `GET <path>` with the key in `<key_header>`, answered by an HS256 access token describing
+/// the key (200), or a rejection (401, 403, 402, 429). Answers are cached for every worker of
+/// the Envoy process.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "KeyService"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeyService {
+    /// The Envoy cluster devgate calls, 1-128 characters of `[A-Za-z0-9._:-]`; it must exist in
+    /// Envoy's config. Required.
+    pub(super) cluster: String,
+    /// `:authority` of the call, 1-128 characters of `[A-Za-z0-9._:-]`. Default: the cluster
+    /// name.
+    pub(super) authority: Option<String>,
+    /// `:path` of the call, an origin-form path: starts with `/`, visible ASCII, no `?` or `#`,
+    /// at most 1024 bytes. The key never goes in it. Default `/access_tokens/`.
+    #[serde(default = "default_service_path")]
+    pub(super) path: String,
+    /// The header that carries the key to the service: a header name, not a pseudo-header,
+    /// `host`, `authorization`, `content-length` or a hop-by-hop header. Default `x-api-key`.
+    #[serde(default = "default_service_key_header")]
+    pub(super) key_header: String,
+    /// Timeout of one callout in milliseconds, 50 to 30000; requests for the key wait on it.
+    /// Default 1000.
+    #[serde(default = "default_service_timeout_ms")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::SERVICE_TIMEOUT_MS.min, max = super::bounds::SERVICE_TIMEOUT_MS.max))
+    )]
+    pub(super) timeout_ms: u64,
+    /// The keys the service signs its access tokens with (HS256; the token's `kid` names one),
+    /// at least one. Required.
+    pub(super) keys: Vec<RawKey>,
+    /// The `iss` every access token must carry. Absent: not checked.
+    pub(super) issuer: Option<String>,
+    /// The `aud` every access token must carry (or list). Absent: not checked.
+    pub(super) audience: Option<String>,
+    /// Clock skew tolerated on the access token's `exp`, `nbf` and `iat`, at most 300 seconds.
+    /// Default 30.
+    #[serde(default = "default_leeway")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::LEEWAY_SECONDS.min, max = super::bounds::LEEWAY_SECONDS.max))
+    )]
+    pub(super) leeway_seconds: u64,
+    /// The claim names of the access tokens.
+    #[serde(default)]
+    pub(super) claims: RawClaimNames,
+    /// How many answers the cache keeps and for how long.
+    #[serde(default)]
+    pub(super) cache: RawServiceCache,
+    /// The Envoy process's budget of callouts.
+    #[serde(default)]
+    pub(super) budget: RawServiceBudget,
+    /// Which keys are worth asking about; any other is refused (401) without a callout.
+    #[serde(default)]
+    pub(super) shape: RawKeyShape,
+}
+
+fn default_service_path() -> String {
+    "/access_tokens/".into()
+}
+
+fn default_service_key_header() -> String {
+    "x-api-key".into()
+}
+
+fn default_service_timeout_ms() -> u64 {
+    1000
+}
+
+/// The claim names of the key service's access tokens, so an existing service fits; each
+/// non-empty, all different, none of `exp`, `nbf`, `iat`, `iss`, `aud`.
+#[derive(Deserialize, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "KeyServiceClaims"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClaimNames {
+    /// The key's kind: `public_key` or `private_key`. Default `kind`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "kind")))]
+    pub(super) kind: Option<String>,
+    /// The key's organization id. Default `organization_id`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "organization_id")))]
+    pub(super) organization: Option<String>,
+    /// The key's project id. Default `project_id`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "project_id")))]
+    pub(super) project: Option<String>,
+    /// The key's products (an array of strings). Default `products`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "products")))]
+    pub(super) products: Option<String>,
+    /// Whether the key may write (a boolean). Default `write`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "write")))]
+    pub(super) write: Option<String>,
+    /// The referer hosts a public key is allowed from (an array). Default `referers`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "referers")))]
+    pub(super) referers: Option<String>,
+    /// The networks a private key is allowed from (an array of IPs and CIDRs). Default `ips`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "ips")))]
+    pub(super) ips: Option<String>,
+    /// The key's id (`api.revoked`, the `api.headers.key_id` header). Default `jti`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "jti")))]
+    pub(super) id: Option<String>,
+}
+
+/// The key service's cache, shared by the workers of the Envoy process: resolved keys and
+/// rejections in separate slots (junk keys cannot evict good ones).
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "KeyServiceCache"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServiceCache {
+    /// Slots for resolved keys, 1 to 1000000. Default 4096.
+    #[serde(default = "default_cache_slots")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::CACHE_SLOTS.min, max = super::bounds::CACHE_SLOTS.max))
+    )]
+    pub(super) entries: u64,
+    /// Slots for rejections, apart from resolved keys, 1 to 1000000. Default 4096.
+    #[serde(default = "default_cache_slots")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::CACHE_SLOTS.min, max = super::bounds::CACHE_SLOTS.max))
+    )]
+    pub(super) rejections: u64,
+    /// The longest a resolved key is fresh, whatever its access token's `exp` says, 1 to 86400
+    /// seconds. Default 300.
+    #[serde(default = "default_max_ttl_seconds")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::MAX_TTL_SECONDS.min, max = super::bounds::MAX_TTL_SECONDS.max))
+    )]
+    pub(super) max_ttl_seconds: u64,
+    /// How long a rejection is fresh, 1 to 3600 seconds; while the service is unavailable it
+    /// keeps rejecting. Default 30.
+    #[serde(default = "default_rejection_ttl_seconds")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::REJECTION_TTL_SECONDS.min, max = super::bounds::REJECTION_TTL_SECONDS.max))
+    )]
+    pub(super) rejection_ttl_seconds: u64,
+    /// How long past its freshness a resolved key may still be served while the service is
+    /// unavailable (marked with `api.headers.stale`), 0 (never) to 7 days. Default 3600.
+    #[serde(default = "default_service_max_stale_seconds")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::SERVICE_MAX_STALE_SECONDS.min, max = super::bounds::SERVICE_MAX_STALE_SECONDS.max))
+    )]
+    pub(super) max_stale_seconds: u64,
+    /// After a callout found the service unavailable, how long requests for that key use what
+    /// is cached (or get 503) before one asks again, 100 to 60000 milliseconds. Default 1000.
+    #[serde(default = "default_retry_ms")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::RETRY_MS.min, max = super::bounds::RETRY_MS.max))
+    )]
+    pub(super) retry_ms: u64,
+}
+
+impl Default for RawServiceCache {
+    fn default() -> Self {
+        RawServiceCache {
+            entries: default_cache_slots(),
+            rejections: default_cache_slots(),
+            max_ttl_seconds: default_max_ttl_seconds(),
+            rejection_ttl_seconds: default_rejection_ttl_seconds(),
+            max_stale_seconds: default_service_max_stale_seconds(),
+            retry_ms: default_retry_ms(),
+        }
+    }
+}
+
+fn default_cache_slots() -> u64 {
+    4096
+}
+
+fn default_max_ttl_seconds() -> u64 {
+    300
+}
+
+fn default_rejection_ttl_seconds() -> u64 {
+    30
+}
+
+fn default_service_max_stale_seconds() -> u64 {
+    3600
+}
+
+fn default_retry_ms() -> u64 {
+    1000
+}
+
+/// The budget of callouts to the key service, shared by the workers of the Envoy process:
+/// beyond it a request whose key is not cached gets 503 `key_service_busy`.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "KeyServiceBudget"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServiceBudget {
+    /// Callouts started per second, sustained, 1 to 100000. Default 50.
+    #[serde(default = "default_per_second")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::CALLOUTS_PER_SECOND.min, max = super::bounds::CALLOUTS_PER_SECOND.max))
+    )]
+    pub(super) per_second: u64,
+    /// Callouts that may start back to back when the budget is full, 1 to 100000. Default 100.
+    #[serde(default = "default_burst")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::CALLOUT_BURST.min, max = super::bounds::CALLOUT_BURST.max))
+    )]
+    pub(super) burst: u64,
+    /// Callouts in flight at once, 1 to 10000. Default 64.
+    #[serde(default = "default_in_flight")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::CALLOUTS_IN_FLIGHT.min, max = super::bounds::CALLOUTS_IN_FLIGHT.max))
+    )]
+    pub(super) in_flight: u64,
+    /// Requests that may wait on one key's callout, 1 to 10000. Default 64.
+    #[serde(default = "default_waiters")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::CALLOUT_WAITERS.min, max = super::bounds::CALLOUT_WAITERS.max))
+    )]
+    pub(super) waiters: u64,
+}
+
+impl Default for RawServiceBudget {
+    fn default() -> Self {
+        RawServiceBudget {
+            per_second: default_per_second(),
+            burst: default_burst(),
+            in_flight: default_in_flight(),
+            waiters: default_waiters(),
+        }
+    }
+}
+
+fn default_per_second() -> u64 {
+    50
+}
+
+fn default_burst() -> u64 {
+    100
+}
+
+fn default_in_flight() -> u64 {
+    64
+}
+
+fn default_waiters() -> u64 {
+    64
+}
+
+/// Which keys are worth a callout: length and alphabet (`[A-Za-z0-9._~-]`), and a prefix per
+/// kind. Any other key is refused without asking the service.
+#[derive(Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "KeyServiceShape"))]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeyShape {
+    /// Shortest key in bytes (prefix included), 1 to 4096, at most `max_length`. Default 16.
+    #[serde(default = "default_min_length")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::KEY_LENGTH.min, max = super::bounds::KEY_LENGTH.max))
+    )]
+    pub(super) min_length: u64,
+    /// Longest key in bytes (prefix included), 1 to 4096. Default 256.
+    #[serde(default = "default_max_length")]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(range(min = super::bounds::KEY_LENGTH.min, max = super::bounds::KEY_LENGTH.max))
+    )]
+    pub(super) max_length: u64,
+    /// What every public key (the `key` query parameter) starts with, at most 32 characters of
+    /// `[A-Za-z0-9._~-]`, shorter than `max_length`. Default `""` (any).
+    #[serde(default)]
+    pub(super) public_prefix: String,
+    /// What every private key (`private_key`, `X-Api-Key`) starts with, at most 32 characters
+    /// of `[A-Za-z0-9._~-]`, shorter than `max_length`. Default `""` (any).
+    #[serde(default)]
+    pub(super) private_prefix: String,
+}
+
+impl Default for RawKeyShape {
+    fn default() -> Self {
+        RawKeyShape {
+            min_length: default_min_length(),
+            max_length: default_max_length(),
+            public_prefix: String::new(),
+            private_prefix: String::new(),
+        }
+    }
+}
+
+fn default_min_length() -> u64 {
+    16
+}
+
+fn default_max_length() -> u64 {
+    256
 }
 
 /// An API route: a path prefix, the product it belongs to and its mode.

@@ -482,3 +482,321 @@ fn unknown_variants_with_backticks_are_redacted_whole() {
         assert!(text.contains("expected"), "{text}");
     }
 }
+
+/// An `api` section with one route and `service` as given (`{}`-less JSON members after
+/// `cluster` and `keys`), with or without the top-level `keys`.
+fn service_config(top_keys: bool, service: &str) -> String {
+    let keys = if top_keys {
+        r#""keys": [{"id": "k1", "secret_env": "GOOD"}], "#
+    } else {
+        ""
+    };
+    let sep = if service.is_empty() { "" } else { ", " };
+    format!(
+        r#"{{{keys}"api": {{"routes": [{{"prefix": "/api/", "product": "p"}}],
+            "service": {{"cluster": "key_service",
+                         "keys": [{{"id": "ks1", "secret_env": "KS"}}]{sep}{service}}}}}}}"#
+    )
+}
+
+fn service_env(v: &str) -> Option<String> {
+    matches!(v, "GOOD" | "KS").then(|| SECRET.to_string())
+}
+
+fn service_err(service: &str) -> ConfigError {
+    parse_policy_with_env(service_config(false, service).as_bytes(), &service_env).unwrap_err()
+}
+
+#[test]
+fn key_service_defaults() {
+    let p = parse_policy_with_env(service_config(false, "").as_bytes(), &service_env).unwrap();
+    let api = p.api.unwrap();
+    assert!(api.keys.is_none(), "keys are optional with a key service");
+    let s = api.service.unwrap();
+    assert_eq!(s.cluster, "key_service");
+    assert_eq!(
+        s.authority, "key_service",
+        "authority defaults to the cluster"
+    );
+    assert_eq!(s.path, "/access_tokens/");
+    assert_eq!(s.key_header, "x-api-key");
+    assert_eq!(s.timeout_ms, 1000);
+    assert_eq!((s.issuer, s.audience), (None, None));
+    assert_eq!(s.leeway, 30);
+    assert_eq!(s.claims, crate::core::keyservice::ClaimNames::default());
+    assert_eq!(s.claims.organization, "organization_id");
+    assert_eq!(s.claims.id, "jti");
+    assert_eq!(
+        s.cache,
+        crate::core::keyservice::CacheLimits {
+            entries: 4096,
+            rejections: 4096,
+            max_ttl_s: 300,
+            rejection_ttl_s: 30,
+            max_stale_s: 3600,
+            retry_ms: 1000,
+        }
+    );
+    assert_eq!(
+        s.budget,
+        crate::core::keyservice::CalloutBudget {
+            per_second: 50,
+            burst: 100,
+            in_flight: 64,
+            waiters: 64,
+        }
+    );
+    assert_eq!(
+        s.shape,
+        crate::core::keyservice::KeyShape {
+            min_len: 16,
+            max_len: 256,
+            public_prefix: String::new(),
+            private_prefix: String::new(),
+        }
+    );
+    assert_eq!(
+        s.store_prefix,
+        crate::core::keyservice::store_prefix(
+            "key_service",
+            "key_service",
+            "/access_tokens/",
+            "x-api-key"
+        )
+    );
+    let crate::core::keysource::KeySource::Hmac(keys) = &s.signing;
+    assert_eq!(keys.signing_key().id, "ks1");
+}
+
+#[test]
+fn key_service_every_field_set() {
+    let p = parse_policy_with_env(
+        service_config(
+            true,
+            r#""authority": "ks.internal:8443", "path": "/v1/keys", "key_header": "X_Key",
+               "timeout_ms": 50, "issuer": "https://auth.example", "audience": "devgate",
+               "leeway_seconds": 0,
+               "claims": {"kind": "k", "organization": "o", "project": "p", "products": "ps",
+                          "write": "w", "referers": "r", "ips": "i", "id": "key_id"},
+               "cache": {"entries": 1, "rejections": 1000000, "max_ttl_seconds": 86400,
+                         "rejection_ttl_seconds": 1, "max_stale_seconds": 0, "retry_ms": 100},
+               "budget": {"per_second": 1, "burst": 100000, "in_flight": 10000, "waiters": 1},
+               "shape": {"min_length": 4096, "max_length": 4096, "public_prefix": "woos-",
+                         "private_prefix": "sk.A~_-9"}"#,
+        )
+        .as_bytes(),
+        &service_env,
+    )
+    .unwrap();
+    let api = p.api.unwrap();
+    assert_eq!(api.keys.unwrap().signing_key().id, "k1");
+    let s = api.service.unwrap();
+    assert_eq!(s.authority, "ks.internal:8443");
+    assert_eq!(s.path, "/v1/keys");
+    assert_eq!(s.key_header, "x-key", "header names are folded");
+    assert_eq!(s.timeout_ms, 50);
+    assert_eq!(s.issuer.as_deref(), Some("https://auth.example"));
+    assert_eq!(s.audience.as_deref(), Some("devgate"));
+    assert_eq!(s.leeway, 0);
+    assert_eq!(
+        (s.claims.kind.as_str(), s.claims.id.as_str()),
+        ("k", "key_id")
+    );
+    assert_eq!((s.cache.entries, s.cache.rejections), (1, 1_000_000));
+    assert_eq!((s.cache.max_ttl_s, s.cache.max_stale_s), (86_400, 0));
+    assert_eq!((s.budget.burst, s.budget.in_flight), (100_000, 10_000));
+    assert_eq!((s.shape.min_len, s.shape.max_len), (4096, 4096));
+    assert_eq!(s.shape.public_prefix, "woos-");
+    assert_ne!(
+        s.store_prefix,
+        crate::core::keyservice::store_prefix(
+            "key_service",
+            "key_service",
+            "/access_tokens/",
+            "x-api-key"
+        ),
+        "another service, another store"
+    );
+}
+
+#[test]
+fn api_needs_keys_or_a_key_service() {
+    let api = r#""api": {"routes": [{"prefix": "/api/", "product": "p"}]}"#;
+    let e = tok_err(&format!("{{{api}}}"));
+    assert_eq!(
+        e.to_string(),
+        "field `keys`: api is enabled without api.service, so at least one key is required"
+    );
+    let ok = tok_err(&format!(
+        r#"{{"keys": [{{"id": "k1", "secret_env": "GOOD"}}], {api}, "login": {{}}}}"#
+    ));
+    assert_eq!(ok.field, "login", "keys alone still do for api");
+    // A key service does not stand in for the keys tokens and the login form need.
+    let json = service_config(false, "").replacen('{', r#"{"tokens": {}, "#, 1);
+    let e = parse_policy_with_env(json.as_bytes(), &service_env).unwrap_err();
+    assert_eq!(e.field, "keys");
+}
+
+#[test]
+fn key_service_errors_name_the_field() {
+    for (service, field) in [
+        (r#""authority": """#, "api.service.authority"),
+        (r#""authority": "a/b""#, "api.service.authority"),
+        (r#""path": "access_tokens""#, "api.service.path"),
+        (r#""path": "/a?b=1""#, "api.service.path"),
+        (r#""path": "/a#f""#, "api.service.path"),
+        (r#""path": "/a b""#, "api.service.path"),
+        (r#""path": "/\u00e9""#, "api.service.path"),
+        (r#""key_header": ":authority""#, "api.service.key_header"),
+        (r#""key_header": "x key""#, "api.service.key_header"),
+        (r#""key_header": """#, "api.service.key_header"),
+        (r#""key_header": "Host""#, "api.service.key_header"),
+        (r#""key_header": "authorization""#, "api.service.key_header"),
+        (
+            r#""key_header": "Transfer_Encoding""#,
+            "api.service.key_header",
+        ),
+        (r#""key_header": "connection""#, "api.service.key_header"),
+        (r#""timeout_ms": 49"#, "api.service.timeout_ms"),
+        (r#""timeout_ms": 30001"#, "api.service.timeout_ms"),
+        (r#""issuer": """#, "api.service.issuer"),
+        (r#""audience": """#, "api.service.audience"),
+        (r#""leeway_seconds": 301"#, "api.service.leeway_seconds"),
+        (r#""claims": {"kind": ""}"#, "api.service.claims.kind"),
+        (r#""claims": {"ips": "products"}"#, "api.service.claims.ips"),
+        (r#""claims": {"id": "exp"}"#, "api.service.claims.id"),
+        (r#""claims": {"org": "o"}"#, "api.service.claims.org"),
+        (r#""cache": {"entries": 0}"#, "api.service.cache.entries"),
+        (
+            r#""cache": {"entries": 1000001}"#,
+            "api.service.cache.entries",
+        ),
+        (
+            r#""cache": {"rejections": 0}"#,
+            "api.service.cache.rejections",
+        ),
+        (
+            r#""cache": {"max_ttl_seconds": 0}"#,
+            "api.service.cache.max_ttl_seconds",
+        ),
+        (
+            r#""cache": {"max_ttl_seconds": 86401}"#,
+            "api.service.cache.max_ttl_seconds",
+        ),
+        (
+            r#""cache": {"rejection_ttl_seconds": 3601}"#,
+            "api.service.cache.rejection_ttl_seconds",
+        ),
+        (
+            r#""cache": {"max_stale_seconds": 604801}"#,
+            "api.service.cache.max_stale_seconds",
+        ),
+        (r#""cache": {"retry_ms": 99}"#, "api.service.cache.retry_ms"),
+        (
+            r#""cache": {"retry_ms": 60001}"#,
+            "api.service.cache.retry_ms",
+        ),
+        (r#""cache": {"entries": -1}"#, "api.service.cache.entries"),
+        (
+            r#""budget": {"per_second": 0}"#,
+            "api.service.budget.per_second",
+        ),
+        (r#""budget": {"burst": 100001}"#, "api.service.budget.burst"),
+        (
+            r#""budget": {"in_flight": 10001}"#,
+            "api.service.budget.in_flight",
+        ),
+        (r#""budget": {"waiters": 0}"#, "api.service.budget.waiters"),
+        (r#""budget": {"rate": 1}"#, "api.service.budget.rate"),
+        (
+            r#""shape": {"min_length": 0}"#,
+            "api.service.shape.min_length",
+        ),
+        (
+            r#""shape": {"max_length": 4097}"#,
+            "api.service.shape.max_length",
+        ),
+        (
+            r#""shape": {"min_length": 20, "max_length": 19}"#,
+            "api.service.shape.min_length",
+        ),
+        (
+            r#""shape": {"public_prefix": "a/b"}"#,
+            "api.service.shape.public_prefix",
+        ),
+        (
+            r#""shape": {"private_prefix": "abcdefghijklmnopqrstuvwxyz0123456"}"#,
+            "api.service.shape.private_prefix",
+        ),
+        (
+            r#""shape": {"min_length": 1, "max_length": 4, "public_prefix": "woos"}"#,
+            "api.service.shape.public_prefix",
+        ),
+        (
+            r#""shape": {"private_prefix": "dgsk_x"}"#,
+            "api.service.shape.private_prefix",
+        ),
+        (r#""url": "x""#, "api.service.url"),
+    ] {
+        assert_eq!(service_err(service).field, field, "{service}");
+    }
+    let bad_cluster = service_config(false, "").replace(r#""key_service""#, r#""a b""#);
+    let e = parse_policy_with_env(bad_cluster.as_bytes(), &service_env).unwrap_err();
+    assert_eq!(e.field, "api.service.cluster");
+    // 2^32 + 1 does not wrap into the bounds.
+    assert_eq!(
+        service_err(r#""budget": {"per_second": 4294967297}"#).field,
+        "api.service.budget.per_second"
+    );
+    let e = service_err(r#""cache": {"entries": 0}"#);
+    assert_eq!(
+        e.to_string(),
+        "field `api.service.cache.entries`: between 1 and 1000000"
+    );
+}
+
+#[test]
+fn key_service_keys_are_read_like_every_secret() {
+    let json = |keys: &str| {
+        format!(
+            r#"{{"api": {{"routes": [{{"prefix": "/api/", "product": "p"}}],
+                "service": {{"cluster": "c", "keys": {keys}}}}}}}"#
+        )
+    };
+    let e = tok_err(&json(r#"[{"id": "ks1", "secret_env": "MISSING"}]"#));
+    assert_eq!(
+        e.to_string(),
+        "field `api.service.keys[0].secret_env`: environment variable MISSING is not set in \
+         Envoy's process environment"
+    );
+    let e = tok_err(&json(r#"[{"id": "ks1", "secret_env": "SHORT"}]"#));
+    assert_eq!(e.field, "api.service.keys[0].secret_env");
+    assert!(!e.message.contains("c2hvcnQ"), "{e}");
+    let e = tok_err(&json(
+        r#"[{"id": "ks1", "secret": "c2VjcmV0LXRvby1zaG9ydA"}]"#,
+    ));
+    assert_eq!(e.field, "api.service.keys[0].secret");
+    assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+    let e = tok_err(&json(r#"[{"id": "ks1"}]"#));
+    assert_eq!(e.field, "api.service.keys[0]");
+    let e = tok_err(&json(
+        r#"[{"id": "a", "secret_env": "GOOD"}, {"id": "a", "secret_env": "GOOD"}]"#,
+    ));
+    assert_eq!(e.field, "api.service.keys[1].id");
+    let e = tok_err(&json(r#"[{"id": "bad id", "secret_env": "GOOD"}]"#));
+    assert_eq!(e.field, "api.service.keys[0].id");
+    assert_eq!(tok_err(&json("[]")).field, "api.service.keys");
+    let e = tok_err(
+        r#"{"api": {"routes": [{"prefix": "/api/", "product": "p"}], "service": {"cluster": "c"}}}"#,
+    );
+    assert_eq!(e.field, "api.service");
+    assert!(e.message.contains("keys"), "{e}");
+}
+
+#[test]
+fn served_stale_header_is_distinct() {
+    let json = r#"{"keys": [{"id": "k1", "secret_env": "GOOD"}],
+        "api": {"routes": [{"prefix": "/api/", "product": "p"}],
+                "headers": {"stale": "x-devgate-count"}}}"#;
+    assert_eq!(tok_err(json).field, "api.headers");
+}
