@@ -185,6 +185,7 @@ impl Effects for Envoy<'_> {
             Duration::from_millis(callout.timeout_ms),
         )
         .map_err(|_| Failed)?;
+        held.registered.set(true);
         waiters::callout_started(token, held.id, Rc::downgrade(held));
         Ok(())
     }
@@ -193,6 +194,7 @@ impl Effects for Envoy<'_> {
         let Some(held) = self.stream else {
             return Err(Failed);
         };
+        held.registered.set(true);
         waiters::wait(held.id, wait.until_ms, Rc::downgrade(held)).map_err(|_| Failed)
     }
 
@@ -358,6 +360,7 @@ impl RootContext for Root {
                 revocation: Rc::clone(&self.revocation),
                 stream: RefCell::new(Stream::new()),
                 end_of_stream: Cell::new(false),
+                registered: Cell::new(false),
             }),
             done: false,
         }))
@@ -380,6 +383,8 @@ pub(super) struct Held {
     stream: RefCell<Stream>,
     /// The request headers ended the stream (kept for the steps that read them again).
     end_of_stream: Cell<bool>,
+    /// The stream was ever put in the registry (a wait, a callout): it leaves it when it ends.
+    registered: Cell<bool>,
 }
 
 /// Which of the core's request steps a stream runs: each reads the request's headers and peer.
@@ -524,18 +529,18 @@ impl Held {
                 .stream
                 .try_borrow_mut()
                 .map_err(|_| "stream_state_busy")?;
-            Ok(match step {
+            let plan = match step {
                 Step::Headers => stream.on_request_headers(policy, req, &mut worker, &Wasm),
                 Step::Answer(answer) => {
                     stream.on_callout_answer(policy, answer, req, &mut worker, &Wasm)
                 }
                 Step::Resume => stream.resume(policy, req, &mut worker, &Wasm),
-            })
+            };
+            // Performed here, not returned: a plan is large, and every move of it is a copy.
+            drop((stream, worker));
+            Ok(perform(plan, HeaderMap::RequestHeaders, &mut self.fx()))
         });
-        match planned {
-            Ok(plan) => perform(plan, HeaderMap::RequestHeaders, &mut self.fx()),
-            Err(what) => self.refuse(what),
-        }
+        planned.unwrap_or_else(|what| self.refuse(what))
     }
 
     /// A step run outside the request's own callbacks (an answer, a resume) ended in `flow`: a
@@ -563,6 +568,11 @@ impl Held {
         let Ok(mut stream) = self.stream.try_borrow_mut() else {
             return;
         };
+        // Only a held stream has anything to end (`on_destroy`'s whole subject): every other
+        // stream skips the step, which costs each request fuel for nothing.
+        if !stream.holding() {
+            return;
+        }
         let plan = stream.on_destroy(policy, &Wasm);
         drop(stream);
         let _ = perform(plan, HeaderMap::RequestHeaders, &mut self.fx());
@@ -596,7 +606,9 @@ impl Drop for Http {
             self.done = true;
             self.held.destroy();
         }
-        waiters::unregister(self.held.id);
+        if self.held.registered.get() {
+            waiters::unregister(self.held.id);
+        }
     }
 }
 
