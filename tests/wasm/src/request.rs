@@ -12,7 +12,7 @@ pub(crate) type ChunkHook<'h> = Box<dyn FnMut(usize) + 'h>;
 
 /// What happens while a request is held (its headers callback paused with no local reply and
 /// nothing resumed it yet), in order, until the module answers or resumes it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Hold {
     /// The stream's oldest unanswered `proxy_http_call` answers with these headers (`:status`
     /// among them) and this body.

@@ -289,3 +289,61 @@ fn hostile_answers_never_trap() -> HostResult<()> {
     }
     Ok(())
 }
+
+#[test]
+fn fast_ticks_for_a_waiter_run_the_revocation_tick_no_more_than_once_a_second() -> HostResult<()> {
+    let with_revocation = config().replacen(
+        r#"{"protect""#,
+        r#"{"revocation": {"cluster": "revocation", "refresh_seconds": 1, "timeout_ms": 500},
+            "protect""#,
+        1,
+    );
+    let shared = SharedData::new();
+    let mut a = watched(Host::builder().shared_data(&shared))?;
+    let mut b = watched(Host::builder().shared_data(&shared))?;
+    for h in [&mut a, &mut b] {
+        assert!(h.configure(&with_revocation)?, "{:?}", h.logs());
+        assert_eq!(h.tick_period_ms(), Some(1000));
+    }
+    let key = "sk-waiting-beside-the-revocation-list";
+    let first = key_request(&mut a, key).keep_open().send();
+    assert_eq!(first.action(), Action::Pause, "{}", first.describe());
+    let token = a.http_calls().last().unwrap().token;
+    let Hold::Answer(headers, body) = ok_answer() else {
+        unreachable!()
+    };
+    // 55 ticks 20 ms apart (1.1 s): the revocation worker's tick runs on the first and once
+    // more a second later, not on every fast tick.
+    let mut answered = None;
+    let r = key_request(&mut b, key)
+        .while_held(vec![Hold::Tick(20); 55])
+        .on_held(|i| {
+            if i == 54 {
+                answered = Some(a.respond_http_call(token, headers.clone(), &body));
+            }
+        })
+        .send();
+    answered.unwrap()?;
+    // Decided when the answer was cached (refused: no revocation list was ever fetched).
+    r.assert_well_formed();
+    assert!(r.held, "{}", r.describe());
+    assert_eq!(r.status(), Some(401), "{}", r.describe());
+    let degraded = b
+        .metrics()
+        .iter()
+        .position(|m| m.name == "devgate.revocation.degraded")
+        .unwrap()
+        + 1;
+    let gauge_sets = r
+        .calls
+        .iter()
+        .filter(|c| c.name == "proxy_record_metric" && c.args.starts_with(&format!("{degraded},")))
+        .count();
+    assert_eq!(gauge_sets, 2, "{}", r.describe());
+    assert_eq!(
+        b.tick_period_ms(),
+        Some(1000),
+        "not back to the revocation period"
+    );
+    Ok(())
+}
