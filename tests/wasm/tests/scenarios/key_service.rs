@@ -347,3 +347,34 @@ fn fast_ticks_for_a_waiter_run_the_revocation_tick_no_more_than_once_a_second() 
     );
     Ok(())
 }
+
+#[test]
+fn a_waiter_whose_flight_ran_out_asks_itself_and_its_answer_comes_through_the_root(
+) -> HostResult<()> {
+    let shared = SharedData::new();
+    let mut a = gate(&shared)?;
+    let mut b = gate(&shared)?;
+    let key = "sk-the-first-asker-never-heard-back";
+    a.watch_secrets(&[key]);
+    b.watch_secrets(&[key]);
+    let first = key_request(&mut a, key).keep_open().send();
+    assert_eq!(first.action(), Action::Pause, "{}", first.describe());
+    // A's flight is good for its timeout and a second (1.7 s); B waits past that, then owns
+    // the key's next flight: its callout starts in a root tick, so its answer comes to the
+    // root context, which hands it to B's stream.
+    let mut events = vec![Hold::Tick(20); 90];
+    events.push(ok_answer());
+    let r = key_request(&mut b, key).while_held(events).send();
+    assert_resolved(&r);
+    assert_eq!(b.http_calls().len(), 1, "{:?}", b.http_calls());
+    let call = b.http_calls()[0].clone();
+    assert_eq!(call.headers.get_str("x-api-key").as_deref(), Some(key));
+    assert!(
+        r.calls
+            .iter()
+            .any(|c| c.name == "proxy_set_effective_context" && c.args == r.context_id.to_string()),
+        "{}",
+        r.describe()
+    );
+    Ok(())
+}
