@@ -96,6 +96,9 @@ extern "C" {
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_continue_stream(stream: u32) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
         status: u32,
@@ -415,11 +418,47 @@ const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 /// `BufferType::HttpCallResponseBody` of the ABI.
 const HTTP_CALL_RESPONSE_BODY: u32 = 4;
 
+/// `StreamType::HttpRequest` of the ABI.
+const HTTP_REQUEST_STREAM: u32 = 0;
+
 /// `:status` of the response to a `dispatch_http_call`; `None` when the call failed (no response).
 pub fn http_call_status() -> Option<Vec<u8>> {
-    map_value(HTTP_CALL_RESPONSE_HEADERS, b":status")
-        .ok()
-        .flatten()
+    http_call_header(b":status").ok().flatten()
+}
+
+/// The first value of header `name` of the response to a `dispatch_http_call`, as bytes;
+/// `Ok(None)` when absent (or when no response came).
+pub fn http_call_header(name: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+    map_value(HTTP_CALL_RESPONSE_HEADERS, name)
+}
+
+/// Sets the root context's tick period (0: no ticks). Called from a stream's context, Envoy
+/// sets its root context's.
+pub fn set_tick_period_ms(period: u32) -> Result<(), HostError> {
+    // SAFETY: plain FFI on a plain value.
+    match unsafe { proxy_set_tick_period_milliseconds(period) } {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Makes `context_id` the context the following host calls act on (a stream's, from a root
+/// callback). An error when the host no longer knows that context.
+pub fn set_effective_context(context_id: u32) -> Result<(), HostError> {
+    // SAFETY: plain FFI on a plain value.
+    match unsafe { proxy_set_effective_context(context_id) } {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Lets the (effective) stream's held request go on (`resume_http_request`).
+pub fn resume_request() -> Result<(), HostError> {
+    // SAFETY: plain FFI on a plain value.
+    match unsafe { proxy_continue_stream(HTTP_REQUEST_STREAM) } {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
 }
 
 /// The body of the response to a `dispatch_http_call` (`size` bytes).

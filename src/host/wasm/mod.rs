@@ -8,6 +8,8 @@
 //! * `bindings` (wasm32 only): the few host calls devgate makes, written against the proxy-wasm
 //!   ABI directly, reading everything as bytes; one of the two places allowed `unsafe` (the
 //!   other is the native host's `bindings/`).
+//! * `waiters` (wasm32 only): the streams held for the key service that the root context must
+//!   reach (waiters it resumes on a fast tick, callouts whose answer it hands over).
 
 pub mod map;
 
@@ -15,3 +17,5 @@ pub mod map;
 mod bindings;
 #[cfg(target_arch = "wasm32")]
 mod filter;
+#[cfg(target_arch = "wasm32")]
+mod waiters;

@@ -10,7 +10,7 @@ use crate::headers::Headers;
 use crate::imports::define_env;
 use crate::module::compiled;
 use crate::records::{BodyCall, HostCall, LogLine, Phase};
-use crate::request::{Outcome, RequestBuilder, RequestBuilderParts};
+use crate::request::{Hold, Outcome, RequestBuilder, RequestBuilderParts};
 use crate::shared::{Action, HttpCall, Metric, SharedData};
 use crate::state::{property_path, State};
 use crate::wasi::{define_stubs, define_wasi};
@@ -237,52 +237,130 @@ impl Host {
             body: Vec::new(),
             trailers: None,
             before_chunk: None,
+            hold: Vec::new(),
+            on_held: None,
+            keep_open: false,
         }
     }
 
     /// `proxy_on_tick` on the root context, if the module exports it.
     pub fn tick(&mut self) -> HostResult<()> {
-        if self.exports.contains("proxy_on_tick") {
-            self.store
-                .set_fuel(FUEL_BUDGET)
-                .map_err(|e| HostError(format!("fuel: {e:#}")))?;
-            self.call_void("proxy_on_tick", (ROOT_ID as i32,))?;
-        }
-        Ok(())
+        self.store
+            .set_fuel(FUEL_BUDGET)
+            .map_err(|e| HostError(format!("fuel: {e:#}")))?;
+        self.root_tick()
     }
 
-    /// Answers a recorded `proxy_http_call` (`proxy_on_http_call_response` on the caller's context).
+    /// Answers a recorded `proxy_http_call` (`proxy_on_http_call_response`).
     pub fn respond_http_call(
         &mut self,
         token: u32,
         headers: Headers,
         body: &[u8],
     ) -> HostResult<()> {
-        let call = self
+        self.store
+            .set_fuel(FUEL_BUDGET)
+            .map_err(|e| HostError(format!("fuel: {e:#}")))?;
+        self.answer_call(token, Some((headers, body.to_vec())))
+    }
+
+    /// A recorded `proxy_http_call` fails (reset, timeout): answered with no headers, no body.
+    pub fn fail_http_call(&mut self, token: u32) -> HostResult<()> {
+        self.store
+            .set_fuel(FUEL_BUDGET)
+            .map_err(|e| HostError(format!("fuel: {e:#}")))?;
+        self.answer_call(token, None)
+    }
+
+    /// `proxy_on_tick`, as Envoy calls it: on the root context (whatever stream is in flight).
+    fn root_tick(&mut self) -> HostResult<()> {
+        if !self.exports.contains("proxy_on_tick") {
+            return Ok(());
+        }
+        let previous = std::mem::replace(&mut self.store.data_mut().current_context, ROOT_ID);
+        let result = self.call_void("proxy_on_tick", (ROOT_ID as i32,));
+        self.store.data_mut().current_context = previous;
+        result
+    }
+
+    /// `proxy_on_http_call_response` for `token`, as Envoy calls it: every call is the root
+    /// context's (proxy-wasm-cpp-host's `http_call` makes it on the root), so the answer comes
+    /// to the root, and the module routes it to the context that made the call.
+    fn answer_call(&mut self, token: u32, response: Option<(Headers, Vec<u8>)>) -> HostResult<()> {
+        if !self
             .store
             .data()
             .http_calls
             .iter()
-            .find(|c| c.token == token)
-            .cloned()
-            .ok_or_else(|| HostError(format!("no http call with token {token}")))?;
-        let n = headers.len() as i32;
-        self.store.data_mut().http_call_response = Some((headers, body.to_vec(), Headers::new()));
-        self.store
-            .set_fuel(FUEL_BUDGET)
-            .map_err(|e| HostError(format!("fuel: {e:#}")))?;
+            .any(|c| c.token == token)
+        {
+            return err(format!("no http call with token {token}"));
+        }
+        if self.store.data().answered_calls.contains(&token) {
+            return err(format!("http call {token} was answered already"));
+        }
+        let (n, len) = response
+            .as_ref()
+            .map_or((0, 0), |(h, b)| (h.len() as i32, b.len() as i32));
+        let previous = {
+            let s = self.store.data_mut();
+            s.answered_calls.push(token);
+            s.http_call_response = response.map(|(h, b)| (h, b, Headers::new()));
+            std::mem::replace(&mut s.current_context, ROOT_ID)
+        };
         let result = self.call_void(
             "proxy_on_http_call_response",
-            (
-                call.context_id as i32,
-                token as i32,
-                n,
-                body.len() as i32,
-                0,
-            ),
+            (ROOT_ID as i32, token as i32, n, len, 0),
         );
-        self.store.data_mut().http_call_response = None;
+        let s = self.store.data_mut();
+        s.http_call_response = None;
+        s.current_context = previous;
         result
+    }
+
+    /// The oldest unanswered `proxy_http_call` made since call `from` (an index).
+    fn pending_call(&self, from: usize) -> Option<u32> {
+        let s = self.store.data();
+        s.http_calls
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.token)
+            .find(|t| !s.answered_calls.contains(t))
+    }
+
+    /// One `proxy_on_request_body` with `current` as the body buffer: its result, the action,
+    /// the buffer as the module left it, and the fuel it took.
+    fn body_call(
+        &mut self,
+        ctx: u32,
+        i: usize,
+        current: Vec<u8>,
+        eos: bool,
+    ) -> (HostResult<i32>, Action, Vec<u8>, u64) {
+        let size = current.len();
+        {
+            let s = self.store.data_mut();
+            s.phase = Phase::RequestBody(i);
+            s.request_body = Some(current);
+        }
+        let before = self.fuel_left();
+        let result = self.call_i32(
+            "proxy_on_request_body",
+            (ctx as i32, size as i32, eos as i32),
+        );
+        let fuel = before - self.fuel_left();
+        let left = self
+            .store
+            .data_mut()
+            .request_body
+            .take()
+            .unwrap_or_default();
+        let action = match &result {
+            Ok(raw) => Action::from_raw(*raw),
+            Err(_) => Action::Trapped,
+        };
+        (result, action, left, fuel)
     }
 
     pub fn http_calls(&self) -> &[HttpCall] {
@@ -422,6 +500,7 @@ impl Host {
             let s = self.store.data_mut();
             s.in_request = true;
             s.current_context = ctx;
+            s.stream_context = ctx;
             s.phase = Phase::RequestHeaders;
             s.properties = req
                 .properties
@@ -459,6 +538,7 @@ impl Host {
             trailers_action: None,
             trailers_passed_on: None,
             stalled: None,
+            held: false,
             response_headers: None,
             client_headers: None,
             client_body: None,
@@ -471,6 +551,7 @@ impl Host {
             properties_set: BTreeMap::new(),
         };
         let _ = self.store.set_fuel(FUEL_BUDGET);
+        let http_calls_before = self.store.data().http_calls.len();
 
         let steps = (|| -> HostResult<()> {
             self.call_void("proxy_on_context_create", (ctx as i32, ROOT_ID as i32))?;
@@ -486,8 +567,103 @@ impl Host {
             // The request phase: headers, then body chunks, then trailers, until the module
             // answers, stops, or the request is all passed on.
             let mut answered = self.local_count() > 0;
-            let resumed = self.store.data().continued_request > 0;
+            let mut resumed = self.store.data().continued_request > 0;
             let mut passing = !answered && (out.action == Action::Continue || resumed);
+            let mut buffered: Option<Vec<u8>> = None;
+            let mut held_trailers: Option<Option<Headers>> = None;
+            if !answered && !passing && out.action == Action::Pause && !req.hold.is_empty() {
+                // Held: the body and trailers arrive meanwhile (Envoy calls this filter for
+                // them; a pause keeps them buffered), then the script runs until the module
+                // answers or resumes the request.
+                let last = chunks.len();
+                for (i, chunk) in std::mem::take(&mut chunks).into_iter().enumerate() {
+                    let eos = i + 1 == last && req.trailers.is_none();
+                    let mut current = buffered.take().unwrap_or_default();
+                    current.extend_from_slice(&chunk);
+                    let size = current.len();
+                    let (result, action, left, fuel) = self.body_call(ctx, i, current, eos);
+                    out.fuel_request_body += fuel;
+                    out.body_calls.push(BodyCall {
+                        delivered: chunk,
+                        size,
+                        end_of_stream: eos,
+                        action,
+                        passed_on: None,
+                    });
+                    result?;
+                    if self.local_count() > 0 {
+                        answered = true;
+                        break;
+                    }
+                    if action != Action::Pause {
+                        self.store.data_mut().violation(format!(
+                            "proxy_on_request_body returned {action:?} while the request is held"
+                        ));
+                    }
+                    buffered = Some(left);
+                }
+                if let (false, Some(trailers)) = (answered, req.trailers.take()) {
+                    {
+                        let s = self.store.data_mut();
+                        s.phase = Phase::RequestTrailers;
+                        s.request_trailers = Some(trailers.clone());
+                    }
+                    let raw = self.call_i32(
+                        "proxy_on_request_trailers",
+                        (ctx as i32, trailers.len() as i32),
+                    )?;
+                    let action = Action::from_raw(raw);
+                    out.trailers_action = Some(action);
+                    held_trailers = Some(self.store.data_mut().request_trailers.take());
+                    answered = self.local_count() > 0;
+                    if !answered && action != Action::Pause {
+                        self.store.data_mut().violation(format!(
+                            "proxy_on_request_trailers returned {action:?} while the request is held"
+                        ));
+                    }
+                }
+                self.store.data_mut().phase = Phase::Held;
+                for (i, event) in std::mem::take(&mut req.hold).into_iter().enumerate() {
+                    if answered || resumed {
+                        break;
+                    }
+                    if let Some(hook) = req.on_held.as_mut() {
+                        hook(i);
+                    }
+                    match event {
+                        Hold::Answer(headers, body) => {
+                            let token = self.pending_call(http_calls_before).ok_or_else(|| {
+                                HostError("no callout of this stream to answer".into())
+                            })?;
+                            self.answer_call(token, Some((headers, body)))?;
+                        }
+                        Hold::Fail => {
+                            let token = self.pending_call(http_calls_before).ok_or_else(|| {
+                                HostError("no callout of this stream to fail".into())
+                            })?;
+                            self.answer_call(token, None)?;
+                        }
+                        Hold::Tick(ms) => {
+                            let s = self.store.data_mut();
+                            s.now_nanos = s.now_nanos.saturating_add(ms.saturating_mul(1_000_000));
+                            self.root_tick()?;
+                        }
+                    }
+                    answered = self.local_count() > 0;
+                    resumed = self.store.data().continued_request > 0;
+                }
+                out.held = answered || resumed;
+                passing = !answered && resumed;
+                if passing {
+                    // What was kept while held goes on with the request.
+                    if let Some(b) = buffered.take() {
+                        out.body_passed_on.push(b);
+                    }
+                    if let Some(t) = held_trailers.take() {
+                        out.trailers_passed_on = t;
+                    }
+                }
+            }
             if passing {
                 // Envoy forgets the request map once the filter continues.
                 let h = self
@@ -504,7 +680,6 @@ impl Host {
                     out.action
                 ));
             }
-            let mut buffered: Option<Vec<u8>> = None;
             if passing {
                 let last = chunks.len();
                 for (i, chunk) in chunks.iter().enumerate() {
@@ -515,27 +690,8 @@ impl Host {
                     let mut current = buffered.take().unwrap_or_default();
                     current.extend_from_slice(chunk);
                     let size = current.len();
-                    {
-                        let s = self.store.data_mut();
-                        s.phase = Phase::RequestBody(i);
-                        s.request_body = Some(current);
-                    }
-                    let before = self.fuel_left();
-                    let result = self.call_i32(
-                        "proxy_on_request_body",
-                        (ctx as i32, size as i32, eos as i32),
-                    );
-                    out.fuel_request_body += before - self.fuel_left();
-                    let left = self
-                        .store
-                        .data_mut()
-                        .request_body
-                        .take()
-                        .unwrap_or_default();
-                    let action = match &result {
-                        Ok(raw) => Action::from_raw(*raw),
-                        Err(_) => Action::Trapped,
-                    };
+                    let (result, action, left, fuel) = self.body_call(ctx, i, current, eos);
+                    out.fuel_request_body += fuel;
                     let local = self.local_count() > 0;
                     let passed_on = match (local, action) {
                         (false, Action::Continue) => Some(left),
@@ -645,6 +801,10 @@ impl Host {
             if let Some(h) = self.store.data().request_headers.clone() {
                 out.request_headers = h;
             }
+            if req.keep_open {
+                out.stalled = None;
+                return Ok(());
+            }
             if let Some((headers, end_of_stream)) = response {
                 let locals_before = self.local_count();
                 let n = headers.len() as i32;
@@ -710,8 +870,17 @@ impl Host {
         }
         out.fuel = FUEL_BUDGET - self.fuel_left().min(FUEL_BUDGET);
         let s = self.store.data_mut();
+        if req.keep_open {
+            // The stream stays in flight: its maps and properties stay for its later callbacks.
+            s.current_context = ROOT_ID;
+            out.logs = s.logs.get(logs_before..).unwrap_or_default().to_vec();
+            out.calls = s.calls.get(calls_before..).unwrap_or_default().to_vec();
+            out.local_responses = s.local_responses.clone();
+            return out;
+        }
         s.in_request = false;
         s.current_context = ROOT_ID;
+        s.stream_context = 0;
         s.phase = Phase::Other;
         s.properties.clear();
         s.request_headers = None;

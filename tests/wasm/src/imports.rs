@@ -452,6 +452,13 @@ pub(crate) fn define_env(linker: &mut Linker<State>) -> WResult<()> {
                 s.violation("proxy_send_local_response outside a request".into());
                 return Ok(status::BAD_ARGUMENT);
             }
+            if s.current_context != s.stream_context {
+                s.violation(format!(
+                    "proxy_send_local_response ({status_code}) in context {}, not the stream's {}",
+                    s.current_context, s.stream_context
+                ));
+                return Ok(status::BAD_ARGUMENT);
+            }
             if !s.local_responses.is_empty() {
                 s.violation(format!(
                     "a second proxy_send_local_response ({status_code}) in one stream, in {:?}",
@@ -485,6 +492,14 @@ pub(crate) fn define_env(linker: &mut Linker<State>) -> WResult<()> {
         |mut c: Ctx<'_>, stream: i32| -> WResult<i32> {
             let s = c.data_mut();
             s.record("proxy_continue_stream", format!("{stream}"));
+            if s.in_request && s.current_context != s.stream_context {
+                // Envoy: the root context has no stream to continue; the request stays held.
+                s.violation(format!(
+                    "proxy_continue_stream({stream}) in context {}, not the stream's {}",
+                    s.current_context, s.stream_context
+                ));
+                return Ok(status::OK);
+            }
             match stream {
                 0 => s.continued_request += 1,
                 1 => s.continued_response += 1,

@@ -19,6 +19,14 @@
 //! next filter gets (recorded per chunk). Once a callback continues, Envoy forgets that map or
 //! buffer: request headers are unavailable in later callbacks.
 //!
+//! A request the module holds (its headers callback pauses with no local reply) runs the test's
+//! [`Hold`] script: its body chunks and trailers arrive first (each must pause), then callout
+//! answers and root ticks, until the module answers or resumes it. As in Envoy, every
+//! `proxy_http_call` is the root context's and its answer comes as
+//! `proxy_on_http_call_response(root, ...)`; the module routes it to its stream and must make
+//! the stream's context effective (`proxy_set_effective_context`) before continuing it or
+//! replying (a continue or a reply in another context is a violation).
+//!
 //! A local reply sent while the request is decoded goes through the encoder filters (this one
 //! too: `proxy_on_response_headers` sees it); one sent from `proxy_on_response_headers` of an
 //! upstream response replaces that response and goes straight to the client (Envoy's
@@ -57,6 +65,6 @@ pub use headers::{show, Headers};
 pub use host::{assert_no_secret_in, Host, HostBuilder};
 pub use module::{module_exports, module_imports, wasm_path};
 pub use records::{BodyCall, HostCall, LocalResponse, LogLine, Phase};
-pub use request::{Outcome, RequestBuilder};
+pub use request::{Hold, Outcome, RequestBuilder};
 pub use shared::{Action, HttpCall, Metric, SharedData};
 pub use state::property_path;

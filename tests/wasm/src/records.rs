@@ -27,6 +27,9 @@ pub enum Phase {
     RequestBody(usize),
     RequestTrailers,
     ResponseHeaders,
+    /// A root callback while the request is held: a callout's answer or a tick (a local reply
+    /// sent then needs no callback's pause: Envoy sends it from outside the filter chain).
+    Held,
     /// done / log / delete, or outside a stream.
     Other,
 }

@@ -10,6 +10,20 @@ use crate::shared::Action;
 /// Called before body chunk `n` is delivered: what "another worker" does meanwhile.
 pub(crate) type ChunkHook<'h> = Box<dyn FnMut(usize) + 'h>;
 
+/// What happens while a request is held (its headers callback paused with no local reply and
+/// nothing resumed it yet), in order, until the module answers or resumes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// The stream's oldest unanswered `proxy_http_call` answers with these headers (`:status`
+    /// among them) and this body.
+    Answer(Headers, Vec<u8>),
+    /// The stream's oldest unanswered call fails (reset, timeout, no healthy host): Envoy
+    /// delivers it with no headers and no body.
+    Fail,
+    /// The clock moves on this many milliseconds, then the root context ticks.
+    Tick(u64),
+}
+
 pub(crate) struct RequestBuilderParts<'h> {
     pub(crate) headers: Headers,
     pub(crate) properties: Vec<(String, Vec<u8>)>,
@@ -18,6 +32,9 @@ pub(crate) struct RequestBuilderParts<'h> {
     pub(crate) body: Vec<Vec<u8>>,
     pub(crate) trailers: Option<Headers>,
     pub(crate) before_chunk: Option<ChunkHook<'h>>,
+    pub(crate) hold: Vec<Hold>,
+    pub(crate) on_held: Option<ChunkHook<'h>>,
+    pub(crate) keep_open: bool,
 }
 
 /// Builds one request: `h.request().peer("127.0.0.1:5000").header(":path", "/").send()`.
@@ -30,6 +47,9 @@ pub struct RequestBuilder<'h> {
     pub(crate) body: Vec<Vec<u8>>,
     pub(crate) trailers: Option<Headers>,
     pub(crate) before_chunk: Option<ChunkHook<'h>>,
+    pub(crate) hold: Vec<Hold>,
+    pub(crate) on_held: Option<ChunkHook<'h>>,
+    pub(crate) keep_open: bool,
 }
 
 impl<'h> RequestBuilder<'h> {
@@ -119,6 +139,30 @@ impl<'h> RequestBuilder<'h> {
         self
     }
 
+    /// What happens if the module holds the request (see [`Hold`]). With a script, the body
+    /// chunks and trailers arrive while the request is held (as a client's usually do before a
+    /// callout answers): each reaches the module, which must keep them (pause); they go on when
+    /// the module resumes the request.
+    pub fn while_held(mut self, events: Vec<Hold>) -> Self {
+        self.hold = events;
+        self
+    }
+
+    /// Runs `hook(n)` before event `n` of the [`RequestBuilder::while_held`] script: what
+    /// another worker does while this request is held.
+    pub fn on_held(mut self, hook: impl FnMut(usize) + 'h) -> Self {
+        self.on_held = Some(Box::new(hook));
+        self
+    }
+
+    /// Leaves the stream open where the script left it (no response, no done/delete), its
+    /// request state kept in the host: another worker's request still in flight. The host
+    /// then plays only that worker (its callouts can still be answered, its root ticked).
+    pub fn keep_open(mut self) -> Self {
+        self.keep_open = true;
+        self
+    }
+
     /// The upstream's response headers if the request is forwarded (default `:status 200`).
     pub fn upstream_response(mut self, headers: Headers) -> Self {
         self.upstream_response = Some(headers);
@@ -135,6 +179,9 @@ impl<'h> RequestBuilder<'h> {
             body: self.body,
             trailers: self.trailers,
             before_chunk: self.before_chunk,
+            hold: self.hold,
+            on_held: self.on_held,
+            keep_open: self.keep_open,
         };
         self.host.run(parts)
     }
@@ -170,6 +217,9 @@ pub struct Outcome {
     pub trailers_passed_on: Option<Headers>,
     /// Why the stream never finished (a pause nobody resumes), if it did not.
     pub stalled: Option<String>,
+    /// The module held the request (paused its headers with no local reply) and a root
+    /// callback (a callout's answer, a tick) answered or resumed it.
+    pub held: bool,
     /// The response header map after `proxy_on_response_headers` ran.
     pub response_headers: Option<Headers>,
     /// The response headers the client gets: the encoded map, or a local reply sent from the
@@ -327,7 +377,14 @@ impl Outcome {
                     self.describe()
                 );
             }
-            for (what, action) in actions.iter().skip(1) {
+            // Body chunks and trailers that came while the request was held were kept (paused)
+            // and went on when it was resumed.
+            let held_calls = if self.held {
+                self.body_calls.len() + usize::from(self.trailers_action.is_some())
+            } else {
+                0
+            };
+            for (what, action) in actions.iter().skip(1 + held_calls) {
                 assert_eq!(
                     *action,
                     Action::Continue,
@@ -342,6 +399,8 @@ impl Outcome {
             Phase::RequestBody(i) => self.body_calls.get(i).map(|b| b.action),
             Phase::RequestTrailers => self.trailers_action,
             Phase::ResponseHeaders => self.response_action,
+            // Sent from a root callback: the held callbacks had all paused.
+            Phase::Held => Some(Action::Pause),
             Phase::Other => None,
         };
         assert_eq!(
@@ -381,9 +440,10 @@ impl Outcome {
             }
         };
         let mut s = format!(
-            "action {:?}, body actions {:?}, trailers {:?}, response {:?}, forwarded {}, \
+            "action {:?}, held {}, body actions {:?}, trailers {:?}, response {:?}, forwarded {}, \
              stalled {:?}, trap {:?}\nlocal responses: {:?}\nrequest headers after:\n",
             self.action,
+            self.held,
             self.body_calls.iter().map(|b| b.action).collect::<Vec<_>>(),
             self.trailers_action,
             self.response_action,

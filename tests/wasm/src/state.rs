@@ -29,6 +29,10 @@ pub(crate) struct State {
     // The request in flight.
     pub(crate) in_request: bool,
     pub(crate) current_context: u32,
+    /// The context id of the request in flight (0: none).
+    pub(crate) stream_context: u32,
+    /// Tokens of the `proxy_http_call`s already answered.
+    pub(crate) answered_calls: Vec<u32>,
     pub(crate) phase: Phase,
     pub(crate) properties: BTreeMap<Vec<u8>, Vec<u8>>,
     pub(crate) request_headers: Option<Headers>,

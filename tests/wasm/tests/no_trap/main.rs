@@ -16,11 +16,13 @@
 //! Case counts: 8000 random requests, 2500 random configurations (each with 1-3 requests), 1500
 //! raw configuration byte strings, 400 huge/repeated-header requests, 600 login bodies (about
 //! one in six runs bcrypt at cost 5), 200 VMs started on garbage shared data, 3000 upstream
-//! responses. `PROPTEST_CASES=N` sets every
+//! responses, 400 key-service answers to a held request (`callouts`: any status bytes, non-UTF-8
+//! headers, garbage and oversized bodies, no answer). `PROPTEST_CASES=N` sets every
 //! property's count to N. The seed is fixed for reproducible CI; `PROPTEST_RNG_SEED=N` explores
 //! elsewhere.
 //!
-//! The properties are in modules by input (`requests`, `configs`, `login_form`, `responses`);
+//! The properties are in modules by input (`requests`, `configs`, `login_form`, `responses`,
+//! `callouts`);
 //! the proptest settings, the cached hosts and the checks every request passes are here.
 
 // This whole crate is test code: clippy.toml allows these lints inside #[test] functions only,
@@ -32,6 +34,7 @@
     clippy::indexing_slicing
 )]
 
+mod callouts;
 mod configs;
 mod login_form;
 mod requests;

@@ -4,7 +4,7 @@
 //! header values, tokens, cookies, config values) appears in any log line or stdout/stderr.
 //!
 //! The tests are in modules by subject (`loading`, `network`, `paths`, `identity_header`,
-//! `configuration`, `vm`, `tokens`); the noise, the secrets and the assertions they share are
+//! `configuration`, `vm`, `tokens`, `key_service`); the noise, the secrets and the assertions they share are
 //! here.
 
 // This whole crate is test code: clippy.toml allows these lints inside #[test] functions only,
@@ -18,6 +18,7 @@
 
 mod configuration;
 mod identity_header;
+mod key_service;
 mod loading;
 mod network;
 mod paths;
