@@ -632,28 +632,35 @@ impl HttpContext for Http {
         let Ok(body_plan) = held.stream.try_borrow().map(|s| s.body_plan()) else {
             return action(held.refuse("stream_state_busy"));
         };
+        let Some(policy) = held.policy.as_deref() else {
+            return action(held.refuse("not_configured"));
+        };
         match body_plan {
             BodyPlan::Pass => return Action::Continue,
             // Held for the key service: Envoy keeps the chunks (unread) until the request goes on.
             BodyPlan::Hold => return Action::Pause,
-            BodyPlan::Collect => {}
-        }
-        let Some(policy) = held.policy.as_deref() else {
-            return action(held.refuse("not_configured"));
-        };
-        if self.stream.body_plan() == BodyPlan::Inspect {
-            // Paused (buffered by Envoy) until the form is whole: `body_size` is all of it so
-            // far, and the read is of all of it.
-            let plan = self
-                .stream
-                .on_form_body(policy, body_size, end_of_stream, || {
+            BodyPlan::Inspect => {
+                // Paused (buffered by Envoy) until the form is whole: `body_size` is all of it so
+                // far, and the read is of all of it.
+                let Ok(mut stream) = held.stream.try_borrow_mut() else {
+                    return action(held.refuse("stream_state_busy"));
+                };
+                let plan = stream.on_form_body(policy, body_size, end_of_stream, || {
                     bindings::request_body(body_size).ok()
                 });
-            let action = self.perform(plan, HeaderMap::RequestHeaders);
-            return match (action, self.stream.body_plan()) {
-                (Action::Continue, BodyPlan::Inspect) => Action::Pause,
-                (action, _) => action,
-            };
+                drop(stream);
+                let flow = perform(plan, HeaderMap::RequestHeaders, &mut held.fx());
+                let still = held
+                    .stream
+                    .try_borrow()
+                    .map(|s| s.body_plan() == BodyPlan::Inspect)
+                    .unwrap_or(false);
+                return match flow {
+                    Flow::Continue if still => Action::Pause,
+                    flow => action(flow),
+                };
+            }
+            BodyPlan::Collect => {}
         }
         // Never buffered by devgate's Action, so this is the current chunk only.
         let Ok(chunk) = bindings::request_body(body_size) else {
