@@ -867,9 +867,17 @@ fn form_refusal(reason: Reason, response: Response) -> Plan<'static> {
 /// for a request devgate answers itself: an access log's `%REQ(x-wsgiorg-developer-user)%` and
 /// `%REQ(x-devgate-source)%` then only ever show a value devgate set.
 fn scrub_identity(policy: &Policy, headers: &[(&[u8], &[u8])]) -> Vec<Cow<'static, [u8]>> {
-    let source = policy.api.as_ref().map(|a| &a.headers.source);
-    let names: Vec<&headers::HeaderName> = std::iter::once(&policy.header).chain(source).collect();
-    headers::spellings_present(headers, &names)
+    // On the stack: a refusal allocates only its reply's header list.
+    let only = [&policy.header];
+    let with_source;
+    let names: &[&headers::HeaderName] = match &policy.api {
+        Some(api) => {
+            with_source = [&policy.header, &api.headers.source];
+            &with_source
+        }
+        None => &only,
+    };
+    headers::spellings_present(headers, names)
         .into_iter()
         .map(|n| Cow::Owned(n.to_vec()))
         .collect()
