@@ -77,6 +77,7 @@ pub const MAX_LOGIN_COST: u32 = 12;
 mod bounds;
 mod keyservice;
 mod raw;
+mod usertokens;
 
 use bounds::{
     Bounds, FAILURE_WINDOW_SECONDS, LEEWAY_SECONDS, MAX_COST, MAX_FAILURES, MAX_STALE_SECONDS,
@@ -423,6 +424,10 @@ fn api_policy(
     if raw.routes.is_empty() {
         return Err(err("api.routes", "must list at least one route"));
     }
+    let service = match raw.service {
+        Some(s) => Some(keyservice::key_service(s, env)?),
+        None => None,
+    };
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.into_iter().enumerate() {
         let prefix =
@@ -442,9 +447,17 @@ fn api_policy(
             prefix,
             methods,
         });
+        let user_tokens = match r.user_tokens {
+            Some(u) => Some(usertokens::user_route(
+                &format!("api.routes[{i}].user_tokens"),
+                u,
+            )?),
+            None => None,
+        };
         routes.push(ApiRoute {
             product: r.product,
             mode: r.mode,
+            user_tokens,
         });
     }
     for (i, id) in raw.revoked.iter().enumerate() {
@@ -465,13 +478,24 @@ fn api_policy(
         count: name("count", h.count, "x-devgate-count")?,
         stale: name("stale", h.stale, "x-devgate-served-stale")?,
         source: name("source", h.source, "x-devgate-source")?,
+        user: name("user", h.user, "x-devgate-user")?,
     };
     if !LEEWAY_SECONDS.contains(raw.leeway_seconds) {
         return Err(err("api.leeway_seconds", leeway_message()));
     }
-    let service = match raw.service {
-        Some(s) => Some(keyservice::key_service(s, env)?),
-        None => None,
+    let user_tokens = if routes.iter().any(|r| r.user_tokens.is_some()) {
+        Some(usertokens::user_tokens(
+            raw.user_tokens,
+            service.as_ref(),
+            env,
+        )?)
+    } else if raw.user_tokens.is_some() {
+        return Err(err(
+            "api.user_tokens",
+            "no route takes user tokens (add user_tokens to a route)",
+        ));
+    } else {
+        None
     };
     Ok(ApiPolicy {
         keys,
@@ -483,6 +507,7 @@ fn api_policy(
         internal_from: cidrs("api.internal_from", &raw.internal_from)?,
         leeway: raw.leeway_seconds,
         key_header: HeaderName::parse("x-api-key").map_err(|m| err("api", m))?,
+        user_tokens,
     })
 }
 
@@ -715,6 +740,7 @@ fn validate(raw: RawConfig, env: &Environment<'_>) -> Result<Policy, ConfigError
             &h.count,
             &h.stale,
             &h.source,
+            &h.user,
         ]);
     }
     for (i, n) in names.iter().enumerate() {

@@ -261,6 +261,9 @@ pub(super) struct RawApi {
     /// `dgpk_` or `dgsk_` prefix). With it, the top-level `keys` are optional for `api` (they
     /// then only verify devgate's own keys). Absent: only devgate's own keys.
     pub(super) service: Option<RawKeyService>,
+    /// User tokens, for the routes with `user_tokens`. Absent: the defaults (the key
+    /// service's keys).
+    pub(super) user_tokens: Option<super::usertokens::RawUserTokens>,
 }
 
 /// The authentication service (an Envoy cluster) devgate asks about API keys it did not sign:
@@ -584,9 +587,13 @@ pub(super) struct RawApiRoute {
     /// The product a key must carry for this route, 1-64 characters of `[A-Za-z0-9._:-]`.
     /// Required.
     pub(super) product: String,
-    /// What keys may do on this route. Default `read_write`.
+    /// What keys may do on this route. Default `read_write`. For user tokens only
+    /// `read_only`'s method limit applies.
     #[serde(default)]
     pub(super) mode: Mode,
+    /// Take user tokens (`Authorization: Bearer`) on this route: a Bearer token here is always
+    /// read as a user token, never as a developer token. Absent: API keys only.
+    pub(super) user_tokens: Option<super::usertokens::RawRouteUserTokens>,
 }
 
 /// Header names devgate sets for the application on API routes (client copies are stripped);
@@ -620,6 +627,9 @@ pub(super) struct RawApiHeaders {
     /// only. Default `x-devgate-source`.
     #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-source")))]
     pub(super) source: Option<String>,
+    /// The user's id, for requests admitted by a user token. Default `x-devgate-user`.
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = "x-devgate-user")))]
+    pub(super) user: Option<String>,
 }
 
 /// A signing key: an id and exactly one of `secret` or `secret_env`.

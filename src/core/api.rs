@@ -8,7 +8,10 @@ use crate::core::codes::Reason;
 use crate::core::keyservice::{self, KeyService, Lookup};
 use crate::core::policy::{ApiPolicy, ApiRoute, Mode};
 use crate::core::token::TokenError;
+use crate::core::usertoken::{self, UserRoute, UserTokens};
 use crate::core::{apikey, headers, query, source};
+
+use super::credential::bearer_token;
 
 use super::decision::{Ctx, Edits};
 
@@ -45,6 +48,7 @@ pub(super) fn need_write(key: &ApiKey) -> Result<(), Reason> {
         (KeyKind::Public, _) => Err(Reason::PrivateKeyRequired),
         (KeyKind::Private, false) => Err(Reason::WriteNeeded),
         (KeyKind::Private, true) => Ok(()),
+        (KeyKind::User, _) => Err(Reason::PrivateKeyRequired),
     }
 }
 
@@ -108,6 +112,17 @@ pub(super) fn api_key<'p>(
             .remove
             .extend(spellings.iter().map(|n| Cow::Owned(n.to_vec())));
     }
+    if let (Some(user_route), Some(users)) = (&route.user_tokens, &api.user_tokens) {
+        if let Some(bearer) = user_bearer(req.headers)? {
+            if !found.is_empty() {
+                return Err(Reason::AmbiguousCredential.into());
+            }
+            user_token(
+                api, users, user_route, route, bearer, method, ctx, &mut edits,
+            )?;
+            return Ok((KeyKind::User, edits));
+        }
+    }
     let (place, text) = match found.as_slice() {
         [] => return Err(Reason::NoCredential.into()),
         [one] => one,
@@ -126,6 +141,7 @@ pub(super) fn api_key<'p>(
     let placed_right = match key.kind {
         KeyKind::Public => *place == KeyPlace::QueryKey,
         KeyKind::Private => *place != KeyPlace::QueryKey,
+        KeyKind::User => false,
     };
     if !placed_right {
         return Err(Reason::KeyMisplaced.into());
@@ -190,6 +206,85 @@ pub(super) fn api_key<'p>(
         edits.set.push((h.source.as_str(), src.to_vec()));
     }
     Ok((key.kind, edits))
+}
+
+/// The user token in `Authorization: Bearer`, if any; a Bearer element beside any other
+/// `Authorization` element is ambiguous.
+fn user_bearer<'a>(headers: &[(&'a [u8], &'a [u8])]) -> Result<Option<&'a [u8]>, Reason> {
+    let mut elements = headers
+        .iter()
+        .filter(|(n, _)| *n == b"authorization")
+        .flat_map(|(_, v)| v.split(|&b| b == b','))
+        .filter(|e| !e.trim_ascii().is_empty());
+    let first = elements.next().and_then(bearer_token);
+    let mut more = false;
+    let mut rest_has_bearer = false;
+    for e in elements {
+        more = true;
+        rest_has_bearer |= bearer_token(e).is_some();
+    }
+    if more && (first.is_some() || rest_has_bearer) {
+        return Err(Reason::AmbiguousCredential);
+    }
+    Ok(first)
+}
+
+/// Checks a user token on a route that takes them: verification, path parameters, the
+/// requirement, the origin, revocation and the route's method limits, then the upstream
+/// headers (kind `user_token`, organization and project from the path, the user's id).
+#[allow(clippy::too_many_arguments)]
+fn user_token<'p>(
+    api: &'p ApiPolicy,
+    users: &UserTokens,
+    user_route: &UserRoute,
+    route: &ApiRoute,
+    bearer: &[u8],
+    method: &[u8],
+    ctx: &Ctx<'_, '_, '_>,
+    edits: &mut Edits<'p>,
+) -> Result<(), Reason> {
+    let req = ctx.req;
+    let user = usertoken::verify(users, bearer, req.now).map_err(Reason::Token)?;
+    let raw_path = req.header(b":path").unwrap_or_default();
+    let (raw, _) = query::split(raw_path);
+    let (org, project) = usertoken::params(user_route, raw, &ctx.canonical)?;
+    usertoken::allowed(user_route.require, &user, org)?;
+    let origins = req
+        .headers
+        .iter()
+        .filter(|(n, _)| *n == b"origin")
+        .map(|(_, v)| *v);
+    if !usertoken::origin_ok(&user_route.origins, origins) {
+        return Err(Reason::OriginDenied);
+    }
+    if let Some(r) = ctx.revocation {
+        if r.refuse {
+            return Err(Reason::RevocationStale);
+        }
+        if r.token_revoked(user.jti.as_deref()) {
+            return Err(Reason::Revoked);
+        }
+    }
+    if route.mode == Mode::ReadOnly && !is_read(method) && method != b"POST" {
+        return Err(Reason::MethodNotAllowed);
+    }
+    let h = &api.headers;
+    let internal = ctx.peer_ip.is_some_and(|ip| api.internal_from.contains(ip));
+    for (name, value) in [
+        (&h.organization, org),
+        (&h.project, project),
+        (&h.kind, Some(KeyKind::User.as_str())),
+        (&h.user, Some(user.id.as_str())),
+        (&h.count, Some(if internal { "false" } else { "true" })),
+    ] {
+        if let Some(value) = value {
+            edits.set.push((name.as_str(), value.as_bytes().to_vec()));
+        }
+    }
+    if let Some(src) = source::of(req.headers) {
+        edits.set.push((h.source.as_str(), src.to_vec()));
+    }
+    Ok(())
 }
 
 /// A key devgate did not sign, as the key service's answer (cached or just fetched) describes

@@ -21,24 +21,32 @@ use serde::{Deserialize, Serialize};
 use super::net::{Cidr, CidrList};
 use super::token::{authenticate, sign, Key, KeySet, TokenError, MAX_TOKEN_LEN};
 
-/// The two kinds of key.
+/// The two kinds of key, and the user token an API route may take instead of one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyKind {
     /// `dgpk_`: a key that may travel in URLs and browsers (the `key` parameter); never writes.
     Public,
     /// `dgsk_`: a key kept server-side (`X-Api-Key`); may write when it says so.
     Private,
+    /// A user token (`Authorization: Bearer`) on a route with `user_tokens`: not a key at all,
+    /// but the same slot in the upstream headers, counters and audit values.
+    User,
 }
 
 impl KeyKind {
     /// Every kind (counters and audit values are generated from this list).
-    pub const ALL: [KeyKind; 2] = [KeyKind::Public, KeyKind::Private];
+    pub const ALL: [KeyKind; 3] = [KeyKind::Public, KeyKind::Private, KeyKind::User];
 
-    /// The prefix every key of this kind starts with (`dgpk_`, `dgsk_`).
+    /// The kinds devgate signs itself, each named by its prefix.
+    pub const SIGNED: [KeyKind; 2] = [KeyKind::Public, KeyKind::Private];
+
+    /// The prefix every key of this kind starts with (`dgpk_`, `dgsk_`; none for user tokens,
+    /// which devgate never signs).
     pub fn prefix(self) -> &'static str {
         match self {
             KeyKind::Public => "dgpk_",
             KeyKind::Private => "dgsk_",
+            KeyKind::User => "",
         }
     }
 
@@ -47,12 +55,13 @@ impl KeyKind {
         match self {
             KeyKind::Public => "public_key",
             KeyKind::Private => "private_key",
+            KeyKind::User => "user_token",
         }
     }
 
     /// The kind a devgate key names by its prefix, and the rest; `None`: not a devgate key.
     pub fn of(text: &[u8]) -> Option<(KeyKind, &[u8])> {
-        KeyKind::ALL
+        KeyKind::SIGNED
             .into_iter()
             .find_map(|k| Some((k, text.strip_prefix(k.prefix().as_bytes())?)))
     }
@@ -175,6 +184,7 @@ pub fn mint(new: &NewKey<'_>, key: &Key) -> Result<String, MintError> {
         return Err(MintError("product: 1-64 characters of [A-Za-z0-9._:-]"));
     }
     match new.kind {
+        KeyKind::User => return Err(MintError("user tokens are not API keys")),
         KeyKind::Public if new.write || !new.ips.is_empty() => {
             return Err(MintError(
                 "public keys are read-only and restricted by referer, not IP",
@@ -242,6 +252,7 @@ pub fn verify(text: &[u8], keys: &KeySet, now: u64, leeway: u64) -> Result<ApiKe
     let kind_ok = match kind {
         KeyKind::Public => !p.write && p.ips.is_empty(),
         KeyKind::Private => p.referers.is_empty(),
+        KeyKind::User => false,
     };
     if !ids_ok || !kind_ok {
         return Err(TokenError::Malformed);

@@ -93,6 +93,14 @@ pub enum Reason {
     /// The process-wide budget of key-service callouts (per second, in flight, waiters) is
     /// spent: 503 with `Retry-After`, nothing asked and nothing cached.
     KeyServiceBusy,
+    /// A user token whose user is not a member of the organization in the path.
+    NotAMember,
+    /// A user token whose user does not own the organization in the path.
+    NotAnOwner,
+    /// A user token whose user is not staff or superuser as the route requires.
+    NotStaff,
+    /// A user token sent from a browser page (`Origin`) the route does not allow.
+    OriginDenied,
 }
 
 impl Reason {
@@ -119,11 +127,15 @@ impl Reason {
             Reason::OverFreeQuota => "over_free_quota",
             Reason::KeyServiceUnavailable => "key_service_unavailable",
             Reason::KeyServiceBusy => "key_service_busy",
+            Reason::NotAMember => "not_a_member",
+            Reason::NotAnOwner => "not_an_owner",
+            Reason::NotStaff => "not_staff",
+            Reason::OriginDenied => "origin_denied",
         }
     }
 
     /// How many reasons [`Reason::all`] lists.
-    pub const COUNT: usize = 19 + TokenError::ALL.len();
+    pub const COUNT: usize = 23 + TokenError::ALL.len();
 
     /// This reason's place in `0..COUNT`: a dense index for hosts that keep one counter each.
     pub fn slot(self) -> usize {
@@ -147,7 +159,11 @@ impl Reason {
             Reason::OverFreeQuota => 16,
             Reason::KeyServiceUnavailable => 17,
             Reason::KeyServiceBusy => 18,
-            Reason::Token(e) => 19 + e as usize,
+            Reason::NotAMember => 19,
+            Reason::NotAnOwner => 20,
+            Reason::NotStaff => 21,
+            Reason::OriginDenied => 22,
+            Reason::Token(e) => 23 + e as usize,
         }
     }
 
@@ -173,6 +189,10 @@ impl Reason {
             Reason::OverFreeQuota,
             Reason::KeyServiceUnavailable,
             Reason::KeyServiceBusy,
+            Reason::NotAMember,
+            Reason::NotAnOwner,
+            Reason::NotStaff,
+            Reason::OriginDenied,
         ]
         .into_iter()
         .chain(TokenError::ALL.into_iter().map(Reason::Token))
@@ -191,6 +211,10 @@ impl Reason {
                 | Reason::PrivateKeyRequired
                 | Reason::MethodNotAllowed
                 | Reason::KeyForbidden
+                | Reason::NotAMember
+                | Reason::NotAnOwner
+                | Reason::NotStaff
+                | Reason::OriginDenied
         )
     }
 }

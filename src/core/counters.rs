@@ -166,7 +166,8 @@ pub enum Counter {
 
 impl Counter {
     /// How many counters [`Counter::all`] lists.
-    pub const COUNT: usize = 7
+    pub const COUNT: usize = 5
+        + KeyKind::ALL.len()
         + Reason::COUNT
         + 1
         + Outcome::ALL.len()
@@ -180,7 +181,7 @@ impl Counter {
     /// it, so counting costs no hashing. A unit test checks that the slots of [`Counter::all`]
     /// are exactly `0..COUNT`.
     pub fn slot(self) -> usize {
-        const DENIED: usize = 7;
+        const DENIED: usize = 5 + KeyKind::ALL.len();
         const LOGIN: usize = DENIED + Reason::COUNT + 1;
         const CHALLENGE: usize = LOGIN + Outcome::ALL.len();
         const FETCH: usize = CHALLENGE + Challenge::ALL.len();
@@ -188,7 +189,7 @@ impl Counter {
         match self {
             Counter::Allowed(Admission::Source(source)) => source as usize,
             Counter::Allowed(Admission::Key(kind)) => 4 + kind as usize,
-            Counter::Allowed(Admission::Anonymous) => 6,
+            Counter::Allowed(Admission::Anonymous) => 4 + KeyKind::ALL.len(),
             Counter::Denied(reason) => DENIED + reason.slot(),
             Counter::InternalError => DENIED + Reason::COUNT,
             Counter::Login(outcome) => LOGIN + outcome as usize,
@@ -372,7 +373,11 @@ mod tests {
                 | Reason::OverQuota
                 | Reason::OverFreeQuota
                 | Reason::KeyServiceUnavailable
-                | Reason::KeyServiceBusy => Reason::all().any(|x| x == r),
+                | Reason::KeyServiceBusy
+                | Reason::NotAMember
+                | Reason::NotAnOwner
+                | Reason::NotStaff
+                | Reason::OriginDenied => Reason::all().any(|x| x == r),
             },
             Counter::KeyService(e) => match e {
                 KeyEvent::Hit
@@ -401,7 +406,7 @@ mod tests {
                 Admission::Source(
                     Source::Network | Source::Bearer | Source::Cookie | Source::Session,
                 )
-                | Admission::Key(KeyKind::Public | KeyKind::Private)
+                | Admission::Key(KeyKind::Public | KeyKind::Private | KeyKind::User)
                 | Admission::Anonymous => Admission::all().any(|x| x == a),
             },
             Counter::InternalError

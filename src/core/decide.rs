@@ -291,6 +291,7 @@ fn decide_as<'p>(ctx: &Ctx<'p, '_, '_>, method: &[u8]) -> Decision<'p> {
                 &h.count,
                 &h.stale,
                 &h.source,
+                &h.user,
             ];
             &with_api
         }

@@ -121,6 +121,7 @@ pub fn trailer_removals<'a>(policy: &Policy, trailers: &[(&'a [u8], &'a [u8])]) 
             &h.count,
             &h.stale,
             &h.source,
+            &h.user,
             &api.key_header,
         ]);
     }

@@ -37,6 +37,7 @@ pub mod shared;
 pub mod source;
 pub mod stream;
 pub mod token;
+pub mod usertoken;
 
 mod api;
 mod credential;

@@ -12,6 +12,7 @@ use crate::core::keyservice::KeyService;
 use crate::core::net::{CidrList, NetPolicy};
 use crate::core::path::Prefix;
 use crate::core::token::KeySet;
+use crate::core::usertoken::{UserRoute, UserTokens};
 
 /// What a protected path answers to a request without a usable credential.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -97,6 +98,9 @@ pub struct ApiRoute {
     pub product: String,
     /// Which methods and keys the route takes.
     pub mode: Mode,
+    /// User tokens: `Some` reads `Authorization: Bearer` as a user token on this route (never
+    /// as a developer token), with the route's requirement, origins and path parameters.
+    pub user_tokens: Option<UserRoute>,
 }
 
 /// Header names devgate sets for the application on API routes.
@@ -117,6 +121,8 @@ pub struct ApiHeaders {
     pub stale: HeaderName,
     /// The request's source ([`crate::core::source`]); absent when it has none.
     pub source: HeaderName,
+    /// The user's id, for requests admitted by a user token.
+    pub user: HeaderName,
 }
 
 /// API keys.
@@ -141,6 +147,8 @@ pub struct ApiPolicy {
     pub leeway: u64,
     /// `x-api-key`, the header private keys travel in (every spelling is read and removed).
     pub key_header: HeaderName,
+    /// How user tokens are verified; `None`: no route takes them.
+    pub user_tokens: Option<UserTokens>,
 }
 
 /// One path rule.

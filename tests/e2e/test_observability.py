@@ -4,7 +4,7 @@ fields, after a scripted mix of requests whose every outcome is known in advance
 The counters (src/core/counters.rs `Counter::all`, defined at configure time, so they exist at zero),
 under `wasmcustom.` with the Wasm build and `dynamicmodulescustom.` with the native module
 (DEVGATE_HOST=native; harness.STATS):
-  <ns>.devgate.requests.allowed.<network|bearer|cookie|public_key|private_key|anonymous>
+  <ns>.devgate.requests.allowed.<network|bearer|cookie|public_key|private_key|user_token|anonymous>
   <ns>.devgate.requests.denied.<reason>   every code of `Reason::all()`, plus internal_error
   <ns>.devgate.config.<accepted|rejected>
   <ns>.devgate.counter_missing             bumps of a counter the host did not define (0)
@@ -46,13 +46,14 @@ DEV4 = "127.0.0.1"
 DEV6_OUTSIDER = "::1"
 OUTSIDER = "127.0.0.77"
 
-ALLOWED = ["network", "bearer", "cookie", "session", "public_key", "private_key", "anonymous"]
+ALLOWED = ["network", "bearer", "cookie", "session", "public_key", "private_key", "user_token", "anonymous"]
 # Reason::all() (src/core/mod.rs) then TokenError::ALL (src/core/token.rs), then the glue's own code.
 DENIED = [
     "no_credential", "bad_path", "ambiguous_credential", "network_denied", "unbound_token", "revoked",
     "key_misplaced", "wrong_product", "referer_denied", "write_needed", "private_key_required",
     "method_not_allowed", "revocation_stale",
     "key_rejected", "key_forbidden", "over_quota", "over_free_quota", "key_service_unavailable", "key_service_busy",
+    "not_a_member", "not_an_owner", "not_staff", "origin_denied",
     "too_long", "malformed", "unsupported_alg", "unsupported_header", "missing_kid", "unknown_kid",
     "bad_signature", "wrong_purpose", "expired", "not_yet_valid", "bad_subject", "wrong_cookie", "wrong_peer",
     "internal_error",

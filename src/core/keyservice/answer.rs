@@ -182,6 +182,7 @@ fn facts(service: &KeyService, claims: &Map<String, Value>, exp: u64) -> Option<
         && match kind {
             KeyKind::Public => !write && ips.is_empty(),
             KeyKind::Private => referers.is_empty(),
+            KeyKind::User => false,
         };
     if !ok {
         return None;

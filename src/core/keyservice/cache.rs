@@ -173,7 +173,7 @@ fn decode(bytes: &[u8]) -> Option<Entry> {
     match table {
         RESOLVED => {
             let s: Stored = serde_json::from_slice(tail).ok()?;
-            let kind = KeyKind::ALL.into_iter().find(|k| k.as_str() == s.k)?;
+            let kind = KeyKind::SIGNED.into_iter().find(|k| k.as_str() == s.k)?;
             let ips = s
                 .ips
                 .iter()

@@ -192,6 +192,7 @@ pub fn shape_ok(shape: &KeyShape, kind: KeyKind, key: &[u8]) -> bool {
     let prefix = match kind {
         KeyKind::Public => shape.public_prefix.as_bytes(),
         KeyKind::Private => shape.private_prefix.as_bytes(),
+        KeyKind::User => return false,
     };
     key.len() >= shape.min_len
         && key.len() <= shape.max_len

@@ -521,3 +521,4 @@ mod sessions_and_keys;
 mod stream;
 use sessions_and_keys::{login_policy, ALICE};
 mod source_and_form;
+mod user_tokens;

@@ -742,12 +742,13 @@ fn identity_and_api_headers_in_trailers_are_removed() {
         (b"x-devgate-count", b"false"),
         (b"x-devgate-served-stale", b"true"),
         (b"X-Devgate-Source", b"spoof"),
+        (b"x-devgate-user", b"admin"),
         (b"x_api_key", b"dgsk_x"),
         (b"grpc-status", b"0"),
         (b"x-checksum", b"abc"),
     ];
     let removed = trailer_removals(&p, &trailers);
-    assert_eq!(removed.len(), 10, "{removed:?}");
+    assert_eq!(removed.len(), 11, "{removed:?}");
     assert!(!removed.contains(&&b"grpc-status"[..]) && !removed.contains(&&b"x-checksum"[..]));
     // Without `api`, only the identity header.
     let p = token_policy("{}");
