@@ -184,8 +184,15 @@ fn claim_names(raw: RawClaimNames) -> Result<ClaimNames, ConfigError> {
         ("ips", &names.ips),
         ("id", &names.id),
     ];
+    check_claim_names(FIELD, &all)?;
+    Ok(names)
+}
+
+/// The claim names of a token devgate reads (`<section>.claims.<field>`, each given with its
+/// field): 1 to 128 bytes, none a registered claim the token check reads itself, no two alike.
+pub(super) fn check_claim_names(section: &str, all: &[(&str, &String)]) -> Result<(), ConfigError> {
     for (i, (field, name)) in all.iter().enumerate() {
-        let field = format!("{FIELD}.claims.{field}");
+        let field = format!("{section}.claims.{field}");
         if name.is_empty() || name.len() > 128 {
             return Err(err(field, "must be 1 to 128 bytes"));
         }
@@ -202,7 +209,7 @@ fn claim_names(raw: RawClaimNames) -> Result<ClaimNames, ConfigError> {
             ));
         }
     }
-    Ok(names)
+    Ok(())
 }
 
 fn cache_limits(raw: RawServiceCache) -> Result<CacheLimits, ConfigError> {

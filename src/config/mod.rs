@@ -731,17 +731,7 @@ fn validate(raw: RawConfig, env: &Environment<'_>) -> Result<Policy, ConfigError
     }
     let mut names = vec![&header];
     if let Some(a) = &api {
-        let h = &a.headers;
-        names.extend([
-            &h.organization,
-            &h.project,
-            &h.kind,
-            &h.key_id,
-            &h.count,
-            &h.stale,
-            &h.source,
-            &h.user,
-        ]);
+        names.extend(a.headers.all());
     }
     for (i, n) in names.iter().enumerate() {
         if names.iter().skip(i + 1).any(|m| m == n) {

@@ -4,15 +4,13 @@
 use serde::Deserialize;
 
 use super::bounds::LEEWAY_SECONDS;
+use super::keyservice::check_claim_names;
 use super::raw::RawKey;
 use super::{err, keyset, leeway_message, ConfigError, Environment};
 use crate::core::apikey::{is_valid_id, MAX_LIST};
 use crate::core::keyservice::KeyService;
 use crate::core::keysource::KeySource;
 use crate::core::usertoken::{Require, Segment, UserClaimNames, UserRoute, UserTokens};
-
-/// Claims the token check reads itself.
-const REGISTERED_CLAIMS: [&str; 5] = ["exp", "nbf", "iat", "iss", "aud"];
 
 /// The longest `issuer` / `audience` / origin (bytes).
 const MAX_TEXT: usize = 1024;
@@ -149,24 +147,7 @@ pub(super) fn user_tokens(
         ("superuser", &claims.superuser),
         ("id", &claims.id),
     ];
-    for (i, (field, name)) in all.iter().enumerate() {
-        let field = format!("{FIELD}.claims.{field}");
-        if name.is_empty() || name.len() > 128 {
-            return Err(err(field, "must be 1 to 128 bytes"));
-        }
-        if REGISTERED_CLAIMS.contains(&name.as_str()) {
-            return Err(err(
-                field,
-                "must not be exp, nbf, iat, iss or aud (the token check reads those itself)",
-            ));
-        }
-        if let Some((other, _)) = all.iter().take(i).find(|(_, n)| n == name) {
-            return Err(err(
-                field,
-                format!("names the same claim as claims.{other}"),
-            ));
-        }
-    }
+    check_claim_names(FIELD, &all)?;
     Ok(UserTokens {
         keys,
         issuer,

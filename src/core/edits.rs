@@ -112,18 +112,8 @@ pub(super) fn strip_all_credentials(
 pub fn trailer_removals<'a>(policy: &Policy, trailers: &[(&'a [u8], &'a [u8])]) -> Vec<&'a [u8]> {
     let mut names = vec![&policy.header];
     if let Some(api) = &policy.api {
-        let h = &api.headers;
-        names.extend([
-            &h.organization,
-            &h.project,
-            &h.kind,
-            &h.key_id,
-            &h.count,
-            &h.stale,
-            &h.source,
-            &h.user,
-            &api.key_header,
-        ]);
+        names.extend(api.headers.all());
+        names.push(&api.key_header);
     }
     headers::spellings_present(trailers, &names)
 }

@@ -125,6 +125,23 @@ pub struct ApiHeaders {
     pub user: HeaderName,
 }
 
+impl ApiHeaders {
+    /// Every header above: the one list of what devgate sets on API routes, so every client
+    /// copy of each is stripped (headers, trailers) and no two may share a name.
+    pub fn all(&self) -> [&HeaderName; 8] {
+        [
+            &self.organization,
+            &self.project,
+            &self.kind,
+            &self.key_id,
+            &self.count,
+            &self.stale,
+            &self.source,
+            &self.user,
+        ]
+    }
+}
+
 /// API keys.
 #[derive(Clone, Debug)]
 pub struct ApiPolicy {
