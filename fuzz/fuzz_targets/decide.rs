@@ -85,6 +85,7 @@ fuzz_target!(|data: &[u8]| {
         peer: peer.as_deref(),
         headers: &headers,
         now,
+        cert: None,
     };
     let d = decide(&f.policy, &req);
     check(f, &req, &d);

@@ -75,6 +75,7 @@ pub const MAX_SESSION_SECONDS: u64 = 30 * 24 * 3600;
 pub const MAX_LOGIN_COST: u32 = 12;
 
 mod bounds;
+mod edge;
 mod keyservice;
 mod raw;
 mod usertokens;
@@ -723,6 +724,10 @@ fn validate(raw: RawConfig, env: &Environment<'_>) -> Result<Policy, ConfigError
         Some(r) => Some(revocation_policy(r)?),
         None => None,
     };
+    let edge = match raw.edge {
+        Some(e) => Some(edge::edge_policy(e, env)?),
+        None => None,
+    };
     if raw.upstream_challenge == UpstreamChallenge::Login && login.is_none() {
         return Err(err(
             "upstream_challenge",
@@ -757,6 +762,7 @@ fn validate(raw: RawConfig, env: &Environment<'_>) -> Result<Policy, ConfigError
         login,
         upstream_challenge: raw.upstream_challenge,
         revocation,
+        edge,
     })
 }
 

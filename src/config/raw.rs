@@ -52,6 +52,10 @@ pub(super) struct RawConfig {
     /// A revocation list service (an Envoy cluster); needs `tokens` or `api`. Absent: only
     /// `api.revoked`.
     pub(super) revocation: Option<RawRevocation>,
+    /// Developers as the team's edge already knows them: signed assertions (Google IAP,
+    /// Cloudflare Access, Pomerium, AWS ALB, any OIDC issuer), trusted proxy headers, client
+    /// certificates. Absent: none.
+    pub(super) edge: Option<super::edge::RawEdge>,
 }
 
 /// The revocation list service devgate fetches through an Envoy cluster.
@@ -659,6 +663,11 @@ fn default_cookie() -> Option<String> {
 
 fn default_leeway() -> u64 {
     30
+}
+
+/// The default leeway, for the raw types of other modules.
+pub(super) fn default_leeway_pub() -> u64 {
+    default_leeway()
 }
 
 /// Signed developer tokens (HS256), presented as a Bearer header or a cookie.

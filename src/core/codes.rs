@@ -23,15 +23,25 @@ pub enum Source {
     Cookie,
     /// The login form's session cookie.
     Session,
+    /// A signed assertion from the team's edge (an identity-aware proxy or an IdP's ID token),
+    /// verified against its issuer's public keys ([`crate::core::edge`]).
+    Assertion,
+    /// A plain header naming the user, sent by a trusted proxy's socket address.
+    ProxyHeader,
+    /// The connection's client certificate, validated by Envoy's TLS listener.
+    ClientCert,
 }
 
 impl Source {
     /// Every source (counters and audit values are generated from this list).
-    pub const ALL: [Source; 4] = [
+    pub const ALL: [Source; 7] = [
         Source::Network,
         Source::Bearer,
         Source::Cookie,
         Source::Session,
+        Source::Assertion,
+        Source::ProxyHeader,
+        Source::ClientCert,
     ];
 
     /// Stable snake_case name for logs and stats.
@@ -41,6 +51,9 @@ impl Source {
             Source::Bearer => "bearer",
             Source::Cookie => "cookie",
             Source::Session => "session",
+            Source::Assertion => "assertion",
+            Source::ProxyHeader => "proxy_header",
+            Source::ClientCert => "client_cert",
         }
     }
 }
@@ -101,6 +114,22 @@ pub enum Reason {
     NotStaff,
     /// A user token sent from a browser page (`Origin`) the route does not allow.
     OriginDenied,
+    /// An edge assertion whose `iss` is not its source's issuer.
+    WrongIssuer,
+    /// An edge assertion whose `aud` names none of its source's audiences.
+    WrongAudience,
+    /// An AWS ALB assertion whose signed header's `signer` is not the configured load
+    /// balancer's ARN.
+    WrongSigner,
+    /// An edge assertion without the claim that names the developer, or with a claim of the
+    /// wrong type (the developer claim not a string, the groups claim not a list of strings).
+    BadClaim,
+    /// A verified identity (assertion, proxy header, client certificate) that the source's
+    /// `developers` does not list: 403.
+    NotADeveloper,
+    /// An edge assertion whose issuer's keys devgate could not fetch, or fetched too long ago
+    /// (past `max_stale_seconds`): 503, never accepted unchecked and never a verdict on it.
+    EdgeKeysUnavailable,
 }
 
 impl Reason {
@@ -131,11 +160,17 @@ impl Reason {
             Reason::NotAnOwner => "not_an_owner",
             Reason::NotStaff => "not_staff",
             Reason::OriginDenied => "origin_denied",
+            Reason::WrongIssuer => "wrong_issuer",
+            Reason::WrongAudience => "wrong_audience",
+            Reason::WrongSigner => "wrong_signer",
+            Reason::BadClaim => "bad_claim",
+            Reason::NotADeveloper => "not_a_developer",
+            Reason::EdgeKeysUnavailable => "edge_keys_unavailable",
         }
     }
 
     /// How many reasons [`Reason::all`] lists.
-    pub const COUNT: usize = 23 + TokenError::ALL.len();
+    pub const COUNT: usize = 29 + TokenError::ALL.len();
 
     /// This reason's place in `0..COUNT`: a dense index for hosts that keep one counter each.
     pub fn slot(self) -> usize {
@@ -163,7 +198,13 @@ impl Reason {
             Reason::NotAnOwner => 20,
             Reason::NotStaff => 21,
             Reason::OriginDenied => 22,
-            Reason::Token(e) => 23 + e as usize,
+            Reason::WrongIssuer => 23,
+            Reason::WrongAudience => 24,
+            Reason::WrongSigner => 25,
+            Reason::BadClaim => 26,
+            Reason::NotADeveloper => 27,
+            Reason::EdgeKeysUnavailable => 28,
+            Reason::Token(e) => 29 + e as usize,
         }
     }
 
@@ -193,6 +234,12 @@ impl Reason {
             Reason::NotAnOwner,
             Reason::NotStaff,
             Reason::OriginDenied,
+            Reason::WrongIssuer,
+            Reason::WrongAudience,
+            Reason::WrongSigner,
+            Reason::BadClaim,
+            Reason::NotADeveloper,
+            Reason::EdgeKeysUnavailable,
         ]
         .into_iter()
         .chain(TokenError::ALL.into_iter().map(Reason::Token))
@@ -215,6 +262,7 @@ impl Reason {
                 | Reason::NotAnOwner
                 | Reason::NotStaff
                 | Reason::OriginDenied
+                | Reason::NotADeveloper
         )
     }
 }

@@ -166,7 +166,8 @@ pub enum Counter {
 
 impl Counter {
     /// How many counters [`Counter::all`] lists.
-    pub const COUNT: usize = 5
+    pub const COUNT: usize = Source::ALL.len()
+        + 1
         + KeyKind::ALL.len()
         + Reason::COUNT
         + 1
@@ -181,15 +182,16 @@ impl Counter {
     /// it, so counting costs no hashing. A unit test checks that the slots of [`Counter::all`]
     /// are exactly `0..COUNT`.
     pub fn slot(self) -> usize {
-        const DENIED: usize = 5 + KeyKind::ALL.len();
+        const SOURCES: usize = Source::ALL.len();
+        const DENIED: usize = SOURCES + 1 + KeyKind::ALL.len();
         const LOGIN: usize = DENIED + Reason::COUNT + 1;
         const CHALLENGE: usize = LOGIN + Outcome::ALL.len();
         const FETCH: usize = CHALLENGE + Challenge::ALL.len();
         const CONFIG: usize = FETCH + Fetch::ALL.len();
         match self {
             Counter::Allowed(Admission::Source(source)) => source as usize,
-            Counter::Allowed(Admission::Key(kind)) => 4 + kind as usize,
-            Counter::Allowed(Admission::Anonymous) => 4 + KeyKind::ALL.len(),
+            Counter::Allowed(Admission::Key(kind)) => SOURCES + kind as usize,
+            Counter::Allowed(Admission::Anonymous) => SOURCES + KeyKind::ALL.len(),
             Counter::Denied(reason) => DENIED + reason.slot(),
             Counter::InternalError => DENIED + Reason::COUNT,
             Counter::Login(outcome) => LOGIN + outcome as usize,
@@ -377,7 +379,13 @@ mod tests {
                 | Reason::NotAMember
                 | Reason::NotAnOwner
                 | Reason::NotStaff
-                | Reason::OriginDenied => Reason::all().any(|x| x == r),
+                | Reason::OriginDenied
+                | Reason::WrongIssuer
+                | Reason::WrongAudience
+                | Reason::WrongSigner
+                | Reason::BadClaim
+                | Reason::NotADeveloper
+                | Reason::EdgeKeysUnavailable => Reason::all().any(|x| x == r),
             },
             Counter::KeyService(e) => match e {
                 KeyEvent::Hit
@@ -404,7 +412,13 @@ mod tests {
             },
             Counter::Allowed(a) => match a {
                 Admission::Source(
-                    Source::Network | Source::Bearer | Source::Cookie | Source::Session,
+                    Source::Network
+                    | Source::Bearer
+                    | Source::Cookie
+                    | Source::Session
+                    | Source::Assertion
+                    | Source::ProxyHeader
+                    | Source::ClientCert,
                 )
                 | Admission::Key(KeyKind::Public | KeyKind::Private | KeyKind::User)
                 | Admission::Anonymous => Admission::all().any(|x| x == a),

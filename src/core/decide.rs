@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use crate::core::codes::{Reason, Source};
+use crate::core::edge::{self, EdgeKeys, EdgeVerdict};
 use crate::core::keyservice::Resolver;
 use crate::core::net::NetVerdict;
 use crate::core::policy::{Policy, RuleKind};
@@ -41,7 +42,36 @@ pub fn decide_keyed<'p>(
     revocation: Option<Revocation<'_>>,
     keys: Option<&dyn Resolver>,
 ) -> Decision<'p> {
-    decide_all(policy, req, revocation, keys, false).0
+    let views = Views {
+        revocation,
+        keys,
+        edge: None,
+    };
+    decide_all(policy, req, views, false).0
+}
+
+/// What a decision sees beyond the request: the worker's views of state other requests share.
+#[derive(Clone, Copy, Default)]
+pub struct Views<'r> {
+    /// The revocation list's state (`None`: no `revocation` configured).
+    pub revocation: Option<Revocation<'r>>,
+    /// What is known of keys the key service resolves (`None`: no `api.service`, or a caller
+    /// without a cache).
+    pub keys: Option<&'r dyn Resolver>,
+    /// Fetched edge keys and the verified-assertion cache (`None`: a caller without them:
+    /// inline keys still verify, fetched ones are unavailable).
+    pub edge: Option<&'r dyn EdgeKeys>,
+}
+
+/// The decision with every view, as the stream makes it: [`decide_form`] when `read_form`,
+/// [`decide_keyed`] otherwise.
+pub fn decide_views<'p>(
+    policy: &'p Policy,
+    req: &Request<'_>,
+    views: Views<'_>,
+    read_form: bool,
+) -> (Decision<'p>, Option<FormVerdicts>) {
+    decide_all(policy, req, views, read_form)
 }
 
 /// How a form POST is decided once its body is read: the refusal, if any, of each method its
@@ -83,14 +113,18 @@ pub fn decide_form<'p>(
     revocation: Option<Revocation<'_>>,
     keys: Option<&dyn Resolver>,
 ) -> (Decision<'p>, Option<FormVerdicts>) {
-    decide_all(policy, req, revocation, keys, true)
+    let views = Views {
+        revocation,
+        keys,
+        edge: None,
+    };
+    decide_all(policy, req, views, true)
 }
 
 fn decide_all<'p>(
     policy: &'p Policy,
     req: &Request<'_>,
-    revocation: Option<Revocation<'_>>,
-    keys: Option<&dyn Resolver>,
+    views: Views<'_>,
     read_form: bool,
 ) -> (Decision<'p>, Option<FormVerdicts>) {
     let canonical = match req.header(b":path").map(path::canonical) {
@@ -105,7 +139,11 @@ fn decide_all<'p>(
     {
         return (Decision::Login(ep), None);
     }
-    let ctx = Ctx::new(policy, req, canonical, revocation, keys);
+    let mut ctx = Ctx::new(policy, req, canonical, views.revocation, views.keys);
+    // The edge sources do not depend on the method: run once, whatever methods are decided.
+    if let Some(e) = &policy.edge {
+        ctx.edge = edge::identify(e, req, ctx.peer_ip, views.edge);
+    }
     let wire = req.header(b":method").unwrap_or_default();
     let decision = decide_as(&ctx, wire);
     if !matches!(decision, Decision::Allow { .. }) {
@@ -220,6 +258,28 @@ fn decide_as<'p>(ctx: &Ctx<'p, '_, '_>, method: &[u8]) -> Decision<'p> {
             strip_credential(tokens, cred, ours, &mut edits);
         }
         (Ok(None), Ok(None)) => {}
+    }
+    // The edge's sources (assertions, proxy headers, client certificates) after devgate's own
+    // credentials and before the address; a failing one never locks out a developer another
+    // source admits. An assertion whose keys must be fetched first asks, unless devgate's own
+    // credential already named the developer.
+    let EdgeVerdict {
+        identity: by_edge,
+        refusal: edge_refusal,
+        ask: edge_ask,
+        remove: edge_remove,
+    } = &ctx.edge;
+    edits
+        .remove
+        .extend(edge_remove.iter().map(|n| Cow::Owned(n.clone())));
+    if identity.is_none() {
+        if *edge_ask {
+            return Decision::Ask;
+        }
+        identity = by_edge.clone();
+        if let (Reason::NoCredential, Some(reason)) = (refusal, edge_refusal) {
+            refusal = *reason;
+        }
     }
     // `network.deny` means "never a developer from there" (DevAuth's deny list): no token or
     // session makes one either. Credentials are still stripped above; API keys, which name an

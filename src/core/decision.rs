@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use crate::core::apikey::KeyKind;
 use crate::core::codes::{Reason, ResponseHeaders, Source};
+use crate::core::edge::{ClientCert, EdgeVerdict};
 use crate::core::keyservice::Resolver;
 use crate::core::net::NetVerdict;
 use crate::core::policy::{Policy, Unauthenticated};
@@ -23,6 +24,8 @@ pub struct Request<'a> {
     /// Seconds since the Unix epoch. Only read when the policy has tokens, API keys or a login
     /// (the glue passes 0 otherwise, to save a host call).
     pub now: u64,
+    /// The connection's client certificate, read only when `edge.client_certs` is configured.
+    pub cert: Option<&'a ClientCert>,
 }
 
 impl<'a> Request<'a> {
@@ -117,11 +120,13 @@ pub(super) fn deny(reason: Reason, policy: &Policy) -> Decision<'static> {
         },
         // The key is not known bad: the key service is out of reach or devgate's budget of
         // callouts is spent. Never a 401, which clients read as "this key is wrong".
-        Reason::KeyServiceUnavailable | Reason::KeyServiceBusy => Response {
-            status: 503,
-            headers: vec![text, no_store],
-            body: "Service Unavailable\n",
-        },
+        Reason::KeyServiceUnavailable | Reason::KeyServiceBusy | Reason::EdgeKeysUnavailable => {
+            Response {
+                status: 503,
+                headers: vec![text, no_store],
+                body: "Service Unavailable\n",
+            }
+        }
         _ if reason.is_forbidden() => Response {
             status: 403,
             headers: vec![text, no_store],
@@ -168,6 +173,8 @@ pub(super) struct Ctx<'p, 'r, 'a> {
     /// What is known of keys the key service resolves (`None`: no `api.service`, or a caller
     /// that has no cache).
     pub(super) keys: Option<&'r dyn Resolver>,
+    /// What the edge sources say of the request (run once by the decision).
+    pub(super) edge: EdgeVerdict,
 }
 
 impl<'p, 'r, 'a> Ctx<'p, 'r, 'a> {
@@ -187,6 +194,7 @@ impl<'p, 'r, 'a> Ctx<'p, 'r, 'a> {
             peer_ip: policy.net.peer_ip(peer).ok(),
             revocation,
             keys,
+            edge: EdgeVerdict::default(),
         }
     }
 }

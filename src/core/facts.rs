@@ -11,6 +11,10 @@ pub trait Facts {
     fn now_ms(&self) -> u64;
     /// Whether the downstream connection is TLS.
     fn tls(&self) -> bool;
+    /// The downstream connection's client certificate as Envoy reports it (`None`: plain text,
+    /// no certificate, or the host cannot read it). Asked only when `edge.client_certs` is
+    /// configured.
+    fn client_cert(&self) -> Option<crate::core::edge::ClientCert>;
 }
 
 /// The upstream's response headers, read only when asked.

@@ -175,6 +175,7 @@ mod tests {
             peer: None,
             headers: &h,
             now: 0,
+            cert: None,
         };
         candidates(&p, &req, wire.as_bytes())
             .into_iter()

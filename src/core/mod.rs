@@ -16,11 +16,13 @@ pub mod callout;
 pub mod codes;
 pub mod cookie;
 pub mod counters;
+pub mod edge;
 pub mod effects;
 pub mod facts;
 pub mod form;
 pub mod headers;
 pub mod htpasswd;
+pub mod jose;
 pub mod keyservice;
 pub mod keysource;
 pub mod login;
@@ -47,7 +49,9 @@ mod edits;
 
 pub use api::mode_allows;
 pub use codes::{Reason, Source};
-pub use decide::{decide, decide_form, decide_keyed, decide_with, FormVerdicts};
+pub use decide::{
+    decide, decide_form, decide_keyed, decide_views, decide_with, FormVerdicts, Views,
+};
 pub use decision::{Decision, Edits, Identity, Request, Response};
 pub use edits::trailer_removals;
 

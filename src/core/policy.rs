@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use crate::core::budget::Budget;
+use crate::core::edge::EdgePolicy;
 use crate::core::headers::HeaderName;
 use crate::core::htpasswd::Users;
 use crate::core::keyservice::KeyService;
@@ -323,6 +324,9 @@ pub struct Policy {
     pub upstream_challenge: UpstreamChallenge,
     /// The revocation list service; `None` (the default): only `api.revoked`.
     pub revocation: Option<RevocationPolicy>,
+    /// Developers as the team's edge knows them (assertions, proxy headers, client
+    /// certificates); `None` (the default): none.
+    pub edge: Option<EdgePolicy>,
 }
 
 impl Policy {

@@ -463,6 +463,9 @@ mod tests {
     }
 
     impl Facts for Host {
+        fn client_cert(&self) -> Option<crate::core::edge::ClientCert> {
+            None
+        }
         fn now_ms(&self) -> u64 {
             self.now * 1000
         }

@@ -136,15 +136,22 @@ impl Stream {
         revocation: &mut Worker,
         host: &H,
     ) -> Plan<'p> {
+        let edge = policy.edge.as_ref();
+        // Only tokens, API keys, sessions and assertions look at the clock, and only client
+        // certificates at the connection's certificate: skip the host calls otherwise.
+        let clock = policy.tokens.is_some()
+            || policy.api.is_some()
+            || policy.login.is_some()
+            || edge.is_some_and(|e| !e.assertions.is_empty());
+        let cert = match edge.and_then(|e| e.client_certs.as_ref()) {
+            Some(_) => host.client_cert(),
+            None => None,
+        };
         let request = Request {
             peer: req.peer,
             headers: req.headers,
-            // Only tokens, API keys and sessions look at the clock: skip the host call otherwise.
-            now: if policy.tokens.is_some() || policy.api.is_some() || policy.login.is_some() {
-                host.now()
-            } else {
-                0
-            },
+            now: if clock { host.now() } else { 0 },
+            cert: cert.as_ref(),
         };
         let view = revocation.view(policy, request.now, host);
         let service = policy.api.as_ref().and_then(|a| a.service.as_ref());

@@ -115,6 +115,9 @@ impl Host {
 }
 
 impl Facts for Host {
+    fn client_cert(&self) -> Option<crate::core::edge::ClientCert> {
+        None
+    }
     fn now_ms(&self) -> u64 {
         self.now_ms.get()
     }

@@ -26,6 +26,7 @@ fn run(policy: &str, c: Case) -> Decision<'static> {
             peer: Some(c.peer.as_bytes()),
             headers: &headers,
             now: 1_700_000_000,
+            cert: None,
         },
     )
 }
@@ -238,6 +239,7 @@ fn send<'p>(policy: &'p Policy, peer: &str, path: &[u8], extra: &[(&[u8], &[u8])
             peer: Some(peer.as_bytes()),
             headers: &headers,
             now: NOW,
+            cert: None,
         },
     )
 }

@@ -219,6 +219,7 @@ fn revocation_list_and_staleness() {
                 peer: Some(b"10.1.1.1:9"),
                 headers: &headers,
                 now: NOW,
+                cert: None,
             },
             rev,
         )
@@ -252,6 +253,7 @@ fn revocation_list_and_staleness() {
             peer: Some(b"127.0.0.1:9"),
             headers: &[(b":method", b"GET"), (b":path", b"/_debug/")],
             now: NOW,
+            cert: None,
         },
         stale,
     );
@@ -313,6 +315,7 @@ fn call<'p>(
             peer: Some(peer.as_bytes()),
             headers: &headers,
             now: NOW,
+            cert: None,
         },
     )
 }

@@ -17,6 +17,9 @@ struct Host {
 }
 
 impl Facts for Host {
+    fn client_cert(&self) -> Option<crate::core::edge::ClientCert> {
+        None
+    }
     fn now_ms(&self) -> u64 {
         NOW_MS
     }

@@ -43,6 +43,9 @@ struct Fake {
 }
 
 impl Facts for Fake {
+    fn client_cert(&self) -> Option<crate::core::edge::ClientCert> {
+        None
+    }
     fn now_ms(&self) -> u64 {
         self.clock_reads.set(self.clock_reads.get() + 1);
         NOW_MS
@@ -280,6 +283,9 @@ fn refused_plans_carry_the_identity_scrub() {
     // The login mount with a shared store that fails: a 500, and still no identity copy.
     struct Broken;
     impl Facts for Broken {
+        fn client_cert(&self) -> Option<crate::core::edge::ClientCert> {
+            None
+        }
         fn now_ms(&self) -> u64 {
             NOW_MS
         }

@@ -70,6 +70,7 @@ fn ask<'p>(
             peer: Some(b"10.1.1.1:9"),
             headers: &headers,
             now: NOW,
+            cert: None,
         },
         rev,
     )

@@ -170,6 +170,10 @@ impl Facts for Envoy<'_> {
     fn tls(&self) -> bool {
         self.host.tls_version().is_some()
     }
+    fn client_cert(&self) -> Option<crate::core::edge::ClientCert> {
+        // SKELETON: read by the client-certificate work.
+        None
+    }
 }
 
 impl ResponseFacts for Envoy<'_> {

@@ -36,6 +36,10 @@ impl Facts for Process {
     fn tls(&self) -> bool {
         false
     }
+    /// The process has no connection.
+    fn client_cert(&self) -> Option<crate::core::edge::ClientCert> {
+        None
+    }
 }
 
 impl SharedStore for Process {

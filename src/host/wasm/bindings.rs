@@ -488,6 +488,10 @@ impl crate::core::facts::Facts for Wasm {
     fn tls(&self) -> bool {
         matches!(property(&["connection", "tls_version"]), Ok(Some(v)) if !v.is_empty())
     }
+    fn client_cert(&self) -> Option<crate::core::edge::ClientCert> {
+        // SKELETON: read by the client-certificate work.
+        None
+    }
 }
 
 impl crate::core::facts::ResponseFacts for Wasm {
