@@ -77,6 +77,7 @@ pub const MAX_LOGIN_COST: u32 = 12;
 mod bounds;
 mod edge;
 mod keyservice;
+mod publickeys;
 mod raw;
 mod usertokens;
 

@@ -1,6 +1,11 @@
 //! The connection's client certificate, as Envoy's TLS listener validated it. SKELETON.
 
+use std::net::IpAddr;
+
+use crate::core::codes::Reason;
 use crate::core::net::CidrList;
+
+use super::super::decision::{Identity, Request};
 
 /// What the host reports of the downstream connection's peer certificate.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,4 +37,15 @@ pub struct ClientCertSource {
     /// Believe `x-forwarded-client-cert` from these socket peers (a proxy that terminated TLS);
     /// `None`: never (the default).
     pub forwarded_from: Option<CidrList>,
+}
+
+/// The developer the connection's validated client certificate names (or, from a proxy in
+/// `forwarded_from`, its `x-forwarded-client-cert`). `None`: no validated certificate.
+pub fn check(
+    src: &ClientCertSource,
+    req: &Request<'_>,
+    socket_peer: Option<IpAddr>,
+) -> Option<Result<Identity, Reason>> {
+    let _ = (src, req, socket_peer);
+    None
 }

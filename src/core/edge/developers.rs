@@ -15,3 +15,11 @@ pub struct Developers {
     /// Everyone the source proves is a developer (an explicit choice, never a default).
     pub anyone: bool,
 }
+
+impl Developers {
+    /// Whether `name` (with its `groups`, from an assertion's groups claim) is a developer.
+    pub fn admits(&self, name: &str, groups: &[&str]) -> bool {
+        let _ = (name, groups);
+        self.anyone
+    }
+}

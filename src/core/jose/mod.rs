@@ -124,6 +124,8 @@ pub struct Verified {
     pub payload: Vec<u8>,
     /// The signed header's `signer` (AWS ALB's load balancer ARN), when it has one.
     pub signer: Option<String>,
+    /// The signed header's `client` (AWS ALB's OIDC client id, its audience), when it has one.
+    pub client: Option<String>,
 }
 
 /// The `kid` of `token`'s header, read without verifying anything: only to know which key to
