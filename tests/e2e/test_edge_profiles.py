@@ -27,7 +27,6 @@ from jwks_server import KeyServer, SigningKey, needs_padding, padded
 from test_edge_assertions import (
     OPEN,
     OUTSIDER,
-    PROTECTED,
     admitted,
     bearer,
     counter,
@@ -179,7 +178,9 @@ def cf(value: str) -> list:
 
 
 def test_cloudflare_current_and_previous_keys(cloudflare, cf_server):
-    admitted(cloudflare, cf(cf_token(CF_CURRENT)), ALICE)
+    unsigned = [("Cf-Access-Authenticated-User-Email", MALLORY)]
+    echo = admitted(cloudflare, unsigned + cf(cf_token(CF_CURRENT)), ALICE)
+    stripped(echo, "cf-access-authenticated-user-email")
     admitted(cloudflare, cf(cf_token(CF_PREVIOUS)), ALICE)
     if cloudflare.config["static_resources"]["clusters"][1:]:
         assert cf_server.paths["/cdn-cgi/access/certs"] >= 1
@@ -318,7 +319,8 @@ def oidc_data(value: str) -> list:
 def test_alb_padded_token_and_the_pem_fetched_per_kid(alb, alb_server):
     t = alb_token()
     assert "=" in t.split(".")[0] and "=" in t.split(".")[1]
-    admitted(alb, oidc_data(t), ALICE)
+    echo = admitted(alb, [("x-amzn-oidc-identity", "mallory-sub")] + oidc_data(t), ALICE)
+    stripped(echo, "x-amzn-oidc-identity")
     assert alb_server.paths[f"/alb/{ALB_KEY.kid}"] >= 1
     assert alb_server.headers[0].get("host") == "public-keys.auth.elb.us-east-2.amazonaws.com"
     admitted(alb, oidc_data(alb_token(pad=False)), ALICE)  # unpadded (a segment's length mod 4 == 0 too)
