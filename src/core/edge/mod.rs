@@ -252,3 +252,7 @@ fn removals(edge: &EdgePolicy, req: &Request<'_>) -> Vec<Vec<u8>> {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "../tests/edge.rs"]
+mod tests;
