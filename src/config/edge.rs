@@ -857,3 +857,7 @@ fn client_certs(c: RawClientCerts) -> Result<ClientCertSource, ConfigError> {
         forwarded_from,
     })
 }
+
+#[cfg(test)]
+#[path = "tests_edge.rs"]
+mod tests;

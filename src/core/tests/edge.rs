@@ -92,6 +92,9 @@ fn verified(payload: serde_json::Value) -> Verified {
     }
 }
 
+/// What `check_claims` answers.
+type Claimed = Result<(Identity, u64), Reason>;
+
 #[test]
 fn claims_table() {
     use serde_json::json;
@@ -119,7 +122,7 @@ fn claims_table() {
     };
     let expired = Reason::Token(TokenError::Expired);
     let early = Reason::Token(TokenError::NotYetValid);
-    let cases: Vec<(&str, serde_json::Value, Result<(Identity, u64), Reason>)> = vec![
+    let cases: Vec<(&str, serde_json::Value, Claimed)> = vec![
         ("good", base.clone(), ok("alice@example.com")),
         (
             "aud array",
