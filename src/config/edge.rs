@@ -27,13 +27,15 @@ use crate::core::token::is_valid_subject;
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Edge"))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEdge {
-    /// Signed assertions (JWTs) verified against their issuer's public keys, tried in order.
-    /// Default `[]`.
+    /// Signed assertions (JWTs) verified against their issuer's public keys, tried in order;
+    /// the first that proves a developer wins. Default `[]`.
     #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = [])))]
     pub(super) assertions: Vec<RawAssertion>,
-    /// Headers naming the user, believed only from the listed proxies' socket addresses.
-    /// Default `[]`.
+    /// Headers naming the user, believed only from the listed proxies' socket addresses, tried
+    /// after the assertions. Default `[]`.
     #[serde(default)]
+    #[cfg_attr(not(target_arch = "wasm32"), schemars(extend("default" = [])))]
     pub(super) proxy_headers: Vec<RawProxyHeader>,
     /// Developers by the connection's client certificate, as Envoy's TLS listener validated it.
     /// Absent: certificates make no developer.
@@ -106,8 +108,10 @@ pub(super) struct RawAssertion {
     pub(super) name: String,
     /// The provider. Required.
     pub(super) profile: RawProfile,
-    /// The header the assertion travels in. Default: the profile's (`oidc`: `Authorization:
-    /// Bearer`).
+    /// The header the assertion travels in (every spelling read; two values are refused
+    /// `malformed`). Default: the profile's (`oidc`: `Authorization: Bearer`). The assertion
+    /// itself still reaches the application (it is signed, and the application may read other
+    /// claims); the profiles' unsigned companion headers never do.
     pub(super) header: Option<String>,
     /// The algorithms accepted, from `ES256`, `ES384`, `RS256`, `PS256`, `EdDSA`. Default: the
     /// profile's; required for `oidc`.
@@ -120,7 +124,8 @@ pub(super) struct RawAssertion {
     pub(super) audiences: Vec<String>,
     /// The issuer's public keys. Required.
     pub(super) keys: RawPublicKeys,
-    /// The claim naming the developer. Default `email`.
+    /// The claim naming the developer: a string of 1-256 visible ASCII characters (it becomes
+    /// the identity header), otherwise refused `bad_claim`. Default `email`.
     pub(super) claim: Option<String>,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, 0 to 300 seconds. Default 30.
     #[serde(default = "super::raw::default_leeway_pub")]
@@ -219,15 +224,16 @@ pub(super) struct RawKeyFetch {
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "Developers"))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDevelopers {
-    /// Exact names (emails compare case-insensitively). Default `[]`.
+    /// Exact names (emails, holding `@`, compare ASCII case-insensitively). Default `[]`.
     #[serde(default)]
     pub(super) names: Vec<String>,
-    /// Domains: `user@<domain>` whose whole domain after `@` is listed (`example.com` does not
-    /// admit `evil-example.com` nor `a.example.com`). Default `[]`.
+    /// Domains, without `@`: `user@<domain>` whose whole domain after the last `@` is listed,
+    /// case-insensitively (`example.com` does not admit `evil-example.com`, `a.example.com` nor
+    /// `x@example.com@evil.com`). Default `[]`.
     #[serde(default)]
     pub(super) domains: Vec<String>,
     /// The claim listing the user's groups (assertions only; an array of strings, absent: no
-    /// groups). Default `groups`.
+    /// groups, another type: `bad_claim`). Default `groups`.
     pub(super) groups_claim: Option<String>,
     /// A developer is in one of these groups (assertions only). Default `[]`.
     #[serde(default)]
@@ -243,9 +249,13 @@ pub(super) struct RawDevelopers {
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "ProxyHeader"))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProxyHeader {
-    /// The header (`x-auth-request-email`, `tailscale-user-login`). Required.
+    /// The header (`x-auth-request-email`, `tailscale-user-login`), read in every spelling (two
+    /// values are refused `malformed`); never devgate's identity or API headers nor another
+    /// source's header. Removed before the upstream whoever sent it. Required.
     pub(super) header: String,
-    /// The proxies' socket addresses: CIDRs with an explicit mask (`10.0.0.5/32`). Required.
+    /// The proxies' socket addresses: CIDRs with an explicit mask (`10.0.0.5/32`,
+    /// `2001:db8::5/128`; a bare address is refused). Only the socket's address counts, never
+    /// one Envoy took from `X-Forwarded-For`. Required.
     pub(super) from: Vec<String>,
     /// Who is a developer. Required.
     pub(super) developers: RawDevelopers,
