@@ -39,7 +39,7 @@ pub(super) fn values<'a>(req: &Request<'a>, header: &HeaderName) -> Vec<&'a [u8]
 
 /// The developer `src`'s header names, when the request's socket peer is one of its proxies.
 /// `None`: the header is absent or not sent by a listed proxy (then it is ignored). More than
-/// one value (in any spelling) is refused `malformed`; a value that is not a valid header value
+/// one value (in any spelling, or joined with `,`) is refused `malformed`; a value that is not a valid header value
 /// of 1-256 visible ASCII characters `bad_claim`; a user the mapping does not list
 /// `not_a_developer`.
 pub fn check(
@@ -56,6 +56,11 @@ pub fn check(
         [one] => *one,
         _ => return Some(Err(Reason::Token(TokenError::Malformed))),
     };
+    // Repeated headers may reach devgate joined with ',' (a client's copy appended to the
+    // proxy's): never one name.
+    if value.contains(&b',') {
+        return Some(Err(Reason::Token(TokenError::Malformed)));
+    }
     let name = match std::str::from_utf8(value) {
         Ok(name) if is_valid_subject(name) => name,
         _ => return Some(Err(Reason::BadClaim)),

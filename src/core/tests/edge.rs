@@ -496,6 +496,11 @@ fn proxy_header_only_from_a_listed_socket_peer() {
         proxy::check(&src, &req("10.0.0.5:1", two), ip("10.0.0.5")),
         Some(Err(Reason::Token(TokenError::Malformed)))
     );
+    let joined: &[(&[u8], &[u8])] = &[(b"x-auth-request-email", b"eve@evil.com,alice@example.com")];
+    assert_eq!(
+        proxy::check(&src, &req("10.0.0.5:1", joined), ip("10.0.0.5")),
+        Some(Err(Reason::Token(TokenError::Malformed)))
+    );
     let bad: &[(&[u8], &[u8])] = &[(b"x-auth-request-email", b" alice@example.com")];
     assert_eq!(
         proxy::check(&src, &req("10.0.0.5:1", bad), ip("10.0.0.5")),
@@ -709,3 +714,6 @@ fn network_deny_wins_over_every_edge_source() {
         "{d:?}"
     );
 }
+
+#[path = "edge_signed.rs"]
+mod signed;
