@@ -333,7 +333,9 @@ def test_a_jwks_entry_whose_alg_lies_about_its_kty_never_verifies(tmp_path, upst
     {"keys": {**inline_jwks(), **inline_pem()}},
 ], ids=["hs256", "none", "es256-and-hs256", "no-audience", "no-issuer", "empty-jwks", "no-keys", "two-key-kinds"])
 def test_configs_envoy_refuses(refused, bad):
-    cfg = edge_config({k: v for k, v in source(inline_jwks(), **bad).items() if v is not None})
+    bad = dict(bad)
+    keys = bad.pop("keys", inline_jwks())
+    cfg = edge_config({k: v for k, v in source(keys, **bad).items() if v is not None})
     result = refused(cfg)
     assert not result.ready, f"Envoy accepted {bad}: probe {result.probe!r}"
 
