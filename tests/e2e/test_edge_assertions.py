@@ -145,6 +145,13 @@ def counter(envoy, name: str) -> int:
     return envoy.counters(f"^{full.replace('.', chr(92) + '.')}$").get(full, 0)
 
 
+def edge_stat(envoy, name: str) -> int:
+    """`<ns>.devgate.edge.<name>`: keys_fetched, keys_fetch_failed, cache_hit, cache_miss (counters),
+    keys_degraded (the gauge)."""
+    full = f"{S}.devgate.edge.{name}"
+    return envoy.counters(f"^{full.replace('.', chr(92) + '.')}$").get(full, 0)
+
+
 def admitted(envoy, headers, who: str, *, path: str = PROTECTED, source: str = OUTSIDER) -> harness.Echo:
     """Reached the upstream with exactly one identity header, `who`."""
     r = envoy.request("GET", path, list(headers), source=source)
@@ -386,14 +393,18 @@ def test_the_first_request_waits_for_the_first_fetch_and_repeats_fetch_nothing(t
         assert server.hits_now() >= 1
         assert server.headers[0].get("host") == "idp_keys"  # :authority defaults to the cluster
         assert set(server.paths) == {"/jwks.json"}
+        assert edge_stat(envoy, "keys_fetched") >= 1
         server.delay = 0.0
         hits = server.hits_now()
         tokens = [k1.sign(claims(e)) for e in (ALICE, BOB, ALICE.upper(), "x@dev.example.com")]
+        cache_hits = edge_stat(envoy, "cache_hit")
         t0 = time.monotonic()
         for i in range(60):  # new connections: both workers
             assert outcome(envoy, tokens[i % len(tokens)])[0] == 200
         assert time.monotonic() - t0 < REFRESH, "too slow to tell a refresh from a fetch per request"
         assert server.hits_now() - hits <= 1, server.paths  # at most one periodic refresh
+        # the verified-assertion cache, per worker: at most a miss per token and worker
+        assert edge_stat(envoy, "cache_hit") - cache_hits >= 60 - len(tokens) * 2
         assert not envoy.devgate_problems()
     finally:
         envoy.stop()
@@ -460,8 +471,10 @@ def test_garbage_and_errors_keep_the_last_good_set_until_max_stale_then_503_then
         assert outcome(envoy, t1) == (200, None)
         first_good = time.monotonic()
         for phase in ("garbage", "error"):
+            failed = edge_stat(envoy, "keys_fetch_failed")
             server.set_phase(phase)
             wait_hits(server, server.hits_now())
+            wait_for(lambda: edge_stat(envoy, "keys_fetch_failed") > failed, "a failed fetch counted", 5)
             assert outcome(envoy, t1) == (200, None), phase
             # an unknown kid refetches (garbage or 500 again), and the good set stays
             assert outcome(envoy, STRANGER.sign(claims()))[1] == "devgate_unknown_kid"
@@ -474,10 +487,12 @@ def test_garbage_and_errors_keep_the_last_good_set_until_max_stale_then_503_then
         assert time.monotonic() - first_good >= MAX_STALE - 2, "degraded before max_stale_seconds"
         r = envoy.request("GET", PROTECTED, bearer(t1), source=OUTSIDER)
         assert r.status == 503 and r.header("www-authenticate") is None and not r.from_upstream, r.summary()
+        assert edge_stat(envoy, "keys_degraded") == 1
         r = envoy.request("GET", PROTECTED, source=DEV)  # a network developer is not affected
         assert r.status == 200 and r.from_upstream, r.summary()
         server.start()
         wait_for(lambda: outcome(envoy, t1) == (200, None), "the keys back", REFRESH + 5)
+        wait_for(lambda: edge_stat(envoy, "keys_degraded") == 0, "the gauge back to 0", 5)
         assert not envoy.devgate_problems()
     finally:
         envoy.stop()
