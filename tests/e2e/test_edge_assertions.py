@@ -504,4 +504,5 @@ def test_no_token_reaches_the_log(inline):
     text = inline.flushed_log_text()
     sent = [t for t in SENT if len(t) > 40]
     assert sent
-    assert [t for t in sent if t in text or t.split(".")[-1] in text] == []
+    leaked = [t for t in sent if t in text or (len(t.split(".")[-1]) > 16 and t.split(".")[-1] in text)]
+    assert leaked == []
