@@ -118,9 +118,10 @@ def padded(token: str, key: SigningKey) -> str:
 
 
 def needs_padding(token: str) -> bool:
-    """Whether the header and the payload of `token` (unpadded) both get `=` once padded."""
-    header_b64, payload_b64, _ = token.split(".")
-    return len(header_b64) % 4 != 0 and len(payload_b64) % 4 != 0
+    """Whether the payload of `token` (unpadded) gets `=` once padded (an ES256 signature always
+    does; the header may or may not, as its fields fall)."""
+    _, payload_b64, _ = token.split(".")
+    return len(payload_b64) % 4 != 0
 
 
 class KeyServer:

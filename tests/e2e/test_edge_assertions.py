@@ -378,8 +378,13 @@ def wait_for(fn, what: str, timeout: float):
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
-def wait_hits(server: KeyServer, above: int, timeout: float = REFRESH + 5) -> None:
-    wait_for(lambda: server.hits_now() > above, "a fetch", timeout)
+def wait_hits(server: KeyServer, above: int, envoy, t: str, timeout: float = REFRESH + 5) -> None:
+    """Until the server is asked again (a refresh once `refresh_seconds` passed), with a request
+    carrying `t` at each look (a refresh may be made when a request finds the set due)."""
+    def asked() -> bool:
+        outcome(envoy, t)
+        return server.hits_now() > above
+    wait_for(asked, "a fetch", timeout)
 
 
 def test_the_first_request_waits_for_the_first_fetch_and_repeats_fetch_nothing(tmp_path_factory, upstream,
@@ -473,7 +478,7 @@ def test_garbage_and_errors_keep_the_last_good_set_until_max_stale_then_503_then
         for phase in ("garbage", "error"):
             failed = edge_stat(envoy, "keys_fetch_failed")
             server.set_phase(phase)
-            wait_hits(server, server.hits_now())
+            wait_hits(server, server.hits_now(), envoy, t1)
             wait_for(lambda: edge_stat(envoy, "keys_fetch_failed") > failed, "a failed fetch counted", 5)
             assert outcome(envoy, t1) == (200, None), phase
             # an unknown kid refetches (garbage or 500 again), and the good set stays

@@ -318,7 +318,7 @@ def oidc_data(value: str) -> list:
 
 def test_alb_padded_token_and_the_pem_fetched_per_kid(alb, alb_server):
     t = alb_token()
-    assert "=" in t.split(".")[0] and "=" in t.split(".")[1]
+    assert "=" in t.split(".")[1] and t.endswith("=")
     echo = admitted(alb, [("x-amzn-oidc-identity", "mallory-sub")] + oidc_data(t), ALICE)
     stripped(echo, "x-amzn-oidc-identity")
     assert alb_server.paths[f"/alb/{ALB_KEY.kid}"] >= 1
