@@ -215,3 +215,32 @@ def test_accept_untrusted_makes_presented_look_validated(tmp_path_factory, upstr
         assert echo is not None and echo.spellings(H) == [(H, URI)]
     finally:
         env.stop()
+
+
+def test_certs_script_issues_the_client_certificates(tmp_path):
+    """`make certs` (openssl path): the client certificate from the local CA, and another CA's."""
+    import os
+    import stat
+
+    d = tmp_path / "certs"
+    r = subprocess.run(["bash", str(harness.REPO / "envoy" / "certs.sh"), "--openssl"], capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, DEVGATE_CERTS_DIR=str(d)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in ("client-key.pem", "other-client-key.pem"):
+        assert stat.S_IMODE((d / name).stat().st_mode) == 0o600, name
+    assert not (d / "other-ca-key.pem").exists()
+
+    def verify(ca, leaf):
+        return subprocess.run(["openssl", "verify", "-CAfile", str(d / ca), "-purpose", "sslclient", str(d / leaf)],
+                              capture_output=True).returncode == 0
+
+    assert verify("ca.pem", "client.pem") and verify("other-ca.pem", "other-client.pem")
+    assert not verify("ca.pem", "other-client.pem") and not verify("other-ca.pem", "client.pem")
+    text = subprocess.run(["openssl", "x509", "-in", str(d / "client.pem"), "-noout", "-subject", "-nameopt",
+                           "RFC2253", "-ext", "subjectAltName"], capture_output=True, text=True).stdout
+    assert f"subject={SUBJECT}" in text and f"URI:{URI}" in text and f"DNS:{DNS}" in text and EMAIL in text
+    # A missing client certificate is made again; the rest stays valid.
+    (d / "client.pem").unlink()
+    r = subprocess.run(["bash", str(harness.REPO / "envoy" / "certs.sh"), "--openssl"], capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, DEVGATE_CERTS_DIR=str(d)))
+    assert r.returncode == 0 and "missing" in r.stdout and verify("ca.pem", "client.pem"), r.stdout + r.stderr
