@@ -244,3 +244,34 @@ def test_certs_script_issues_the_client_certificates(tmp_path):
     r = subprocess.run(["bash", str(harness.REPO / "envoy" / "certs.sh"), "--openssl"], capture_output=True,
                        text=True, timeout=60, env=dict(os.environ, DEVGATE_CERTS_DIR=str(d)))
     assert r.returncode == 0 and "missing" in r.stdout and verify("ca.pem", "client.pem"), r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("field,value", [("uri_sans", URI), ("dns_sans", DNS), ("subjects", SUBJECT)])
+def test_xfcc_written_by_a_front_envoy(tmp_path_factory, upstream, wasm, certs, curl_bin, field, value):
+    """The recommended chain: a front Envoy validates the client certificate and writes XFCC
+    (`SANITIZE_SET`), devgate's Envoy lets it through (`ALWAYS_FORWARD_ONLY`, plain text from the
+    front's 127.0.0.1) and devgate believes it from that peer only. What Envoy writes is what devgate
+    parses: every URI and DNS SAN, the subject quoted, RFC 2253."""
+    gate = start(tmp_path_factory, upstream, wasm, policy(**{field: [value]}, forwarded_from=[f"{PROXY}/32"]),
+                 transport=None, hcm={"forward_client_cert_details": "ALWAYS_FORWARD_ONLY"})
+    front_cfg = harness.render_bootstrap(
+        upstream_port=gate.ports["v4"], with_wasm=False, listen=(("127.0.0.1", 0),),
+        hcm={**harness.SHIPPED_HCM, "forward_client_cert_details": "SANITIZE_SET",
+             "set_current_client_cert_details": {"subject": True, "uri": True, "dns": True}})
+    front_cfg["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] = tls_context(
+        certs, validation={"trusted_ca": {"filename": str(certs / "ca.pem")}})
+    front = call_or_fail(harness.start_envoy, front_cfg, tmp_path_factory.mktemp("front"))
+    try:
+        rc, status, echo, err = curl(curl_bin, certs, front.ports["v4"], client="client",
+                                     headers=[("x-forwarded-client-cert", "URI=spiffe://forged"), *FORGED])
+        assert (rc, status) == (0, 200), err
+        assert echo is not None and echo.spellings(H) == [(H, value)]
+        xfcc = echo.get_all("x-forwarded-client-cert")
+        assert len(xfcc) == 1 and f'Subject="{SUBJECT}"' in xfcc[0] and "forged" not in xfcc[0], xfcc
+        # Without a certificate the front sends no XFCC (SANITIZE_SET removes the client's): no developer.
+        rc, status, echo, err = curl(curl_bin, certs, front.ports["v4"], client=None,
+                                     headers=[("x-forwarded-client-cert", f"URI={URI}")])
+        assert rc == 0 and status == 401 and echo is None, (status, err)
+    finally:
+        front.stop()
+        gate.stop()
