@@ -275,3 +275,45 @@ def test_xfcc_written_by_a_front_envoy(tmp_path_factory, upstream, wasm, certs, 
     finally:
         front.stop()
         gate.stop()
+
+
+# What docs/client-certificates.md's table says each mode does with a client's XFCC, over plain text and
+# over mTLS (the client presents client.pem): None = removed, "client" = passed on unchanged,
+# "append" = the client's and then Envoy's element, "set" = Envoy's element alone.
+XFCC_MODES = {
+    "SANITIZE": (None, None),
+    "FORWARD_ONLY": (None, "client"),
+    "APPEND_FORWARD": (None, "append"),
+    "SANITIZE_SET": (None, "set"),
+    "ALWAYS_FORWARD_ONLY": ("client", "client"),
+}
+
+
+@pytest.mark.parametrize("mode", list(XFCC_MODES))
+def test_forward_client_cert_details_modes(tmp_path_factory, upstream, certs, curl_bin, mode):
+    """Envoy alone (no devgate): the documented behaviour of each forward_client_cert_details mode."""
+    forged = "URI=spiffe://forged"
+    mine = f"URI={URI}"
+    expect = {None: [], "client": [forged]}
+    for tls, want in zip((False, True), XFCC_MODES[mode]):
+        cfg = harness.render_bootstrap(upstream_port=upstream.port, with_wasm=False, listen=(("127.0.0.1", 0),),
+                                       hcm={**harness.SHIPPED_HCM, "forward_client_cert_details": mode,
+                                            "set_current_client_cert_details": {"uri": True}})
+        if tls:
+            cfg["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] = tls_context(
+                certs, validation={"trusted_ca": {"filename": str(certs / "ca.pem")}})
+        env = call_or_fail(harness.start_envoy, cfg, tmp_path_factory.mktemp("xfcc"))
+        try:
+            rc, status, echo, err = curl(curl_bin, certs, env.ports["v4"], client="client" if tls else None,
+                                         scheme="https" if tls else "http",
+                                         headers=[("x-forwarded-client-cert", forged)])
+            assert (rc, status) == (0, 200) and echo is not None, err
+            got = echo.get_all("x-forwarded-client-cert")
+            if want == "append":
+                assert len(got) == 1 and got[0].startswith(forged + ",Hash=") and got[0].endswith(mine), got
+            elif want == "set":
+                assert len(got) == 1 and got[0].startswith("Hash=") and got[0].endswith(mine), got
+            else:
+                assert got == expect[want], (tls, got)
+        finally:
+            env.stop()
