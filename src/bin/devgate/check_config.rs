@@ -267,6 +267,10 @@ spec: {pluginConfig: {network: {alow: []}}}
     /// A bootstrap whose devgate filter sits behind `transport` (YAML at the filter chain's
     /// indentation, or empty for plain text).
     fn bootstrap(transport: &str) -> String {
+        bootstrap_with(transport, "{}")
+    }
+
+    fn bootstrap_with(transport: &str, config: &str) -> String {
         format!(
             r#"
 static_resources:
@@ -282,7 +286,7 @@ static_resources:
                     typed_config:
                       dynamic_module_config: {{module: {{local: {{filename: x.so}}}}}}
                       filter_name: devgate
-                      filter_config: {{value: '{{}}'}}
+                      filter_config: {{value: '{config}'}}
 "#
         )
     }
@@ -366,5 +370,44 @@ static_resources:
                 Ok(())
             );
         }
+    }
+
+    /// The whole command on a bootstrap: the same configuration passes behind a listener that
+    /// validates and is refused behind one that does not.
+    #[test]
+    fn check_config_on_a_bootstrap_with_client_certs() {
+        let config =
+            r#"{"edge": {"client_certs": {"uri_sans": ["spiffe://devgate.localhost/developer"]}}}"#;
+        let good = temp_file(
+            "certs-good.yaml",
+            &bootstrap_with(
+                &tls("validation_context: {trusted_ca: {filename: ca.pem}}"),
+                config,
+            ),
+        );
+        let (r, out) = run_capture(&["check-config", &good], "");
+        assert_eq!(
+            (r, out.as_str()),
+            (Ok(()), "ok: Envoy dynamic module \"devgate\"\n")
+        );
+        let bad = temp_file(
+            "certs-bad.yaml",
+            &bootstrap_with(
+                &tls("validation_context: {trusted_ca: {filename: ca.pem}, trust_chain_verification: ACCEPT_UNTRUSTED}"),
+                config,
+            ),
+        );
+        let (r, out) = run_capture(&["check-config", &bad], "");
+        assert_eq!(out, "");
+        let Err(Failure::Refused(msg)) = r else {
+            panic!("{r:?}")
+        };
+        assert!(
+            msg.starts_with(&format!("{bad}: Envoy dynamic module \"devgate\": field `edge.client_certs`: the TLS context of the filter chain carrying devgate accepts untrusted certificates")),
+            "{msg}"
+        );
+        // Plain text: no certificate is ever reported there.
+        let plain = temp_file("certs-plain.yaml", &bootstrap_with("", config));
+        assert_eq!(run_capture(&["check-config", &plain], "").0, Ok(()));
     }
 }
