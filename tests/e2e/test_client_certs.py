@@ -92,7 +92,9 @@ def mtls_gate(tmp_path_factory, upstream, wasm, certs):
     env = start(tmp_path_factory, upstream, wasm, policy(uri_sans=[URI], forwarded_from=["10.0.0.5/32"]),
                 transport=tls_context(certs, validation={"trusted_ca": {"filename": str(certs / "ca.pem")}}))
     yield env
+    problems = env.devgate_problems()
     env.stop()
+    assert problems == [], problems
 
 
 def curl(bin_, certs, port, *, client: str | None, headers=(), source=PEER, scheme="https"):
@@ -170,7 +172,9 @@ def proxied_gate(tmp_path_factory, upstream, wasm, certs):
     env = start(tmp_path_factory, upstream, wasm, policy(uri_sans=[URI], forwarded_from=[f"{PROXY}/32"]),
                 transport=None, hcm={"forward_client_cert_details": "ALWAYS_FORWARD_ONLY"})
     yield env
+    problems = env.devgate_problems()
     env.stop()
+    assert problems == [], problems
 
 
 def test_xfcc_from_a_listed_proxy_is_believed(proxied_gate, certs, curl_bin):
