@@ -91,7 +91,7 @@ fn ec_point(jwk: &RawJwk, len: usize) -> Result<Vec<u8>, KeysError> {
 fn entry(jwk: &RawJwk) -> Result<Option<(String, PublicKey)>, KeysError> {
     let kty = text(jwk.kty.as_ref())?.ok_or(KeysError::Malformed)?;
     let crv = text(jwk.crv.as_ref())?;
-    let supported = matches!((kty, crv), ("EC", Some("P-256")));
+    let supported = matches!((kty, crv), ("EC", Some("P-256" | "P-384")));
     if !supported {
         return Ok(None);
     }
@@ -120,6 +120,7 @@ fn entry(jwk: &RawJwk) -> Result<Option<(String, PublicKey)>, KeysError> {
     };
     let material = match (kty, crv) {
         ("EC", Some("P-256")) => Material::p256(&ec_point(jwk, 32)?)?,
+        ("EC", Some("P-384")) => Material::p384(&ec_point(jwk, 48)?)?,
         _ => return Ok(None),
     };
     Ok(Some((kid, PublicKey { material, alg })))

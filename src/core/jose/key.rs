@@ -12,6 +12,8 @@ use super::{Alg, KeysError};
 pub(super) enum Material {
     /// EC P-256 (ES256).
     P256(p256::ecdsa::VerifyingKey),
+    /// EC P-384 (ES384).
+    P384(p384::ecdsa::VerifyingKey),
 }
 
 impl Material {
@@ -23,15 +25,26 @@ impl Material {
             .map_err(|_| KeysError::Malformed)
     }
 
+    /// An EC P-384 key from its SEC1 point.
+    pub(super) fn p384(sec1: &[u8]) -> Result<Material, KeysError> {
+        p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1)
+            .map(Material::P384)
+            .map_err(|_| KeysError::Malformed)
+    }
+
     /// Whether a key of this type signs with `alg`.
     fn fits(&self, alg: Alg) -> bool {
-        matches!((self, alg), (Material::P256(_), Alg::Es256))
+        matches!(
+            (self, alg),
+            (Material::P256(_), Alg::Es256) | (Material::P384(_), Alg::Es384)
+        )
     }
 
     /// The type's name, for Debug.
     fn name(&self) -> &'static str {
         match self {
             Material::P256(_) => "EC P-256",
+            Material::P384(_) => "EC P-384",
         }
     }
 }
@@ -69,6 +82,8 @@ impl PublicKey {
         }
         match &self.material {
             Material::P256(key) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(input, &sig).is_ok()),
+            Material::P384(key) => p384::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|sig| key.verify(input, &sig).is_ok()),
         }
     }

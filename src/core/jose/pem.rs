@@ -22,6 +22,8 @@ const END: &str = "-----END PUBLIC KEY-----";
 const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 /// prime256v1 (1.2.840.10045.3.1.7).
 const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// secp384r1 (1.3.132.0.34).
+const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
 
 const SEQUENCE: u8 = 0x30;
 const OID: u8 = 0x06;
@@ -107,6 +109,7 @@ pub(super) fn material(pem: &[u8]) -> Result<Material, KeysError> {
         algorithm.end()?;
         return match curve {
             OID_P256 => Material::p256(key),
+            OID_P384 => Material::p384(key),
             _ => Err(KeysError::NoUsableKey),
         };
     }
