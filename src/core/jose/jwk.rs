@@ -40,6 +40,8 @@ struct RawJwk {
     crv: Option<Value>,
     x: Option<Value>,
     y: Option<Value>,
+    n: Option<Value>,
+    e: Option<Value>,
     kid: Option<Value>,
     alg: Option<Value>,
     #[serde(rename = "use")]
@@ -91,7 +93,7 @@ fn ec_point(jwk: &RawJwk, len: usize) -> Result<Vec<u8>, KeysError> {
 fn entry(jwk: &RawJwk) -> Result<Option<(String, PublicKey)>, KeysError> {
     let kty = text(jwk.kty.as_ref())?.ok_or(KeysError::Malformed)?;
     let crv = text(jwk.crv.as_ref())?;
-    let supported = matches!((kty, crv), ("EC", Some("P-256" | "P-384")));
+    let supported = matches!((kty, crv), ("EC", Some("P-256" | "P-384")) | ("RSA", None));
     if !supported {
         return Ok(None);
     }
@@ -121,6 +123,10 @@ fn entry(jwk: &RawJwk) -> Result<Option<(String, PublicKey)>, KeysError> {
     let material = match (kty, crv) {
         ("EC", Some("P-256")) => Material::p256(&ec_point(jwk, 32)?)?,
         ("EC", Some("P-384")) => Material::p384(&ec_point(jwk, 48)?)?,
+        ("RSA", None) => match Material::rsa(&bytes(jwk.n.as_ref())?, &bytes(jwk.e.as_ref())?) {
+            Err(KeysError::NoUsableKey) => return Ok(None),
+            other => other?,
+        },
         _ => return Ok(None),
     };
     Ok(Some((kid, PublicKey { material, alg })))

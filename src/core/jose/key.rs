@@ -4,8 +4,17 @@
 use std::fmt;
 
 use p256::ecdsa::signature::Verifier as _;
+use rsa::traits::PublicKeyParts as _;
+use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPublicKey};
+use sha2::{Digest as _, Sha256};
 
 use super::{Alg, KeysError};
+
+/// The smallest RSA modulus devgate takes (bits): NIST's floor since 2013.
+pub const RSA_MIN_BITS: usize = 2048;
+
+/// The largest RSA modulus devgate takes (bits): verification cost grows with it.
+pub const RSA_MAX_BITS: usize = 8192;
 
 /// The key material, by type.
 #[derive(Clone)]
@@ -14,6 +23,8 @@ pub(super) enum Material {
     P256(p256::ecdsa::VerifyingKey),
     /// EC P-384 (ES384).
     P384(p384::ecdsa::VerifyingKey),
+    /// RSA (RS256, PS256), 2048 to 8192 bits.
+    Rsa(RsaPublicKey),
 }
 
 impl Material {
@@ -32,11 +43,26 @@ impl Material {
             .map_err(|_| KeysError::Malformed)
     }
 
+    /// An RSA key from its modulus and public exponent (big-endian): `NoUsableKey` when the
+    /// modulus is outside [`RSA_MIN_BITS`]..=[`RSA_MAX_BITS`], `Malformed` when the exponent is
+    /// not one RSA takes.
+    pub(super) fn rsa(n: &[u8], e: &[u8]) -> Result<Material, KeysError> {
+        let n = BigUint::from_bytes_be(n);
+        if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&n.bits()) {
+            return Err(KeysError::NoUsableKey);
+        }
+        RsaPublicKey::new_with_max_size(n, BigUint::from_bytes_be(e), RSA_MAX_BITS)
+            .map(Material::Rsa)
+            .map_err(|_| KeysError::Malformed)
+    }
+
     /// Whether a key of this type signs with `alg`.
     fn fits(&self, alg: Alg) -> bool {
         matches!(
             (self, alg),
-            (Material::P256(_), Alg::Es256) | (Material::P384(_), Alg::Es384)
+            (Material::P256(_), Alg::Es256)
+                | (Material::P384(_), Alg::Es384)
+                | (Material::Rsa(_), Alg::Rs256 | Alg::Ps256)
         )
     }
 
@@ -45,6 +71,7 @@ impl Material {
         match self {
             Material::P256(_) => "EC P-256",
             Material::P384(_) => "EC P-384",
+            Material::Rsa(_) => "RSA",
         }
     }
 }
@@ -85,6 +112,15 @@ impl PublicKey {
                 .is_ok_and(|sig| key.verify(input, &sig).is_ok()),
             Material::P384(key) => p384::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|sig| key.verify(input, &sig).is_ok()),
+            // The signature is exactly the modulus's length (rsa checks), as RFC 8017 says.
+            Material::Rsa(key) => {
+                let hashed = Sha256::digest(input);
+                let checked = match alg {
+                    Alg::Ps256 => key.verify(Pss::new::<Sha256>(), &hashed, signature),
+                    _ => key.verify(Pkcs1v15Sign::new::<Sha256>(), &hashed, signature),
+                };
+                checked.is_ok() && signature.len() == key.size()
+            }
         }
     }
 }

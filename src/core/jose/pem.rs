@@ -25,6 +25,11 @@ const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 /// secp384r1 (1.3.132.0.34).
 const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
 
+/// rsaEncryption (1.2.840.113549.1.1.1).
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+const INTEGER: u8 = 0x02;
+const NULL: u8 = 0x05;
 const SEQUENCE: u8 = 0x30;
 const OID: u8 = 0x06;
 const BIT_STRING: u8 = 0x03;
@@ -62,6 +67,18 @@ impl<'a> Der<'a> {
         let (value, rest) = rest.split_at_checked(len).ok_or(bad)?;
         self.0 = rest;
         Ok(value)
+    }
+
+    /// A positive INTEGER's magnitude (big-endian, leading zero bytes dropped).
+    fn positive(&mut self) -> Result<&'a [u8], KeysError> {
+        let value = self.take(INTEGER)?;
+        match value.first() {
+            Some(b) if b & 0x80 == 0 => {
+                let zeros = value.iter().take_while(|&&b| b == 0).count();
+                value.get(zeros..).ok_or(KeysError::Malformed)
+            }
+            _ => Err(KeysError::Malformed),
+        }
     }
 
     /// Nothing left: `Malformed` otherwise.
@@ -112,6 +129,20 @@ pub(super) fn material(pem: &[u8]) -> Result<Material, KeysError> {
             OID_P384 => Material::p384(key),
             _ => Err(KeysError::NoUsableKey),
         };
+    }
+    if oid == OID_RSA {
+        // Parameters NULL (RFC 3279), or absent as some encoders write them.
+        if !algorithm.0.is_empty() && !algorithm.take(NULL)?.is_empty() {
+            return Err(KeysError::Malformed);
+        }
+        algorithm.end()?;
+        let mut outer = Der(key);
+        let mut rsa = Der(outer.take(SEQUENCE)?);
+        outer.end()?;
+        let n = rsa.positive()?;
+        let e = rsa.positive()?;
+        rsa.end()?;
+        return Material::rsa(n, e);
     }
     Err(KeysError::NoUsableKey)
 }
