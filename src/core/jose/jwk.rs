@@ -93,7 +93,10 @@ fn ec_point(jwk: &RawJwk, len: usize) -> Result<Vec<u8>, KeysError> {
 fn entry(jwk: &RawJwk) -> Result<Option<(String, PublicKey)>, KeysError> {
     let kty = text(jwk.kty.as_ref())?.ok_or(KeysError::Malformed)?;
     let crv = text(jwk.crv.as_ref())?;
-    let supported = matches!((kty, crv), ("EC", Some("P-256" | "P-384")) | ("RSA", None));
+    let supported = matches!(
+        (kty, crv),
+        ("EC", Some("P-256" | "P-384")) | ("RSA", None) | ("OKP", Some("Ed25519"))
+    );
     if !supported {
         return Ok(None);
     }
@@ -123,6 +126,7 @@ fn entry(jwk: &RawJwk) -> Result<Option<(String, PublicKey)>, KeysError> {
     let material = match (kty, crv) {
         ("EC", Some("P-256")) => Material::p256(&ec_point(jwk, 32)?)?,
         ("EC", Some("P-384")) => Material::p384(&ec_point(jwk, 48)?)?,
+        ("OKP", Some("Ed25519")) => Material::ed25519(&exact(jwk.x.as_ref(), 32)?)?,
         ("RSA", None) => match Material::rsa(&bytes(jwk.n.as_ref())?, &bytes(jwk.e.as_ref())?) {
             Err(KeysError::NoUsableKey) => return Ok(None),
             other => other?,

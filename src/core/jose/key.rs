@@ -25,6 +25,8 @@ pub(super) enum Material {
     P384(p384::ecdsa::VerifyingKey),
     /// RSA (RS256, PS256), 2048 to 8192 bits.
     Rsa(RsaPublicKey),
+    /// OKP Ed25519 (EdDSA).
+    Ed25519(ed25519_dalek::VerifyingKey),
 }
 
 impl Material {
@@ -56,6 +58,14 @@ impl Material {
             .map_err(|_| KeysError::Malformed)
     }
 
+    /// An Ed25519 key from its 32 bytes: `Malformed` when not a point of the curve.
+    pub(super) fn ed25519(bytes: &[u8]) -> Result<Material, KeysError> {
+        let bytes: &[u8; 32] = bytes.try_into().map_err(|_| KeysError::Malformed)?;
+        ed25519_dalek::VerifyingKey::from_bytes(bytes)
+            .map(Material::Ed25519)
+            .map_err(|_| KeysError::Malformed)
+    }
+
     /// Whether a key of this type signs with `alg`.
     fn fits(&self, alg: Alg) -> bool {
         matches!(
@@ -63,6 +73,7 @@ impl Material {
             (Material::P256(_), Alg::Es256)
                 | (Material::P384(_), Alg::Es384)
                 | (Material::Rsa(_), Alg::Rs256 | Alg::Ps256)
+                | (Material::Ed25519(_), Alg::EdDsa)
         )
     }
 
@@ -72,6 +83,7 @@ impl Material {
             Material::P256(_) => "EC P-256",
             Material::P384(_) => "EC P-384",
             Material::Rsa(_) => "RSA",
+            Material::Ed25519(_) => "OKP Ed25519",
         }
     }
 }
@@ -121,6 +133,8 @@ impl PublicKey {
                 };
                 checked.is_ok() && signature.len() == key.size()
             }
+            Material::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify_strict(input, &sig).is_ok()),
         }
     }
 }

@@ -28,6 +28,9 @@ const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
 /// rsaEncryption (1.2.840.113549.1.1.1).
 const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 
+/// id-Ed25519 (1.3.101.112).
+const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+
 const INTEGER: u8 = 0x02;
 const NULL: u8 = 0x05;
 const SEQUENCE: u8 = 0x30;
@@ -129,6 +132,11 @@ pub(super) fn material(pem: &[u8]) -> Result<Material, KeysError> {
             OID_P384 => Material::p384(key),
             _ => Err(KeysError::NoUsableKey),
         };
+    }
+    if oid == OID_ED25519 {
+        // No parameters (RFC 8410).
+        algorithm.end()?;
+        return Material::ed25519(key);
     }
     if oid == OID_RSA {
         // Parameters NULL (RFC 3279), or absent as some encoders write them.
