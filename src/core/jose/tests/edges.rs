@@ -306,3 +306,35 @@ fn pem_shapes() {
         KeysError::TooLarge
     );
 }
+
+#[test]
+fn rsa_moduli_and_exponents() {
+    let rsa = |n: &[u8], e: &[u8]| {
+        let jwk = format!(
+            r#"{{"keys":[{{"kty":"RSA","kid":"r","n":"{}","e":"{}"}}]}}"#,
+            b64(n),
+            b64(e)
+        );
+        PublicKeys::from_jwks(jwk.as_bytes())
+    };
+    let mut n2048 = vec![0xffu8; 256];
+    if let Some(last) = n2048.last_mut() {
+        *last = 0xfb;
+    }
+    let keys = rsa(&n2048, &[1, 0, 1]).unwrap();
+    assert!(keys.fits(Alg::Rs256) && keys.fits(Alg::Ps256) && !keys.fits(Alg::Es256));
+    assert_eq!(format!("{keys:?}"), r#"{"r": RSA}"#);
+    // Leading zero bytes do not make a modulus larger.
+    assert!(rsa(&[&[0u8, 0][..], &n2048].concat(), &[3]).is_ok());
+    // 2047 and 8193 bits: unusable, skipped.
+    let mut n2047 = n2048.clone();
+    n2047[0] = 0x7f;
+    assert_eq!(rsa(&n2047, &[1, 0, 1]).unwrap_err(), KeysError::NoUsableKey);
+    let n8193 = [&[1u8][..], &[0xff; 1024]].concat();
+    assert_eq!(rsa(&n8193, &[1, 0, 1]).unwrap_err(), KeysError::NoUsableKey);
+    assert!(rsa(&[0xff; 1024], &[1, 0, 1]).is_ok());
+    // Exponents RSA does not take.
+    for e in [&[1u8][..], &[], &[1, 0, 0, 0, 0, 0]] {
+        assert_eq!(rsa(&n2048, e).unwrap_err(), KeysError::Malformed, "{e:?}");
+    }
+}
