@@ -179,13 +179,28 @@ impl EdgeWorker {
         }
     }
 
-    /// Whether every fetched source of `edge` has usable keys at `now` (the degraded gauge's
-    /// 0).
-    pub fn all_usable(&self, edge: &EdgePolicy, now: u64) -> bool {
-        edge.assertions
-            .iter()
-            .zip(&self.held)
-            .all(|(a, h)| fetched(a).is_none_or(|f| usable(h, f, now)))
+    /// Tests: holds `keys` for source `i` of `edge` as fetched at `at` (a new generation), as if
+    /// read from shared data.
+    #[cfg(test)]
+    pub(crate) fn hold(&mut self, edge: &EdgePolicy, i: usize, keys: PublicKeys, at: u64) {
+        self.adopt(edge);
+        if let Some(h) = self.held.get_mut(i) {
+            h.keys = Some(keys);
+            h.fetched_at = at;
+            h.generation = h.generation.wrapping_add(1);
+            h.cas = u32::MAX;
+        }
+        self.cache.get_mut().drop_source(i);
+    }
+
+    /// Whether source `i` of `edge` has usable keys at `now` (inline keys always do): the
+    /// degraded gauge after a fetch of it.
+    pub fn usable(&self, edge: &EdgePolicy, i: usize, now: u64) -> bool {
+        match (edge.assertions.get(i).map(fetched), self.held.get(i)) {
+            (Some(None), _) => true,
+            (Some(Some(fetch)), Some(held)) => usable(held, fetch, now),
+            _ => false,
+        }
     }
 }
 
@@ -244,8 +259,12 @@ impl EdgeView<'_> {
         })
     }
 
-    /// Whether a fetched source the decision looked at has no usable keys.
+    /// Whether a fetched source the decision looked at has no usable keys, and no fetch is
+    /// planned for it: its assertions are refused.
     pub fn degraded(&self) -> bool {
+        if self.planned.borrow().is_some() {
+            return false;
+        }
         let now = self.now_ms / 1000;
         self.sources()
             .any(|(i, fetch, held, _)| self.consulted(i) && !usable(held, fetch, now))

@@ -76,7 +76,7 @@ impl Fetches {
         };
         let planned = view.planned();
         Fetches {
-            degraded: planned.is_none() && view.degraded(),
+            degraded: view.degraded(),
             refresh: view.refresh_due(),
             planned,
             cache,
@@ -193,7 +193,7 @@ impl Stream {
             false => EdgeEvent::KeysFetchFailed,
         };
         plan.edge[1] = Some(Counter::Edge(event));
-        let degraded = !worker.edge.all_usable(edge, now_ms / 1000);
+        let degraded = !worker.edge.usable(edge, source, now_ms / 1000);
         plan.gauge = plan
             .gauge
             .or(Some((Gauge::EdgeKeysDegraded, u64::from(degraded))));
@@ -251,5 +251,168 @@ pub(super) fn destroyed<H: Facts + SharedStore>(
             }
         }
         _ => Plan::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_policy;
+    use crate::core::counters::Counter;
+    use crate::core::keyservice::testing::Host;
+    use crate::core::stream::BodyPlan;
+    use crate::core::tests::edge_keys::{edge, key_fetch};
+
+    fn policy() -> Policy {
+        let mut p = parse_policy(b"{}").unwrap();
+        p.edge = Some(edge());
+        p
+    }
+
+    const HEADERS: [(&[u8], &[u8]); 3] = [
+        (b":method", b"GET"),
+        (b":path", b"/"),
+        (b":authority", b"app.example"),
+    ];
+
+    fn req() -> RequestHeaders<'static> {
+        RequestHeaders {
+            peer: Some(b"192.0.2.1:5"),
+            headers: &HEADERS,
+            end_of_stream: true,
+        }
+    }
+
+    fn missing(source: usize, kid: Option<&str>) -> Planned {
+        Planned {
+            source,
+            why: Why::Missing,
+            kid: kid.map(str::to_string),
+        }
+    }
+
+    fn none() -> Fetches {
+        Fetches {
+            planned: None,
+            refresh: None,
+            cache: None,
+            degraded: false,
+        }
+    }
+
+    fn fetch_keys<'p>(
+        s: &mut Stream,
+        p: &'p Policy,
+        wanted: Planned,
+        host: &Host,
+    ) -> Option<Plan<'p>> {
+        s.fetch_keys(p, wanted, &none(), req(), &mut WorkerState::default(), host)
+    }
+
+    #[test]
+    fn one_stream_fetches_the_others_wait_and_its_answer_wakes_them() {
+        let p = policy();
+        let host = Host::default();
+        let flight = fetch::flight_id(&key_fetch("jwks"));
+        let mut owner = Stream::new();
+        let plan = fetch_keys(&mut owner, &p, missing(0, None), &host).unwrap();
+        let Next::Callout(call) = &plan.next else {
+            panic!("{plan:?}");
+        };
+        assert_eq!(call.cluster, "idp");
+        assert_eq!(call.headers[1].1, b"/keys/");
+        assert!(owner.holding());
+        assert_eq!(owner.body_plan(), BodyPlan::Hold);
+        let mut waiter = Stream::new();
+        let plan = fetch_keys(&mut waiter, &p, missing(0, None), &host).unwrap();
+        assert!(matches!(plan.next, Next::Wait(w) if w.flight == flight));
+        assert!(waiter.holding());
+        // A stray resume of the owner keeps it waiting for its own answer.
+        let plan = owner.resume(&p, req(), &mut WorkerState::default(), &host);
+        assert!(matches!(plan.next, Next::Wait(w) if w.flight == flight));
+        // The answer is garbage: nothing stored, the flight lands failed, the waiters wake, the
+        // request is decided again (refused, not held), the source is degraded.
+        host.advance_ms(40);
+        let answer = CalloutAnswer {
+            status: Some(200),
+            retry_after: None,
+            body: b"not a key set",
+        };
+        let plan = owner.on_callout_answer(&p, answer, req(), &mut WorkerState::default(), &host);
+        assert_eq!(plan.wake, Some(flight));
+        assert_eq!(
+            plan.edge[1],
+            Some(Counter::Edge(EdgeEvent::KeysFetchFailed))
+        );
+        assert_eq!(plan.gauge, Some((Gauge::EdgeKeysDegraded, 1)));
+        assert!(matches!(plan.next, Next::Reply(_)));
+        assert!(!owner.holding());
+        assert_eq!(host.get("devgate.edge.keys.jwks").unwrap().0, None);
+        // Within the retry time nobody fetches: a request is decided with what there is.
+        let mut late = Stream::new();
+        let plan = fetch_keys(&mut late, &p, missing(0, None), &host).unwrap();
+        assert!(matches!(plan.next, Next::Reply(_)), "{plan:?}");
+        assert!(!late.holding());
+        // A refresh someone else owns, or none may be made: the decision goes on.
+        let refresh = Planned {
+            why: Why::Refresh,
+            ..missing(0, None)
+        };
+        assert!(fetch_keys(&mut Stream::new(), &p, refresh, &host).is_none());
+    }
+
+    #[test]
+    fn an_owner_that_goes_away_ends_the_flight_so_a_waiter_fetches() {
+        let p = policy();
+        let host = Host::default();
+        let mut owner = Stream::new();
+        let plan = fetch_keys(&mut owner, &p, missing(2, Some("kid-1")), &host).unwrap();
+        assert!(matches!(&plan.next, Next::Callout(c) if c.headers[1].1 == b"/keys/kid-1"));
+        let mut waiter = Stream::new();
+        assert!(matches!(
+            fetch_keys(&mut waiter, &p, missing(2, Some("kid-1")), &host)
+                .unwrap()
+                .next,
+            Next::Wait(_)
+        ));
+        let plan = owner.on_destroy(&p, &host);
+        assert_eq!(plan.wake, Some(fetch::flight_id(&key_fetch("alb"))));
+        // The woken waiter asks again and owns the next flight.
+        assert!(matches!(
+            fetch_keys(&mut waiter, &p, missing(2, Some("kid-1")), &host)
+                .unwrap()
+                .next,
+            Next::Callout(_)
+        ));
+        // A waiter's end wakes nobody.
+        let mut other = Stream::new();
+        let _ = fetch_keys(&mut other, &p, missing(2, Some("kid-1")), &host);
+        assert_eq!(other.on_destroy(&p, &host).wake, None);
+        // An answer to a stream that did not ask is refused.
+        let plan = other.on_callout_answer(
+            &p,
+            CalloutAnswer::FAILED,
+            req(),
+            &mut WorkerState::default(),
+            &host,
+        );
+        assert_eq!(plan.counter, Some(Counter::InternalError));
+    }
+
+    #[test]
+    fn a_request_holds_only_so_many_rounds() {
+        let p = policy();
+        let host = Host::default();
+        let mut s = Stream::new();
+        for round in 1..=MAX_ROUNDS {
+            // Each round: its flight ends by itself (the owner vanished), so it may own the next.
+            let plan = fetch_keys(&mut s, &p, missing(0, None), &host).unwrap();
+            assert!(matches!(plan.next, Next::Callout(_)), "round {round}");
+            let State::Fetch(step) = &s.state else {
+                panic!("held");
+            };
+            assert_eq!(step.rounds, round);
+            host.advance_ms(2_001);
+        }
     }
 }

@@ -1,0 +1,302 @@
+//! Fetched edge keys as a worker's decision sees them ([`EdgeWorker`], [`EdgeView`]), with the
+//! source's flight and store in a [`MemoryStore`]: what a request may fetch and when, the last
+//! good set through failures, staleness, the refresh, and the verified-assertion cache.
+//!
+//! Until the JOSE parsing lands the stored sets cannot be parsed, so a set "read from shared
+//! data" is put in place with [`EdgeWorker::hold`]; the storing of answers is tested on bytes
+//! in `edge::fetch`.
+
+use crate::core::edge::fetch::{self, Join, Why, RETRY_MS};
+use crate::core::edge::{
+    AssertionSource, Carrier, Developers, EdgeKeys, EdgePolicy, EdgeWorker, KeyFetch, KeyLocation,
+    KeysAt, Profile,
+};
+use crate::core::jose::{Alg, PublicKeys};
+use crate::core::shared::{MemoryStore, SharedStore};
+use crate::core::{Identity, Source};
+
+pub(crate) const T: u64 = 1_700_000_000;
+pub(crate) const T_MS: u64 = T * 1000;
+
+pub(crate) fn key_fetch(name: &str) -> KeyFetch {
+    KeyFetch {
+        cluster: "idp".into(),
+        authority: "idp.example".into(),
+        path: "/keys/".into(),
+        refresh_seconds: 300,
+        max_stale_seconds: 3600,
+        refetch_seconds: 30,
+        timeout_ms: 1000,
+        store_key: format!("devgate.edge.keys.{name}"),
+    }
+}
+
+fn source(name: &str, keys: KeyLocation) -> AssertionSource {
+    AssertionSource {
+        name: name.into(),
+        profile: Profile::Oidc,
+        carrier: Carrier::Bearer,
+        algorithms: vec![Alg::Es256],
+        keys,
+        issuer: "https://idp.example".into(),
+        audiences: vec!["devgate".into()],
+        claim: "email".into(),
+        leeway: 30,
+        signer: None,
+        padded: false,
+        developers: Developers {
+            anyone: true,
+            ..Developers::default()
+        },
+        allow_from: None,
+    }
+}
+
+/// Source 0: a JWK set fetched; 1: inline keys; 2: a PEM per `kid`.
+pub(crate) fn edge() -> EdgePolicy {
+    EdgePolicy {
+        assertions: vec![
+            source("jwks", KeyLocation::Jwks(key_fetch("jwks"))),
+            source("inline", KeyLocation::Inline(PublicKeys::default())),
+            source("alb", KeyLocation::PemPerKid(key_fetch("alb"))),
+        ],
+        ..EdgePolicy::default()
+    }
+}
+
+fn fetch_of(e: &EdgePolicy, i: usize) -> &KeyFetch {
+    match &e.assertions[i].keys {
+        KeyLocation::Jwks(f) | KeyLocation::PemPerKid(f) => f,
+        KeyLocation::Inline(_) => panic!("inline"),
+    }
+}
+
+fn ada() -> Identity {
+    Identity {
+        name: "ada@example.com".into(),
+        source: Source::Assertion,
+    }
+}
+
+fn ready(k: KeysAt<'_>) -> bool {
+    matches!(k, KeysAt::Ready(_))
+}
+
+#[test]
+fn the_first_request_plans_the_fetch_one_owns_it_the_others_wait() {
+    let e = edge();
+    let db = MemoryStore::default();
+    let mut w = EdgeWorker::default();
+    let v = w.view(&e, T_MS, &db, true);
+    assert!(!ready(v.keys(0)), "nothing fetched yet");
+    assert!(v.want(0, Some("k1")));
+    let planned = v.planned().unwrap();
+    assert_eq!(
+        (planned.source, planned.why, planned.kid),
+        (0, Why::Missing, None)
+    );
+    // Only one fetch is planned per decision.
+    assert!(!v.want(2, Some("k1")));
+    assert!(!v.degraded(), "a fetch is planned: not degraded yet");
+    let f = fetch_of(&e, 0);
+    assert_eq!(fetch::join(f, &db, Why::Missing, T_MS), Ok(Join::Owner));
+    // Another worker's request: its decision still asks, and waits on the same flight.
+    let mut other = EdgeWorker::default();
+    let v = other.view(&e, T_MS + 5, &db, true);
+    assert!(v.want(0, None));
+    assert!(matches!(
+        fetch::join(f, &db, Why::Missing, T_MS + 5),
+        Ok(Join::Wait(w)) if w.flight == fetch::flight_id(f)
+    ));
+    // A request decided again after its rounds may not ask again.
+    let v = other.view(&e, T_MS + 5, &db, false);
+    assert!(!v.want(0, None));
+}
+
+#[test]
+fn a_failed_fetch_keeps_the_last_good_set_and_holds_off_the_next() {
+    let e = edge();
+    let db = MemoryStore::default();
+    let f = fetch_of(&e, 0);
+    let mut w = EdgeWorker::default();
+    w.hold(&e, 0, PublicKeys::default(), T);
+    // The refresh (keys usable, older than refresh_seconds) fails.
+    let now = T + 301;
+    assert_eq!(
+        fetch::join(f, &db, Why::Refresh, now * 1000),
+        Ok(Join::Owner)
+    );
+    let garbage = crate::core::callout::CalloutAnswer {
+        status: Some(200),
+        retry_after: None,
+        body: b"<html>maintenance</html>",
+    };
+    assert_eq!(
+        fetch::take_answer(f, &db, None, garbage, now),
+        Ok(fetch::Answer::Failed)
+    );
+    fetch::land(f, &db, false, now * 1000).unwrap();
+    let v = w.view(&e, now * 1000 + 10, &db, true);
+    assert!(ready(v.keys(0)), "the last good set is still used");
+    assert!(
+        !v.want(0, Some("new-kid")),
+        "no fetch within the retry time"
+    );
+    // After it, an unknown kid fetches again, once refetch_seconds passed since the last.
+    let v = w.view(&e, now * 1000 + RETRY_MS, &db, true);
+    assert!(!v.want(0, Some("new-kid")));
+    let v = w.view(&e, (now + 30) * 1000, &db, true);
+    assert!(v.want(0, Some("new-kid")));
+}
+
+#[test]
+fn an_unknown_kid_refetches_at_most_once_per_refetch_seconds() {
+    let e = edge();
+    let db = MemoryStore::default();
+    let f = fetch_of(&e, 0);
+    let mut w = EdgeWorker::default();
+    w.hold(&e, 0, PublicKeys::default(), T);
+    let v = w.view(&e, T_MS, &db, true);
+    assert!(v.want(0, Some("rotated")));
+    assert_eq!(v.planned().unwrap().why, Why::UnknownKid);
+    assert_eq!(fetch::join(f, &db, Why::UnknownKid, T_MS), Ok(Join::Owner));
+    fetch::land(f, &db, true, T_MS + 20).unwrap();
+    // Still unknown after the fetch: refused (`unknown_kid`), not fetched again...
+    for later in [1_000, 29_999] {
+        let v = w.view(&e, T_MS + later, &db, true);
+        assert!(!v.want(0, Some("rotated")), "{later}");
+        assert!(v.planned().is_none());
+    }
+    // ... until refetch_seconds passed.
+    let v = w.view(&e, T_MS + 30_000, &db, true);
+    assert!(v.want(0, Some("forged")));
+    // A token without a readable kid never fetches a usable set again.
+    assert!(!w.view(&e, T_MS + 30_000, &db, true).want(0, None));
+}
+
+#[test]
+fn a_set_due_for_refresh_is_refreshed_by_a_request_that_uses_it() {
+    let e = edge();
+    let db = MemoryStore::default();
+    let mut w = EdgeWorker::default();
+    w.hold(&e, 0, PublicKeys::default(), T);
+    let v = w.view(&e, (T + 300) * 1000, &db, true);
+    assert!(ready(v.keys(0)));
+    assert!(v.refresh_due().is_none(), "fresh for refresh_seconds");
+    let v = w.view(&e, (T + 301) * 1000, &db, true);
+    assert!(
+        v.refresh_due().is_none(),
+        "a request that did not use the source"
+    );
+    assert!(
+        ready(v.keys(0)),
+        "still usable: nobody waits for the refresh"
+    );
+    let due = v.refresh_due().unwrap();
+    assert_eq!((due.source, due.why), (0, Why::Refresh));
+    assert!(!v.degraded());
+    // The refresh is one flight per process: a second noticer goes on without it.
+    let f = fetch_of(&e, 0);
+    assert_eq!(
+        fetch::join(f, &db, Why::Refresh, (T + 301) * 1000),
+        Ok(Join::Owner)
+    );
+    assert!(matches!(
+        fetch::join(f, &db, Why::Refresh, (T + 301) * 1000 + 1),
+        Ok(Join::Wait(_))
+    ));
+}
+
+#[test]
+fn a_pem_per_kid_source_fetches_the_token_s_kid_and_refreshes_the_last() {
+    let e = edge();
+    let db = MemoryStore::default();
+    let mut w = EdgeWorker::default();
+    let v = w.view(&e, T_MS, &db, true);
+    assert!(!v.want(2, None), "no kid, no URL");
+    assert!(v.want(2, Some("0123-abcd")));
+    let planned = v.planned().unwrap();
+    assert_eq!(planned.kid.as_deref(), Some("0123-abcd"));
+    let call = fetch::callout(fetch_of(&e, 2), planned.kid.as_deref());
+    assert_eq!(call.headers[1].1, b"/keys/0123-abcd");
+}
+
+#[test]
+fn past_max_stale_the_source_is_degraded_and_its_keys_unavailable() {
+    let e = edge();
+    let db = MemoryStore::default();
+    let f = fetch_of(&e, 0);
+    let mut w = EdgeWorker::default();
+    w.hold(&e, 0, PublicKeys::default(), T);
+    let stale = (T + 3600) * 1000;
+    assert!(ready(w.view(&e, stale, &db, true).keys(0)));
+    assert!(w.usable(&e, 0, T + 3600));
+    assert!(!w.usable(&e, 2, T + 3600), "never fetched");
+    assert!(w.usable(&e, 1, T + 3600), "inline");
+    let past = (T + 3601) * 1000;
+    // The fetch that would bring it back fails.
+    fetch::land(f, &db, false, past).unwrap();
+    let v = w.view(&e, past + 1, &db, true);
+    assert!(!ready(v.keys(0)), "never accepted unchecked");
+    assert!(
+        !v.want(0, Some("k1")),
+        "retry time: refused edge_keys_unavailable"
+    );
+    assert!(v.degraded());
+    assert!(!w.usable(&e, 0, T + 3601));
+    // Inline keys are never degraded.
+    let v = w.view(&e, past + 1, &db, true);
+    assert!(ready(v.keys(1)));
+    assert!(!v.want(1, Some("k1")));
+    assert!(!v.degraded(), "source 0 was not used by this request");
+}
+
+#[test]
+fn the_cache_hits_until_exp_and_forgets_a_changed_key_set() {
+    let e = edge();
+    let db = MemoryStore::default();
+    let mut w = EdgeWorker::default();
+    w.hold(&e, 0, PublicKeys::default(), T);
+    let v = w.view(&e, T_MS, &db, true);
+    assert_eq!(v.cached(0, b"tok", T), None);
+    v.remember(0, b"tok", &ada(), T + 60);
+    v.remember(1, b"inline-tok", &ada(), T + 60);
+    assert_eq!(v.cached(0, b"tok", T + 59), Some(ada()));
+    assert_eq!(v.cached(1, b"inline-tok", T + 59), Some(ada()));
+    assert_eq!(v.counts(), (2, 1));
+    assert_eq!(v.cached(0, b"tok", T + 60), None, "never past exp");
+    let v = w.view(&e, T_MS, &db, true);
+    v.remember(0, b"tok", &ada(), T + 60);
+    // The keys rotate (another generation): the entry is gone; the inline source's stays.
+    w.hold(&e, 0, PublicKeys::default(), T + 10);
+    let v = w.view(&e, T_MS + 10_000, &db, true);
+    assert_eq!(v.cached(0, b"tok", T + 11), None);
+    assert_eq!(v.cached(1, b"inline-tok", T + 11), Some(ada()));
+}
+
+#[test]
+fn an_unreadable_stored_set_leaves_the_held_copy() {
+    let e = edge();
+    let db = MemoryStore::default();
+    let mut w = EdgeWorker::default();
+    w.hold(&e, 0, PublicKeys::default(), T);
+    db.set("devgate.edge.keys.jwks", b"\x01garbage", 0).unwrap();
+    assert!(!w.load(0, &db));
+    let v = w.view(&e, (T + 400) * 1000, &db, true);
+    assert!(ready(v.keys(0)));
+}
+
+#[test]
+fn another_configuration_starts_the_worker_over() {
+    let e = edge();
+    let db = MemoryStore::default();
+    let mut w = EdgeWorker::default();
+    w.hold(&e, 0, PublicKeys::default(), T);
+    let v = w.view(&e, T_MS, &db, true);
+    v.remember(1, b"tok", &ada(), T + 60);
+    let mut other = edge();
+    other.assertions.swap(0, 2);
+    let v = w.view(&other, T_MS, &db, true);
+    assert!(!ready(v.keys(2)), "a new source: nothing held");
+    assert_eq!(v.cached(1, b"tok", T), None, "the cache starts over");
+}
