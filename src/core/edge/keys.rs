@@ -80,6 +80,9 @@ struct Held {
     last_kid: Option<String>,
     /// Bumped each time the set changes: cached assertions of another generation are gone.
     generation: u64,
+    /// When a request last looked for a newer set in shared data (ms): at most once a second
+    /// per worker while the set is missing or due (a stream about to fetch always looks).
+    looked_ms: u64,
 }
 
 /// The edge sources' state of one worker: each fetched source's parsed keys (re-read only when
@@ -143,7 +146,7 @@ impl EdgeWorker {
 
     /// The decision's view for a request at `now_ms`, under `edge`: a fetched set that is
     /// missing or due for a refresh is first looked up again in shared data (another worker may
-    /// have fetched it). `may_fetch`: the request may still plan a fetch (not after one it
+    /// have fetched it), at most once a second: in Wasm looking copies the stored set. `may_fetch`: the request may still plan a fetch (not after one it
     /// already waited for).
     pub fn view<'w, S: SharedStore>(
         &'w mut self,
@@ -158,11 +161,12 @@ impl EdgeWorker {
             let Some(fetch) = fetched(a) else {
                 continue;
             };
-            let due = self
-                .held
-                .get(i)
-                .is_none_or(|h| h.keys.is_none() || age(h, now) > fetch.refresh_seconds);
-            if due {
+            let Some(held) = self.held.get_mut(i) else {
+                continue;
+            };
+            let due = held.keys.is_none() || age(held, now) > fetch.refresh_seconds;
+            if due && now_ms >= held.looked_ms.saturating_add(1000) {
+                held.looked_ms = now_ms;
                 self.load(i, store);
             }
         }

@@ -115,8 +115,12 @@ impl Stream {
                 flight,
             })
         };
-        if !refresh && worker.edge.load(wanted.source, host) {
-            // Another worker stored a newer set since this one read it: decide with it first.
+        if worker.edge.load(wanted.source, host) {
+            // Another worker stored a newer set since this one read it: decide with it first
+            // (a refresh is done: the request goes on with the set it was decided with).
+            if refresh {
+                return None;
+            }
             self.state = step(false, rounds);
             return Some(self.on_request_headers(policy, req, worker, host));
         }
