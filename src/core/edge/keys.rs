@@ -363,10 +363,16 @@ impl EdgeKeys for EdgeView<'_> {
     fn cached(&self, source: usize, token: &[u8], now: u64) -> Option<Identity> {
         self.consult(source);
         let generation = self.generation(source);
+        // A fetched source past `max_stale_seconds` accepts nothing, not even what its keys
+        // verified before (they may have been removed since).
+        let stale = self
+            .sources()
+            .any(|(i, fetch, held, _)| i == source && !usable(held, fetch, self.now_ms / 1000));
         let found = self
             .cache
             .try_borrow_mut()
             .ok()
+            .filter(|_| !stale)
             .and_then(|mut c| c.get(source, token, now, generation));
         let (hits, misses) = self.counts.get();
         self.counts.set(match found {

@@ -265,6 +265,12 @@ fn the_cache_hits_until_exp_and_forgets_a_changed_key_set() {
     assert_eq!(v.cached(1, b"inline-tok", T + 59), Some(ada()));
     assert_eq!(v.counts(), (2, 1));
     assert_eq!(v.cached(0, b"tok", T + 60), None, "never past exp");
+    // Past max_stale_seconds the source's cached assertions are not accepted either.
+    let v = w.view(&e, T_MS, &db, true);
+    v.remember(0, b"tok-2", &ada(), T + 7200);
+    let v = w.view(&e, (T + 3601) * 1000, &db, true);
+    assert_eq!(v.cached(0, b"tok-2", T + 3601), None);
+    assert_eq!(v.cached(1, b"inline-tok", T + 59), Some(ada()));
     let v = w.view(&e, T_MS, &db, true);
     v.remember(0, b"tok", &ada(), T + 60);
     // The keys rotate (another generation): the entry is gone; the inline source's stays.
@@ -299,4 +305,135 @@ fn another_configuration_starts_the_worker_over() {
     let v = w.view(&other, T_MS, &db, true);
     assert!(!ready(v.keys(2)), "a new source: nothing held");
     assert_eq!(v.cached(1, b"tok", T), None, "the cache starts over");
+}
+
+mod through_the_stream {
+    //! The same through [`Stream`]: a request whose assertion needs keys the worker lacks.
+    use crate::config::parse_policy;
+    use crate::core::callout::CalloutAnswer;
+    use crate::core::codes::Reason;
+    use crate::core::counters::{Counter, EdgeEvent};
+    use crate::core::edge::fetch::RETRY_MS;
+    use crate::core::effects::Gauge;
+    use crate::core::facts::RequestHeaders;
+    use crate::core::keyservice::testing::Host;
+    use crate::core::plan::{Next, Plan};
+    use crate::core::policy::Policy;
+    use crate::core::shared::SharedStore;
+    use crate::core::stream::{BodyPlan, Stream, WorkerState};
+
+    fn policy() -> Policy {
+        let json = r#"{"edge": {"assertions": [{"name": "iap", "profile": "google_iap",
+            "audiences": ["/projects/1/apps/p"],
+            "keys": {"jwks_url": {"cluster": "iap_keys", "path": "/iap/verify/public_key-jwk"}},
+            "developers": {"anyone": true}}]}}"#;
+        parse_policy(json.as_bytes()).unwrap()
+    }
+
+    const HEADERS: [(&[u8], &[u8]); 4] = [
+        (b":method", b"GET"),
+        (b":path", b"/"),
+        (b":authority", b"app.example"),
+        (
+            b"x-goog-iap-jwt-assertion",
+            b"eyJhbGciOiJFUzI1NiJ9.e30.c2ln",
+        ),
+    ];
+
+    fn req() -> RequestHeaders<'static> {
+        RequestHeaders {
+            peer: Some(b"192.0.2.1:5"),
+            headers: &HEADERS,
+            end_of_stream: false,
+        }
+    }
+
+    fn headers<'p>(s: &mut Stream, p: &'p Policy, w: &mut WorkerState, h: &Host) -> Plan<'p> {
+        s.on_request_headers(p, req(), w, h)
+    }
+
+    fn refused(plan: &Plan<'_>, reason: Reason) -> bool {
+        plan.counter == Some(Counter::Denied(reason)) && matches!(plan.next, Next::Reply(_))
+    }
+
+    #[test]
+    fn the_first_request_fetches_the_others_wait_a_failure_refuses_them_for_now() {
+        let p = policy();
+        let host = Host::default();
+        let (mut w1, mut w2) = (WorkerState::default(), WorkerState::default());
+        let mut owner = Stream::new();
+        let plan = headers(&mut owner, &p, &mut w1, &host);
+        let Next::Callout(call) = &plan.next else {
+            panic!("{plan:?}");
+        };
+        assert_eq!(call.cluster, "iap_keys");
+        assert_eq!(call.headers[1].1, b"/iap/verify/public_key-jwk");
+        assert_eq!(plan.edge[0], Some(Counter::Edge(EdgeEvent::CacheMiss)));
+        assert_eq!(owner.body_plan(), BodyPlan::Hold);
+        // Another worker's request for the same source waits on the flight.
+        let mut waiter = Stream::new();
+        let plan = headers(&mut waiter, &p, &mut w2, &host);
+        let Next::Wait(wait) = plan.next else {
+            panic!("{plan:?}");
+        };
+        let flight = wait.flight;
+        // The key server is down: nothing stored, the flight lands failed, the owner is refused
+        // (503 edge_keys_unavailable), the source is degraded, the waiters wake.
+        host.advance_ms(30);
+        let plan = owner.on_callout_answer(&p, CalloutAnswer::FAILED, req(), &mut w1, &host);
+        assert!(refused(&plan, Reason::EdgeKeysUnavailable), "{plan:?}");
+        assert_eq!(plan.wake, Some(flight));
+        assert_eq!(
+            plan.edge,
+            [None, Some(Counter::Edge(EdgeEvent::KeysFetchFailed))]
+        );
+        assert_eq!(plan.gauge, Some((Gauge::EdgeKeysDegraded, 1)));
+        let plan = waiter.resume(&p, req(), &mut w2, &host);
+        assert!(refused(&plan, Reason::EdgeKeysUnavailable), "{plan:?}");
+        assert_eq!(plan.edge, [None, None], "its cache miss was counted once");
+        assert_eq!(plan.gauge, Some((Gauge::EdgeKeysDegraded, 1)));
+        assert!(!waiter.holding());
+        // Within the retry time a new request is refused at once, without a fetch.
+        let plan = headers(&mut Stream::new(), &p, &mut w2, &host);
+        assert!(refused(&plan, Reason::EdgeKeysUnavailable), "{plan:?}");
+        // After it, one request fetches again.
+        host.advance_ms(RETRY_MS);
+        let mut again = Stream::new();
+        let plan = headers(&mut again, &p, &mut w2, &host);
+        assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
+        // Garbage is no better than nothing: still nothing stored.
+        host.advance_ms(5);
+        let garbage = CalloutAnswer {
+            status: Some(200),
+            retry_after: None,
+            body: b"{\"keys\": \"not a list\"}",
+        };
+        let plan = again.on_callout_answer(&p, garbage, req(), &mut w2, &host);
+        assert!(refused(&plan, Reason::EdgeKeysUnavailable), "{plan:?}");
+        let key = match &p.edge.as_ref().unwrap().assertions[0].keys {
+            crate::core::edge::KeyLocation::Jwks(f) => f.store_key.clone(),
+            _ => unreachable!(),
+        };
+        assert_eq!(host.get(&key).unwrap().0, None);
+    }
+
+    #[test]
+    fn an_owner_that_goes_away_lets_a_waiter_fetch() {
+        let p = policy();
+        let host = Host::default();
+        let mut w = WorkerState::default();
+        let mut owner = Stream::new();
+        assert!(matches!(
+            headers(&mut owner, &p, &mut w, &host).next,
+            Next::Callout(_)
+        ));
+        let mut waiter = Stream::new();
+        assert!(matches!(
+            headers(&mut waiter, &p, &mut w, &host).next,
+            Next::Wait(_)
+        ));
+        assert!(owner.on_destroy(&p, &host).wake.is_some());
+        let plan = waiter.resume(&p, req(), &mut w, &host);
+        assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
+    }
 }
