@@ -346,7 +346,9 @@ impl EdgeKeys for EdgeView<'_> {
             (Some(_), None) if usable(held, fetch, now) => return false,
             _ => Why::Missing,
         };
-        if pem && kid.is_none() {
+        // A PEM's URL is the path and the `kid`: none without one, and never `.` or `..`
+        // (a `kid` is `[A-Za-z0-9._-]`, so nothing else can leave the path's directory).
+        if pem && kid.is_none_or(|k| k.bytes().all(|b| b == b'.')) {
             return false;
         }
         if !may_fetch(fetch, self.store, why, self.now_ms) {

@@ -214,6 +214,8 @@ fn a_pem_per_kid_source_fetches_the_token_s_kid_and_refreshes_the_last() {
     let mut w = EdgeWorker::default();
     let v = w.view(&e, T_MS, &db, true);
     assert!(!v.want(2, None), "no kid, no URL");
+    assert!(!v.want(2, Some("..")), "never out of the path's directory");
+    assert!(!v.want(2, Some(".")));
     assert!(v.want(2, Some("0123-abcd")));
     let planned = v.planned().unwrap();
     assert_eq!(planned.kid.as_deref(), Some("0123-abcd"));
