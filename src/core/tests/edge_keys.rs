@@ -439,3 +439,103 @@ mod through_the_stream {
         assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
     }
 }
+
+mod with_real_keys {
+    //! Stored sets parsed for real (needs `core::jose`'s `PublicKeys`): rotation, PEM per `kid`,
+    //! and a good fetch through the stream.
+    use super::*;
+    use crate::core::callout::CalloutAnswer;
+    use crate::core::edge::fetch::Answer;
+
+    const JWK_A: &str = r#"{"kty": "EC", "crv": "P-256", "kid": "rot-a", "use": "sig", "alg": "ES256",
+        "x": "9wYv9-sNvMrJbSPHfA3V8wAbs_iRdTHD9rUhPQ_amPA", "y": "TAFiUwLC8DYdigYFPgabeqgO6JsQ0KA5qrcIlZUi9t8"}"#;
+    const JWK_B: &str = r#"{"kty": "EC", "crv": "P-256", "kid": "rot-b", "use": "sig", "alg": "ES256",
+        "x": "lgTUaOs8y7JBj0sJeMrZsiMNPTvGuHmil4AbSurUWlM", "y": "lN3iMnxDJjr-rbgO1Y7P9XiFHvvk0JDBqoKkAIp25bc"}"#;
+    const PEM_A: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE9wYv9+sNvMrJbSPHfA3V8wAbs/iR
+dTHD9rUhPQ/amPBMAWJTAsLwNh2KBgU+Bpt6qA7omxDQoDmqtwiVlSL23w==
+-----END PUBLIC KEY-----
+";
+    const PEM_B: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAElgTUaOs8y7JBj0sJeMrZsiMNPTvG
+uHmil4AbSurUWlOU3eIyfEMmOv6tuA7Vjs/1eIUe++TQkMGqgqQAinbltw==
+-----END PUBLIC KEY-----
+";
+
+    fn ok(body: &[u8]) -> CalloutAnswer<'_> {
+        CalloutAnswer {
+            status: Some(200),
+            retry_after: None,
+            body,
+        }
+    }
+
+    fn has(k: KeysAt<'_>, kid: &str) -> bool {
+        matches!(k, KeysAt::Ready(keys) if keys.has_kid(kid))
+    }
+
+    #[test]
+    #[ignore = "until core::jose parses key sets"]
+    fn keys_rotate_the_new_set_replaces_the_copy_and_its_cached_assertions() {
+        let e = edge();
+        let db = MemoryStore::default();
+        let f = fetch_of(&e, 0);
+        let set_a = format!(r#"{{"keys": [{JWK_A}]}}"#);
+        let set_b = format!(r#"{{"keys": [{JWK_B}]}}"#);
+        assert_eq!(
+            fetch::take_answer(f, &db, None, ok(set_a.as_bytes()), T),
+            Ok(Answer::Good)
+        );
+        let mut w = EdgeWorker::default();
+        let v = w.view(&e, T_MS, &db, true);
+        assert!(has(v.keys(0), "rot-a"));
+        assert!(!v.want(0, Some("rot-a")), "a known kid fetches nothing");
+        v.remember(0, b"tok", &ada(), T + 3600);
+        assert_eq!(v.cached(0, b"tok", T + 1), Some(ada()));
+        // The issuer rotates: the next fetch has only the new key.
+        let later = T + 301;
+        assert_eq!(
+            fetch::take_answer(f, &db, None, ok(set_b.as_bytes()), later),
+            Ok(Answer::Good)
+        );
+        let v = w.view(&e, later * 1000 + 1000, &db, true);
+        assert!(has(v.keys(0), "rot-b"), "the new key verifies");
+        assert!(!has(v.keys(0), "rot-a"), "the removed key stops verifying");
+        assert_eq!(
+            v.cached(0, b"tok", later + 1),
+            None,
+            "its cached assertions too"
+        );
+        assert!(v.refresh_due().is_none(), "fresh again");
+    }
+
+    #[test]
+    #[ignore = "until core::jose parses key sets"]
+    fn a_pem_per_kid_source_keeps_each_kid_fetched() {
+        let e = edge();
+        let db = MemoryStore::default();
+        let f = fetch_of(&e, 2);
+        for (kid, pem, at) in [("rot-a", PEM_A, T), ("rot-b", PEM_B, T + 10)] {
+            assert_eq!(
+                fetch::take_answer(f, &db, Some(kid), ok(pem.as_bytes()), at),
+                Ok(Answer::Good)
+            );
+        }
+        // A garbage PEM for a third kid changes nothing.
+        assert_eq!(
+            fetch::take_answer(f, &db, Some("rot-c"), ok(b"-----BEGIN junk"), T + 11),
+            Ok(Answer::Failed)
+        );
+        let mut w = EdgeWorker::default();
+        let v = w.view(&e, (T + 12) * 1000, &db, true);
+        assert!(has(v.keys(2), "rot-a") && has(v.keys(2), "rot-b"));
+        assert!(!has(v.keys(2), "rot-c"));
+        // Due for a refresh: the newest kid is fetched again.
+        let v = w.view(&e, (T + 311) * 1000, &db, true);
+        let _ = v.keys(2);
+        assert_eq!(
+            v.refresh_due().and_then(|p| p.kid).as_deref(),
+            Some("rot-b")
+        );
+    }
+}
