@@ -324,7 +324,7 @@ mod through_the_stream {
     use crate::core::shared::SharedStore;
     use crate::core::stream::{BodyPlan, Stream, WorkerState};
 
-    fn policy() -> Policy {
+    pub(super) fn policy() -> Policy {
         let json = r#"{"edge": {"assertions": [{"name": "iap", "profile": "google_iap",
             "audiences": ["/projects/1/apps/p"],
             "keys": {"jwks_url": {"cluster": "iap_keys", "path": "/iap/verify/public_key-jwk"}},
@@ -342,7 +342,7 @@ mod through_the_stream {
         ),
     ];
 
-    fn req() -> RequestHeaders<'static> {
+    pub(super) fn req() -> RequestHeaders<'static> {
         RequestHeaders {
             peer: Some(b"192.0.2.1:5"),
             headers: &HEADERS,
@@ -507,6 +507,36 @@ uHmil4AbSurUWlOU3eIyfEMmOv6tuA7Vjs/1eIUe++TQkMGqgqQAinbltw==
             "its cached assertions too"
         );
         assert!(v.refresh_due().is_none(), "fresh again");
+    }
+
+    #[test]
+    #[ignore = "until core::jose parses key sets"]
+    fn a_good_fetch_through_the_stream_is_stored_counted_and_used_by_every_worker() {
+        use crate::core::counters::{Counter, EdgeEvent};
+        use crate::core::effects::Gauge;
+        use crate::core::keyservice::testing::Host;
+        use crate::core::plan::Next;
+        use crate::core::stream::{Stream, WorkerState};
+        let p = super::through_the_stream::policy();
+        let host = Host::default();
+        let mut w = WorkerState::default();
+        let mut owner = Stream::new();
+        let req = super::through_the_stream::req;
+        let plan = owner.on_request_headers(&p, req(), &mut w, &host);
+        assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
+        let set = format!(r#"{{"keys": [{JWK_A}]}}"#);
+        let plan = owner.on_callout_answer(&p, ok(set.as_bytes()), req(), &mut w, &host);
+        assert_eq!(plan.edge[1], Some(Counter::Edge(EdgeEvent::KeysFetched)));
+        assert_eq!(plan.gauge, Some((Gauge::EdgeKeysDegraded, 0)));
+        assert!(plan.wake.is_some());
+        // Decided with the keys: the made-up assertion is refused for what it is.
+        assert_ne!(
+            plan.counter,
+            Some(Counter::Denied(crate::core::Reason::EdgeKeysUnavailable))
+        );
+        // Another worker uses the stored set without fetching.
+        let plan = Stream::new().on_request_headers(&p, req(), &mut WorkerState::default(), &host);
+        assert!(matches!(plan.next, Next::Reply(_)), "{plan:?}");
     }
 
     #[test]
