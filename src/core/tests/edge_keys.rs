@@ -2,9 +2,9 @@
 //! source's flight and store in a [`MemoryStore`]: what a request may fetch and when, the last
 //! good set through failures, staleness, the refresh, and the verified-assertion cache.
 //!
-//! Until the JOSE parsing lands the stored sets cannot be parsed, so a set "read from shared
-//! data" is put in place with [`EdgeWorker::hold`]; the storing of answers is tested on bytes
-//! in `edge::fetch`.
+//! A set "read from shared data" is mostly put in place with [`EdgeWorker::hold`] (an empty
+//! `PublicKeys`, so every `kid` is unknown); `with_real_keys` stores and parses real JWK sets
+//! and PEMs.
 
 use crate::core::edge::fetch::{self, Join, Why, RETRY_MS};
 use crate::core::edge::{
@@ -441,8 +441,8 @@ mod through_the_stream {
 }
 
 mod with_real_keys {
-    //! Stored sets parsed for real (needs `core::jose`'s `PublicKeys`): rotation, PEM per `kid`,
-    //! and a good fetch through the stream.
+    //! Stored sets parsed for real: rotation, PEM per `kid`, and a good fetch through the
+    //! stream.
     use super::*;
     use crate::core::callout::CalloutAnswer;
     use crate::core::edge::fetch::Answer;
@@ -475,7 +475,6 @@ uHmil4AbSurUWlOU3eIyfEMmOv6tuA7Vjs/1eIUe++TQkMGqgqQAinbltw==
     }
 
     #[test]
-    #[ignore = "until core::jose parses key sets"]
     fn keys_rotate_the_new_set_replaces_the_copy_and_its_cached_assertions() {
         let e = edge();
         let db = MemoryStore::default();
@@ -510,7 +509,6 @@ uHmil4AbSurUWlOU3eIyfEMmOv6tuA7Vjs/1eIUe++TQkMGqgqQAinbltw==
     }
 
     #[test]
-    #[ignore = "until core::jose parses key sets"]
     fn a_good_fetch_through_the_stream_is_stored_counted_and_used_by_every_worker() {
         use crate::core::counters::{Counter, EdgeEvent};
         use crate::core::effects::Gauge;
@@ -540,7 +538,6 @@ uHmil4AbSurUWlOU3eIyfEMmOv6tuA7Vjs/1eIUe++TQkMGqgqQAinbltw==
     }
 
     #[test]
-    #[ignore = "until core::jose parses key sets"]
     fn a_pem_per_kid_source_keeps_each_kid_fetched() {
         let e = edge();
         let db = MemoryStore::default();
