@@ -449,7 +449,7 @@ mod with_real_keys {
 
     const JWK_A: &str = r#"{"kty": "EC", "crv": "P-256", "kid": "rot-a", "use": "sig", "alg": "ES256",
         "x": "9wYv9-sNvMrJbSPHfA3V8wAbs_iRdTHD9rUhPQ_amPA", "y": "TAFiUwLC8DYdigYFPgabeqgO6JsQ0KA5qrcIlZUi9t8"}"#;
-    const JWK_B: &str = r#"{"kty": "EC", "crv": "P-256", "kid": "rot-b", "use": "sig", "alg": "ES256",
+    pub(super) const JWK_B: &str = r#"{"kty": "EC", "crv": "P-256", "kid": "rot-b", "use": "sig", "alg": "ES256",
         "x": "lgTUaOs8y7JBj0sJeMrZsiMNPTvGuHmil4AbSurUWlM", "y": "lN3iMnxDJjr-rbgO1Y7P9XiFHvvk0JDBqoKkAIp25bc"}"#;
     const PEM_A: &str = "-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE9wYv9+sNvMrJbSPHfA3V8wAbs/iR
@@ -564,5 +564,168 @@ uHmil4AbSurUWlOU3eIyfEMmOv6tuA7Vjs/1eIUe++TQkMGqgqQAinbltw==
             v.refresh_due().and_then(|p| p.kid).as_deref(),
             Some("rot-b")
         );
+    }
+}
+
+mod signed_through_the_stream {
+    //! Assertions signed by an independent signer (the vectors of `edge_signed.rs`: PyJWT, one
+    //! P-256 key `k1`, expiring in 2100) through the stream with fetched keys: the first fetch,
+    //! the cache, an unknown `kid`, a refresh that fails, degraded past max stale, rotation.
+    use crate::config::parse_policy;
+    use crate::core::callout::CalloutAnswer;
+    use crate::core::codes::Reason;
+    use crate::core::counters::{Admission, Counter, EdgeEvent};
+    use crate::core::effects::Gauge;
+    use crate::core::facts::RequestHeaders;
+    use crate::core::keyservice::testing::Host;
+    use crate::core::plan::{Next, Plan};
+    use crate::core::policy::Policy;
+    use crate::core::stream::{Stream, WorkerState};
+    use crate::core::token::TokenError;
+    use crate::core::Source;
+
+    const JWKS: &str = r#"{"keys": [{"kty": "EC", "crv": "P-256", "x": "QulmS3-MwRJ6vJPoS_tO8PJHubbBdqtoWhYOjtaJLg4", "y": "uum9aWLax8tv5OWkgBq0q2XtULnV92PfUuGtRbxCUX0", "kid": "k1", "alg": "ES256", "use": "sig"}]}"#;
+    const GOOD: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwiYXVkIjoiYXBwLTEiLCJleHAiOjQxMDI0NDQ4MDAsImlhdCI6MTYwMDAwMDAwMCwiZW1haWwiOiJhbGljZUBleGFtcGxlLmNvbSIsImdyb3VwcyI6WyJkZXZzIl19.nEniVwrBZD0pU4-wjRQnN0xsRq4xUPvj96np8DsbaiNNiT-1Yk79mez_ePIzy8fNg0idFpaK6qFCIuRmhevFPA";
+    const UNKNOWN_KID: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsyIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwiYXVkIjoiYXBwLTEiLCJleHAiOjQxMDI0NDQ4MDAsImlhdCI6MTYwMDAwMDAwMCwiZW1haWwiOiJhbGljZUBleGFtcGxlLmNvbSIsImdyb3VwcyI6WyJkZXZzIl19.uKS-aCq2TlFzLHa45akDmnCvNmXv25YCFwIm_7dUpHkwQ2Vq9woT4h81Pgy3XuKpHIz5y_AFZtPnkTxLHDeEmg";
+
+    fn policy() -> Policy {
+        let json = r#"{"edge": {"assertions": [{"name": "idp", "profile": "oidc", "header": "x-assert",
+            "algorithms": ["ES256"], "issuer": "https://issuer.example", "audiences": ["app-1"],
+            "keys": {"jwks_url": {"cluster": "idp", "path": "/jwks", "refetch_seconds": 30,
+                                  "refresh_seconds": 300, "max_stale_seconds": 3600}},
+            "developers": {"domains": ["example.com"]}}]}}"#;
+        parse_policy(json.as_bytes()).unwrap()
+    }
+
+    fn run<'p>(
+        p: &'p Policy,
+        token: &str,
+        f: impl FnOnce(RequestHeaders<'_>) -> Plan<'p>,
+    ) -> Plan<'p> {
+        let headers: [(&[u8], &[u8]); 4] = [
+            (b":method", b"GET"),
+            (b":path", b"/"),
+            (b":authority", b"app.example"),
+            (b"x-assert", token.as_bytes()),
+        ];
+        f(RequestHeaders {
+            peer: Some(b"192.0.2.1:5"),
+            headers: &headers,
+            end_of_stream: true,
+        })
+    }
+
+    fn ok(body: &str) -> CalloutAnswer<'_> {
+        CalloutAnswer {
+            status: Some(200),
+            retry_after: None,
+            body: body.as_bytes(),
+        }
+    }
+
+    const ALLOWED: Option<Counter> = Some(Counter::Allowed(Admission::Source(Source::Assertion)));
+    const HIT: Option<Counter> = Some(Counter::Edge(EdgeEvent::CacheHit));
+    const MISS: Option<Counter> = Some(Counter::Edge(EdgeEvent::CacheMiss));
+
+    fn denied(r: Reason) -> Option<Counter> {
+        Some(Counter::Denied(r))
+    }
+
+    #[test]
+    fn fetched_keys_end_to_end() {
+        let p = policy();
+        let host = Host::default();
+        let (mut w, mut w2) = (WorkerState::default(), WorkerState::default());
+        let mut s = Stream::new();
+        // The first request fetches; with the answer it is decided and allowed.
+        let plan = run(&p, GOOD, |r| s.on_request_headers(&p, r, &mut w, &host));
+        assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
+        assert_eq!(plan.edge[0], MISS);
+        let plan = run(&p, GOOD, |r| {
+            s.on_callout_answer(&p, ok(JWKS), r, &mut w, &host)
+        });
+        assert_eq!(plan.counter, ALLOWED, "{plan:?}");
+        assert_eq!(
+            plan.edge,
+            [None, Some(Counter::Edge(EdgeEvent::KeysFetched))]
+        );
+        assert_eq!(plan.gauge, Some((Gauge::EdgeKeysDegraded, 0)));
+        // The same assertion again: a cache hit; on another worker: verified with the stored set.
+        let plan = run(&p, GOOD, |r| {
+            Stream::new().on_request_headers(&p, r, &mut w, &host)
+        });
+        assert_eq!((plan.counter, plan.edge[0]), (ALLOWED, HIT));
+        let plan = run(&p, GOOD, |r| {
+            Stream::new().on_request_headers(&p, r, &mut w2, &host)
+        });
+        assert_eq!((plan.counter, plan.edge[0]), (ALLOWED, MISS));
+        // A kid not in the set: within refetch_seconds of the last fetch, refused at once...
+        let unknown = denied(Reason::Token(TokenError::UnknownKid));
+        host.advance_ms(10_000);
+        let plan = run(&p, UNKNOWN_KID, |r| {
+            Stream::new().on_request_headers(&p, r, &mut w, &host)
+        });
+        assert_eq!(plan.counter, unknown, "{plan:?}");
+        // ... after it, one refetch, and still refused when the set has no such key.
+        host.advance_ms(21_000);
+        let mut s = Stream::new();
+        let plan = run(&p, UNKNOWN_KID, |r| {
+            s.on_request_headers(&p, r, &mut w, &host)
+        });
+        assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
+        let plan = run(&p, UNKNOWN_KID, |r| {
+            s.on_callout_answer(&p, ok(JWKS), r, &mut w, &host)
+        });
+        assert_eq!(plan.counter, unknown);
+        let plan = run(&p, UNKNOWN_KID, |r| {
+            Stream::new().on_request_headers(&p, r, &mut w, &host)
+        });
+        assert_eq!(plan.counter, unknown, "rate-limited again");
+        // Past refresh_seconds: the first request that uses the set refreshes it and alone
+        // waits; the others go on with the set held.
+        host.advance_ms(301_000);
+        let mut owner = Stream::new();
+        let plan = run(&p, GOOD, |r| owner.on_request_headers(&p, r, &mut w, &host));
+        assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
+        let plan = run(&p, GOOD, |r| {
+            Stream::new().on_request_headers(&p, r, &mut w2, &host)
+        });
+        assert_eq!(plan.counter, ALLOWED, "not held: {plan:?}");
+        // The refresh fails: the last good set is kept.
+        let plan = run(&p, GOOD, |r| {
+            owner.on_callout_answer(&p, CalloutAnswer::FAILED, r, &mut w, &host)
+        });
+        assert_eq!(plan.counter, ALLOWED, "{plan:?}");
+        assert_eq!(
+            plan.edge[1],
+            Some(Counter::Edge(EdgeEvent::KeysFetchFailed))
+        );
+        assert_eq!(plan.gauge, Some((Gauge::EdgeKeysDegraded, 0)));
+        // Past max_stale_seconds without a good fetch: refused, cache or not, and degraded.
+        host.advance_ms(3_600_000);
+        let mut s = Stream::new();
+        let plan = run(&p, GOOD, |r| s.on_request_headers(&p, r, &mut w, &host));
+        assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
+        let plan = run(&p, GOOD, |r| {
+            s.on_callout_answer(&p, CalloutAnswer::FAILED, r, &mut w, &host)
+        });
+        assert_eq!(plan.counter, denied(Reason::EdgeKeysUnavailable));
+        assert_eq!(plan.gauge, Some((Gauge::EdgeKeysDegraded, 1)));
+        let plan = run(&p, GOOD, |r| {
+            Stream::new().on_request_headers(&p, r, &mut w2, &host)
+        });
+        assert_eq!(plan.counter, denied(Reason::EdgeKeysUnavailable));
+        assert_eq!(plan.gauge, Some((Gauge::EdgeKeysDegraded, 1)));
+        // The issuer comes back having rotated: `k1` is gone, so its assertions stop verifying.
+        host.advance_ms(2_000);
+        let rotated = format!(r#"{{"keys": [{}]}}"#, super::with_real_keys::JWK_B);
+        let mut s = Stream::new();
+        let plan = run(&p, GOOD, |r| s.on_request_headers(&p, r, &mut w, &host));
+        assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
+        let plan = run(&p, GOOD, |r| {
+            s.on_callout_answer(&p, ok(&rotated), r, &mut w, &host)
+        });
+        assert_eq!(plan.counter, unknown, "{plan:?}");
+        assert_eq!(plan.gauge, Some((Gauge::EdgeKeysDegraded, 0)));
     }
 }
