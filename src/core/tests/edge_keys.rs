@@ -597,11 +597,7 @@ mod signed_through_the_stream {
         parse_policy(json.as_bytes()).unwrap()
     }
 
-    fn run<'p>(
-        p: &'p Policy,
-        token: &str,
-        f: impl FnOnce(RequestHeaders<'_>) -> Plan<'p>,
-    ) -> Plan<'p> {
+    fn run<'p>(token: &str, f: impl FnOnce(RequestHeaders<'_>) -> Plan<'p>) -> Plan<'p> {
         let headers: [(&[u8], &[u8]); 4] = [
             (b":method", b"GET"),
             (b":path", b"/"),
@@ -638,10 +634,10 @@ mod signed_through_the_stream {
         let (mut w, mut w2) = (WorkerState::default(), WorkerState::default());
         let mut s = Stream::new();
         // The first request fetches; with the answer it is decided and allowed.
-        let plan = run(&p, GOOD, |r| s.on_request_headers(&p, r, &mut w, &host));
+        let plan = run(GOOD, |r| s.on_request_headers(&p, r, &mut w, &host));
         assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
         assert_eq!(plan.edge[0], MISS);
-        let plan = run(&p, GOOD, |r| {
+        let plan = run(GOOD, |r| {
             s.on_callout_answer(&p, ok(JWKS), r, &mut w, &host)
         });
         assert_eq!(plan.counter, ALLOWED, "{plan:?}");
@@ -651,33 +647,31 @@ mod signed_through_the_stream {
         );
         assert_eq!(plan.gauge, Some((Gauge::EdgeKeysDegraded, 0)));
         // The same assertion again: a cache hit; on another worker: verified with the stored set.
-        let plan = run(&p, GOOD, |r| {
+        let plan = run(GOOD, |r| {
             Stream::new().on_request_headers(&p, r, &mut w, &host)
         });
         assert_eq!((plan.counter, plan.edge[0]), (ALLOWED, HIT));
-        let plan = run(&p, GOOD, |r| {
+        let plan = run(GOOD, |r| {
             Stream::new().on_request_headers(&p, r, &mut w2, &host)
         });
         assert_eq!((plan.counter, plan.edge[0]), (ALLOWED, MISS));
         // A kid not in the set: within refetch_seconds of the last fetch, refused at once...
         let unknown = denied(Reason::Token(TokenError::UnknownKid));
         host.advance_ms(10_000);
-        let plan = run(&p, UNKNOWN_KID, |r| {
+        let plan = run(UNKNOWN_KID, |r| {
             Stream::new().on_request_headers(&p, r, &mut w, &host)
         });
         assert_eq!(plan.counter, unknown, "{plan:?}");
         // ... after it, one refetch, and still refused when the set has no such key.
         host.advance_ms(21_000);
         let mut s = Stream::new();
-        let plan = run(&p, UNKNOWN_KID, |r| {
-            s.on_request_headers(&p, r, &mut w, &host)
-        });
+        let plan = run(UNKNOWN_KID, |r| s.on_request_headers(&p, r, &mut w, &host));
         assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
-        let plan = run(&p, UNKNOWN_KID, |r| {
+        let plan = run(UNKNOWN_KID, |r| {
             s.on_callout_answer(&p, ok(JWKS), r, &mut w, &host)
         });
         assert_eq!(plan.counter, unknown);
-        let plan = run(&p, UNKNOWN_KID, |r| {
+        let plan = run(UNKNOWN_KID, |r| {
             Stream::new().on_request_headers(&p, r, &mut w, &host)
         });
         assert_eq!(plan.counter, unknown, "rate-limited again");
@@ -685,14 +679,14 @@ mod signed_through_the_stream {
         // waits; the others go on with the set held.
         host.advance_ms(301_000);
         let mut owner = Stream::new();
-        let plan = run(&p, GOOD, |r| owner.on_request_headers(&p, r, &mut w, &host));
+        let plan = run(GOOD, |r| owner.on_request_headers(&p, r, &mut w, &host));
         assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
-        let plan = run(&p, GOOD, |r| {
+        let plan = run(GOOD, |r| {
             Stream::new().on_request_headers(&p, r, &mut w2, &host)
         });
         assert_eq!(plan.counter, ALLOWED, "not held: {plan:?}");
         // The refresh fails: the last good set is kept.
-        let plan = run(&p, GOOD, |r| {
+        let plan = run(GOOD, |r| {
             owner.on_callout_answer(&p, CalloutAnswer::FAILED, r, &mut w, &host)
         });
         assert_eq!(plan.counter, ALLOWED, "{plan:?}");
@@ -704,14 +698,14 @@ mod signed_through_the_stream {
         // Past max_stale_seconds without a good fetch: refused, cache or not, and degraded.
         host.advance_ms(3_600_000);
         let mut s = Stream::new();
-        let plan = run(&p, GOOD, |r| s.on_request_headers(&p, r, &mut w, &host));
+        let plan = run(GOOD, |r| s.on_request_headers(&p, r, &mut w, &host));
         assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
-        let plan = run(&p, GOOD, |r| {
+        let plan = run(GOOD, |r| {
             s.on_callout_answer(&p, CalloutAnswer::FAILED, r, &mut w, &host)
         });
         assert_eq!(plan.counter, denied(Reason::EdgeKeysUnavailable));
         assert_eq!(plan.gauge, Some((Gauge::EdgeKeysDegraded, 1)));
-        let plan = run(&p, GOOD, |r| {
+        let plan = run(GOOD, |r| {
             Stream::new().on_request_headers(&p, r, &mut w2, &host)
         });
         assert_eq!(plan.counter, denied(Reason::EdgeKeysUnavailable));
@@ -720,9 +714,9 @@ mod signed_through_the_stream {
         host.advance_ms(2_000);
         let rotated = format!(r#"{{"keys": [{}]}}"#, super::with_real_keys::JWK_B);
         let mut s = Stream::new();
-        let plan = run(&p, GOOD, |r| s.on_request_headers(&p, r, &mut w, &host));
+        let plan = run(GOOD, |r| s.on_request_headers(&p, r, &mut w, &host));
         assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
-        let plan = run(&p, GOOD, |r| {
+        let plan = run(GOOD, |r| {
             s.on_callout_answer(&p, ok(&rotated), r, &mut w, &host)
         });
         assert_eq!(plan.counter, unknown, "{plan:?}");
