@@ -40,7 +40,6 @@ fn inline() -> AssertionSource {
 }
 
 #[test]
-#[ignore = "needs core::jose (the jose work): un-ignore once it is merged"]
 fn signed_assertions_and_their_forgeries() {
     let src = inline();
     let run = |token: &str| {
@@ -82,7 +81,6 @@ fn signed_assertions_and_their_forgeries() {
 }
 
 #[test]
-#[ignore = "needs core::jose (the jose work): un-ignore once it is merged"]
 fn fetched_keys_rotate_through_want() {
     let mut src = source(Profile::Oidc);
     src.keys = fetched();
@@ -118,7 +116,6 @@ fn fetched_keys_rotate_through_want() {
 }
 
 #[test]
-#[ignore = "needs core::jose (the jose work): un-ignore once it is merged"]
 fn aws_alb_padded_signed_header() {
     let mut src = source(Profile::AwsAlb);
     src.keys = KeyLocation::Inline(PublicKeys::from_pem("k1", PEM.as_bytes()).unwrap());
