@@ -34,13 +34,6 @@ OPEN = "/open"
 CHALLENGE = "x-wsgiorg.developer_user"
 S = harness.STATS
 
-# Fetched keys (`keys.jwks_url`, `keys.pem_url`) come with the keyfetch work; until it is on main
-# their tests are expected to fail (xfail, not strict) and are listed in the report.
-KEYFETCH_ON_MAIN = False
-NEEDS_KEYFETCH = pytest.mark.xfail(
-    not KEYFETCH_ON_MAIN, strict=False,
-    reason="fetched keys through an Envoy cluster (keyfetch work) not on main yet: edge_keys_unavailable")
-
 ISSUER = "https://idp.e2e.example"
 AUDIENCE = "devgate-e2e"
 DEVELOPERS = {"names": ["alice@example.com"], "domains": ["dev.example.com"], "groups": ["devs"]}
@@ -202,7 +195,7 @@ def idp_server():
         server.stop()
 
 
-@pytest.fixture(scope="module", params=["jwks", "pem", pytest.param("jwks_url", marks=NEEDS_KEYFETCH)])
+@pytest.fixture(scope="module", params=["jwks", "pem", "jwks_url"])
 def located(request, tmp_path_factory, upstream, envoy_bin, idp_server):
     """An Envoy whose source has every algorithm's key inline as a JWK set, inline as PEM, or
     fetched from the key server."""
@@ -394,7 +387,6 @@ def wait_hits(server: KeyServer, above: int, envoy, t: str, timeout: float = REF
     wait_for(asked, "a fetch", timeout)
 
 
-@NEEDS_KEYFETCH
 def test_the_first_request_waits_for_the_first_fetch_and_repeats_fetch_nothing(tmp_path_factory, upstream,
                                                                                 envoy_bin):
     k1 = SigningKey("ES256", "f1")
@@ -424,7 +416,6 @@ def test_the_first_request_waits_for_the_first_fetch_and_repeats_fetch_nothing(t
         server.stop()
 
 
-@NEEDS_KEYFETCH
 def test_rotation_a_new_kid_refetches_once_and_a_removed_key_stops_verifying(tmp_path_factory, upstream,
                                                                              envoy_bin):
     k1, k2 = SigningKey("ES256", "r1"), SigningKey("RS256", "r2")
@@ -457,7 +448,6 @@ def test_rotation_a_new_kid_refetches_once_and_a_removed_key_stops_verifying(tmp
         server.stop()
 
 
-@NEEDS_KEYFETCH
 def test_never_fetched_keys_answer_503_and_lock_out_nobody_else(tmp_path_factory, upstream, envoy_bin):
     k1 = SigningKey("ES256", "n1")
     server = KeyServer([k1])
@@ -475,7 +465,6 @@ def test_never_fetched_keys_answer_503_and_lock_out_nobody_else(tmp_path_factory
         server.stop()
 
 
-@NEEDS_KEYFETCH
 def test_garbage_and_errors_keep_the_last_good_set_until_max_stale_then_503_then_back(
         tmp_path_factory, upstream, envoy_bin):
     """About 80 s: max_stale_seconds is at least 60."""

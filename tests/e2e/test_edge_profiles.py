@@ -31,7 +31,6 @@ from test_edge_assertions import (
     bearer,
     counter,
     denied,
-    NEEDS_KEYFETCH,
     edge_config,
     start_edge,
 )
@@ -153,7 +152,7 @@ def cf_server():
         server.stop()
 
 
-@pytest.fixture(scope="module", params=["inline", pytest.param("fetched", marks=NEEDS_KEYFETCH)])
+@pytest.fixture(scope="module", params=["inline", "fetched"])
 def cloudflare(request, gates, cf_server):
     if request.param == "inline":
         keys, clusters = {"jwks": {"keys": [CF_CURRENT.jwk(), CF_PREVIOUS.jwk()]}}, []
@@ -218,7 +217,7 @@ def pomerium_server():
         server.stop()
 
 
-@pytest.fixture(scope="module", params=["inline", pytest.param("fetched", marks=NEEDS_KEYFETCH)])
+@pytest.fixture(scope="module", params=["inline", "fetched"])
 def pomerium(request, gates, pomerium_server):
     if request.param == "inline":
         keys, clusters = {"jwks": {"keys": [POMERIUM_KEY.jwk()]}}, []
@@ -317,7 +316,6 @@ def oidc_data(value: str) -> list:
     return [("x-amzn-oidc-data", value)]
 
 
-@NEEDS_KEYFETCH
 def test_alb_padded_token_and_the_pem_fetched_per_kid(alb, alb_server):
     t = alb_token()
     assert "=" in t.split(".")[1] and t.endswith("=")
@@ -328,7 +326,6 @@ def test_alb_padded_token_and_the_pem_fetched_per_kid(alb, alb_server):
     admitted(alb, oidc_data(alb_token(pad=False)), ALICE)  # unpadded (a segment's length mod 4 == 0 too)
 
 
-@NEEDS_KEYFETCH
 @pytest.mark.parametrize("make,code", [
     (lambda: alb_token(signer="arn:aws:elasticloadbalancing:us-east-2:123456789012:loadbalancer/app/other/1"),
      "wrong_signer"),
@@ -343,7 +340,6 @@ def test_alb_refusals(alb, make, code):
     denied(alb, oidc_data(make()), code)
 
 
-@NEEDS_KEYFETCH
 @pytest.mark.parametrize("kid", ["../../admin", "a/b", "x?y=1", "%2e%2e", "k" * 200])
 def test_alb_kid_never_becomes_a_path_it_should_not(alb, alb_server, kid):
     """The kid goes into the fetch's path: one that is not a plain name is refused, never fetched."""
