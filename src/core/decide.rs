@@ -213,6 +213,9 @@ fn decide_as<'p>(ctx: &Ctx<'p, '_, '_>, method: &[u8]) -> Decision<'p> {
     // A token names a person, so it is preferred to the address; a bad one never locks out a
     // developer the network rule already admits, and never admits anyone by itself.
     let mut refusal = Reason::NoCredential;
+    // A Bearer token devgate refused before it named one of its keys may be an edge source's
+    // (an OIDC ID token): then the edge's refusal, if any, is the one to give.
+    let mut foreign_bearer = false;
     let mut identity = None;
     let mut expired = false;
     let session = match &policy.login {
@@ -253,7 +256,10 @@ fn decide_as<'p>(ctx: &Ctx<'p, '_, '_>, method: &[u8]) -> Decision<'p> {
             let (verdict, ours) = check_token(tokens, cred, ctx);
             match verdict {
                 Ok(id) => identity = Some(id),
-                Err(reason) => refusal = reason,
+                Err(reason) => {
+                    refusal = reason;
+                    foreign_bearer = !ours && cred.source == Source::Bearer;
+                }
             }
             strip_credential(tokens, cred, ours, &mut edits);
         }
@@ -277,8 +283,10 @@ fn decide_as<'p>(ctx: &Ctx<'p, '_, '_>, method: &[u8]) -> Decision<'p> {
             return Decision::Ask;
         }
         identity = by_edge.clone();
-        if let (Reason::NoCredential, Some(reason)) = (refusal, edge_refusal) {
-            refusal = *reason;
+        if let Some(reason) = edge_refusal {
+            if refusal == Reason::NoCredential || foreign_bearer {
+                refusal = *reason;
+            }
         }
     }
     // `network.deny` means "never a developer from there" (DevAuth's deny list): no token or

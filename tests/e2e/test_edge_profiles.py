@@ -387,10 +387,6 @@ def test_devgate_token_refusals_keep_their_codes_beside_oidc(oidc):
     denied(oidc, bearer(mint("dev-bob", ttl=-3600)), "expired")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "decide_as keeps devgate's own Bearer refusal (unsupported_alg: not HS256) over the OIDC "
-    "source's reason, which replaces only no_credential; so an ID token for another audience is "
-    "refused 401 unsupported_alg, and a verified non-developer 401 instead of 403 not_a_developer"))
 def test_oidc_refusals_beside_devgate_tokens_name_the_edge_reason(oidc):
     denied(oidc, bearer(id_token(aud="someone-else")), "wrong_audience")
     denied(oidc, bearer(id_token(email=MALLORY)), "not_a_developer")

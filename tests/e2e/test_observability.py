@@ -48,7 +48,8 @@ DEV4 = "127.0.0.1"
 DEV6_OUTSIDER = "::1"
 OUTSIDER = "127.0.0.77"
 
-ALLOWED = ["network", "bearer", "cookie", "session", "public_key", "private_key", "user_token", "anonymous"]
+ALLOWED = ["network", "bearer", "cookie", "session", "assertion", "proxy_header", "client_cert",
+           "public_key", "private_key", "user_token", "anonymous"]
 # Reason::all() (src/core/mod.rs) then TokenError::ALL (src/core/token.rs), then the glue's own code.
 DENIED = [
     "no_credential", "bad_path", "ambiguous_credential", "network_denied", "unbound_token", "revoked",
@@ -56,6 +57,7 @@ DENIED = [
     "method_not_allowed", "revocation_stale",
     "key_rejected", "key_forbidden", "over_quota", "over_free_quota", "key_service_unavailable", "key_service_busy",
     "not_a_member", "not_an_owner", "not_staff", "origin_denied",
+    "wrong_issuer", "wrong_audience", "wrong_signer", "bad_claim", "not_a_developer", "edge_keys_unavailable",
     "too_long", "malformed", "unsupported_alg", "unsupported_header", "missing_kid", "unknown_kid",
     "bad_signature", "wrong_purpose", "expired", "not_yet_valid", "bad_subject", "wrong_cookie", "wrong_peer",
     "internal_error",
@@ -549,6 +551,7 @@ def test_prometheus_labels_with_stats_tags(tmp_path, upstream, wasm):
         )
         expected.update({(f"{PROM}devgate_revocation_{c}", ""): 0.0 for c in REVOCATION_OUTCOMES})
         expected.update({(f"{PROM}devgate_key_service_{c}", ""): 0.0 for c in KEY_SERVICE_EVENTS})
+        expected.update({(f"{PROM}devgate_edge_{c}", ""): 0.0 for c in EDGE_EVENTS})
         expected[(PROM + "devgate_counter_missing", "")] = 0.0
         for counter in NATIVE_BINDING_COUNTERS:
             expected[(prom_name(counter), "")] = 0.0

@@ -97,7 +97,8 @@ fn demo_env(root: &Path) -> HashMap<String, String> {
 }
 
 /// The plugin configurations shipped in the repository: every file of envoy/SHIPPED (as
-/// check-config finds them) and the JSON examples of docs/config.md and docs/key-service.md,
+/// check-config finds them) and the JSON examples of docs/config.md, docs/key-service.md,
+/// docs/edge.md and docs/client-certificates.md,
 /// each with the environment its deployment gives it (the VM's own, envoy/demo.env for the native
 /// demos, then the examples' `secret_env` and `users_env` variables).
 fn shipped_configs() -> Vec<Shipped> {
@@ -130,7 +131,12 @@ fn shipped_configs() -> Vec<Shipped> {
         }
     }
     deployment.insert("KEY_SERVICE_SECRET".to_owned(), EXAMPLE_SECRET.to_owned());
-    for file in ["docs/config.md", "docs/key-service.md"] {
+    for file in [
+        "docs/config.md",
+        "docs/key-service.md",
+        "docs/edge.md",
+        "docs/client-certificates.md",
+    ] {
         let doc = std::fs::read_to_string(root.join(file)).unwrap();
         for (i, block) in doc.split("```json\n").skip(1).enumerate() {
             configs.push(Shipped {
