@@ -28,10 +28,12 @@ Environment (defaults in brackets):
   BENCH_ENVOY_CPU     core for the Envoy under test [0]
   BENCH_LOAD_CPU      core for wrk [1]
   BENCH_UPSTREAM_CPU  core for the upstream Envoy [same as BENCH_LOAD_CPU]
+  BENCH_CHECK_ONLY    1: start and check the variants, print what each answered, measure nothing [0]
   DEVGATE_WASM, DEVGATE_ENVOY, DEVGATE_CLI   as for the tests (default: the repository's build outputs)
 
 Needs: `make build cli venv` done, Rust's wasm32-wasip1 target (for bench/empty-filter), and wrk
-(installed with apt-get when missing and running as root). Python standard library only.
+(installed with apt-get when missing and running as root). Python's standard library, and the
+venv's PyJWT and cryptography for the edge assertion variants' ES256 tokens.
 
 The parts are in bench/benchlib/ (shared with bench/calls.py): common (paths, settings, errors),
 variants (what is measured and the check of each), processes (Envoy), prepare (tools, builds,
@@ -68,6 +70,7 @@ def main() -> int:
     warmup = env_int("BENCH_WARMUP", 2, 0)
     connections = env_int("BENCH_CONNECTIONS", 16, 1)
     quiet_wait = env_int("BENCH_QUIET_WAIT", 0, 0)
+    check_only = env_int("BENCH_CHECK_ONLY", 0, 0) > 0
     ncpu = os.cpu_count() or 1
     allowed = sorted(os.sched_getaffinity(0))
     envoy_cpu = os.environ.get("BENCH_ENVOY_CPU", "").strip() or str(allowed[0])
@@ -84,7 +87,7 @@ def main() -> int:
     WORK.mkdir(parents=True)
     check_inputs()
     creds = make_credentials()
-    all_variants = variants(creds["token"], creds["api_key"])
+    all_variants = variants(creds["token"], creds["api_key"], creds["assertion"])
     wanted = [x.strip() for x in os.environ.get("BENCH_VARIANTS", "").split(",") if x.strip()]
     if wanted:
         unknown = set(wanted) - {v.name for v in all_variants}
@@ -92,8 +95,10 @@ def main() -> int:
             raise BenchError(f"BENCH_VARIANTS: unknown {sorted(unknown)}; known: {[v.name for v in all_variants]}")
         all_variants = [v for v in all_variants if v.name == "baseline" or v.name in wanted]
     check_inputs(native=any(v.native for v in all_variants))
-    wrk = ensure_wrk()
-    build_filters()
+    # A check alone needs no load generator, nor the bench's own filters unless a variant loads one.
+    wrk = "" if check_only else ensure_wrk()
+    if not check_only or any(v.config in ("empty_wasm.yaml", "reference.yaml") for v in all_variants):
+        build_filters()
 
     values = {
         "DEVGATE_WASM": WASM.resolve(),
@@ -104,6 +109,8 @@ def main() -> int:
         "DEVGATE_KEY": creds["key"],
         "HTPASSWD_LINE": creds["htpasswd"],
         "ACCESS_TOKEN": creds["access_token"],
+        "ASSERTION_X": creds["assertion_signer"]["x"],
+        "ASSERTION_Y": creds["assertion_signer"]["y"],
     }
     envoys: list[Envoy] = []
     upstream = None
@@ -144,6 +151,10 @@ def main() -> int:
                     + (f", identity {v.identity}" if v.identity else "") + ")")
         if "baseline" in broken:
             raise BenchError("the baseline itself is broken: nothing to compare with")
+        if check_only:
+            log(f"BENCH_CHECK_ONLY: {len(running)} variants answer as expected, {len(broken)} do not; "
+                "nothing measured")
+            return 1 if broken else 0
         measured = [v for v in all_variants if v.name in running]
 
         if warmup:
