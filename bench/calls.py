@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """`make bench-calls`: where the time goes, counted instead of timed.
 
-Every variant of `make bench` (bench/run.py, same Envoy configs, same credentials), plus the reference
-filter (bench/reference-filter) making one kind of host call each, runs in the venv's Envoy under
-valgrind's callgrind. After a warm-up, the counters are zeroed, N requests go through one keep-alive
-connection, and the instructions Envoy executed (all of it: its own C++, V8's compiled Wasm, the
-filter) are divided by N. On this hypervisor, timed runs of the same variant differ by ±5 µs per
+Every variant of `make bench` (bench/run.py, same Envoy configs, same credentials), its miss variants
+(benchlib.variants.miss_variants: a key or a signed edge assertion never seen before, on every
+request), plus the reference filter (bench/reference-filter) making one kind of host call each, runs in
+the venv's Envoy under valgrind's callgrind. After a warm-up, the counters are zeroed, N requests go
+through one keep-alive connection, and the instructions Envoy executed (all of it: its own C++, V8's
+compiled Wasm, the filter) are divided by N. On this hypervisor, timed runs of the same variant differ by ±5 µs per
 request from one run to the next, more than most single host calls cost; instruction counts repeat
 to within a fraction of a percent, so they can price one host call and show what one change saved.
 They are not time (a cache miss costs more than an add), so `make bench` stays the measure of speed;
