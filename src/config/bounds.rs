@@ -134,3 +134,26 @@ pub(super) const CALLOUT_WAITERS: Bounds = Bounds {
 /// `api.service.shape.min_length` and `api.service.shape.max_length` (bytes, prefix included);
 /// the parser also refuses a `min_length` above `max_length`.
 pub(super) const KEY_LENGTH: Bounds = Bounds { min: 1, max: 4096 };
+
+/// `edge.assertions[].keys.*_url.refresh_seconds`: a good key set is fetched again after this.
+pub(super) const KEY_REFRESH_SECONDS: Bounds = Bounds {
+    min: 10,
+    max: 86_400,
+};
+
+/// `edge.assertions[].keys.*_url.max_stale_seconds`: at most 7 days; the parser also refuses a
+/// value below the source's `refresh_seconds`.
+pub(super) const KEY_MAX_STALE_SECONDS: Bounds = Bounds {
+    min: 60,
+    max: 7 * 86_400,
+};
+
+/// `edge.assertions[].keys.*_url.refetch_seconds`: an unknown `kid` fetches again at most once
+/// per this many seconds per Envoy process.
+pub(super) const KEY_REFETCH_SECONDS: Bounds = Bounds { min: 1, max: 3600 };
+
+/// `edge.assertions[].keys.*_url.timeout_ms`.
+pub(super) const KEY_TIMEOUT_MS: Bounds = Bounds {
+    min: 100,
+    max: 60_000,
+};

@@ -726,7 +726,13 @@ fn validate(raw: RawConfig, env: &Environment<'_>) -> Result<Policy, ConfigError
         None => None,
     };
     let edge = match raw.edge {
-        Some(e) => Some(edge::edge_policy(e, env)?),
+        Some(e) => {
+            let mut reserved = vec![&header];
+            if let Some(a) = &api {
+                reserved.extend(a.headers.all());
+            }
+            Some(edge::edge_policy(e, &reserved)?)
+        }
         None => None,
     };
     if raw.upstream_challenge == UpstreamChallenge::Login && login.is_none() {

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use crate::core::codes::Reason;
 use crate::core::headers::HeaderName;
 use crate::core::jose::{Alg, PublicKeys};
-use crate::core::net::CidrList;
+use crate::core::net::{self, CidrList};
 
 use super::decision::{Identity, Request};
 
@@ -40,8 +40,8 @@ pub struct EdgePolicy {
     /// The connection's client certificate.
     pub client_certs: Option<ClientCertSource>,
     /// Headers never believed and always removed before the upstream, by exact name (every
-    /// spelling): the sources' own headers (a proxy header from anywhere; the profiles' unsigned
-    /// companions such as `x-goog-authenticated-user-email`).
+    /// spelling): the profiles' unsigned companions (`x-amzn-oidc-identity`). The proxy headers
+    /// are removed too, from anywhere, without being listed here.
     pub strip: Vec<HeaderName>,
     /// As `strip`, by name prefix (`x-pomerium-claim-`, `x-goog-authenticated-user-`), folded
     /// like a spelling (lower case, `_` as `-`).
@@ -125,7 +125,9 @@ pub struct AssertionSource {
     pub padded: bool,
     /// Who is a developer.
     pub developers: Developers,
-    /// Socket peers the assertion is honoured from (the edge proxy); `None`: any.
+    /// Peers the assertion is honoured from (the edge proxy), as `network` lets the peer be used
+    /// (the socket's address, or `X-Forwarded-For`'s with `trust_forwarded`), as for tokens'
+    /// `allow_from`; from elsewhere it is refused `network_denied`. `None`: any.
     pub allow_from: Option<CidrList>,
 }
 
@@ -143,14 +145,114 @@ pub struct EdgeVerdict {
     pub remove: Vec<Vec<u8>>,
 }
 
-/// Runs every source of `edge` for `req` (`peer_ip`: the peer as the policy lets it be used;
-/// `keys`: the fetched keys and the verified-assertion cache, `None` when the caller has none).
+/// Runs every source of `edge` for `req` (`peer_ip`: the peer as the policy lets it be used, for
+/// the assertions' `allow_from`; `keys`: the fetched keys and the verified-assertion cache,
+/// `None` when the caller has none).
+///
+/// The assertions in order, then the proxy headers, then the client certificate: the first
+/// that proves a developer wins; otherwise the first refusal of a source that was present, and
+/// `ask` when an assertion waits for its keys. Proxy headers and certificates are believed only
+/// from the **socket** peer (`source.address` with a port other than 0: a port-0 address came
+/// from `X-Forwarded-For` and is never a proxy).
+///
+/// Whatever the outcome, `remove` lists every header the upstream must not see: every spelling
+/// of `strip`, every name starting with one of `strip_prefixes` (folded), and every proxy
+/// header from anywhere (like the identity header, only devgate tells the upstream who). The
+/// assertion headers are left for the application.
 pub fn identify(
     edge: &EdgePolicy,
     req: &Request<'_>,
     peer_ip: Option<IpAddr>,
     keys: Option<&dyn EdgeKeys>,
 ) -> EdgeVerdict {
-    let _ = (edge, req, peer_ip, keys);
-    EdgeVerdict::default()
+    let mut verdict = EdgeVerdict {
+        remove: removals(edge, req),
+        ..EdgeVerdict::default()
+    };
+    for (i, src) in edge.assertions.iter().enumerate() {
+        match assertion::check(src, i, req, peer_ip, keys) {
+            None => {}
+            Some(assertion::Found::Ask) => verdict.ask = true,
+            Some(assertion::Found::Developer(id)) => return proven(verdict, id),
+            Some(assertion::Found::Refused(reason)) => {
+                verdict.refusal.get_or_insert(reason);
+            }
+        }
+    }
+    let socket_peer = req
+        .peer
+        .and_then(|p| net::parse_peer(p).ok())
+        .filter(|p| !p.is_forwarded())
+        .map(|p| p.ip);
+    let others = edge
+        .proxy_headers
+        .iter()
+        .map(|src| proxy::check(src, req, socket_peer))
+        .chain(
+            edge.client_certs
+                .iter()
+                .map(|src| cert::check(src, req, socket_peer)),
+        );
+    for found in others.flatten() {
+        match found {
+            Ok(id) => return proven(verdict, id),
+            Err(reason) => {
+                verdict.refusal.get_or_insert(reason);
+            }
+        }
+    }
+    verdict
 }
+
+/// `verdict` once a source proved `id`: nothing to ask, no refusal to give.
+fn proven(verdict: EdgeVerdict, id: Identity) -> EdgeVerdict {
+    EdgeVerdict {
+        identity: Some(id),
+        refusal: None,
+        ask: false,
+        remove: verdict.remove,
+    }
+}
+
+/// `name` folded as a spelling is (ASCII lower case, `_` as `-`) starts with `prefix` (folded).
+fn has_folded_prefix(name: &[u8], prefix: &str) -> bool {
+    let prefix = prefix.as_bytes();
+    name.len() >= prefix.len()
+        && name.iter().zip(prefix).all(|(&a, &b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            let b = if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            };
+            a == b
+        })
+}
+
+/// The header names of `req` (each once, as the request has them) the upstream must not see.
+fn removals(edge: &EdgePolicy, req: &Request<'_>) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for (name, _) in req.headers {
+        let drop = edge.strip.iter().any(|h| h.is_spelling(name))
+            || edge
+                .proxy_headers
+                .iter()
+                .any(|p| p.header.is_spelling(name))
+            || edge
+                .strip_prefixes
+                .iter()
+                .any(|p| has_folded_prefix(name, p));
+        if drop && !out.iter().any(|n| n.as_slice() == *name) {
+            out.push(name.to_vec());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "../tests/edge.rs"]
+mod tests;
