@@ -50,7 +50,8 @@ from benchlib.prepare import (build_filters, check_inputs, command_version, envo
                               git_revision, make_credentials, mint_assertions)
 from benchlib.processes import Envoy, start_envoy, stop, wasm_trouble  # noqa: E402
 from benchlib.report import assertion_markdown, goals_markdown, side_by_side_markdown  # noqa: E402
-from benchlib.variants import Variant, check_variant, miss_variants, process_env, variants  # noqa: E402
+from benchlib.variants import (Variant, cache_trouble, check_variant, miss_variants, process_env,  # noqa: E402
+                               variants)
 
 OUT = common.OUT
 WORK = OUT / "calls-run"
@@ -169,6 +170,9 @@ def measure(job: dict, envoy: Path, n: int, warmup: int, cpu: str) -> dict:
         trouble = wasm_trouble(env)
         if trouble:
             return {"error": "Wasm VM failed: " + "; ".join(trouble[:3])}
+        cache = cache_trouble(job["variant"], env)
+        if cache:
+            return {"error": cache}
         return {"instructions_per_request": total / n, "requests": n}
     finally:
         stop(env.proc, 120)

@@ -28,7 +28,8 @@ Environment (defaults in brackets):
   BENCH_ENVOY_CPU     core for the Envoy under test [0]
   BENCH_LOAD_CPU      core for wrk [1]
   BENCH_UPSTREAM_CPU  core for the upstream Envoy [same as BENCH_LOAD_CPU]
-  BENCH_CHECK_ONLY    1: start and check the variants, print what each answered, measure nothing [0]
+  BENCH_CHECK_ONLY    1: start and check the variants (and, for those that price a cache, what it did
+                      over 300 requests), measure nothing [0]
   DEVGATE_WASM, DEVGATE_ENVOY, DEVGATE_CLI   as for the tests (default: the repository's build outputs)
 
 Needs: `make build cli venv` done, Rust's wasm32-wasip1 target (for bench/empty-filter), and wrk
@@ -60,7 +61,11 @@ from benchlib.prepare import (build_filters, check_inputs, cpu_model, ensure_wrk
                               make_credentials, wrk_version)
 from benchlib.processes import Envoy, start_envoy, stop, wasm_trouble
 from benchlib.report import markdown, summarize
-from benchlib.variants import check_variant, process_env, variants
+from benchlib.variants import cache_trouble, check_variant, one_request, process_env, variants
+
+# BENCH_CHECK_ONLY: requests sent to a variant that prices a cache, after its check, before its
+# cache's counters are read.
+CHECK_ONLY_REQUESTS = 300
 
 
 def main() -> int:
@@ -152,8 +157,18 @@ def main() -> int:
         if "baseline" in broken:
             raise BenchError("the baseline itself is broken: nothing to compare with")
         if check_only:
-            log(f"BENCH_CHECK_ONLY: {len(running)} variants answer as expected, {len(broken)} do not; "
-                "nothing measured")
+            # The load's own check, in small: a variant that prices a cache does what it says.
+            for v in all_variants:
+                if v.name in running and v.cache:
+                    for _ in range(CHECK_ONLY_REQUESTS):
+                        one_request(running[v.name].port, v.headers)
+                    cache = cache_trouble(v, running[v.name])
+                    if cache:
+                        broken[v.name] = f"its cache did not do what the variant prices: {cache}"
+                    log(f"{v.name}: cache after {CHECK_ONLY_REQUESTS} requests: "
+                        + (f"BROKEN, {cache}" if cache else f"as expected ({v.cache})"))
+            log(f"BENCH_CHECK_ONLY: {len(all_variants) - len(broken)} variants answer as expected, {len(broken)} "
+                "do not; nothing measured")
             return 1 if broken else 0
         measured = [v for v in all_variants if v.name in running]
 
@@ -183,6 +198,9 @@ def main() -> int:
                 trouble = wasm_trouble(env)
                 if trouble:
                     broken[v.name] = "discarded: its Wasm VM failed during the run: " + "; ".join(trouble[:3])
+                cache = cache_trouble(v, env)
+                if cache and v.name not in broken:
+                    broken[v.name] = f"discarded: its cache did not do what the variant prices: {cache}"
     finally:
         for env in reversed(envoys):
             stop(env.proc)

@@ -42,6 +42,11 @@ class Variant:
     # The check also sends each of these header sets (what it is, headers), which must get 401: a
     # credential that looks right but is not (a token signed by another key).
     refused: list = field(default_factory=list)
+    # What the variant's cache must have done once measured: "hit" (at least 99% of the lookups were
+    # hits: the same token, verified once) or "miss" (no hit at all: a new token each request), read
+    # from the Envoy stats `cache_stats` (hit counter, miss counter); None: not checked.
+    cache: str | None = None
+    cache_stats: tuple = ()
 
 
 # The reference filter's steps (bench/reference-filter): the host calls devgate's network path cannot
@@ -55,6 +60,13 @@ RESOLVED_KEY = "bench-resolved-key-0123456789abcdef"
 # jwt_authn_es256.yaml's one difference between the uncached and the cached anchor (a line of YAML).
 JWT_NO_CACHE = "# no jwt_cache_config: every request's token is verified (Envoy's default)"
 JWT_CACHE = "jwt_cache_config: { jwt_cache_size: 100 }"
+
+
+# The stats counting cache lookups: devgate's verified-assertion cache (`devgate.edge.<code>`, in the
+# namespace each host gives devgate's stats) and jwt_authn's JWT cache.
+EDGE_CACHE_WASM = ("wasmcustom.devgate.edge.cache_hit", "wasmcustom.devgate.edge.cache_miss")
+EDGE_CACHE_NATIVE = ("dynamicmodulescustom.devgate.edge.cache_hit", "dynamicmodulescustom.devgate.edge.cache_miss")
+JWT_AUTHN_CACHE = ("http.bench.jwt_authn.jwt_cache_hit", "http.bench.jwt_authn.jwt_cache_miss")
 
 
 def bearer(token: str) -> list:
@@ -93,7 +105,8 @@ def variants(token: str, api_key: str, assertion: str) -> list[Variant]:
         Variant("devgate_assertion", "devgate_assertion.yaml",
                 "devgate, outsider with Authorization: Bearer <ES256 ID token> (edge assertion, profile oidc, "
                 "inline JWKS): verified once, then a hit in the verified-assertion cache",
-                headers=bearer(assertion), identity=ASSERTION_EMAIL, needs_credential=True, refused=forged),
+                headers=bearer(assertion), identity=ASSERTION_EMAIL, needs_credential=True, refused=forged,
+                cache="hit", cache_stats=EDGE_CACHE_WASM),
         Variant("empty_wasm", "empty_wasm.yaml", "proxy-wasm filter that does nothing (V8)", forged=False),
         Variant("wasm_minimum", "reference.yaml",
                 "proxy-wasm filter making only the host calls devgate's network path cannot avoid: "
@@ -110,12 +123,12 @@ def variants(token: str, api_key: str, assertion: str) -> list[Variant]:
                 "envoy.filters.http.jwt_authn, the devgate_assertion ES256 token, inline EC JWKS, no JWT cache: "
                 "a signature verify per request",
                 headers=bearer(assertion), identity=ASSERTION_EMAIL, needs_credential=True, refused=forged,
-                values={"JWT_CACHE": JWT_NO_CACHE}),
+                values={"JWT_CACHE": JWT_NO_CACHE}, cache="miss", cache_stats=JWT_AUTHN_CACHE),
         Variant("jwt_authn_es256_cached", "jwt_authn_es256.yaml",
                 "envoy.filters.http.jwt_authn as jwt_authn_es256 with jwt_cache_config: verified once, then a "
                 "cache hit",
                 headers=bearer(assertion), identity=ASSERTION_EMAIL, needs_credential=True, refused=forged,
-                values={"JWT_CACHE": JWT_CACHE}),
+                values={"JWT_CACHE": JWT_CACHE}, cache="hit", cache_stats=JWT_AUTHN_CACHE),
         Variant("lua", "lua.yaml", "envoy.filters.http.lua doing devgate's network path", identity="127.0.0.1"),
         # devgate as a native Envoy dynamic module (libdevgate.so): the same policies as the devgate_*
         # variants above, the same requests, the same checks.
@@ -143,7 +156,7 @@ def variants(token: str, api_key: str, assertion: str) -> list[Variant]:
                 "devgate native module, outsider with Authorization: Bearer <ES256 ID token> (edge assertion): "
                 "verified once, then a hit in the verified-assertion cache",
                 headers=bearer(assertion), identity=ASSERTION_EMAIL, needs_credential=True, refused=forged,
-                native=True),
+                native=True, cache="hit", cache_stats=EDGE_CACHE_NATIVE),
         Variant("native_noop", "native_noop.yaml",
                 "devgate's native module doing nothing (test build, filter_name devgate-noop): the fixed cost "
                 "of an extra dynamic-module filter", forged=False, native=True),
@@ -170,12 +183,13 @@ def miss_variants(assertions: list[str]) -> list[Variant]:
         Variant("devgate_assertion_miss", "devgate_assertion.yaml",
                 "devgate, a new ES256 ID token (its own jti) on every request: verified-assertion cache miss, "
                 "signature verify, claims, cache",
-                headers=first, identity=ASSERTION_EMAIL, needs_credential=True, refused=forged, rotate=miss),
+                headers=first, identity=ASSERTION_EMAIL, needs_credential=True, refused=forged, rotate=miss,
+                cache="miss", cache_stats=EDGE_CACHE_WASM),
         Variant("native_assertion_miss", "native_assertion.yaml",
                 "devgate native module, a new ES256 ID token on every request: cache miss, signature verify, "
                 "claims, cache",
                 headers=first, identity=ASSERTION_EMAIL, needs_credential=True, refused=forged, native=True,
-                rotate=miss),
+                rotate=miss, cache="miss", cache_stats=EDGE_CACHE_NATIVE),
     ]
 
 
@@ -231,3 +245,20 @@ def _check_variant(v: Variant, port: int) -> list[str]:
                             + (f" (upstream received {IDENTITY}: {got.get('x-bench-identity')!r})"
                                if status == 200 else ""))
     return problems
+
+
+def cache_trouble(v: Variant, env) -> str | None:
+    """What is wrong with what `v`'s cache did in its Envoy `env` (benchlib.processes.Envoy) so far:
+    a cached variant that verified more than its first tokens, an uncached one that hit, no lookup
+    counted at all. None: as expected, or nothing to check."""
+    if not v.cache:
+        return None
+    hit_stat, miss_stat = v.cache_stats
+    hits, misses = env.counter(hit_stat), env.counter(miss_stat)
+    if hits + misses == 0:
+        return f"no cache lookup counted ({hit_stat}, {miss_stat})"
+    if v.cache == "hit" and hits < 0.99 * (hits + misses):
+        return f"expected cache hits: {hits} hits, {misses} misses ({hit_stat})"
+    if v.cache == "miss" and hits:
+        return f"expected no cache hit: {hits} hits, {misses} misses ({hit_stat})"
+    return None
