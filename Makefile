@@ -112,7 +112,8 @@ run: build venv
 	$(PY) tests/run_demo.py
 
 ## certs: a TLS certificate for localhost, 127.0.0.1 and ::1 in target/certs/ (mkcert if installed,
-## else openssl; key.pem 0600; skipped while valid): ca.pem, cert.pem, key.pem
+## else openssl; keys 0600; skipped while valid): ca.pem, cert.pem, key.pem, a client certificate
+## from the same CA (client.pem, client-key.pem) and another CA's (other-ca.pem, other-client*.pem)
 .PHONY: certs run-tls
 certs:
 	bash envoy/certs.sh

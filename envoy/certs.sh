@@ -7,6 +7,14 @@
 #   key.pem      its private key, mode 0600 from the moment the file exists
 #   ca-key.pem   (openssl path only) the CA's private key, mode 0600, kept so a renewal reuses a CA
 #                you may have imported into a browser
+#   client.pem, client-key.pem
+#                a client certificate from the same CA (curl --cert/--key) for edge.client_certs
+#                (docs/client-certificates.md): extendedKeyUsage clientAuth, subject
+#                "CN=devgate developer,O=devgate", SANs URI:spiffe://devgate.localhost/developer,
+#                DNS:developer.localhost, email:developer@devgate.localhost
+#   other-ca.pem, other-client.pem, other-client-key.pem
+#                a second, unrelated CA and a client certificate it issued with the same names: a
+#                listener trusting ca.pem must refuse it (its CA key is thrown away)
 #
 # With `mkcert` installed (Debian: apt-get install mkcert) the certificate comes from mkcert's local
 # CA ($(mkcert -CAROOT)/rootCA.pem, copied to ca.pem); run `mkcert -install` once yourself to make
@@ -58,6 +66,26 @@ valid() {
         openssl verify -CAfile "$d/ca.pem" -purpose sslserver -verify_ip 127.0.0.1 "$d/cert.pem" >/dev/null 2>&1 &&
         openssl verify -CAfile "$d/ca.pem" -purpose sslserver -verify_ip ::1 "$d/cert.pem" >/dev/null 2>&1 ||
         { echo "cert.pem does not verify against ca.pem for localhost, 127.0.0.1 and ::1"; return 1; }
+    client_valid "$d" client ca.pem || return 1
+    client_valid "$d" other-client other-ca.pem || return 1
+    ! openssl verify -CAfile "$d/ca.pem" "$d/other-client.pem" >/dev/null 2>&1 ||
+        { echo "other-client.pem verifies against ca.pem"; return 1; }
+}
+
+# The client certificate $2.pem (key $2-key.pem) in $1: present, key 0600 and matching, a client
+# certificate of CA $3 valid for more than a day.
+client_valid() {
+    local d=$1 name=$2 ca=$3 mode
+    for f in "$ca" "$name.pem" "$name-key.pem"; do
+        [[ -s $d/$f ]] || { echo "missing $d/$f"; return 1; }
+    done
+    mode=$(stat -c %a "$d/$name-key.pem")
+    [[ $mode == 600 ]] || { echo "$d/$name-key.pem has mode $mode, not 600"; return 1; }
+    openssl x509 -in "$d/$name.pem" -noout -checkend $DAY >/dev/null || { echo "$name.pem expires within a day"; return 1; }
+    [[ $(openssl pkey -in "$d/$name-key.pem" -pubout 2>/dev/null) == "$(openssl x509 -in "$d/$name.pem" -noout -pubkey)" ]] ||
+        { echo "$name-key.pem does not match $name.pem"; return 1; }
+    openssl verify -CAfile "$d/$ca" -purpose sslclient "$d/$name.pem" >/dev/null 2>&1 ||
+        { echo "$name.pem is not a client certificate of $ca"; return 1; }
 }
 
 if [[ $force == 0 ]] && why=$(valid "$dir"); then
@@ -78,6 +106,9 @@ with_mkcert() {
     # mkcert creates its CA on first use; no -install (that changes trust stores, your call).
     mkcert -cert-file "$tmp/cert.pem" -key-file "$tmp/key.pem" localhost 127.0.0.1 ::1
     cp "$caroot/rootCA.pem" "$tmp/ca.pem"
+    # mkcert's client certificates carry its own subject (not "CN=devgate developer").
+    mkcert -client -cert-file "$tmp/client.pem" -key-file "$tmp/client-key.pem" \
+        spiffe://devgate.localhost/developer developer.localhost developer@devgate.localhost
     echo "certs: mkcert (CA: $caroot/rootCA.pem; run 'mkcert -install' once to make browsers trust it)"
 }
 
@@ -102,6 +133,7 @@ subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 CNF
+    cat "$tmp/client.cnf" >>"$cnf"
     # Reuse the existing CA if it is ours, sound and not expiring within 30 days (a browser may
     # trust it already).
     if [[ -s $dir/ca-key.pem && -s $dir/ca.pem && $(stat -c %a "$dir/ca-key.pem") == 600 ]] &&
@@ -121,18 +153,64 @@ CNF
     serial=0x$(openssl rand -hex 16)
     openssl x509 -req -in "$tmp/cert.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca-key.pem" -set_serial "$serial" \
         -sha256 -days 365 -extfile "$cnf" -extensions leaf -out "$tmp/cert.pem" 2>/dev/null
-    rm -f "$tmp/cert.csr" "$cnf"
+    rm -f "$tmp/cert.csr"
+    issue_client "$cnf" "$tmp/ca.pem" "$tmp/ca-key.pem" client
+    rm -f "$cnf"
     echo "certs: openssl (local CA: $dir/ca.pem)"
 }
 
+# The client certificate's extensions (appended to each openssl.cnf used here). URI and email
+# names are not constrained by the CA's nameConstraints (only DNS and IP are); the DNS name is
+# under localhost, which they permit.
+client_cnf() {
+    cat >"$tmp/client.cnf" <<'CNF'
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectAltName = URI:spiffe://devgate.localhost/developer, DNS:developer.localhost, email:developer@devgate.localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+CNF
+}
+
+# issue_client CNF CA CA_KEY NAME: $tmp/NAME.pem and $tmp/NAME-key.pem, signed by CA.
+issue_client() {
+    local cnf=$1 ca=$2 ca_key=$3 name=$4
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmp/$name-key.pem"
+    openssl req -new -config "$cnf" -key "$tmp/$name-key.pem" -subj "/O=devgate/CN=devgate developer" \
+        -out "$tmp/$name.csr"
+    openssl x509 -req -in "$tmp/$name.csr" -CA "$ca" -CAkey "$ca_key" -set_serial "0x$(openssl rand -hex 16)" \
+        -sha256 -days 365 -extfile "$cnf" -extensions client -out "$tmp/$name.pem" 2>/dev/null
+    rm -f "$tmp/$name.csr"
+}
+
+# A second CA, trusted by nothing, and a client certificate from it with the same names as
+# client.pem; its CA key is deleted at once.
+other_ca() {
+    local cnf=$tmp/other.cnf
+    { printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\n[ca]\n'
+      printf 'basicConstraints = critical, CA:TRUE, pathlen:0\nkeyUsage = critical, keyCertSign, cRLSign\n'
+      printf 'subjectKeyIdentifier = hash\n'
+      cat "$tmp/client.cnf"; } >"$cnf"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmp/other-ca-key.pem"
+    openssl req -x509 -new -config "$cnf" -extensions ca -key "$tmp/other-ca-key.pem" -sha256 -days 3650 \
+        -subj "/O=devgate/CN=devgate other CA (trusted by nothing)" -out "$tmp/other-ca.pem"
+    issue_client "$cnf" "$tmp/other-ca.pem" "$tmp/other-ca-key.pem" other-client
+    rm -f "$tmp/other-ca-key.pem" "$cnf"
+}
+
+client_cnf
 if [[ $tool == auto ]] && command -v mkcert >/dev/null; then
     with_mkcert
 else
     with_openssl
 fi
+other_ca
+rm -f "$tmp/client.cnf"
 
-chmod 600 "$tmp/key.pem"
-chmod 644 "$tmp/ca.pem" "$tmp/cert.pem"
+chmod 600 "$tmp/key.pem" "$tmp/client-key.pem" "$tmp/other-client-key.pem"
+chmod 644 "$tmp/ca.pem" "$tmp/cert.pem" "$tmp/client.pem" "$tmp/other-ca.pem" "$tmp/other-client.pem"
 why=$(valid "$tmp") || { echo "certs.sh: the new files are unusable: $why" >&2; exit 1; }
 # Keys first, certificates last.
 if [[ -e $tmp/ca-key.pem ]]; then
@@ -140,7 +218,7 @@ if [[ -e $tmp/ca-key.pem ]]; then
 else
     rm -f "$dir/ca-key.pem" # a mkcert set: an older openssl CA key has nothing left to sign
 fi
-for f in key.pem ca.pem cert.pem; do
+for f in key.pem client-key.pem other-client-key.pem ca.pem other-ca.pem cert.pem client.pem other-client.pem; do
     mv -f "$tmp/$f" "$dir/$f"
 done
-echo "certs: wrote $dir/ca.pem, cert.pem, key.pem (SANs localhost, 127.0.0.1, ::1; valid until $(openssl x509 -in "$dir/cert.pem" -noout -enddate | cut -d= -f2))"
+echo "certs: wrote $dir/ca.pem, cert.pem, key.pem, client.pem, client-key.pem, other-ca.pem, other-client.pem, other-client-key.pem (server SANs localhost, 127.0.0.1, ::1; valid until $(openssl x509 -in "$dir/cert.pem" -noout -enddate | cut -d= -f2))"

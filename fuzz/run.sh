@@ -19,7 +19,7 @@ CARGO_FUZZ_VERSION=0.13.2
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 FUZZ_RUNS=${FUZZ_RUNS:-}
 FUZZ_SANITIZER=${FUZZ_SANITIZER:-address}
-FUZZ_TARGETS=${FUZZ_TARGETS:-cookie_header token api_key config login_form peer_cidr path decide}
+FUZZ_TARGETS=${FUZZ_TARGETS:-cookie_header token jose api_key config login_form peer_cidr path decide}
 export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=never
 

@@ -135,7 +135,7 @@ pub(super) struct RawAssertion {
     )]
     pub(super) leeway_seconds: u64,
     /// `aws_alb` only, required there: the load balancer's ARN, which the assertion header's
-    /// `signer` must equal.
+    /// `signer` must equal. Absent (every other profile): no `signer` check.
     pub(super) signer: Option<String>,
     /// Who is a developer. Required.
     pub(super) developers: RawDevelopers,
@@ -152,13 +152,14 @@ pub(super) struct RawAssertion {
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "PublicKeys"))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPublicKeys {
-    /// A JWK set inline (`{"keys": [...]}`).
+    /// A JWK set inline (`{"keys": [...]}`). Exactly one of the four fields.
     pub(super) jwks: Option<serde_json::Value>,
-    /// PEM public keys inline, each with its `kid`.
+    /// PEM public keys inline, each with its `kid`. Exactly one of the four fields.
     pub(super) pem: Option<Vec<RawPemKey>>,
-    /// A JWK set fetched from an Envoy cluster.
+    /// A JWK set fetched from an Envoy cluster. Exactly one of the four fields.
     pub(super) jwks_url: Option<RawKeyFetch>,
-    /// One PEM per `kid`, fetched from `<path><kid>` on an Envoy cluster (AWS ALB).
+    /// One PEM per `kid`, fetched from `<path><kid>` on an Envoy cluster (AWS ALB). Exactly one
+    /// of the four fields.
     pub(super) pem_url: Option<RawKeyFetch>,
 }
 
@@ -273,7 +274,10 @@ pub(super) struct RawClientCerts {
     /// DNS SANs of developers. Default `[]`.
     #[serde(default)]
     pub(super) dns_sans: Vec<String>,
-    /// Email SANs of developers. Default `[]`.
+    /// Email SANs of developers. Envoy 1.40 reports no email SAN to filters (neither the
+    /// connection's attributes nor `x-forwarded-client-cert` carry one), so a non-empty list is
+    /// refused at load rather than silently matching nothing: match the subject or a URI or DNS
+    /// SAN instead. Default `[]`.
     #[serde(default)]
     pub(super) emails: Vec<String>,
     /// Subjects (RFC 2253) of developers. Default `[]`.
@@ -830,14 +834,17 @@ fn developers(
 
 fn client_certs(c: RawClientCerts) -> Result<ClientCertSource, ConfigError> {
     const FIELD: &str = "edge.client_certs";
-    if c.uri_sans.is_empty()
-        && c.dns_sans.is_empty()
-        && c.emails.is_empty()
-        && c.subjects.is_empty()
-    {
+    if !c.emails.is_empty() {
+        return Err(err(
+            format!("{FIELD}.emails"),
+            "Envoy reports no email SAN to filters, so this would match nothing: list the \
+             certificate's subject, URI SAN or DNS SAN instead",
+        ));
+    }
+    if c.uri_sans.is_empty() && c.dns_sans.is_empty() && c.subjects.is_empty() {
         return Err(err(
             FIELD,
-            "needs at least one of uri_sans, dns_sans, emails, subjects",
+            "needs at least one of uri_sans, dns_sans, subjects",
         ));
     }
     for (name, list) in [

@@ -6,7 +6,11 @@ use super::bounds::{
     KEY_LENGTH, LEEWAY_SECONDS, MAX_TTL_SECONDS, REJECTION_TTL_SECONDS, RETRY_MS,
     SERVICE_MAX_STALE_SECONDS, SERVICE_TIMEOUT_MS,
 };
-use super::raw::{RawClaimNames, RawKeyService, RawKeyShape, RawServiceBudget, RawServiceCache};
+use super::edge::RawPublicKeys;
+use super::publickeys::inline_key_source;
+use super::raw::{
+    RawClaimNames, RawKey, RawKeyService, RawKeyShape, RawServiceBudget, RawServiceCache,
+};
 use super::{between, envoy_name_ok, err, keyset, leeway_message, ConfigError, Environment};
 use crate::core::apikey::KeyKind;
 use crate::core::headers::HeaderName;
@@ -91,13 +95,7 @@ pub(super) fn key_service(
     }
     let key_header = key_header(&raw.key_header)?;
     let timeout_ms = bounded("timeout_ms", raw.timeout_ms, &SERVICE_TIMEOUT_MS, "")?;
-    if raw.keys.is_empty() {
-        return Err(err(
-            format!("{FIELD}.keys"),
-            "must list at least one key (the service's access tokens are checked with them)",
-        ));
-    }
-    let signing = KeySource::Hmac(keyset(&format!("{FIELD}.keys"), raw.keys, env)?);
+    let signing = signing(raw.keys, raw.public_keys, raw.algorithms, env)?;
     let issuer = iss_aud("issuer", raw.issuer)?;
     let audience = iss_aud("audience", raw.audience)?;
     if !LEEWAY_SECONDS.contains(raw.leeway_seconds) {
@@ -123,6 +121,40 @@ pub(super) fn key_service(
         shape,
         leeway: raw.leeway_seconds,
     })
+}
+
+/// The keys of the service's access tokens: HS256 `keys` or `public_keys` with `algorithms`.
+fn signing(
+    keys: Option<Vec<RawKey>>,
+    public_keys: Option<RawPublicKeys>,
+    algorithms: Option<Vec<String>>,
+    env: &Environment<'_>,
+) -> Result<KeySource, ConfigError> {
+    match (keys, public_keys) {
+        (Some(_), Some(_)) => Err(err(
+            FIELD,
+            "exactly one of keys (HS256) and public_keys, not both",
+        )),
+        (Some(_), None) if algorithms.is_some() => Err(err(
+            format!("{FIELD}.algorithms"),
+            "only with public_keys (keys are HS256)",
+        )),
+        (Some(keys), None) if keys.is_empty() => Err(err(
+            format!("{FIELD}.keys"),
+            "must list at least one key (the service's access tokens are checked with them)",
+        )),
+        (Some(keys), None) => Ok(KeySource::Hmac(keyset(
+            &format!("{FIELD}.keys"),
+            keys,
+            env,
+        )?)),
+        (None, Some(public)) => inline_key_source(FIELD, &public, algorithms.as_deref()),
+        (None, None) => Err(err(
+            FIELD,
+            "keys (HS256) or public_keys is required: the service's access tokens are checked \
+             with them",
+        )),
+    }
 }
 
 /// An origin-form path (RFC 9112 3.2.1) without a query: the callout asks exactly it.

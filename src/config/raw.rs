@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use super::edge::RawPublicKeys;
+
 use crate::core::htpasswd::DEFAULT_MAX_COST;
 use crate::core::policy::{Mode, Unauthenticated, UpstreamChallenge, WhenStale};
 
@@ -302,8 +304,16 @@ pub(super) struct RawKeyService {
     )]
     pub(super) timeout_ms: u64,
     /// The keys the service signs its access tokens with (HS256; the token's `kid` names one),
-    /// at least one. Required.
-    pub(super) keys: Vec<RawKey>,
+    /// at least one. Exactly one of `keys` and `public_keys` is required.
+    pub(super) keys: Option<Vec<RawKey>>,
+    /// The public keys the service signs its access tokens with (inline `jwks` or `pem`; the
+    /// token's `kid` names one), instead of HS256 `keys`; `jwks_url`/`pem_url` are refused here.
+    /// Exactly one of `keys` and `public_keys` is required.
+    pub(super) public_keys: Option<RawPublicKeys>,
+    /// The algorithms accepted with `public_keys`, from `ES256`, `ES384`, `RS256`, `PS256`,
+    /// `EdDSA`; each must fit one of the keys. Required with `public_keys`. Absent: `keys`
+    /// (HS256).
+    pub(super) algorithms: Option<Vec<String>>,
     /// The `iss` every access token must carry. Absent: not checked.
     pub(super) issuer: Option<String>,
     /// The `aud` every access token must carry (or list). Absent: not checked.

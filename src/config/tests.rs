@@ -564,7 +564,9 @@ fn key_service_defaults() {
             "x-api-key"
         )
     );
-    let crate::core::keysource::KeySource::Hmac(keys) = &s.signing;
+    let crate::core::keysource::KeySource::Hmac(keys) = &s.signing else {
+        panic!("HS256 keys expected");
+    };
     assert_eq!(keys.signing_key().id, "ks1");
 }
 

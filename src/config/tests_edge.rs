@@ -432,11 +432,14 @@ fn client_certs_need_a_list_and_masked_proxies() {
         "edge.client_certs"
     );
     assert_eq!(
-        edge_error(
-            r#"{"client_certs": {"emails": ["a@example.com"], "forwarded_from": ["10.0.0.5"]}}"#
-        )
-        .field,
+        edge_error(r#"{"client_certs": {"subjects": ["CN=a"], "forwarded_from": ["10.0.0.5"]}}"#)
+            .field,
         "edge.client_certs.forwarded_from[0]"
+    );
+    // Envoy shows filters no email SAN: a list that could only match nothing is refused.
+    assert_eq!(
+        edge_error(r#"{"client_certs": {"emails": ["a@example.com"]}}"#).field,
+        "edge.client_certs.emails"
     );
     assert_eq!(
         edge_error(r#"{"client_certs": {"dns_sans": [""]}}"#).field,

@@ -4,7 +4,9 @@
 use serde::Deserialize;
 
 use super::bounds::LEEWAY_SECONDS;
+use super::edge::RawPublicKeys;
 use super::keyservice::check_claim_names;
+use super::publickeys::inline_key_source;
 use super::raw::RawKey;
 use super::{err, keyset, leeway_message, ConfigError, Environment};
 use crate::core::apikey::{is_valid_id, MAX_LIST};
@@ -16,15 +18,24 @@ use crate::core::usertoken::{Require, Segment, UserClaimNames, UserRoute, UserTo
 const MAX_TEXT: usize = 1024;
 
 /// User tokens (`Authorization: Bearer <JWT>`) the authentication service issues to the
-/// application's users, accepted on API routes with `user_tokens`; verified locally (HS256).
+/// application's users, accepted on API routes with `user_tokens`; verified locally (HS256
+/// `keys`, or `public_keys` with `algorithms`).
 #[derive(Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "UserTokens"))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUserTokens {
-    /// The HS256 keys user tokens are signed with (`kid`). Default: `api.service.keys` when
-    /// `api.service` is set; required otherwise.
+    /// The HS256 keys user tokens are signed with (`kid`); at most one of `keys` and
+    /// `public_keys`. Default (neither given): the key service's keys when `api.service` is set;
+    /// required otherwise.
     pub(super) keys: Option<Vec<RawKey>>,
+    /// The public keys user tokens are signed with (inline `jwks` or `pem`; `kid`), instead of
+    /// HS256 `keys`; `jwks_url`/`pem_url` are refused here. Default (neither given): the key
+    /// service's keys.
+    pub(super) public_keys: Option<RawPublicKeys>,
+    /// The algorithms accepted with `public_keys`, from `ES256`, `ES384`, `RS256`, `PS256`,
+    /// `EdDSA`; each must fit one of the keys. Required with `public_keys`. Absent otherwise.
+    pub(super) algorithms: Option<Vec<String>>,
     /// Required `iss`, 1-1024 bytes. Absent: not checked.
     pub(super) issuer: Option<String>,
     /// Required `aud` (or one of its members), 1-1024 bytes. Absent: not checked.
@@ -45,6 +56,8 @@ impl Default for RawUserTokens {
     fn default() -> Self {
         RawUserTokens {
             keys: None,
+            public_keys: None,
+            algorithms: None,
             issuer: None,
             audience: None,
             leeway_seconds: default_leeway(),
@@ -104,16 +117,29 @@ pub(super) fn user_tokens(
 ) -> Result<UserTokens, ConfigError> {
     const FIELD: &str = "api.user_tokens";
     let raw = raw.unwrap_or_default();
-    let keys = match (raw.keys, service) {
-        (Some(keys), _) if keys.is_empty() => {
+    if raw.algorithms.is_some() && raw.public_keys.is_none() {
+        return Err(err(
+            format!("{FIELD}.algorithms"),
+            "only with public_keys (keys are HS256)",
+        ));
+    }
+    let keys = match (raw.keys, raw.public_keys, service) {
+        (Some(_), Some(_), _) => {
+            return Err(err(
+                FIELD,
+                "exactly one of keys (HS256) and public_keys, not both",
+            ))
+        }
+        (Some(keys), None, _) if keys.is_empty() => {
             return Err(err(format!("{FIELD}.keys"), "must list at least one key"))
         }
-        (Some(keys), _) => KeySource::Hmac(keyset(&format!("{FIELD}.keys"), keys, env)?),
-        (None, Some(s)) => s.signing.clone(),
-        (None, None) => {
+        (Some(keys), None, _) => KeySource::Hmac(keyset(&format!("{FIELD}.keys"), keys, env)?),
+        (None, Some(public), _) => inline_key_source(FIELD, &public, raw.algorithms.as_deref())?,
+        (None, None, Some(s)) => s.signing.clone(),
+        (None, None, None) => {
             return Err(err(
                 format!("{FIELD}.keys"),
-                "required when api.service is not set (routes take user tokens)",
+                "required (or public_keys) when api.service is not set (routes take user tokens)",
             ))
         }
     };

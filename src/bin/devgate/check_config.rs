@@ -49,6 +49,27 @@ fn check_one(
         .map_err(|e| e.to_string())
 }
 
+/// `edge.client_certs` only where Envoy validates the certificates it reports: neither host can
+/// tell a validated client certificate from a presented one (docs/client-certificates.md).
+fn client_certs_validated(json: &str, unvalidated: Option<&str>) -> Result<(), String> {
+    let Some(why) = unvalidated else {
+        return Ok(());
+    };
+    let config: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    if config
+        .pointer("/edge/client_certs")
+        .is_some_and(|c| !c.is_null())
+    {
+        return Err(format!(
+            "field `edge.client_certs`: the TLS context of the filter chain carrying devgate \
+             {why}; Envoy reports a client certificate as presented, never as validated, so \
+             devgate needs a listener that validates every one it accepts (a validation_context \
+             with a trusted_ca; see docs/client-certificates.md)"
+        ));
+    }
+    Ok(())
+}
+
 fn run(args: &Args, io: &mut Io<'_>) -> Result<(), Failure> {
     let path = args.one_positional("one FILE")?;
     let bytes = std::fs::read(path).map_err(|e| Failure::io(path, &e))?;
@@ -76,7 +97,9 @@ fn run(args: &Args, io: &mut Io<'_>) -> Result<(), Failure> {
                 .cloned()
                 .or_else(|| std::env::var(var).ok())
         };
-        match check_one(plugin.json.as_bytes(), &lookup, plugin.env_place) {
+        let checked = check_one(plugin.json.as_bytes(), &lookup, plugin.env_place)
+            .and_then(|()| client_certs_validated(&plugin.json, plugin.unvalidated_certs));
+        match checked {
             Ok(()) => print_line(io.out, &format!("ok: {}", plugin.location))?,
             Err(e) => failed.push(format!("{path}: {}: {e}", plugin.location)),
         }
@@ -239,5 +262,152 @@ spec: {pluginConfig: {network: {alow: []}}}
             )),
             "{msg}"
         );
+    }
+
+    /// A bootstrap whose devgate filter sits behind `transport` (YAML at the filter chain's
+    /// indentation, or empty for plain text).
+    fn bootstrap(transport: &str) -> String {
+        bootstrap_with(transport, "{}")
+    }
+
+    fn bootstrap_with(transport: &str, config: &str) -> String {
+        format!(
+            r#"
+static_resources:
+  listeners:
+    - name: l
+      filter_chains:
+        - {transport}
+          filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                http_filters:
+                  - name: envoy.filters.http.dynamic_modules
+                    typed_config:
+                      dynamic_module_config: {{module: {{local: {{filename: x.so}}}}}}
+                      filter_name: devgate
+                      filter_config: {{value: '{config}'}}
+"#
+        )
+    }
+
+    fn tls(validation: &str) -> String {
+        format!(
+            "transport_socket:
+            name: envoy.transport_sockets.tls
+            typed_config:
+              '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+              common_tls_context: {{{validation}}}
+"
+        )
+    }
+
+    /// What check-config sees of the filter chain's TLS: whether Envoy validates every client
+    /// certificate it reports there.
+    #[test]
+    fn check_config_sees_whether_the_chain_validates_client_certificates() {
+        let seen = |transport: &str| {
+            let found = crate::envoy_yaml::plugin_configs(&bootstrap(transport)).unwrap();
+            assert_eq!(found.len(), 1, "{transport}");
+            found[0].unvalidated_certs
+        };
+        assert_eq!(seen(""), None);
+        assert_eq!(
+            seen(&tls("validation_context: {trusted_ca: {filename: ca.pem}}")),
+            None
+        );
+        assert_eq!(
+            seen(&tls(
+                "validation_context: {custom_validator_config: {name: spiffe}}"
+            )),
+            None
+        );
+        assert_eq!(
+            seen(&tls("combined_validation_context: {default_validation_context: {trusted_ca: {filename: ca.pem}}}")),
+            None
+        );
+        for (validation, why) in [
+            ("", "has no validation_context"),
+            ("tls_params: {}", "has no validation_context"),
+            ("validation_context: {}", "without a trusted_ca"),
+            (
+                "validation_context: {trusted_ca: {filename: ca.pem}, trust_chain_verification: ACCEPT_UNTRUSTED}",
+                "ACCEPT_UNTRUSTED",
+            ),
+            (
+                "validation_context: {trusted_ca: {filename: ca.pem}, allow_expired_certificate: true}",
+                "expired",
+            ),
+            ("validation_context_sds_secret_config: {name: v}", "SDS"),
+            (
+                "combined_validation_context: {default_validation_context: {}, validation_context_sds_secret_config: {name: v}}",
+                "SDS",
+            ),
+        ] {
+            let got = seen(&tls(validation)).unwrap_or_default();
+            assert!(got.contains(why), "{validation}: {got:?}");
+        }
+    }
+
+    /// Only a configuration with `edge.client_certs` is refused on such a chain, at that field.
+    #[test]
+    fn check_config_refuses_client_certs_where_envoy_does_not_validate() {
+        use super::client_certs_validated;
+        let with = r#"{"edge": {"client_certs": {"uri_sans": ["spiffe://x"]}}}"#;
+        let msg = client_certs_validated(with, Some("has no validation_context")).unwrap_err();
+        assert!(
+            msg.starts_with("field `edge.client_certs`: the TLS context of the filter chain carrying devgate has no validation_context;"),
+            "{msg}"
+        );
+        assert_eq!(client_certs_validated(with, None), Ok(()));
+        for without in [
+            r#"{}"#,
+            r#"{"edge": {}}"#,
+            r#"{"edge": {"client_certs": null}}"#,
+        ] {
+            assert_eq!(
+                client_certs_validated(without, Some("has no validation_context")),
+                Ok(())
+            );
+        }
+    }
+
+    /// The whole command on a bootstrap: the same configuration passes behind a listener that
+    /// validates and is refused behind one that does not.
+    #[test]
+    fn check_config_on_a_bootstrap_with_client_certs() {
+        let config =
+            r#"{"edge": {"client_certs": {"uri_sans": ["spiffe://devgate.localhost/developer"]}}}"#;
+        let good = temp_file(
+            "certs-good.yaml",
+            &bootstrap_with(
+                &tls("validation_context: {trusted_ca: {filename: ca.pem}}"),
+                config,
+            ),
+        );
+        let (r, out) = run_capture(&["check-config", &good], "");
+        assert_eq!(
+            (r, out.as_str()),
+            (Ok(()), "ok: Envoy dynamic module \"devgate\"\n")
+        );
+        let bad = temp_file(
+            "certs-bad.yaml",
+            &bootstrap_with(
+                &tls("validation_context: {trusted_ca: {filename: ca.pem}, trust_chain_verification: ACCEPT_UNTRUSTED}"),
+                config,
+            ),
+        );
+        let (r, out) = run_capture(&["check-config", &bad], "");
+        assert_eq!(out, "");
+        let Err(Failure::Refused(msg)) = r else {
+            panic!("{r:?}")
+        };
+        assert!(
+            msg.starts_with(&format!("{bad}: Envoy dynamic module \"devgate\": field `edge.client_certs`: the TLS context of the filter chain carrying devgate accepts untrusted certificates")),
+            "{msg}"
+        );
+        // Plain text: no certificate is ever reported there.
+        let plain = temp_file("certs-plain.yaml", &bootstrap_with("", config));
+        assert_eq!(run_capture(&["check-config", &plain], "").0, Ok(()));
     }
 }

@@ -18,6 +18,61 @@ pub struct PluginConfig {
     pub env: HashMap<String, String>,
     /// Where this host reads `secret_env` and `users_env`, for the error when one is not set.
     pub env_place: &'static str,
+    /// Why a client certificate on the Envoy filter chain carrying it is not known to be
+    /// validated (`edge.client_certs` is then refused); `None`: validated, plain text, or not in
+    /// a filter chain this file shows.
+    pub unvalidated_certs: Option<&'static str>,
+}
+
+/// Why Envoy would report a *presented* client certificate on a filter chain with this
+/// `transport_socket` that it did not validate; `None` when it validates every certificate it
+/// reports (a `validation_context` with a `trusted_ca`, or a custom validator, and neither
+/// `ACCEPT_UNTRUSTED` nor `allow_expired_certificate`), or the chain is not TLS.
+fn unvalidated_certs(transport: Option<&Yaml>) -> Option<&'static str> {
+    let typed = get(transport?, "typed_config")?;
+    let kind = get(typed, "@type")
+        .and_then(Yaml::as_str)
+        .unwrap_or_default();
+    let tls = if kind.ends_with("QuicDownstreamTransport") {
+        get(typed, "downstream_tls_context")?
+    } else if kind.ends_with("DownstreamTlsContext") {
+        typed
+    } else {
+        return None;
+    };
+    let Some(common) = get(tls, "common_tls_context") else {
+        return Some("has no validation_context");
+    };
+    let validation = match (
+        get(common, "validation_context"),
+        get(common, "combined_validation_context"),
+    ) {
+        (Some(v), _) => v,
+        (None, Some(c)) => match get(c, "default_validation_context") {
+            Some(v) if get(c, "validation_context_sds_secret_config").is_none() => v,
+            _ => {
+                return Some("takes its validation context from SDS, which check-config cannot see")
+            }
+        },
+        (None, None) if get(common, "validation_context_sds_secret_config").is_some() => {
+            return Some("takes its validation context from SDS, which check-config cannot see")
+        }
+        (None, None) => return Some("has no validation_context"),
+    };
+    if get(validation, "trust_chain_verification").and_then(Yaml::as_str)
+        == Some("ACCEPT_UNTRUSTED")
+    {
+        return Some("accepts untrusted certificates (trust_chain_verification: ACCEPT_UNTRUSTED)");
+    }
+    if get(validation, "allow_expired_certificate").and_then(Yaml::as_bool) == Some(true) {
+        return Some("accepts expired certificates (allow_expired_certificate: true)");
+    }
+    if get(validation, "trusted_ca").is_none()
+        && get(validation, "custom_validator_config").is_none()
+    {
+        return Some("has a validation_context without a trusted_ca");
+    }
+    None
 }
 
 /// The Wasm filter in an Envoy bootstrap: the VM's environment.
@@ -63,9 +118,16 @@ fn metadata_name(y: &Yaml) -> &str {
         .unwrap_or("(unnamed)")
 }
 
-fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
+/// `chain`: what [`unvalidated_certs`] says of the innermost filter chain around `y`.
+fn walk(y: &Yaml, chain: Option<&'static str>, out: &mut Vec<PluginConfig>) {
     match y {
         Yaml::Hash(h) => {
+            // A listener's filter chain: its filters run behind its transport socket.
+            let chain = if get(y, "filters").and_then(Yaml::as_vec).is_some() {
+                unvalidated_certs(get(y, "transport_socket"))
+            } else {
+                chain
+            };
             if let (Some(cfg), Some(vm)) = (get(y, "configuration"), get(y, "vm_config")) {
                 if let Some(json) = get(cfg, "value").and_then(Yaml::as_str) {
                     let env = get(vm, "environment_variables")
@@ -85,6 +147,7 @@ fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
                         json: json.to_string(),
                         env,
                         env_place: WASM_BOOTSTRAP_ENV,
+                        unvalidated_certs: chain,
                     });
                 }
             }
@@ -101,6 +164,7 @@ fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
                         json: json.to_string(),
                         env: HashMap::new(),
                         env_place: NATIVE_ENV,
+                        unvalidated_certs: chain,
                     });
                 }
             }
@@ -117,6 +181,7 @@ fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
                             .map_or_else(|| "{}".to_string(), |c| to_json(c).to_string()),
                         env: HashMap::new(),
                         env_place: GATEWAY_ENV,
+                        unvalidated_certs: None,
                     });
                 }
                 return;
@@ -145,14 +210,15 @@ fn walk(y: &Yaml, out: &mut Vec<PluginConfig>) {
                     json: config.map_or_else(|| "{}".to_string(), |c| to_json(c).to_string()),
                     env,
                     env_place: ISTIO_ENV,
+                    unvalidated_certs: None,
                 });
                 return;
             }
             for v in h.values() {
-                walk(v, out);
+                walk(v, chain, out);
             }
         }
-        Yaml::Array(a) => a.iter().for_each(|v| walk(v, out)),
+        Yaml::Array(a) => a.iter().for_each(|v| walk(v, chain, out)),
         _ => {}
     }
 }
@@ -162,7 +228,7 @@ pub fn plugin_configs(text: &str) -> Result<Vec<PluginConfig>, String> {
     let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
     let mut out = Vec::new();
     for d in &docs {
-        walk(d, &mut out);
+        walk(d, None, &mut out);
     }
     Ok(out)
 }

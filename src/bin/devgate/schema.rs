@@ -265,10 +265,11 @@ mod tests {
             "login",
             "upstream_challenge",
             "revocation",
+            "edge",
         ] {
             assert!(top.contains_key(name), "{name}");
         }
-        assert_eq!(top.len(), 11, "a new top-level field: add it above");
+        assert_eq!(top.len(), 12, "a new top-level field: add it above");
         // Defaults from `default = "fn"`, Default impls and the ones validation applies.
         for (pointer, default) in [
             (

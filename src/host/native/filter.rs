@@ -170,9 +170,24 @@ impl Facts for Envoy<'_> {
     fn tls(&self) -> bool {
         self.host.tls_version().is_some()
     }
+    /// Envoy's `connection.mtls` and the peer certificate's subject, first DNS SAN and first URI
+    /// SAN (`Host::peer_certificate`). Envoy tells a module nothing of validation nor of email
+    /// SANs: `validated` is the presence, which the listener's `validation_context` makes a
+    /// validation (docs/client-certificates.md; `devgate check-config` checks it).
     fn client_cert(&self) -> Option<crate::core::edge::ClientCert> {
-        // SKELETON: read by the client-certificate work.
-        None
+        let peer = self.host.peer_certificate()?;
+        let text = |v: Option<&[u8]>| {
+            v.and_then(|b| std::str::from_utf8(b).ok())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        Some(crate::core::edge::ClientCert {
+            validated: true,
+            uri_sans: text(peer.uri_san).into_iter().collect(),
+            dns_sans: text(peer.dns_san).into_iter().collect(),
+            emails: Vec::new(),
+            subject: text(peer.subject),
+        })
     }
 }
 

@@ -488,9 +488,31 @@ impl crate::core::facts::Facts for Wasm {
     fn tls(&self) -> bool {
         matches!(property(&["connection", "tls_version"]), Ok(Some(v)) if !v.is_empty())
     }
+    /// Envoy's `connection.mtls` (one byte, 1: a peer certificate was presented) and the
+    /// certificate's `connection.uri_san_peer_certificate`, `connection.dns_san_peer_certificate`
+    /// (each the first SAN of its kind only) and `connection.subject_peer_certificate` (RFC
+    /// 2253). Envoy tells a Wasm filter nothing of validation nor of email SANs: `validated` is
+    /// the presence, which the listener's `validation_context` makes a validation
+    /// (docs/client-certificates.md; `devgate check-config` checks it).
     fn client_cert(&self) -> Option<crate::core::edge::ClientCert> {
-        // SKELETON: read by the client-certificate work.
-        None
+        let mtls = property(&["connection", "mtls"]).ok()??;
+        if mtls.as_slice() != [1] {
+            return None;
+        }
+        let text = |name: &str| {
+            property(&["connection", name])
+                .ok()
+                .flatten()
+                .and_then(|v| String::from_utf8(v).ok())
+                .filter(|s| !s.is_empty())
+        };
+        Some(crate::core::edge::ClientCert {
+            validated: true,
+            uri_sans: text("uri_san_peer_certificate").into_iter().collect(),
+            dns_sans: text("dns_san_peer_certificate").into_iter().collect(),
+            emails: Vec::new(),
+            subject: text("subject_peer_certificate"),
+        })
     }
 }
 

@@ -12,6 +12,7 @@ use super::imports::{
     envoy_dynamic_module_callback_http_filter_config_define_counter,
     envoy_dynamic_module_callback_http_filter_config_define_gauge,
     envoy_dynamic_module_callback_http_filter_continue_decoding,
+    envoy_dynamic_module_callback_http_filter_get_attribute_bool,
     envoy_dynamic_module_callback_http_filter_get_attribute_string,
     envoy_dynamic_module_callback_http_get_body_chunks,
     envoy_dynamic_module_callback_http_get_body_chunks_size,
@@ -137,6 +138,17 @@ pub struct CalloutAnswer<'a> {
     pub headers: &'a [(&'a [u8], &'a [u8])],
     /// The response body, in chunks.
     pub body: &'a [&'a [u8]],
+}
+
+/// The downstream peer certificate's attributes, views into Envoy's connection (alive for the
+/// hook).
+pub struct PeerCertificate<'h> {
+    /// `connection.subject_peer_certificate` (RFC 2253).
+    pub subject: Option<&'h [u8]>,
+    /// `connection.dns_san_peer_certificate`: the first DNS SAN only.
+    pub dns_san: Option<&'h [u8]>,
+    /// `connection.uri_san_peer_certificate`: the first URI SAN only.
+    pub uri_san: Option<&'h [u8]>,
 }
 
 /// One HTTP stream's filter, for the duration of one hook call. Views of Envoy's memory borrow
@@ -308,17 +320,43 @@ impl Host {
     /// The downstream connection's TLS version (`TLSv1.3`), `None` on plain text.
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     pub fn tls_version(&self) -> Option<&[u8]> {
+        self.attribute_string(attribute::CONNECTION_TLS_VERSION)
+    }
+
+    /// A string attribute of the stream, `None` when Envoy has none.
+    fn attribute_string(&self, id: u32) -> Option<&[u8]> {
         let mut out = EnvoyBuffer::NULL;
         // SAFETY: live filter pointer; `out` is a valid out-pointer.
         let ok = unsafe {
             envoy_dynamic_module_callback_http_filter_get_attribute_string(
                 self.envoy.ptr(),
-                attribute::CONNECTION_TLS_VERSION,
+                id,
                 &mut out,
             )
         };
         // SAFETY: Envoy's buffer (the connection's), alive for the hook; borrowed from `&self`.
         ok.then(|| unsafe { out.bytes() })
+    }
+
+    /// The downstream connection's peer certificate as Envoy reports it: `None` unless the
+    /// connection is TLS and the peer presented a certificate (`connection.mtls`); then its
+    /// subject, first DNS SAN and first URI SAN, each `None` when absent. Envoy says nothing of
+    /// validation here: see `core::edge::cert`.
+    pub fn peer_certificate(&self) -> Option<PeerCertificate<'_>> {
+        let mut mtls = false;
+        // SAFETY: live filter pointer; `mtls` is a valid out-pointer for one bool.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_bool(
+                self.envoy.ptr(),
+                attribute::CONNECTION_MTLS,
+                &mut mtls,
+            )
+        };
+        (ok && mtls).then(|| PeerCertificate {
+            subject: self.attribute_string(attribute::CONNECTION_SUBJECT_PEER_CERTIFICATE),
+            dns_san: self.attribute_string(attribute::CONNECTION_DNS_SAN_PEER_CERTIFICATE),
+            uri_san: self.attribute_string(attribute::CONNECTION_URI_SAN_PEER_CERTIFICATE),
+        })
     }
 
     /// Sets gauge `id` to `value`. Failing to set it never changes a decision.

@@ -92,6 +92,16 @@ extern "C" {
         result: *mut EnvoyBuffer,
     ) -> bool;
 
+    /// *Used.* A boolean attribute (`attribute_id`) into `result`; `false` when Envoy has none
+    /// (then `result` is not written). devgate reads `connection.mtls` with it. Confirmed by
+    /// `tests/e2e/test_client_certs.py` (a presented certificate makes a developer, none does
+    /// not).
+    pub(super) fn envoy_dynamic_module_callback_http_filter_get_attribute_bool(
+        filter: FilterEnvoyPtr,
+        attribute_id: u32,
+        result: *mut bool,
+    ) -> bool;
+
     /// *Declared.* The socket peer (`ip:port`), never rewritten from `X-Forwarded-For`. Not used:
     /// devgate's core reads `source.address` (port 0 marks an address Envoy took from
     /// `X-Forwarded-For`, which it refuses unless `network.trust_forwarded`), so the socket peer

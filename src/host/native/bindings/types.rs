@@ -231,6 +231,20 @@ pub(super) mod attribute {
     /// connection.requested_server_name 30). Confirmed by
     /// `test_native_tls_version_attribute_over_tls_and_plain`.
     pub const CONNECTION_TLS_VERSION: u32 = 31;
+    /// `connection.mtls` (a bool): the downstream connection is TLS and the peer presented a
+    /// certificate. Envoy reports presence, not validation. Position 29.
+    pub const CONNECTION_MTLS: u32 = 29;
+    /// `connection.subject_peer_certificate`: the peer certificate's subject, RFC 2253. Position
+    /// 33 (after connection.subject_local_certificate 32).
+    pub const CONNECTION_SUBJECT_PEER_CERTIFICATE: u32 = 33;
+    /// `connection.dns_san_peer_certificate`: the peer certificate's **first** DNS SAN. Position
+    /// 35 (after connection.dns_san_local_certificate 34).
+    pub const CONNECTION_DNS_SAN_PEER_CERTIFICATE: u32 = 35;
+    /// `connection.uri_san_peer_certificate`: the peer certificate's **first** URI SAN. Position
+    /// 37 (after connection.uri_san_local_certificate 36). The three certificate ids are
+    /// confirmed by `tests/e2e/test_client_certs.py` (a developer by each of URI SAN, DNS SAN and
+    /// subject, over the native host).
+    pub const CONNECTION_URI_SAN_PEER_CERTIFICATE: u32 = 37;
 }
 
 /// `envoy_dynamic_module_type_http_body_type` (C enum, in this order; the response-side values 2
