@@ -165,8 +165,6 @@ pub(super) struct RawPublicKeys {
 
 /// A PEM public key and its `kid`.
 #[derive(Deserialize)]
-// Read by `publickeys::inline_keys` once the JOSE work fills it in (a stub until then).
-#[allow(dead_code)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[cfg_attr(not(target_arch = "wasm32"), schemars(rename = "PemKey"))]
 #[serde(deny_unknown_fields)]

@@ -481,3 +481,27 @@ fn errors_never_echo_a_value() {
         assert!(!e.to_string().contains(secret), "{e}");
     }
 }
+
+#[test]
+fn inline_keys_errors_name_the_keys() {
+    for keys in [
+        r#"{"jwks": {"keys": []}}"#,
+        r#"{"jwks": {"nope": 1}}"#,
+        r#"{"pem": [{"id": "k1", "pem": "not a pem"}]}"#,
+        r#"{"pem": []}"#,
+    ] {
+        let e = edge_error(&iap("", keys, DEVS));
+        assert!(
+            e.field.starts_with("edge.assertions[0].keys"),
+            "{keys}: {}",
+            e.field
+        );
+        assert!(!e.message.contains("not a pem"));
+    }
+    let alb = one(
+        "aws_alb",
+        &format!(r#", "audiences": ["c"], "issuer": "https://i", "signer": "{ARN}""#),
+        r#"{"jwks": {"keys": []}}"#,
+    );
+    assert_eq!(edge_error(&alb).field, "edge.assertions[0].keys");
+}

@@ -9,8 +9,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// Most bytes of a callout answer's body devgate reads; a longer answer is a malformed one.
-pub const MAX_ANSWER_BODY: usize = 16 * 1024;
+/// Most bytes of a callout answer's body devgate reads (a key service answer, an issuer's JWK
+/// set or PEM: 64 KiB, several times the largest public JWK sets); a longer answer is a
+/// malformed one.
+pub const MAX_ANSWER_BODY: usize = 64 * 1024;
 
 /// An HTTP request the host sends on the stream's behalf, then holds the request until the
 /// answer (or the timeout) comes.

@@ -119,6 +119,41 @@ impl KeyEvent {
     }
 }
 
+/// What the edge sources' fetched keys and verified-assertion cache did
+/// (`devgate.edge.<code>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EdgeEvent {
+    /// A fetch of an issuer's keys (a JWK set, or one PEM) answered a usable set, now stored.
+    KeysFetched,
+    /// A fetch of an issuer's keys failed (no answer, not 200, unusable): the last good set is
+    /// kept.
+    KeysFetchFailed,
+    /// An assertion was found in the worker's verified-assertion cache (no signature check).
+    CacheHit,
+    /// An assertion was not in the cache: it was verified.
+    CacheMiss,
+}
+
+impl EdgeEvent {
+    /// Every event (counters are generated from this list).
+    pub const ALL: [EdgeEvent; 4] = [
+        EdgeEvent::KeysFetched,
+        EdgeEvent::KeysFetchFailed,
+        EdgeEvent::CacheHit,
+        EdgeEvent::CacheMiss,
+    ];
+
+    /// The stable code (`devgate.edge.<code>`).
+    pub fn code(self) -> &'static str {
+        match self {
+            EdgeEvent::KeysFetched => "keys_fetched",
+            EdgeEvent::KeysFetchFailed => "keys_fetch_failed",
+            EdgeEvent::CacheHit => "cache_hit",
+            EdgeEvent::CacheMiss => "cache_miss",
+        }
+    }
+}
+
 /// What became of a plugin configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConfigOutcome {
@@ -160,6 +195,8 @@ pub enum Counter {
     Config(ConfigOutcome),
     /// `key_service.<event>`: what the key service's cache and callouts did.
     KeyService(KeyEvent),
+    /// `edge.<event>`: what the edge sources' key fetches and assertion cache did.
+    Edge(EdgeEvent),
     /// A bump of a counter the host did not define.
     Missing,
 }
@@ -176,7 +213,8 @@ impl Counter {
         + Fetch::ALL.len()
         + ConfigOutcome::ALL.len()
         + 1
-        + KeyEvent::ALL.len();
+        + KeyEvent::ALL.len()
+        + EdgeEvent::ALL.len();
 
     /// This counter's place in `0..COUNT`: a host keeps its metric ids in a vector indexed by
     /// it, so counting costs no hashing. A unit test checks that the slots of [`Counter::all`]
@@ -200,6 +238,9 @@ impl Counter {
             Counter::Config(c) => CONFIG + c as usize,
             Counter::Missing => CONFIG + ConfigOutcome::ALL.len(),
             Counter::KeyService(e) => CONFIG + ConfigOutcome::ALL.len() + 1 + e as usize,
+            Counter::Edge(e) => {
+                CONFIG + ConfigOutcome::ALL.len() + 1 + KeyEvent::ALL.len() + e as usize
+            }
         }
     }
 
@@ -215,6 +256,7 @@ impl Counter {
             .chain(ConfigOutcome::ALL.into_iter().map(Counter::Config))
             .chain([Counter::Missing])
             .chain(KeyEvent::ALL.into_iter().map(Counter::KeyService))
+            .chain(EdgeEvent::ALL.into_iter().map(Counter::Edge))
     }
 
     /// The metric name (`devgate.requests.denied.expired`, ...).
@@ -229,6 +271,7 @@ impl Counter {
             Counter::Config(c) => ("config.", c.code()),
             Counter::Missing => ("", "counter_missing"),
             Counter::KeyService(e) => ("key_service.", e.code()),
+            Counter::Edge(e) => ("edge.", e.code()),
         };
         let mut name = String::with_capacity(8 + group.len() + code.len());
         name.push_str("devgate.");
@@ -394,6 +437,12 @@ mod tests {
                 | KeyEvent::Callout
                 | KeyEvent::Unavailable
                 | KeyEvent::OverBudget => KeyEvent::ALL.contains(&e),
+            },
+            Counter::Edge(e) => match e {
+                EdgeEvent::KeysFetched
+                | EdgeEvent::KeysFetchFailed
+                | EdgeEvent::CacheHit
+                | EdgeEvent::CacheMiss => EdgeEvent::ALL.contains(&e),
             },
             Counter::Login(o) => match o {
                 Outcome::Page
@@ -564,6 +613,11 @@ mod tests {
         out.push_str(&format!(
             "| gauge `{}` | slots of the key service's cache ever filled (resolved keys and rejections; at most `api.service.cache.entries` + `rejections`); the native build defines it only with `api.service` |\n",
             entries.strip_prefix("devgate.").unwrap_or(entries)
+        ));
+        let keys = crate::core::edge::keys::DEGRADED_GAUGE;
+        out.push_str(&format!(
+            "| gauge `{}` | 1 while an assertion source whose keys are fetched has none usable (none fetched within its `max_stale_seconds`: its assertions are refused `edge_keys_unavailable`), 0 once a fetch brings every source's back; per process, set by the requests and fetches that notice; the native build defines it only with such a source |\n",
+            keys.strip_prefix("devgate.").unwrap_or(keys)
         ));
         let allow: Vec<String> = allow_cases().map(|(k, s)| allow_decision(k, s)).collect();
         out.push_str(&format!(

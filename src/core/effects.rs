@@ -33,6 +33,9 @@ pub enum Gauge {
     RevocationDegraded,
     /// `devgate.key_service.entries`: the key service cache's slots ever filled.
     KeyServiceEntries,
+    /// `devgate.edge.keys_degraded`: 1 while a fetched assertion source has no usable keys
+    /// (none fetched within `max_stale_seconds`); its assertions are refused.
+    EdgeKeysDegraded,
 }
 
 /// What a host can do for a plan or a report, one primitive at a time.

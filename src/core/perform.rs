@@ -59,7 +59,7 @@ fn carry_out<E: Effects + ?Sized>(
         // A response header that cannot be added changes no decision.
         let _ = fx.add_response_header(name, value);
     }
-    for also in plan.also.into_iter().flatten() {
+    for also in plan.also.into_iter().chain(plan.edge).flatten() {
         count(also, fx);
     }
     if let Some((gauge, value)) = plan.gauge {

@@ -276,6 +276,8 @@ pub struct Plan<'p> {
     pub note: Option<Note>,
     /// Counters counted before `counter`: what the key service's cache or callout did.
     pub also: [Option<Counter>; 2],
+    /// Counters of the edge sources' key fetches and assertion cache, counted after `also`.
+    pub edge: [Option<Counter>; 2],
     /// A gauge to set (the key service's cache entries).
     pub gauge: Option<(Gauge, u64)>,
     /// Streams waiting on this flight may go on (the key's callout ended or its owner left).

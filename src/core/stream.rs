@@ -10,7 +10,6 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::core::budget;
 use crate::core::callout::CalloutAnswer;
 use crate::core::codes::Outcome;
 use crate::core::codes::Reason;
@@ -29,11 +28,17 @@ use crate::core::keyservice::{
 use crate::core::login::{self, Attempts, Page, MAX_BODY};
 use crate::core::net;
 use crate::core::plan::{deny_details, login_details, Audit, Next, Note, Plan, Reply};
-use crate::core::policy::{LoginPolicy, Policy, UpstreamChallenge};
-use crate::core::revocation::Worker;
-use crate::core::session::{self, Checked, Endpoint, LoginRequest, Step, Store};
+use crate::core::policy::{Policy, UpstreamChallenge};
+use crate::core::session::{self, Endpoint, LoginRequest, Step};
 use crate::core::shared::{self, SharedStore};
-use crate::core::{decide_form, decide_keyed, form, Decision, FormVerdicts, Request, Response};
+use crate::core::{decide_views, form, Decision, FormVerdicts, Request, Response, Views};
+
+mod edge;
+mod finish;
+
+use edge::FetchStep;
+pub use edge::WorkerState;
+pub use finish::{checks_login_forms, finish_login, finish_with};
 
 /// The body of `POST <mount>/login` being collected, and what its finish step needs. `Send`:
 /// a host may run [`finish_login`] off its worker thread.
@@ -69,6 +74,9 @@ enum State {
     /// The request is held while the key service is asked about its key (this stream owns the
     /// callout) or while another stream asks (this one waits), and decided again after.
     Key(KeyStep),
+    /// The request is held while an assertion source's keys are fetched (this stream owns the
+    /// fetch) or while another stream fetches them, and decided again after.
+    Fetch(FetchStep),
     /// A form POST whose answer turns on its body's `_method`: its headers went on with the
     /// edits, its body is kept in the host until it is whole ([`BodyPlan::Inspect`]).
     Form(Box<FormStep>),
@@ -133,19 +141,25 @@ impl Stream {
         &mut self,
         policy: &'p Policy,
         req: RequestHeaders<'_>,
-        revocation: &mut Worker,
+        worker: &mut WorkerState,
         host: &H,
     ) -> Plan<'p> {
         let edge = policy.edge.as_ref();
         // Only tokens, API keys, sessions and assertions look at the clock, and only client
         // certificates at the connection's certificate: skip the host calls otherwise.
+        let assertions = edge.filter(|e| !e.assertions.is_empty());
         let clock = policy.tokens.is_some()
             || policy.api.is_some()
             || policy.login.is_some()
-            || edge.is_some_and(|e| !e.assertions.is_empty());
+            || assertions.is_some();
         let cert = match edge.and_then(|e| e.client_certs.as_ref()) {
             Some(_) => host.client_cert(),
             None => None,
+        };
+        let now_ms = if assertions.is_some() {
+            host.now_ms()
+        } else {
+            0
         };
         let request = Request {
             peer: req.peer,
@@ -153,26 +167,35 @@ impl Stream {
             now: if clock { host.now() } else { 0 },
             cert: cert.as_ref(),
         };
-        let view = revocation.view(policy, request.now, host);
+        let view = worker.revocation.view(policy, request.now, host);
         let service = policy.api.as_ref().and_then(|a| a.service.as_ref());
-        // A request held for the key service is decided again (woken, answered): its hit or
-        // miss was counted at its first decision.
-        let resumed = matches!(self.state, State::Key(_));
+        // A request held for the key service or a key fetch is decided again (woken,
+        // answered): its hit or miss was counted at its first decision.
+        let resumed = matches!(self.state, State::Key(_) | State::Fetch(_));
         let in_hand = match &self.state {
             State::Key(step) => step.answer.clone().map(|answer| (step.hash, answer)),
             _ => None,
         };
+        let rounds = match &self.state {
+            State::Fetch(step) => step.rounds,
+            _ => 0,
+        };
+        let keys = assertions.map(|e| worker.edge.view(e, now_ms, host, rounds < edge::MAX_ROUNDS));
         // A form POST whose answer turns on its body's `_method` is read, when devgate can: not
         // after a wait for the key service, whose held body chunks went by unread (a request
         // without a body asks for no other method).
         let form = match (req.end_of_stream, &self.state) {
-            (true, _) | (false, State::Key(_)) => None,
+            (true, _) | (false, State::Key(_) | State::Fetch(_)) => None,
             (false, _) => form::Kind::of(req.headers),
         };
         let read_form = req.end_of_stream || form.is_some();
-        let decide = |keys: Option<&dyn Resolver>| match read_form {
-            true => decide_form(policy, &request, view, keys),
-            false => (decide_keyed(policy, &request, view, keys), None),
+        let decide = |resolver: Option<&dyn Resolver>| {
+            let views = Views {
+                revocation: view,
+                keys: resolver,
+                edge: keys.as_ref().map(|k| k as &dyn crate::core::edge::EdgeKeys),
+            };
+            decide_views(policy, &request, views, read_form)
         };
         let ((decision, verdicts), mut asked) = match service {
             Some(service) => {
@@ -187,6 +210,7 @@ impl Stream {
             }
             None => (decide(None), None),
         };
+        let fetches = keys.map(|k| edge::Fetches::of(&k, resumed));
         if let (true, Some(asked)) = (resumed, asked.as_mut()) {
             asked.event = asked
                 .event
@@ -200,9 +224,23 @@ impl Stream {
             asked.as_ref().map(|a| &a.lookup),
             Some(Lookup::Known { stale: true, .. })
         );
+        if let Some(fetches) = &fetches {
+            // Keys to fetch: this request waits for them (or owns a refresh it noticed).
+            let refresh = !matches!(decision, Decision::Ask) && !resumed;
+            let wanted = match (&decision, refresh) {
+                (Decision::Ask, _) => fetches.planned.clone(),
+                (_, true) => fetches.refresh.clone(),
+                _ => None,
+            };
+            if let Some(wanted) = wanted {
+                if let Some(plan) = self.fetch_keys(policy, wanted, fetches, req, worker, host) {
+                    return plan;
+                }
+            }
+        }
         if !matches!(decision, Decision::Ask) {
             // Decided: whatever the stream waited for is over.
-            if matches!(self.state, State::Key(_)) {
+            if matches!(self.state, State::Key(_) | State::Fetch(_)) {
                 self.state = State::Done;
             }
         }
@@ -210,7 +248,7 @@ impl Stream {
             Decision::Ask => {
                 return match (service, asked) {
                     (Some(service), Some(asked)) => {
-                        self.ask(policy, service, asked, req, revocation, host)
+                        self.ask(policy, service, asked, req, worker, host)
                     }
                     _ => Plan::refuse("key_service_state_lost"),
                 }
@@ -287,6 +325,12 @@ impl Stream {
             }
         };
         plan.also = [event, None];
+        if let Some(fetches) = fetches {
+            plan.edge = [fetches.cache, None];
+            if fetches.degraded {
+                plan.gauge = plan.gauge.or(Some((Gauge::EdgeKeysDegraded, 1)));
+            }
+        }
         plan
     }
 
@@ -299,7 +343,7 @@ impl Stream {
         service: &KeyService,
         asked: Asked,
         req: RequestHeaders<'_>,
-        revocation: &mut Worker,
+        worker: &mut WorkerState,
         host: &H,
     ) -> Plan<'p> {
         let miss = asked.event.map(Counter::KeyService);
@@ -352,7 +396,7 @@ impl Stream {
                     owner: false,
                     answer: Some(Resolution::Unavailable),
                 });
-                self.on_request_headers(policy, req, revocation, host)
+                self.on_request_headers(policy, req, worker, host)
             }
             Ok(Join::Busy { retry_after }) => {
                 self.state = State::Done;
@@ -384,9 +428,12 @@ impl Stream {
         policy: &'p Policy,
         answer: CalloutAnswer<'_>,
         req: RequestHeaders<'_>,
-        revocation: &mut Worker,
+        worker: &mut WorkerState,
         host: &H,
     ) -> Plan<'p> {
+        if matches!(self.state, State::Fetch(_)) {
+            return self.on_fetched(policy, answer, req, worker, host);
+        }
         let Some(service) = policy.api.as_ref().and_then(|a| a.service.as_ref()) else {
             return Plan::refuse("key_service_not_configured");
         };
@@ -412,7 +459,7 @@ impl Stream {
             plan.wake = Some(flight);
             return plan;
         }
-        let mut plan = self.on_request_headers(policy, req, revocation, host);
+        let mut plan = self.on_request_headers(policy, req, worker, host);
         if unavailable {
             let [first, _] = plan.also;
             plan.also = [first, Some(Counter::KeyService(KeyEvent::Unavailable))];
@@ -427,15 +474,19 @@ impl Stream {
         &mut self,
         policy: &'p Policy,
         req: RequestHeaders<'_>,
-        revocation: &mut Worker,
+        worker: &mut WorkerState,
         host: &H,
     ) -> Plan<'p> {
-        self.on_request_headers(policy, req, revocation, host)
+        if let Some(plan) = self.still_fetching(policy, host) {
+            return plan;
+        }
+        self.on_request_headers(policy, req, worker, host)
     }
 
-    /// Whether the request is held for the key service: its body and trailers wait in the host.
+    /// Whether the request is held for the key service or a key fetch: its body and trailers
+    /// wait in the host.
     pub fn holding(&self) -> bool {
-        matches!(self.state, State::Key(_))
+        matches!(self.state, State::Key(_) | State::Fetch(_))
     }
 
     /// The stream ends (the client left, or Envoy destroys it). A stream whose callout never
@@ -445,8 +496,10 @@ impl Stream {
         policy: &Policy,
         host: &H,
     ) -> Plan<'static> {
-        let State::Key(step) = std::mem::take(&mut self.state) else {
-            return Plan::default();
+        let step = match std::mem::take(&mut self.state) {
+            State::Key(step) => step,
+            State::Fetch(step) => return edge::destroyed(policy, &step, host),
+            _ => return Plan::default(),
         };
         let service = policy.api.as_ref().and_then(|a| a.service.as_ref());
         match service {
@@ -537,7 +590,7 @@ impl Stream {
     pub fn body_plan(&self) -> BodyPlan {
         match self.state {
             State::Login(_) => BodyPlan::Collect,
-            State::Key(_) => BodyPlan::Hold,
+            State::Key(_) | State::Fetch(_) => BodyPlan::Hold,
             State::Form(_) => BodyPlan::Inspect,
             State::Done | State::After(_) => BodyPlan::Pass,
         }
@@ -650,7 +703,7 @@ impl Stream {
                 self.state = State::Done;
                 form_refusal(reason, response)
             }
-            State::Done | State::After(_) | State::Key(_) => Plan {
+            State::Done | State::After(_) | State::Key(_) | State::Fetch(_) => Plan {
                 remove: crate::core::trailer_removals(policy, trailers)
                     .into_iter()
                     .map(|n| Cow::Owned(n.to_vec()))
@@ -684,7 +737,7 @@ impl Stream {
             },
             State::After(after) => respond_after(policy, after, resp),
             // A response while the request is held: Envoy answered it (a timeout, a reset).
-            State::Key(_) => Plan::default(),
+            State::Key(_) | State::Fetch(_) => Plan::default(),
             // The upstream answered a form POST whose body devgate still holds: nothing held
             // the request before the router (the buffer filter belongs after devgate there).
             State::Form(_) => Plan::refuse("form_unbuffered"),
@@ -738,81 +791,6 @@ pub enum Collected {
     Plan(Plan<'static>),
     /// The whole form is in: run [`finish_with`] (on any thread) and perform its plan.
     Finish(PendingLogin),
-}
-
-/// Whether streams under `policy` may hand their host a whole login form to check
-/// ([`Collected::Finish`]): a host that runs the check off its worker sets up its pool only then.
-pub fn checks_login_forms(policy: &Policy) -> bool {
-    policy.login.is_some()
-}
-
-/// [`finish_login`] under `policy`'s login mount (a refusal if the policy has none).
-pub fn finish_with<H: Facts + SharedStore + ?Sized>(
-    policy: &Policy,
-    pending: PendingLogin,
-    host: &H,
-) -> Plan<'static> {
-    match &policy.login {
-        Some(login) => finish_login(login, pending, host),
-        None => Plan::refuse("login_not_configured"),
-    }
-}
-
-/// The finish step of `POST <mount>/login`, with the whole body: a function of the policy, the
-/// collected body, the clock and the shared store only, so a host may run it (bcrypt) off its
-/// worker thread.
-pub fn finish_login<H: Facts + SharedStore + ?Sized>(
-    login: &LoginPolicy,
-    pending: PendingLogin,
-    host: &H,
-) -> Plan<'static> {
-    let now_ms = host.now_ms();
-    let now = now_ms / 1000;
-    let shared = host;
-    let key = login::rate_key(pending.peer);
-    let Ok((attempts, _)) = read_attempts(shared, &key) else {
-        return Plan::refuse("shared_data_unavailable");
-    };
-    let (outcome, page, store) = match session::finish(login, &pending.body, attempts, now) {
-        Checked::Respond(outcome, page, store) => (outcome, page, store),
-        // Right before bcrypt: one verify from the process's budget, or 429 without it.
-        Checked::Verify(form) => {
-            let taken = shared::try_update(shared, budget::KEY, |prev| {
-                let prev = prev.and_then(budget::decode);
-                budget::take(prev, now_ms, login.verify_budget)
-                    .map(|next| budget::encode(next).to_vec())
-            });
-            match taken {
-                Ok(Ok(())) => session::verify(login, &form, pending.peer, pending.tls, now),
-                Ok(Err(retry_after)) => session::over_budget(retry_after),
-                // A verify that cannot be counted would let the budget go unmetered.
-                Err(_) => return Plan::refuse("shared_data_unavailable"),
-            }
-        }
-    };
-    match store {
-        Store::Nothing => {}
-        Store::Failure => {
-            // A failure that cannot be counted would let guessing go unmetered.
-            let counted = shared::update(shared, &key, |prev| {
-                let prev = prev.and_then(Attempts::from_bytes);
-                login::record_failure(prev, now, login.failure_window)
-                    .to_bytes()
-                    .to_vec()
-            });
-            if counted.is_err() {
-                return Plan::refuse("shared_data_unavailable");
-            }
-        }
-        Store::Clear => {
-            let _ = shared.set(&key, Attempts::CLEARED, 0);
-        }
-    }
-    let mut plan = login_answer(outcome, page);
-    if outcome == Outcome::Succeeded {
-        plan.note = Some(Note::LoginSucceeded);
-    }
-    plan
 }
 
 /// The answer to a request under the login mount, counted and audited by its outcome.

@@ -10,6 +10,8 @@ under `wasmcustom.` with the Wasm build and `dynamicmodulescustom.` with the nat
   <ns>.devgate.counter_missing             bumps of a counter the host did not define (0)
   <ns>.devgate.key_service.<hit|miss|stale_served|callout|unavailable|over_budget>   keys resolved at
                                            the authentication service (0 here: no `api.service`)
+  <ns>.devgate.edge.<keys_fetched|keys_fetch_failed|cache_hit|cache_miss>   fetched issuer keys and
+                                           the verified-assertion cache (0 here: no `edge`)
 
 The access log fields:
   %FILTER_STATE(wasm.devgate_decision:PLAIN)%   the one property devgate sets:
@@ -68,6 +70,8 @@ CHALLENGE_OUTCOMES = ["forbid", "login"]
 REVOCATION_OUTCOMES = ["fetch_ok", "fetch_failed"]
 # core::counters::KeyEvent::ALL (src/core/counters.rs): the key service's cache and callouts.
 KEY_SERVICE_EVENTS = ["hit", "miss", "stale_served", "callout", "unavailable", "over_budget"]
+# core::counters::EdgeEvent::ALL: the edge sources' key fetches and verified-assertion cache.
+EDGE_EVENTS = ["keys_fetched", "keys_fetch_failed", "cache_hit", "cache_miss"]
 # The namespace Envoy gives devgate's stats: `wasmcustom` (Wasm) or `dynamicmodulescustom` (native).
 NS = harness.STATS
 PREFIX = f"{NS}.devgate."
@@ -88,12 +92,18 @@ ALL_COUNTERS = sorted(
     + [f"{PREFIX}revocation.{c}" for c in REVOCATION_OUTCOMES]
     + [f"{PREFIX}counter_missing"]
     + [f"{PREFIX}key_service.{c}" for c in KEY_SERVICE_EVENTS]
+    + [f"{PREFIX}edge.{c}" for c in EDGE_EVENTS]
     + NATIVE_BINDING_COUNTERS
 )
-# Gauges: 1 while the revocation list is stale (always defined; 0 without `revocation`), and the key
-# service cache's slots ever filled (always defined; 0 without `api.service`). The native module
-# defines its gauges only with the feature configured (revocation, api.service), so none here.
-ALL_GAUGES = [] if harness.NATIVE else [f"{PREFIX}revocation.degraded", f"{PREFIX}key_service.entries"]
+# Gauges: 1 while the revocation list is stale (always defined; 0 without `revocation`), the key
+# service cache's slots ever filled (always defined; 0 without `api.service`), and 1 while a fetched
+# assertion source has no usable keys (always defined; 0 without `edge`). The native module defines
+# its gauges only with the feature configured (revocation, api.service, fetched keys), so none here.
+ALL_GAUGES = (
+    []
+    if harness.NATIVE
+    else [f"{PREFIX}revocation.degraded", f"{PREFIX}key_service.entries", f"{PREFIX}edge.keys_degraded"]
+)
 
 # Wasm: Envoy 1.40 calls devgate's on_configure twice on the main thread (once for the plugin's base VM,
 # once for the main thread's own instance) and once per worker thread; the harness runs one worker.

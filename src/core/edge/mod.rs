@@ -20,14 +20,16 @@ use crate::core::net::{self, CidrList};
 use super::decision::{Identity, Request};
 
 pub mod assertion;
+pub mod cache;
 pub mod cert;
 pub mod developers;
+pub mod fetch;
 pub mod keys;
 pub mod proxy;
 
 pub use cert::{ClientCert, ClientCertSource};
 pub use developers::Developers;
-pub use keys::{EdgeKeys, KeyFetch, KeysAt};
+pub use keys::{EdgeKeys, EdgeView, EdgeWorker, KeyFetch, KeysAt};
 pub use proxy::ProxyHeaderSource;
 
 /// The edge sources of a configuration (`edge`). Present only when configured.

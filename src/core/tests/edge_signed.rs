@@ -40,7 +40,6 @@ fn inline() -> AssertionSource {
 }
 
 #[test]
-#[ignore = "needs core::jose (the jose work): un-ignore once it is merged"]
 fn signed_assertions_and_their_forgeries() {
     let src = inline();
     let run = |token: &str| {
@@ -82,7 +81,6 @@ fn signed_assertions_and_their_forgeries() {
 }
 
 #[test]
-#[ignore = "needs core::jose (the jose work): un-ignore once it is merged"]
 fn fetched_keys_rotate_through_want() {
     let mut src = source(Profile::Oidc);
     src.keys = fetched();
@@ -118,7 +116,6 @@ fn fetched_keys_rotate_through_want() {
 }
 
 #[test]
-#[ignore = "needs core::jose (the jose work): un-ignore once it is merged"]
 fn aws_alb_padded_signed_header() {
     let mut src = source(Profile::AwsAlb);
     src.keys = KeyLocation::Inline(PublicKeys::from_pem("k1", PEM.as_bytes()).unwrap());
@@ -147,4 +144,101 @@ fn aws_alb_padded_signed_header() {
         run(&strict, ALB),
         Some(Found::Refused(Reason::Token(_)))
     ));
+}
+
+/// A policy whose one assertion source takes `keys` (JSON) with `extra` members.
+fn signed_policy(profile_and_more: &str, keys: &str) -> &'static Policy {
+    let json = format!(
+        r#"{{"network": {{"allow": ["127.0.0.1/32"], "deny": ["10.0.0.0/24"]}},
+            "edge": {{"assertions": [{{"name": "idp", {profile_and_more},
+                "issuer": "https://issuer.example", "keys": {keys},
+                "developers": {{"domains": ["example.com"]}}}}]}}}}"#
+    );
+    policy(&json)
+}
+
+#[test]
+fn configured_inline_keys_verify_through_the_decision() {
+    let jwks = format!(r#"{{"jwks": {JWKS}}}"#);
+    let p = signed_policy(
+        r#""profile": "oidc", "header": "x-assert", "algorithms": ["ES256"], "audiences": ["app-1"]"#,
+        &jwks,
+    );
+    let h = carrying(GOOD);
+    let d = decide_at(p, "192.0.2.1:1", &h, None);
+    let Decision::Allow {
+        identity, edits, ..
+    } = d
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!(identity, Some(alice()));
+    assert_eq!(
+        edits.set,
+        vec![("x-wsgiorg-developer-user", b"alice@example.com".to_vec())]
+    );
+    // The assertion itself is left for the application.
+    assert!(!edits.remove.iter().any(|n| &**n == b"x-assert"));
+    // network.deny wins over a good signature.
+    let d = decide_at(p, "10.0.0.9:1", &h, None);
+    assert!(
+        matches!(
+            d,
+            Decision::Deny {
+                reason: Reason::NetworkDenied,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    // A forgery is refused with its reason on a protected path.
+    for (token, reason) in [
+        (WRONG_AUD, Reason::WrongAudience),
+        (HS256_CONFUSION, Reason::Token(TokenError::UnsupportedAlg)),
+        (OTHER_KEY, Reason::Token(TokenError::BadSignature)),
+    ] {
+        let h = carrying(token);
+        let d = decide_at(p, "192.0.2.1:1", &h, None);
+        assert!(
+            matches!(d, Decision::Deny { reason: r, .. } if r == reason),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
+fn configured_alb_pem_verifies_padded_assertions() {
+    let pem = format!(
+        r#"{{"pem": [{{"id": "k1", "pem": "{}"}}]}}"#,
+        PEM.replace('\n', "\\n")
+    );
+    let p = signed_policy(
+        &format!(r#""profile": "aws_alb", "signer": "{ARN}", "audiences": ["client-id"]"#),
+        &pem,
+    );
+    let h: Vec<(&[u8], &[u8])> = vec![
+        (b"x-amzn-oidc-data", ALB.as_bytes()),
+        (b"X-Amzn-Oidc-Identity", b"1234"),
+    ];
+    let d = decide_at(p, "192.0.2.1:1", &h, None);
+    let Decision::Allow {
+        identity, edits, ..
+    } = d
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!(identity, Some(alice()));
+    assert!(edits.remove.iter().any(|n| &**n == b"X-Amzn-Oidc-Identity"));
+    let h: Vec<(&[u8], &[u8])> = vec![(b"x-amzn-oidc-data", ALB_OTHER_SIGNER.as_bytes())];
+    let d = decide_at(p, "192.0.2.1:1", &h, None);
+    assert!(
+        matches!(
+            d,
+            Decision::Deny {
+                reason: Reason::WrongSigner,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
 }

@@ -14,8 +14,8 @@ use crate::core::facts::RequestHeaders;
 use crate::core::keyservice::testing::{claims, service, token, Host, NOW};
 use crate::core::plan::{Next, Plan};
 use crate::core::policy::Policy;
-use crate::core::revocation::Worker;
 use crate::core::shared::SharedStore;
+use crate::core::stream::WorkerState;
 use crate::core::stream::{BodyPlan, Stream};
 use crate::core::token::{Key, Secret};
 
@@ -55,7 +55,7 @@ fn req<R>(headers: &[(&'static [u8], Vec<u8>)], f: impl FnOnce(RequestHeaders<'_
 
 fn headers_step<'p>(s: &mut Stream, p: &'p Policy, host: &Host, key: &[u8]) -> Plan<'p> {
     req(&with_key(key), |r| {
-        s.on_request_headers(p, r, &mut Worker::default(), host)
+        s.on_request_headers(p, r, &mut WorkerState::default(), host)
     })
 }
 
@@ -67,13 +67,13 @@ fn answer<'p>(
     a: CalloutAnswer<'_>,
 ) -> Plan<'p> {
     req(&with_key(key), |r| {
-        s.on_callout_answer(p, a, r, &mut Worker::default(), host)
+        s.on_callout_answer(p, a, r, &mut WorkerState::default(), host)
     })
 }
 
 fn resume<'p>(s: &mut Stream, p: &'p Policy, host: &Host, key: &[u8]) -> Plan<'p> {
     req(&with_key(key), |r| {
-        s.resume(p, r, &mut Worker::default(), host)
+        s.resume(p, r, &mut WorkerState::default(), host)
     })
 }
 
@@ -442,7 +442,7 @@ fn a_client_copy_of_the_stale_header_is_stripped() {
     let mut headers = with_key(OPAQUE);
     headers.push((b"X-Devgate-Served-Stale", b"true".to_vec()));
     let plan = req(&headers, |r| {
-        Stream::new().on_request_headers(&p, r, &mut Worker::default(), &host)
+        Stream::new().on_request_headers(&p, r, &mut WorkerState::default(), &host)
     });
     assert_eq!(plan.next, Next::Continue);
     assert!(plan
@@ -552,14 +552,14 @@ fn a_public_key_travels_in_the_query_and_its_kind_must_match_its_place() {
     ];
     let mut s = Stream::new();
     let plan = req(&headers, |r| {
-        s.on_request_headers(&p, r, &mut Worker::default(), &host)
+        s.on_request_headers(&p, r, &mut WorkerState::default(), &host)
     });
     let c = callout(&plan);
     let path = c.headers.iter().find(|(n, _)| n == ":path").unwrap();
     assert_eq!(path.1, b"/access_tokens/");
     let t = token(&claims("public_key", NOW + 3600));
     let plan = req(&headers, |r| {
-        s.on_callout_answer(&p, ok(t.as_bytes()), r, &mut Worker::default(), &host)
+        s.on_callout_answer(&p, ok(t.as_bytes()), r, &mut WorkerState::default(), &host)
     });
     assert_eq!(plan.next, Next::Continue, "{plan:?}");
     assert_eq!(set(&plan, ":path"), Some(&b"/v1/maps/tiles?z=1"[..]));

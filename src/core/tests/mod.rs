@@ -518,6 +518,7 @@ fn forbid_mode_hides_token_reasons_behind_403() {
     assert_eq!(status(&d), 403);
 }
 
+pub(crate) mod edge_keys;
 mod keyservice_stream;
 mod sessions_and_keys;
 mod stream;

@@ -3,9 +3,9 @@
 use crate::core::facts::{Facts, RequestHeaders};
 use crate::core::plan::{Next, Plan};
 use crate::core::policy::Policy;
-use crate::core::revocation::Worker;
 use crate::core::shared::{self, MemoryStore, SharedStore};
 use crate::core::stream::Stream;
+use crate::core::stream::WorkerState;
 
 use super::parse_policy;
 
@@ -49,7 +49,7 @@ fn headers_step<'p>(
         headers,
         end_of_stream,
     };
-    stream.on_request_headers(policy, req, &mut Worker::default(), &Host::default())
+    stream.on_request_headers(policy, req, &mut WorkerState::default(), &Host::default())
 }
 
 fn status(plan: &Plan) -> Option<u16> {
@@ -374,7 +374,7 @@ fn after_a_wait_for_the_key_service_a_form_post_is_decided_strictly() {
     };
     let host = Host::default();
     let mut stream = Stream::new();
-    let plan = stream.on_request_headers(&p, req, &mut Worker::default(), &host);
+    let plan = stream.on_request_headers(&p, req, &mut WorkerState::default(), &host);
     assert!(matches!(plan.next, Next::Callout(_)), "{plan:?}");
     let claims = format!(
         r#"{{"exp": {}, "kind": "private_key", "organization_id": "o", "project_id": "p",
@@ -388,11 +388,11 @@ fn after_a_wait_for_the_key_service_a_form_post_is_decided_strictly() {
         body: token.as_bytes(),
     };
     // The body chunks that came during the wait went by unread: strict (PUT is refused).
-    let plan = stream.on_callout_answer(&p, answer, req, &mut Worker::default(), &host);
+    let plan = stream.on_callout_answer(&p, answer, req, &mut WorkerState::default(), &host);
     assert_eq!(refused(&plan), Some((403, Reason::MethodNotAllowed)));
     // The key now cached, a new request's body is read, and a plain form query passes.
     let mut stream = Stream::new();
-    let plan = stream.on_request_headers(&p, req, &mut Worker::default(), &host);
+    let plan = stream.on_request_headers(&p, req, &mut WorkerState::default(), &host);
     assert_eq!((plan.next, plan.counter), (Next::Continue, None));
     assert_eq!(stream.body_plan(), BodyPlan::Inspect);
     let plan = stream.on_form_body(&p, 3, true, || Some(b"q=x".to_vec()));

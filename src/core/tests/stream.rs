@@ -12,9 +12,9 @@ use crate::core::login::{self, MAX_BODY};
 use crate::core::plan::Audit;
 use crate::core::plan::{Note, Plan};
 use crate::core::policy::Policy;
-use crate::core::revocation::Worker;
 use crate::core::shared::MemoryStore;
 use crate::core::shared::{self, SharedStore};
+use crate::core::stream::WorkerState;
 use crate::core::stream::{finish_with, BodyPlan, Collected, Stream};
 use crate::core::Reason;
 
@@ -89,7 +89,7 @@ fn headers_step<'p>(
         headers,
         end_of_stream,
     };
-    stream.on_request_headers(policy, req, &mut Worker::default(), host)
+    stream.on_request_headers(policy, req, &mut WorkerState::default(), host)
 }
 
 fn login_policy(extra: &str) -> Policy {
@@ -315,7 +315,7 @@ fn refused_plans_carry_the_identity_scrub() {
         headers: &h,
         end_of_stream: false,
     };
-    let plan = Stream::new().on_request_headers(&policy, req, &mut Worker::default(), &Broken);
+    let plan = Stream::new().on_request_headers(&policy, req, &mut WorkerState::default(), &Broken);
     assert_eq!(plan.counter, Some(Counter::InternalError));
     assert_eq!(plan.remove, vec![b"x-wsgiorg-developer-user".to_vec()]);
 }

@@ -53,6 +53,8 @@ pub(super) struct OnStream<'h> {
     pub(super) counters: &'h Table<usize>,
     /// `devgate.key_service.entries`, when the configuration defined it.
     pub(super) entries: Option<usize>,
+    /// `devgate.edge.keys_degraded`, when the configuration defined it.
+    pub(super) keys_degraded: Option<usize>,
     /// The stream's callout id or waiting scheduler, written by `start_callout` and `wait`.
     pub(super) key: &'h mut KeyHold,
 }
@@ -88,10 +90,11 @@ impl Effects for OnStream<'_> {
         self.host.increment(id);
     }
 
-    /// The key service's cache gauge (the degraded gauge is the configuration's: [`OnConfig`]).
+    /// The key service's cache gauge and the edge keys' (the revocation degraded gauge is the configuration's: [`OnConfig`]).
     fn set_gauge(&mut self, gauge: Gauge, value: u64) {
         let id = match gauge {
             Gauge::KeyServiceEntries => self.entries,
+            Gauge::EdgeKeysDegraded => self.keys_degraded,
             Gauge::RevocationDegraded => None,
         };
         if let Some(id) = id {
@@ -271,7 +274,7 @@ impl Effects for OnConfig<'_> {
     fn set_gauge(&mut self, gauge: Gauge, value: u64) {
         let id = match gauge {
             Gauge::RevocationDegraded => self.degraded,
-            Gauge::KeyServiceEntries => None,
+            Gauge::KeyServiceEntries | Gauge::EdgeKeysDegraded => None,
         };
         if let Some(id) = id {
             self.host.set_gauge(id, value);

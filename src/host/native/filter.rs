@@ -20,14 +20,15 @@ use super::revocation::{self, Fetcher};
 use crate::config::load;
 use crate::core::callout::CalloutAnswer as CoreAnswer;
 use crate::core::counters::{ConfigOutcome, Counter, Table};
+use crate::core::edge::keys::{fetched, DEGRADED_GAUGE};
 use crate::core::effects;
 use crate::core::facts::{Facts, RequestHeaders, ResponseFacts};
 use crate::core::keyservice;
 use crate::core::perform::{perform, perform_report, refuse, Flow};
 use crate::core::plan::{Note, Plan, Report};
 use crate::core::policy::Policy;
-use crate::core::revocation::Worker;
 use crate::core::shared::{SharedStore, Unavailable};
+use crate::core::stream::WorkerState;
 use crate::core::stream::{
     checks_login_forms, finish_with, BodyPlan, Collected, PendingLogin, Stream as CoreStream,
 };
@@ -57,6 +58,8 @@ pub struct Config {
     revocation: Option<Fetcher>,
     /// `devgate.key_service.entries`: only with `api.service`.
     entries: Option<usize>,
+    /// `devgate.edge.keys_degraded`: only with assertion sources whose keys are fetched.
+    keys_degraded: Option<usize>,
     /// Test build only (`filter_name: devgate-noop`, the `native_noop` benchmark): every request
     /// goes on untouched, so that the module's fixed cost can be measured apart from devgate's
     /// work.
@@ -84,6 +87,7 @@ impl Config {
                 login_pool: None,
                 revocation: None,
                 entries: None,
+                keys_degraded: None,
                 noop: true,
                 test,
             });
@@ -138,6 +142,13 @@ impl Config {
             .as_ref()
             .and_then(|api| api.service.as_ref())
             .and_then(|_| host.define_gauge(keyservice::ENTRIES_GAUGE));
+        // The edge keys' gauge: only when some assertion source fetches its keys.
+        let keys_degraded = policy
+            .edge
+            .as_ref()
+            .is_some_and(|e| e.assertions.iter().any(|a| fetched(a).is_some()))
+            .then(|| host.define_gauge(DEGRADED_GAUGE))
+            .flatten();
         #[cfg(feature = "test-hooks")]
         let test = super::testhooks::ConfigTest::new(host)?;
         // Accepted: counted and logged once the configuration will run.
@@ -148,6 +159,7 @@ impl Config {
             login_pool,
             revocation,
             entries,
+            keys_degraded,
             #[cfg(feature = "test-hooks")]
             noop: false,
             #[cfg(feature = "test-hooks")]
@@ -237,7 +249,7 @@ fn gather<'p>(
     policy: &'p Policy,
     host: &Host,
     end_of_stream: bool,
-    step: impl FnOnce(RequestHeaders<'_>, &mut Worker, &Envoy<'_>) -> Plan<'p>,
+    step: impl FnOnce(RequestHeaders<'_>, &mut WorkerState, &Envoy<'_>) -> Plan<'p>,
 ) -> Option<(Plan<'p>, Test)> {
     host.with_headers(HeaderMap::RequestHeader, |headers| {
         #[cfg(feature = "fault-injection")]
@@ -256,7 +268,7 @@ fn gather<'p>(
             headers,
             end_of_stream,
         };
-        let decide = |worker: &mut Worker| step(req, worker, &Envoy { host });
+        let decide = |worker: &mut WorkerState| step(req, worker, &Envoy { host });
         #[cfg(not(feature = "test-hooks"))]
         let plan = revocation::with_worker(policy, decide);
         #[cfg(feature = "test-hooks")]
@@ -596,6 +608,7 @@ impl Stream {
             host,
             counters: &self.config.counters,
             entries: self.config.entries,
+            keys_degraded: self.config.keys_degraded,
             key: &mut self.key,
         };
         perform(plan, map, &mut fx)
@@ -671,6 +684,7 @@ impl Stream {
             host,
             counters: &self.config.counters,
             entries: self.config.entries,
+            keys_degraded: self.config.keys_degraded,
             key: &mut self.key,
         };
         refuse(what, &mut fx);

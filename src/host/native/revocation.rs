@@ -46,10 +46,12 @@ use super::effects::OnConfig;
 use super::pool::lock_or_restart;
 use super::process::Process;
 use crate::core::counters::Table;
+use crate::core::edge::EdgeWorker;
 use crate::core::perform::perform_report;
 use crate::core::plan::Report;
 use crate::core::policy::Policy;
 use crate::core::revocation::{tick_seconds, Worker, DEGRADED_GAUGE};
+use crate::core::stream::WorkerState;
 
 /// The configuration scheduler's event: the fetcher's tick.
 pub const TICK: u64 = 1;
@@ -64,12 +66,43 @@ thread_local! {
     /// This worker thread's copies of the list, one per source it has served (the `Worker`'s
     /// `source`), each with the generation it was made in.
     static WORKERS: Cell<Vec<(u64, Worker)>> = const { Cell::new(Vec::new()) };
+    /// This worker thread's edge keys and verified-assertion cache (it follows the policy's
+    /// sources itself: another configuration's sources start it over).
+    static EDGE: Cell<Option<EdgeWorker>> = const { Cell::new(None) };
+}
+
+/// Runs `f` (a request's decision) with this thread's [`WorkerState`]: its revocation `Worker`
+/// ([`with_revocation`]) and its edge keys and assertion cache (kept only for a policy with
+/// assertion sources).
+pub fn with_worker<R>(policy: &Policy, f: impl FnOnce(&mut WorkerState) -> R) -> R {
+    let keep_edge = policy
+        .edge
+        .as_ref()
+        .is_some_and(|e| !e.assertions.is_empty());
+    let edge = match keep_edge {
+        true => EDGE.try_with(Cell::take).ok().flatten().unwrap_or_default(),
+        false => EdgeWorker::default(),
+    };
+    let mut state = WorkerState {
+        revocation: Worker::default(),
+        edge,
+    };
+    let out = with_revocation(policy, |worker| {
+        state.revocation = std::mem::take(worker);
+        let out = f(&mut state);
+        *worker = std::mem::take(&mut state.revocation);
+        out
+    });
+    if keep_edge {
+        let _ = EDGE.try_with(|e| e.set(Some(state.edge)));
+    }
+    out
 }
 
 /// Runs `f` (a request's decision) with this thread's revocation `Worker` for the policy's
 /// source: a fresh one after a fetch has finished, so that its first view reads the list from the
 /// process store. A policy without `revocation` gets an empty one (the core never consults it).
-pub fn with_worker<R>(policy: &Policy, f: impl FnOnce(&mut Worker) -> R) -> R {
+fn with_revocation<R>(policy: &Policy, f: impl FnOnce(&mut Worker) -> R) -> R {
     let Some(rc) = &policy.revocation else {
         return f(&mut Worker::default());
     };

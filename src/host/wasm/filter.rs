@@ -25,13 +25,15 @@ use super::waiters;
 use crate::config::load;
 use crate::core::callout::{Callout, CalloutAnswer, Wait, MAX_ANSWER_BODY};
 use crate::core::counters::Table;
+use crate::core::edge::keys;
 use crate::core::effects::{Effects, Failed, Gauge, HeaderMap};
 use crate::core::facts::{Facts, RequestHeaders};
 use crate::core::keyservice;
 use crate::core::perform::{perform, perform_report, refuse, Flow};
 use crate::core::plan::{Level, Reply, Report};
 use crate::core::policy::Policy;
-use crate::core::revocation::{self, Worker};
+use crate::core::revocation;
+use crate::core::stream::WorkerState;
 use crate::core::stream::{BodyPlan, Stream};
 
 proxy_wasm::main! {{
@@ -41,7 +43,7 @@ proxy_wasm::main! {{
             id,
             policy: None,
             stats: Rc::new(Stats::default()),
-            revocation: Rc::new(RefCell::new(Worker::default())),
+            revocation: Rc::new(RefCell::new(WorkerState::default())),
             revocation_ms: 0,
             revocation_due_ms: 0,
         })
@@ -54,8 +56,9 @@ struct Root {
     /// `None` until a configuration has been accepted, and again after one is refused.
     policy: Option<Rc<Policy>>,
     stats: Rc<Stats>,
-    /// This worker's copy of the revocation list (shared data is the process-wide one).
-    revocation: Rc<RefCell<Worker>>,
+    /// This worker's copy of the revocation list and of the edge sources' keys, and its
+    /// verified-assertion cache (shared data is the process-wide one).
+    revocation: Rc<RefCell<WorkerState>>,
     /// The revocation worker's tick period in ms (0: no revocation ticks yet).
     revocation_ms: u64,
     /// When the revocation worker's next tick is due (ms since the epoch): the root also ticks
@@ -73,6 +76,8 @@ struct Stats {
     degraded: Option<u32>,
     /// `devgate.key_service.entries`: the key service cache's slots ever filled.
     entries: Option<u32>,
+    /// `devgate.edge.keys_degraded`: 1 while a fetched assertion source has no usable keys.
+    keys_degraded: Option<u32>,
 }
 
 impl Stats {
@@ -81,6 +86,7 @@ impl Stats {
             counters: Table::define(|name| bindings::define_counter(name).ok()),
             degraded: bindings::define_gauge(revocation::DEGRADED_GAUGE).ok(),
             entries: bindings::define_gauge(keyservice::ENTRIES_GAUGE).ok(),
+            keys_degraded: bindings::define_gauge(keys::DEGRADED_GAUGE).ok(),
         }
     }
 }
@@ -131,6 +137,7 @@ impl Effects for Envoy<'_> {
         let id = match gauge {
             Gauge::RevocationDegraded => self.stats.degraded,
             Gauge::KeyServiceEntries => self.stats.entries,
+            Gauge::EdgeKeysDegraded => self.stats.keys_degraded,
         };
         if let Some(id) = id {
             bindings::record(id, value);
@@ -263,7 +270,7 @@ impl Root {
         let Ok(mut worker) = self.revocation.try_borrow_mut() else {
             return;
         };
-        let tick = worker.on_tick(&policy, &Wasm);
+        let tick = worker.revocation.on_tick(&policy, &Wasm);
         self.report(&Report {
             degraded: tick.degraded,
             ..Report::default()
@@ -280,7 +287,7 @@ impl Root {
                 Duration::from_millis(fetch.timeout_ms),
             )
             .is_ok();
-        let report = worker.fetch_started(started, &policy);
+        let report = worker.revocation.fetch_started(started, &policy);
         self.report(&report);
     }
 }
@@ -302,7 +309,7 @@ impl Context for Root {
             return;
         };
         let status = bindings::http_call_status();
-        let report = worker.on_fetched(
+        let report = worker.revocation.on_fetched(
             status.as_deref(),
             body_size,
             |size| bindings::http_call_body(size).ok(),
@@ -379,7 +386,7 @@ pub(super) struct Held {
     id: u32,
     policy: Option<Rc<Policy>>,
     stats: Rc<Stats>,
-    revocation: Rc<RefCell<Worker>>,
+    revocation: Rc<RefCell<WorkerState>>,
     stream: RefCell<Stream>,
     /// The request headers ended the stream (kept for the steps that read them again).
     end_of_stream: Cell<bool>,
