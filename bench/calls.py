@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """`make bench-calls`: where the time goes, counted instead of timed.
 
-Every variant of `make bench` (bench/run.py, same Envoy configs, same credentials), plus the reference
-filter (bench/reference-filter) making one kind of host call each, runs in the venv's Envoy under
-valgrind's callgrind. After a warm-up, the counters are zeroed, N requests go through one keep-alive
-connection, and the instructions Envoy executed (all of it: its own C++, V8's compiled Wasm, the
-filter) are divided by N. On this hypervisor, timed runs of the same variant differ by ±5 µs per
+Every variant of `make bench` (bench/run.py, same Envoy configs, same credentials), its miss variants
+(benchlib.variants.miss_variants: a key or a signed edge assertion never seen before, on every
+request), plus the reference filter (bench/reference-filter) making one kind of host call each, runs in
+the venv's Envoy under valgrind's callgrind. After a warm-up, the counters are zeroed, N requests go
+through one keep-alive connection, and the instructions Envoy executed (all of it: its own C++, V8's
+compiled Wasm, the filter) are divided by N. On this hypervisor, timed runs of the same variant differ by ±5 µs per
 request from one run to the next, more than most single host calls cost; instruction counts repeat
 to within a fraction of a percent, so they can price one host call and show what one change saved.
 They are not time (a cache miss costs more than an add), so `make bench` stays the measure of speed;
@@ -46,10 +47,11 @@ from benchlib import common  # noqa: E402  (the settings this run changes: WORK,
 from benchlib.common import (CONFIGS, EMPTY_WASM, NATIVE, REFERENCE_WASM, REPO, TEST_NATIVE, WASM,  # noqa: E402
                              BenchError, env_int)
 from benchlib.prepare import (build_filters, check_inputs, command_version, envoy_version,  # noqa: E402
-                              git_revision, make_credentials)
+                              git_revision, make_credentials, mint_assertions)
 from benchlib.processes import Envoy, start_envoy, stop, wasm_trouble  # noqa: E402
-from benchlib.report import goals_markdown, side_by_side_markdown  # noqa: E402
-from benchlib.variants import Variant, check_variant, miss_variants, process_env, variants  # noqa: E402
+from benchlib.report import assertion_markdown, goals_markdown, side_by_side_markdown  # noqa: E402
+from benchlib.variants import (Variant, cache_trouble, check_variant, miss_variants, process_env,  # noqa: E402
+                               variants)
 
 OUT = common.OUT
 WORK = OUT / "calls-run"
@@ -100,9 +102,11 @@ def start_counted(name: str, template: Path, values: dict, envoy: Path, cpu: str
 SENT = iter(range(1, 1 << 62))
 
 
-def send(port: int, headers: list, n: int, unique: bool = False) -> dict:
+def send(port: int, headers: list, n: int, unique: bool = False, rotate=None) -> dict:
     """n GETs of / on one keep-alive connection, as wrk sends them; the statuses seen. `unique`:
-    the first header's value gets a suffix no other request of the run had."""
+    the first header's value gets a suffix no other request of the run had. `rotate`: an iterator
+    of the first header's values, one per request (a new signed assertion each); running out of
+    them is an error, never a repeat."""
     seen: dict = {}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
@@ -111,6 +115,11 @@ def send(port: int, headers: list, n: int, unique: bool = False) -> dict:
             if unique and headers:
                 name, value = headers[0]
                 sent[name] = f"{value}-{next(SENT)}"
+            if rotate is not None and headers:
+                value = next(rotate, None)
+                if value is None:
+                    raise BenchError("ran out of distinct assertions: a request would repeat one")
+                sent[headers[0][0]] = value
             conn.request("GET", "/", headers=sent)
             r = conn.getresponse()
             r.read()
@@ -147,10 +156,12 @@ def measure(job: dict, envoy: Path, n: int, warmup: int, cpu: str) -> dict:
         if problems:
             return {"error": "; ".join(problems)}
         unique = job["variant"].unique
-        send(env.port, job["variant"].headers, warmup, unique)
+        # One iterator for the warm-up and the counted requests: no value is sent twice.
+        rotate = iter(job["variant"].rotate) if job["variant"].rotate else None
+        send(env.port, job["variant"].headers, warmup, unique, rotate)
         callgrind("--zero", env.proc.pid)
         before = set(glob.glob(str(env.workdir / "callgrind.*")))
-        seen = send(env.port, job["variant"].headers, n, unique)
+        seen = send(env.port, job["variant"].headers, n, unique, rotate)
         callgrind("--dump", env.proc.pid)
         total = instructions(env.workdir, before)
         want = job["variant"].status
@@ -159,6 +170,9 @@ def measure(job: dict, envoy: Path, n: int, warmup: int, cpu: str) -> dict:
         trouble = wasm_trouble(env)
         if trouble:
             return {"error": "Wasm VM failed: " + "; ".join(trouble[:3])}
+        cache = cache_trouble(job["variant"], env)
+        if cache:
+            return {"error": cache}
         return {"instructions_per_request": total / n, "requests": n}
     finally:
         stop(env.proc, 120)
@@ -216,6 +230,7 @@ def markdown(meta: dict, jobs: list, results: dict) -> str:
         added = {job["name"]: {"added_instructions": per(job["name"]) - base}
                  for job in jobs if job["kind"] == "variant" and per(job["name"]) is not None}
         lines += goals_markdown(added, "added_instructions", "instructions/req")
+        lines += assertion_markdown(added, "added_instructions", "instructions/req")
         lines += side_by_side_markdown(
             {k: {"x": per(k), **v} for k, v in added.items()},
             lambda x: f"{x['x']:,.0f} ({x['added_instructions']:+,.0f})")
@@ -250,10 +265,14 @@ def main() -> int:
         "DEVGATE_KEY": creds["key"],
         "HTPASSWD_LINE": creds["htpasswd"],
         "ACCESS_TOKEN": creds["access_token"],
+        "ASSERTION_X": creds["assertion_signer"]["x"],
+        "ASSERTION_Y": creds["assertion_signer"]["y"],
     }
+    # The *_assertion_miss variants: one distinct assertion for the check and one per request.
+    assertions = mint_assertions(creds["assertion_signer"], 1 + warmup + n)
     jobs = [{"name": v.name, "kind": "variant", "variant": v, "template": CONFIGS / v.config,
              "values": {**values, **v.values}, "check": True, "what": v.what}
-            for v in variants(creds["token"], creds["api_key"]) + miss_variants()]
+            for v in variants(creds["token"], creds["api_key"], creds["assertion"]) + miss_variants(assertions)]
     for name, steps, what in PRICES:
         v = Variant(name, "reference.yaml", what, forged=False)
         jobs.append({"name": name, "kind": "price", "variant": v, "template": CONFIGS / "reference.yaml",

@@ -28,10 +28,13 @@ Environment (defaults in brackets):
   BENCH_ENVOY_CPU     core for the Envoy under test [0]
   BENCH_LOAD_CPU      core for wrk [1]
   BENCH_UPSTREAM_CPU  core for the upstream Envoy [same as BENCH_LOAD_CPU]
+  BENCH_CHECK_ONLY    1: start and check the variants (and, for those that price a cache, what it did
+                      over 300 requests), measure nothing [0]
   DEVGATE_WASM, DEVGATE_ENVOY, DEVGATE_CLI   as for the tests (default: the repository's build outputs)
 
 Needs: `make build cli venv` done, Rust's wasm32-wasip1 target (for bench/empty-filter), and wrk
-(installed with apt-get when missing and running as root). Python standard library only.
+(installed with apt-get when missing and running as root). Python's standard library, and the
+venv's PyJWT and cryptography for the edge assertion variants' ES256 tokens.
 
 The parts are in bench/benchlib/ (shared with bench/calls.py): common (paths, settings, errors),
 variants (what is measured and the check of each), processes (Envoy), prepare (tools, builds,
@@ -58,7 +61,11 @@ from benchlib.prepare import (build_filters, check_inputs, cpu_model, ensure_wrk
                               make_credentials, wrk_version)
 from benchlib.processes import Envoy, start_envoy, stop, wasm_trouble
 from benchlib.report import markdown, summarize
-from benchlib.variants import check_variant, process_env, variants
+from benchlib.variants import cache_trouble, check_variant, one_request, process_env, variants
+
+# BENCH_CHECK_ONLY: requests sent to a variant that prices a cache, after its check, before its
+# cache's counters are read.
+CHECK_ONLY_REQUESTS = 300
 
 
 def main() -> int:
@@ -68,6 +75,7 @@ def main() -> int:
     warmup = env_int("BENCH_WARMUP", 2, 0)
     connections = env_int("BENCH_CONNECTIONS", 16, 1)
     quiet_wait = env_int("BENCH_QUIET_WAIT", 0, 0)
+    check_only = env_int("BENCH_CHECK_ONLY", 0, 0) > 0
     ncpu = os.cpu_count() or 1
     allowed = sorted(os.sched_getaffinity(0))
     envoy_cpu = os.environ.get("BENCH_ENVOY_CPU", "").strip() or str(allowed[0])
@@ -84,7 +92,7 @@ def main() -> int:
     WORK.mkdir(parents=True)
     check_inputs()
     creds = make_credentials()
-    all_variants = variants(creds["token"], creds["api_key"])
+    all_variants = variants(creds["token"], creds["api_key"], creds["assertion"])
     wanted = [x.strip() for x in os.environ.get("BENCH_VARIANTS", "").split(",") if x.strip()]
     if wanted:
         unknown = set(wanted) - {v.name for v in all_variants}
@@ -92,8 +100,10 @@ def main() -> int:
             raise BenchError(f"BENCH_VARIANTS: unknown {sorted(unknown)}; known: {[v.name for v in all_variants]}")
         all_variants = [v for v in all_variants if v.name == "baseline" or v.name in wanted]
     check_inputs(native=any(v.native for v in all_variants))
-    wrk = ensure_wrk()
-    build_filters()
+    # A check alone needs no load generator, nor the bench's own filters unless a variant loads one.
+    wrk = "" if check_only else ensure_wrk()
+    if not check_only or any(v.config in ("empty_wasm.yaml", "reference.yaml") for v in all_variants):
+        build_filters()
 
     values = {
         "DEVGATE_WASM": WASM.resolve(),
@@ -104,6 +114,8 @@ def main() -> int:
         "DEVGATE_KEY": creds["key"],
         "HTPASSWD_LINE": creds["htpasswd"],
         "ACCESS_TOKEN": creds["access_token"],
+        "ASSERTION_X": creds["assertion_signer"]["x"],
+        "ASSERTION_Y": creds["assertion_signer"]["y"],
     }
     envoys: list[Envoy] = []
     upstream = None
@@ -144,6 +156,20 @@ def main() -> int:
                     + (f", identity {v.identity}" if v.identity else "") + ")")
         if "baseline" in broken:
             raise BenchError("the baseline itself is broken: nothing to compare with")
+        if check_only:
+            # The load's own check, in small: a variant that prices a cache does what it says.
+            for v in all_variants:
+                if v.name in running and v.cache:
+                    for _ in range(CHECK_ONLY_REQUESTS):
+                        one_request(running[v.name].port, v.headers)
+                    cache = cache_trouble(v, running[v.name])
+                    if cache:
+                        broken[v.name] = f"its cache did not do what the variant prices: {cache}"
+                    log(f"{v.name}: cache after {CHECK_ONLY_REQUESTS} requests: "
+                        + (f"BROKEN, {cache}" if cache else f"as expected ({v.cache})"))
+            log(f"BENCH_CHECK_ONLY: {len(all_variants) - len(broken)} variants answer as expected, {len(broken)} "
+                "do not; nothing measured")
+            return 1 if broken else 0
         measured = [v for v in all_variants if v.name in running]
 
         if warmup:
@@ -172,6 +198,9 @@ def main() -> int:
                 trouble = wasm_trouble(env)
                 if trouble:
                     broken[v.name] = "discarded: its Wasm VM failed during the run: " + "; ".join(trouble[:3])
+                cache = cache_trouble(v, env)
+                if cache and v.name not in broken:
+                    broken[v.name] = f"discarded: its cache did not do what the variant prices: {cache}"
     finally:
         for env in reversed(envoys):
             stop(env.proc)

@@ -691,10 +691,12 @@ fn check_config_accepts_every_example() {
         "{files:?}"
     );
     for (i, file) in files.iter().enumerate() {
-        // bench/run.py fills the templates' {{DEVGATE_KEY}} with a fresh key.
-        let text = std::fs::read_to_string(root.join(file))
-            .unwrap()
-            .replace("{{DEVGATE_KEY}}", EXAMPLE_SECRET);
+        // bench/run.py fills the templates' {{DEVGATE_KEY}} with a fresh key, {{ASSERTION_X}}
+        // and {{ASSERTION_Y}} with a fresh P-256 key's point.
+        let text = repo_files::fill_bench_placeholders(
+            &std::fs::read_to_string(root.join(file)).unwrap(),
+            EXAMPLE_SECRET,
+        );
         let copy = dir.join(format!("{i}-{}", file.rsplit('/').next().unwrap()));
         std::fs::write(&copy, text).unwrap();
         let o = check_example(copy.to_str().unwrap());

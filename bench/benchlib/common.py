@@ -38,6 +38,12 @@ CHALLENGE = "x-wsgiorg.developer_user"
 CHECK_PATH = "/__bench_check"  # the upstream reports what it received on this path only
 BASIC_USER, BASIC_PASSWORD = "bench", "bench-password"
 TOKEN_SUB = "bench"
+# The edge assertion variants' ID tokens (envoy/bench/devgate_assertion.yaml, jwt_authn_es256.yaml):
+# who signs them, for whom, with which key id, and the developer their `email` claim names.
+ASSERTION_ISSUER = "https://idp.bench"
+ASSERTION_AUDIENCE = "bench"
+ASSERTION_KID = "bench-es256"
+ASSERTION_EMAIL = "developer@bench.example"
 KEY_ENV = "DEVGATE_BENCH_K1"  # the name devgate_tokens.yaml reads the secret from
 # The name the native variants' configs read it from, in Envoy's process environment (the name the
 # repository's example configs use, so that `make unit`'s check of every shipped config resolves it).

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from benchlib import common
-from benchlib.common import (BASIC_PASSWORD, BASIC_USER, CLI, EMPTY_CRATE, EMPTY_TARGET, EMPTY_WASM, ENVOY, NATIVE,
+from benchlib.common import (ASSERTION_AUDIENCE, ASSERTION_EMAIL, ASSERTION_ISSUER, ASSERTION_KID, BASIC_PASSWORD,
+                             BASIC_USER, CLI, EMPTY_CRATE, EMPTY_TARGET, EMPTY_WASM, ENVOY, NATIVE,
                              REFERENCE_CRATE, REFERENCE_TARGET, REFERENCE_WASM, REPO, TEST_NATIVE, TOKEN_SUB, WASM,
                              BenchError, log)
 
@@ -80,7 +81,8 @@ def cli(*args: str) -> str:
 
 
 def make_credentials() -> dict:
-    """A fresh key (devgate keygen), a token for it (devgate mint), the htpasswd line."""
+    """A fresh key (devgate keygen), a token for it (devgate mint), the htpasswd line, and the edge
+    assertion variants' P-256 key with one ES256 ID token signed by it."""
     key_file = common.WORK / "k1.key"
     cli("keygen", "--out", str(key_file))
     key = key_file.read_text().strip()
@@ -88,17 +90,58 @@ def make_credentials() -> dict:
     api_key = cli("mint-key", "--kind", "private", "--org", "bench", "--project", "bench", "--product", "bench",
                   "--id", "bench-key", "--ttl", "1h", "--kid", "k1", "--key-file", str(key_file))
     sha = base64.b64encode(hashlib.sha1(BASIC_PASSWORD.encode()).digest()).decode()
+    signer = assertion_signer()
     return {"key": key, "token": token, "api_key": api_key, "htpasswd": f"{BASIC_USER}:{{SHA}}{sha}",
-            "access_token": access_token(key)}
+            "access_token": access_token(key), "assertion_signer": signer,
+            "assertion": mint_assertion(signer["key"], "bench-assertion")}
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def assertion_signer() -> dict:
+    """The edge assertion variants' issuer for this run: a new P-256 key (`key`, to sign with; never
+    written anywhere) and its public point (`x`, `y`: base64url, the JWK's coordinates the configs'
+    inline JWK sets are filled with)."""
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ec
+    except ImportError:
+        raise BenchError("the edge assertion variants need cryptography (the venv has it: make venv)") from None
+    key = ec.generate_private_key(ec.SECP256R1())
+    point = key.public_key().public_numbers()
+    return {"key": key, "x": _b64(point.x.to_bytes(32, "big")), "y": _b64(point.y.to_bytes(32, "big"))}
+
+
+def mint_assertion(key, jti: str, claims: dict | None = None) -> str:
+    """An ES256 ID token signed with `key` (PyJWT, an independent signer): issuer, audience and
+    `email` as the configs expect, valid for an hour, `jti` making it distinct; `claims` override."""
+    try:
+        import jwt
+    except ImportError:
+        raise BenchError("the edge assertion variants need PyJWT (the venv has it: make venv)") from None
+    now = int(time.time())
+    body = {"iss": ASSERTION_ISSUER, "aud": ASSERTION_AUDIENCE, "sub": "bench-developer", "email": ASSERTION_EMAIL,
+            "iat": now, "nbf": now - 60, "exp": now + 3600, "jti": jti, **(claims or {})}
+    return jwt.encode(body, key, algorithm="ES256", headers={"kid": ASSERTION_KID})
+
+
+def mint_assertions(signer: dict, count: int) -> list[str]:
+    """`count` distinct ES256 ID tokens (each its own `jti`): bench-calls' *_assertion_miss variants
+    send each once, so that every request is a miss in devgate's verified-assertion cache."""
+    return [mint_assertion(signer["key"], f"bench-miss-{i}") for i in range(count)]
+
+
+def forged_assertion() -> str:
+    """The token the configs must refuse: the right claims and `kid`, signed by another P-256 key."""
+    return mint_assertion(assertion_signer()["key"], "bench-forged")
 
 
 def access_token(key: str) -> str:
     """The key service's answer in the *_resolved_key variants (docs/key-service.md): an HS256
     access token signed with the run's key (`kid` k1) describing a private key of org/project
     "bench" for product "bench", valid for an hour."""
-    def b64(raw: bytes) -> str:
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
+    b64 = _b64
     now = int(time.time())
     header = b64(json.dumps({"alg": "HS256", "kid": "k1", "typ": "JWT"}).encode())
     claims = {"kind": "private_key", "organization_id": "bench", "project_id": "bench", "products": ["bench"],

@@ -60,13 +60,58 @@ PATHS = [
     ("cookie token", "devgate_cookie", "native_cookie"),
     ("private API key", "devgate_api_key", "native_api_key"),
     ("401 (answered without the upstream)", "devgate_deny", "native_deny"),
+    ("edge assertion, ES256, cache hit (one token)", "devgate_assertion", "native_assertion"),
+    ("edge assertion, ES256, cache miss (a new token each request; bench-calls only)", "devgate_assertion_miss",
+     "native_assertion_miss"),
 ]
 ANCHORS = [
     ("no filter (the baseline)", "baseline", "baseline"),
     ("no-op filter: empty proxy-wasm (Wasm column), devgate-noop (native column)", "empty_wasm", "native_noop"),
     ("Envoy `basic_auth` (anchor, no devgate)", "basic_auth", "basic_auth"),
     ("Envoy `jwt_authn`, same HS256 token (anchor, no devgate)", "jwt_authn", "jwt_authn"),
+    ("Envoy `jwt_authn`, same ES256 token, no cache (anchor, no devgate)", "jwt_authn_es256", "jwt_authn_es256"),
+    ("Envoy `jwt_authn`, same ES256 token, `jwt_cache_config` (anchor, no devgate)", "jwt_authn_es256_cached",
+     "jwt_authn_es256_cached"),
 ]
+
+# Edge assertions against what they are priced by (issue #23's numbers): (what, Wasm variant, native
+# variant, the Wasm variant's yardstick, the native one's, whether the variant must not exceed it).
+ASSERTION_COMPARISONS = [
+    ("cached assertion vs devgate's own HS256 token (Bearer)", "devgate_assertion", "native_assertion",
+     "devgate_bearer", "native_bearer", True),
+    ("cached assertion vs `jwt_authn` ES256 with its JWT cache", "devgate_assertion", "native_assertion",
+     "jwt_authn_es256_cached", "jwt_authn_es256_cached", False),
+    ("uncached assertion (ES256 verify) vs `jwt_authn` ES256 without cache", "devgate_assertion_miss",
+     "native_assertion_miss", "jwt_authn_es256", "jwt_authn_es256", False),
+]
+
+
+def assertion_markdown(summary: dict, added_key: str, unit: str) -> list[str]:
+    """Edge assertions next to devgate's own token path and to `jwt_authn` doing the same, as added
+    work (`added_key` of this run's `summary`) and its ratio to the yardstick's; a comparison of
+    which this run has neither pair is left out."""
+    def cell(variant: str, yardstick: str, bound: bool) -> str:
+        x, y = summary.get(variant, {}).get(added_key), summary.get(yardstick, {}).get(added_key)
+        if x is None or y is None:
+            return "–"
+        shown = (lambda v: f"{v:+,.0f}") if unit.startswith("instructions") else (lambda v: f"{v:+.1f}")
+        text = f"{shown(x)} vs {yardstick}'s {shown(y)} {unit}"
+        # A yardstick within noise of zero (timed runs) gives no ratio.
+        if y > 0:
+            text += f" = {x / y:.2f}×"
+            if bound:
+                text += ": met" if x <= y else ": NOT met"
+        return text
+
+    rows = []
+    for what, wasm, native, wasm_ref, native_ref, bound in ASSERTION_COMPARISONS:
+        cells = [cell(wasm, wasm_ref, bound), cell(native, native_ref, bound)]
+        if cells != ["–", "–"]:
+            rows.append(f"| {what}{' (goal: no more)' if bound else ''} | {cells[0]} | {cells[1]} |")
+    if not rows:
+        return []
+    return ["", "Edge assertions (ES256 ID token, profile oidc, inline JWKS), added work over baseline, this run:", "",
+            "| comparison | Wasm (`devgate.wasm`) | native (`libdevgate.so`) |", "|---|---|---|"] + rows
 
 
 def side_by_side_markdown(summary: dict, cell) -> list[str]:
@@ -193,6 +238,7 @@ def markdown(meta: dict, vs: list[Variant], summary: dict, broken: dict) -> str:
     if warnings:
         lines += ["", "Warnings:", ""] + [f"- {w}" for w in warnings]
     lines += goals_markdown(summary, "added_cpu_us_per_req", "µs/req")
+    lines += assertion_markdown(summary, "added_cpu_us_per_req", "µs/req")
     lines += side_by_side_markdown(
         summary, lambda x: f"{fmt(x['ratio'], '.3f')} × no filter, {fmt(x['added_cpu_us_per_req'], '+.1f')} µs/req")
     lines += [

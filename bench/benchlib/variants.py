@@ -9,7 +9,9 @@ import os
 from dataclasses import dataclass, field
 
 from benchlib import common
-from benchlib.common import BASIC_PASSWORD, BASIC_USER, CHALLENGE, CHECK_PATH, IDENTITY, NATIVE_KEY_ENV, TOKEN_SUB
+from benchlib.common import (ASSERTION_EMAIL, BASIC_PASSWORD, BASIC_USER, CHALLENGE, CHECK_PATH, IDENTITY,
+                             NATIVE_KEY_ENV, TOKEN_SUB)
+from benchlib.prepare import forged_assertion
 
 
 @dataclass
@@ -32,6 +34,19 @@ class Variant:
     # `make bench-calls` only: every request's first header value gets its own suffix (`-<n>`), so
     # that each request carries a key devgate has not seen (the key service's miss path).
     unique: bool = False
+    # `make bench-calls` only: the first header's values, one per request after the check (which
+    # sends `headers`), none sent twice: a new edge assertion on every request (the *_assertion_miss
+    # variants; a suffix as with `unique` would break the signature). The run fails rather than
+    # repeat one when the list runs out.
+    rotate: list = field(default_factory=list)
+    # The check also sends each of these header sets (what it is, headers), which must get 401: a
+    # credential that looks right but is not (a token signed by another key).
+    refused: list = field(default_factory=list)
+    # What the variant's cache must have done once measured: "hit" (at least 99% of the lookups were
+    # hits: the same token, verified once) or "miss" (no hit at all: a new token each request), read
+    # from the Envoy stats `cache_stats` (hit counter, miss counter); None: not checked.
+    cache: str | None = None
+    cache_stats: tuple = ()
 
 
 # The reference filter's steps (bench/reference-filter): the host calls devgate's network path cannot
@@ -42,9 +57,31 @@ WASM_MINIMUM = "pairs peer set:x-wsgiorg-developer-user=127.0.0.1"
 NAIVE_WASM = "peer header:authorization header:cookie set:x-wsgiorg-developer-user=127.0.0.1"
 # The *_resolved_key variants' key: opaque (no dgsk_ prefix), so devgate asks the key service.
 RESOLVED_KEY = "bench-resolved-key-0123456789abcdef"
+# jwt_authn_es256.yaml's one difference between the uncached and the cached anchor (a line of YAML).
+JWT_NO_CACHE = "# no jwt_cache_config: every request's token is verified (Envoy's default)"
+JWT_CACHE = "jwt_cache_config: { jwt_cache_size: 100 }"
 
 
-def variants(token: str, api_key: str) -> list[Variant]:
+# The stats counting cache lookups: devgate's verified-assertion cache (`devgate.edge.<code>`, in the
+# namespace each host gives devgate's stats) and jwt_authn's JWT cache.
+EDGE_CACHE_WASM = ("wasmcustom.devgate.edge.cache_hit", "wasmcustom.devgate.edge.cache_miss")
+EDGE_CACHE_NATIVE = ("dynamicmodulescustom.devgate.edge.cache_hit", "dynamicmodulescustom.devgate.edge.cache_miss")
+JWT_AUTHN_CACHE = ("http.bench.jwt_authn.jwt_cache_hit", "http.bench.jwt_authn.jwt_cache_miss")
+
+
+def bearer(token: str) -> list:
+    return [("Authorization", f"Bearer {token}")]
+
+
+def forged_bearer() -> list:
+    """The check's forgery for the assertion variants: the right claims and key id, another key."""
+    return [("an ES256 token signed by another key", bearer(forged_assertion()))]
+
+
+def variants(token: str, api_key: str, assertion: str) -> list[Variant]:
+    """`token`: devgate's own HS256 token; `api_key`: a private API key; `assertion`: the run's ES256
+    ID token (prepare.mint_assertion)."""
+    forged = forged_bearer()
     basic = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
     return [
         Variant("baseline", "baseline.yaml", "no filter (router only)", forged=False),
@@ -65,6 +102,11 @@ def variants(token: str, api_key: str) -> list[Variant]:
                 "devgate, outsider with X-Api-Key: <a key devgate did not sign>, resolved at the key service "
                 "once, then a cache hit",
                 headers=[("X-Api-Key", RESOLVED_KEY)], needs_credential=True),
+        Variant("devgate_assertion", "devgate_assertion.yaml",
+                "devgate, outsider with Authorization: Bearer <ES256 ID token> (edge assertion, profile oidc, "
+                "inline JWKS): verified once, then a hit in the verified-assertion cache",
+                headers=bearer(assertion), identity=ASSERTION_EMAIL, needs_credential=True, refused=forged,
+                cache="hit", cache_stats=EDGE_CACHE_WASM),
         Variant("empty_wasm", "empty_wasm.yaml", "proxy-wasm filter that does nothing (V8)", forged=False),
         Variant("wasm_minimum", "reference.yaml",
                 "proxy-wasm filter making only the host calls devgate's network path cannot avoid: "
@@ -77,6 +119,16 @@ def variants(token: str, api_key: str) -> list[Variant]:
                 headers=[("Authorization", f"Basic {basic}")], identity=BASIC_USER, needs_credential=True),
         Variant("jwt_authn", "jwt_authn.yaml", "envoy.filters.http.jwt_authn, same HS256 token, inline oct JWKS",
                 headers=[("Authorization", f"Bearer {token}")], identity=TOKEN_SUB, needs_credential=True),
+        Variant("jwt_authn_es256", "jwt_authn_es256.yaml",
+                "envoy.filters.http.jwt_authn, the devgate_assertion ES256 token, inline EC JWKS, no JWT cache: "
+                "a signature verify per request",
+                headers=bearer(assertion), identity=ASSERTION_EMAIL, needs_credential=True, refused=forged,
+                values={"JWT_CACHE": JWT_NO_CACHE}, cache="miss", cache_stats=JWT_AUTHN_CACHE),
+        Variant("jwt_authn_es256_cached", "jwt_authn_es256.yaml",
+                "envoy.filters.http.jwt_authn as jwt_authn_es256 with jwt_cache_config: verified once, then a "
+                "cache hit",
+                headers=bearer(assertion), identity=ASSERTION_EMAIL, needs_credential=True, refused=forged,
+                values={"JWT_CACHE": JWT_CACHE}, cache="hit", cache_stats=JWT_AUTHN_CACHE),
         Variant("lua", "lua.yaml", "envoy.filters.http.lua doing devgate's network path", identity="127.0.0.1"),
         # devgate as a native Envoy dynamic module (libdevgate.so): the same policies as the devgate_*
         # variants above, the same requests, the same checks.
@@ -100,16 +152,27 @@ def variants(token: str, api_key: str) -> list[Variant]:
                 "devgate native module, outsider with X-Api-Key: <a key devgate did not sign>, resolved at the "
                 "key service once, then a cache hit",
                 headers=[("X-Api-Key", RESOLVED_KEY)], needs_credential=True, native=True),
+        Variant("native_assertion", "native_assertion.yaml",
+                "devgate native module, outsider with Authorization: Bearer <ES256 ID token> (edge assertion): "
+                "verified once, then a hit in the verified-assertion cache",
+                headers=bearer(assertion), identity=ASSERTION_EMAIL, needs_credential=True, refused=forged,
+                native=True, cache="hit", cache_stats=EDGE_CACHE_NATIVE),
         Variant("native_noop", "native_noop.yaml",
                 "devgate's native module doing nothing (test build, filter_name devgate-noop): the fixed cost "
                 "of an extra dynamic-module filter", forged=False, native=True),
     ]
 
 
-def miss_variants() -> list[Variant]:
+def miss_variants(assertions: list[str]) -> list[Variant]:
     """`make bench-calls` only (wrk sends one header set): the *_resolved_key configs with a key
     devgate has not seen on every request, so each one is a cache miss, a callout to the key
-    service and the answer's verification and caching."""
+    service and the answer's verification and caching; the *_assertion configs with a new ES256 ID
+    token on every request (`assertions`, distinct, at least one more than the requests sent: the
+    first is the check's), so each one is a verified-assertion cache miss, a signature verify and
+    the claims. jwt_authn_es256 (no JWT cache) is their anchor as it stands."""
+    forged = forged_bearer()
+    miss = [f"Bearer {a}" for a in assertions[1:]]
+    first = bearer(assertions[0]) if assertions else []
     return [
         Variant("devgate_resolved_miss", "devgate_resolved.yaml",
                 "devgate, a new key on every request: cache miss, callout to the key service, verify, cache",
@@ -117,6 +180,16 @@ def miss_variants() -> list[Variant]:
         Variant("native_resolved_miss", "native_resolved.yaml",
                 "devgate native module, a new key on every request: cache miss, callout, verify, cache",
                 headers=[("X-Api-Key", RESOLVED_KEY)], needs_credential=True, native=True, unique=True),
+        Variant("devgate_assertion_miss", "devgate_assertion.yaml",
+                "devgate, a new ES256 ID token (its own jti) on every request: verified-assertion cache miss, "
+                "signature verify, claims, cache",
+                headers=first, identity=ASSERTION_EMAIL, needs_credential=True, refused=forged, rotate=miss,
+                cache="miss", cache_stats=EDGE_CACHE_WASM),
+        Variant("native_assertion_miss", "native_assertion.yaml",
+                "devgate native module, a new ES256 ID token on every request: cache miss, signature verify, "
+                "claims, cache",
+                headers=first, identity=ASSERTION_EMAIL, needs_credential=True, refused=forged, native=True,
+                rotate=miss, cache="miss", cache_stats=EDGE_CACHE_NATIVE),
     ]
 
 
@@ -165,4 +238,27 @@ def _check_variant(v: Variant, port: int) -> list[str]:
         status, _ = one_request(port, [(IDENTITY, "forged")])
         if status != 401:
             problems.append(f"without the credential: status {status}, expected 401")
+    for what, bad in v.refused:
+        status, got = one_request(port, list(bad) + [(IDENTITY, "forged")])
+        if status != 401:
+            problems.append(f"with {what}: status {status}, expected 401"
+                            + (f" (upstream received {IDENTITY}: {got.get('x-bench-identity')!r})"
+                               if status == 200 else ""))
     return problems
+
+
+def cache_trouble(v: Variant, env) -> str | None:
+    """What is wrong with what `v`'s cache did in its Envoy `env` (benchlib.processes.Envoy) so far:
+    a cached variant that verified more than its first tokens, an uncached one that hit, no lookup
+    counted at all. None: as expected, or nothing to check."""
+    if not v.cache:
+        return None
+    hit_stat, miss_stat = v.cache_stats
+    hits, misses = env.counter(hit_stat), env.counter(miss_stat)
+    if hits + misses == 0:
+        return f"no cache lookup counted ({hit_stat}, {miss_stat})"
+    if v.cache == "hit" and hits < 0.99 * (hits + misses):
+        return f"expected cache hits: {hits} hits, {misses} misses ({hit_stat})"
+    if v.cache == "miss" and hits:
+        return f"expected no cache hit: {hits} hits, {misses} misses ({hit_stat})"
+    return None

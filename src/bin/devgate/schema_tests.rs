@@ -114,10 +114,12 @@ fn shipped_configs() -> Vec<Shipped> {
     deployment.extend(demo_env(root));
     let mut configs = Vec::new();
     for file in shipped_files(root) {
-        // bench/run.py fills the templates' {{DEVGATE_KEY}} with a fresh key.
-        let text = std::fs::read_to_string(root.join(&file))
-            .unwrap()
-            .replace("{{DEVGATE_KEY}}", EXAMPLE_SECRET);
+        // bench/run.py fills the templates' {{DEVGATE_KEY}} with a fresh key, {{ASSERTION_X}}
+        // and {{ASSERTION_Y}} with a fresh P-256 key's point.
+        let text = repo_files::fill_bench_placeholders(
+            &std::fs::read_to_string(root.join(&file)).unwrap(),
+            EXAMPLE_SECRET,
+        );
         let found = envoy_yaml::plugin_configs(&text).unwrap();
         assert!(!found.is_empty(), "{file}: no devgate configuration");
         for plugin in found {
