@@ -4,6 +4,9 @@
 #   .venv/bin/python tests/vectors/make_jose_vectors.py
 # The keys are kept in the vectors file (test keys, never used anywhere else): a re-run reads
 # them back, so only the ECDSA and PSS signatures (randomized) change. Commit one output.
+# It also writes tests/vectors/jose_assertions.json: per algorithm a few distinct valid OIDC ID
+# tokens (far-future exp) under the same keys, for the wasm tier's fuel meter
+# (tests/wasm/tests/fuel.rs: a verified-assertion cache miss and hit per algorithm).
 import base64, hashlib, hmac, json, pathlib, warnings
 
 import jwt  # PyJWT
@@ -14,6 +17,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 warnings.simplefilter("ignore")
 OUT = pathlib.Path(__file__).with_name("jose.json")
+ASSERTIONS_OUT = pathlib.Path(__file__).with_name("jose_assertions.json")
+# The fuel meter's assertions: the issuer and audience its configuration names, issued
+# 2024-01-01, expiring 2100-01-01 (the wasm host's clock is 2026-01-01).
+FUEL_ISSUER = "https://idp.example"
+FUEL_AUDIENCE = "devgate-fuel"
+FUEL_IAT = 1704067200
+FUEL_EXP = 4102444800
+FUEL_TOKENS_PER_ALG = 6
 ALB_SIGNER = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/dev/50dc6c495c0c9188"
 ALB_CLIENT = "5ifq7ncu8m5p4n3kx0example"
 
@@ -217,6 +228,33 @@ def main():
     }
     OUT.write_text(json.dumps(out, indent=1) + "\n")
     print(f"{OUT}: {len(cases)} cases, {len(pems)} PEM keys")
+    write_assertions(keys, jwks)
+
+
+def write_assertions(keys, jwks):
+    """Distinct valid ID tokens per algorithm (they differ in `jti` only, all the same length),
+    signed by PyJWT with the main set's keys."""
+    tokens = {}
+    for kid, (_, alg) in SPECS.items():
+        if kid == "rsa1024":
+            continue
+        tokens[alg] = [
+            jwt.encode({"iss": FUEL_ISSUER, "aud": FUEL_AUDIENCE, "sub": f"{kid}-{i}",
+                        "email": "ada@example.com", "iat": FUEL_IAT, "exp": FUEL_EXP,
+                        "jti": f"fuel-{kid}-{i}"},
+                       keys[kid], algorithm=alg, headers={"kid": kid})
+            for i in range(FUEL_TOKENS_PER_ALG)]
+    out = {
+        "generated_by": f"tests/vectors/make_jose_vectors.py, PyJWT {jwt.__version__}",
+        "issuer": FUEL_ISSUER,
+        "audience": FUEL_AUDIENCE,
+        "iat": FUEL_IAT,
+        "exp": FUEL_EXP,
+        "jwks": jwks,
+        "tokens": tokens,
+    }
+    ASSERTIONS_OUT.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"{ASSERTIONS_OUT}: {FUEL_TOKENS_PER_ALG} tokens for each of {', '.join(tokens)}")
 
 
 main()
